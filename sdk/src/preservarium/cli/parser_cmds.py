@@ -1,0 +1,164 @@
+"""`preservarium parser ...`: upload, inspect, activate and test parser scripts."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import typer
+from rich.syntax import Syntax
+from rich.table import Table
+
+from preservarium.cli.common import (
+    console,
+    database,
+    err_console,
+    fail,
+    print_json,
+    run,
+    settings,
+    when,
+)
+from preservarium.errors import InvalidParserSourceError
+from preservarium.ids import is_device_type
+from preservarium.parser_source import validate_source
+from preservarium.repositories import ParserRecord, ParserSummary, SQLParserRepository
+
+app = typer.Typer(help="Upload, inspect, activate and test parser scripts.", no_args_is_help=True)
+JSON = typer.Option(False, "--json", help="Machine-readable output.")
+
+
+def read_source(path: Path) -> str:
+    """Read and check a parser file; refuse it with one line naming the problem."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    try:
+        return validate_source(raw)
+    except InvalidParserSourceError as exc:
+        fail(f"{path}: {exc}")
+
+
+def _uploader() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+@app.command("upload")
+def upload(
+    device_type: str = typer.Argument(..., metavar="TYPE"),
+    file: Path = typer.Argument(..., metavar="FILE"),
+    no_activate: bool = typer.Option(False, "--no-activate", help="Store without activating."),
+    as_json: bool = JSON,
+) -> None:
+    """Validate FILE, store it as a new immutable version of TYPE and activate it."""
+    if not is_device_type(device_type):
+        fail(f"invalid device type {device_type!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ -")
+    source = read_source(file)
+    config = settings()
+
+    async def body() -> ParserRecord:
+        async with database(config) as engine:
+            return await SQLParserRepository(engine).upload(
+                device_type,
+                source,
+                uploaded_by=_uploader(),
+                examples=None,
+                activate=not no_activate,
+            )
+
+    record = run(body)
+    if as_json:
+        print_json(_summary(record))
+        return
+    state = "active" if record.active else "stored, not active"
+    err_console.print(f"{record.device_type} version {record.version} ({state})", highlight=False)
+    print(record.version)
+
+
+def _summary(record: ParserRecord) -> dict[str, object]:
+    return {
+        "device_type": record.device_type,
+        "version": record.version,
+        "sha256": record.sha256,
+        "size": record.size,
+        "created_at": record.created_at,
+        "uploaded_by": record.uploaded_by,
+        "active": record.active,
+    }
+
+
+@app.command("list")
+def list_parsers(as_json: bool = JSON) -> None:
+    """List device types with their active and latest versions."""
+    config = settings()
+
+    async def body() -> list[ParserSummary]:
+        async with database(config) as engine:
+            return await SQLParserRepository(engine).list_parsers()
+
+    summaries = run(body)
+    if as_json:
+        print_json(summaries)
+        return
+    table = Table("type", "active", "latest", "updated")
+    for item in summaries:
+        active = "-" if item.active_version is None else str(item.active_version)
+        table.add_row(item.device_type, active, str(item.latest_version), when(item.updated_at))
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    device_type: str = typer.Argument(..., metavar="TYPE"),
+    version: int | None = typer.Option(None, "--version", help="A version other than the active."),
+    as_json: bool = JSON,
+) -> None:
+    """Show a parser version (the active one by default) with its source."""
+    config = settings()
+
+    async def body() -> tuple[ParserRecord, list[ParserRecord]]:
+        async with database(config) as engine:
+            repository = SQLParserRepository(engine)
+            versions = await repository.list_versions(device_type)
+            if version is None:
+                return await repository.get_parser_for_sensor(device_type), versions
+            return await repository.get_version(device_type, version), versions
+
+    record, versions = run(body)
+    if as_json:
+        print_json({**_summary(record), "source": record.source, "examples": record.examples})
+        return
+    table = Table("version", "sha256", "size", "uploaded", "by", "")
+    for item in versions:
+        marker = "active" if item.active else ""
+        table.add_row(
+            str(item.version),
+            item.sha256[:12],
+            str(item.size),
+            when(item.created_at),
+            item.uploaded_by,
+            marker,
+        )
+    console.print(table)
+    console.print(f"\n{record.device_type} version {record.version}:")
+    console.print(Syntax(record.source, "python", line_numbers=True))
+
+
+@app.command("activate")
+def activate(
+    device_type: str = typer.Argument(..., metavar="TYPE"),
+    version: int = typer.Argument(..., metavar="N"),
+) -> None:
+    """Make version N of TYPE the active one (roll back or forward)."""
+    config = settings()
+
+    async def body() -> ParserRecord:
+        async with database(config) as engine:
+            return await SQLParserRepository(engine).activate(device_type, version)
+
+    record = run(body)
+    console.print(f"{record.device_type} version {record.version} is active", highlight=False)

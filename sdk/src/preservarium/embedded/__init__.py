@@ -1,0 +1,1 @@
+"""The embedded stack's parts: the bundled broker and child processes."""

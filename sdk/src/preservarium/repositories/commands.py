@@ -1,0 +1,155 @@
+"""Pending commands: stored durably, claimed atomically, one per device contact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select, update
+
+from preservarium.db.models import Command, utcnow
+from preservarium.errors import ConflictError, NotFoundError
+from preservarium.repositories.base import SQLRepository
+
+
+class CommandStatus(StrEnum):
+    """Where a command is in its life. `claimed` is internal: a gateway is sending it."""
+
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """One stored command request."""
+
+    id: int
+    request_id: str
+    device_id: str
+    name: str
+    body: str
+    status: CommandStatus
+    reason: str | None
+    created_at: datetime
+    expires_at: datetime
+    sent_at: datetime | None
+
+
+def _record(row: Command) -> CommandRecord:
+    return CommandRecord(
+        id=row.id,
+        request_id=row.request_id,
+        device_id=row.device_id,
+        name=row.name,
+        body=row.body,
+        status=CommandStatus(row.status),
+        reason=row.reason,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        sent_at=row.sent_at,
+    )
+
+
+class SQLCommandRepository(SQLRepository):
+    """Commands in SQL. A request id is stored at most once."""
+
+    async def add(
+        self, *, request_id: str, device_id: str, name: str, body: str, expires_at: datetime
+    ) -> CommandRecord:
+        """Store a new queued command; ConflictError if the request id exists."""
+        row = Command(
+            request_id=request_id,
+            device_id=device_id,
+            name=name,
+            body=body,
+            status=CommandStatus.QUEUED.value,
+            created_at=utcnow(),
+            expires_at=expires_at,
+        )
+        try:
+            async with self.transaction() as session:
+                session.add(row)
+        except ConflictError as exc:
+            raise ConflictError(f"command request {request_id!r} exists already") from exc
+        return _record(row)
+
+    async def get(self, request_id: str) -> CommandRecord:
+        """One command by its request id."""
+        async with self.transaction() as session:
+            row = await session.scalar(select(Command).where(Command.request_id == request_id))
+        if row is None:
+            raise NotFoundError(f"no command request {request_id!r}")
+        return _record(row)
+
+    async def pending_device_ids(self) -> set[str]:
+        """Devices with at least one queued command (expired or not)."""
+        async with self.transaction() as session:
+            rows = await session.scalars(
+                select(Command.device_id)
+                .where(Command.status == CommandStatus.QUEUED.value)
+                .distinct()
+            )
+            return set(rows.all())
+
+    async def claim_next(self, device_id: str, *, claimer: str) -> CommandRecord | None:
+        """Atomically take the oldest unexpired queued command of `device_id`, or None.
+
+        Two gateways racing for one command: exactly one UPDATE matches the queued row.
+        """
+        now = utcnow()
+        async with self.transaction() as session:
+            while True:
+                candidate = await session.scalar(
+                    select(Command.id)
+                    .where(
+                        Command.device_id == device_id,
+                        Command.status == CommandStatus.QUEUED.value,
+                        Command.expires_at > now,
+                    )
+                    .order_by(Command.id)
+                    .limit(1)
+                )
+                if candidate is None:
+                    return None
+                claimed = await session.scalar(
+                    update(Command)
+                    .where(Command.id == candidate, Command.status == CommandStatus.QUEUED.value)
+                    .values(status=CommandStatus.CLAIMED.value, claimed_by=claimer)
+                    .returning(Command)
+                )
+                if claimed is not None:
+                    return _record(claimed)
+
+    async def finish(
+        self, request_id: str, status: CommandStatus, *, reason: str | None = None
+    ) -> CommandRecord:
+        """Record the outcome of a claimed command (`sent` or `failed`)."""
+        values: dict[str, object] = {"status": status.value, "reason": reason}
+        if status is CommandStatus.SENT:
+            values["sent_at"] = utcnow()
+        async with self.transaction() as session:
+            row = await session.scalar(
+                update(Command)
+                .where(Command.request_id == request_id)
+                .values(**values)
+                .returning(Command)
+            )
+        if row is None:
+            raise NotFoundError(f"no command request {request_id!r}")
+        return _record(row)
+
+    async def expire_due(self) -> list[CommandRecord]:
+        """Mark every queued command past its expiry as expired; return them."""
+        async with self.transaction() as session:
+            rows = await session.scalars(
+                update(Command)
+                .where(Command.status == CommandStatus.QUEUED.value, Command.expires_at <= utcnow())
+                .values(status=CommandStatus.EXPIRED.value)
+                .returning(Command)
+            )
+            return [_record(row) for row in rows.all()]

@@ -1,0 +1,60 @@
+"""The device registry: device id -> device type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+
+from preservarium.db.models import Device, utcnow
+from preservarium.errors import ConflictError, NotFoundError
+from preservarium.repositories.base import SQLRepository
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A registered device."""
+
+    id: str
+    device_type: str
+    created_at: datetime
+
+
+def _record(row: Device) -> DeviceRecord:
+    return DeviceRecord(row.id, row.device_type, row.created_at)
+
+
+class SQLDeviceRepository(SQLRepository):
+    """Devices in SQL."""
+
+    async def register(self, device_id: str, device_type: str) -> DeviceRecord:
+        """Register a new device; ConflictError if the id is taken."""
+        row = Device(id=device_id, device_type=device_type, created_at=utcnow())
+        try:
+            async with self.transaction() as session:
+                session.add(row)
+        except ConflictError as exc:
+            raise ConflictError(f"device {device_id!r} is already registered") from exc
+        return _record(row)
+
+    async def get(self, device_id: str) -> DeviceRecord:
+        """One device; NotFoundError if it is not registered."""
+        async with self.transaction() as session:
+            row = await session.get(Device, device_id)
+        if row is None:
+            raise NotFoundError(f"device {device_id!r} is not registered")
+        return _record(row)
+
+    async def list(self) -> list[DeviceRecord]:
+        """Every registered device, by id."""
+        async with self.transaction() as session:
+            rows = (await session.scalars(select(Device).order_by(Device.id))).all()
+        return [_record(row) for row in rows]
+
+    async def remove(self, device_id: str) -> None:
+        """Forget a device; NotFoundError if it is not registered."""
+        async with self.transaction() as session:
+            result = await session.execute(delete(Device).where(Device.id == device_id))
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFoundError(f"device {device_id!r} is not registered")

@@ -1,0 +1,121 @@
+"""Configuration, read once from the environment at the edge and passed down as a value."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from preservarium.errors import ConfigError
+
+ENV_PREFIX = "PRESERVARIUM_"
+TIMEOUT_CEILING_MS = 5000
+DEFAULT_GATEWAY_METRICS_PORT = 9464
+DEFAULT_SANDBOX_METRICS_PORT = 9465
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """A `host:port` address as the settings spell it."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_host_port(value: str) -> HostPort:
+    """Parse `host:port` (IPv6 hosts in brackets); raise ValueError with a clear reason."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port must be a number from 0 to 65535, got {port_text!r}")
+    return HostPort(host, int(port_text))
+
+
+def parse_routes(value: str) -> dict[str, str]:
+    """Parse `route=type,route=type` into a mapping; raise ValueError with a clear reason."""
+    routes: dict[str, str] = {}
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        route, sep, device_type = item.partition("=")
+        route, device_type = route.strip().strip("/"), device_type.strip()
+        if not sep or not route or not device_type:
+            raise ValueError(f"expected ROUTE=TYPE pairs, got {item!r}")
+        if route == "d" or route.startswith(("d/", ".well-known")):
+            raise ValueError(f"route {route!r} is reserved")
+        routes[route] = device_type
+    return routes
+
+
+class Settings(BaseSettings):
+    """Every PRESERVARIUM_* variable of the contract, with its default."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    database_url: str = "sqlite+aiosqlite:///./var/preservarium.db"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "preservarium."
+    sandbox_listen: Annotated[HostPort, NoDecode] = HostPort("127.0.0.1", 50051)
+    sandbox_addr: str = "127.0.0.1:50051"
+    coap_bind: Annotated[HostPort, NoDecode] = HostPort("0.0.0.0", 5683)
+    coap_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    sandbox_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    sandbox_timeout_ms: int = Field(default=100, ge=1, le=TIMEOUT_CEILING_MS)
+    sandbox_memory_mb: int = Field(default=256, ge=64, le=65536)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    db_auto_migrate: bool = False
+
+    @field_validator("sandbox_listen", "coap_bind", mode="before")
+    @classmethod
+    def _host_port(cls, value: Any) -> Any:
+        return parse_host_port(value) if isinstance(value, str) else value
+
+    @field_validator("coap_routes", mode="before")
+    @classmethod
+    def _routes(cls, value: Any) -> Any:
+        return parse_routes(value) if isinstance(value, str) else value
+
+    @field_validator("sandbox_addr", "kafka_bootstrap")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        for part in value.split(","):
+            parse_host_port(part)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+        return value
+
+    def metrics_port_or(self, default: int) -> int:
+        """The metrics port for a service whose own default is `default` (0 = off)."""
+        return default if self.metrics_port is None else self.metrics_port
+
+    def topic(self, suffix: str) -> str:
+        """The full Kafka topic name for a contract suffix such as `uplink.raw`."""
+        return self.topic_prefix + suffix
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings once; a bad value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raw = first.get("input")
+        shown = f" (got {raw!r})" if isinstance(raw, str | int) else ""
+        raise ConfigError(f"{ENV_PREFIX}{field.upper()}: {reason}{shown}") from exc

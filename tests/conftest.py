@@ -1,0 +1,52 @@
+"""Real services for the suite: a Kafka-protocol broker and PostgreSQL databases.
+
+A missing service is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from preservarium.db.engine import make_engine
+from preservarium.db.migrate import upgrade
+from preservarium.embedded.broker import EmbeddedBroker
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.support.net import free_port
+from tests.support.postgres import create_database, drop_database
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+async def broker() -> AsyncIterator[EmbeddedBroker]:
+    """One Tansu broker for the whole run, on a free port."""
+    async with EmbeddedBroker(port=free_port()) as running:
+        yield running
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty, migrated database on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        await upgrade(url)
+        yield url
+        return
+    url = await create_database()
+    try:
+        await upgrade(url)
+        yield url
+    finally:
+        await drop_database(url)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the migrated database of `database_url`."""
+    created = make_engine(database_url)
+    yield created
+    await created.dispose()

@@ -1,0 +1,96 @@
+"""Settings: every variable, its default, and one clear line for a bad value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from preservarium.errors import ConfigError
+from preservarium.settings import HostPort, load_settings
+
+VARIABLES = {
+    "PRESERVARIUM_DATABASE_URL": "sqlite+aiosqlite:///./var/preservarium.db",
+    "PRESERVARIUM_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
+    "PRESERVARIUM_TOPIC_PREFIX": "preservarium.",
+    "PRESERVARIUM_SANDBOX_ADDR": "127.0.0.1:50051",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("PRESERVARIUM_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.database_url == VARIABLES["PRESERVARIUM_DATABASE_URL"]
+    assert settings.kafka_bootstrap == VARIABLES["PRESERVARIUM_KAFKA_BOOTSTRAP"]
+    assert settings.topic_prefix == VARIABLES["PRESERVARIUM_TOPIC_PREFIX"]
+    assert settings.sandbox_addr == VARIABLES["PRESERVARIUM_SANDBOX_ADDR"]
+    assert settings.sandbox_listen == HostPort("127.0.0.1", 50051)
+    assert settings.coap_bind == HostPort("0.0.0.0", 5683)
+    assert settings.coap_routes == {}
+    assert settings.sandbox_workers == (os.cpu_count() or 1)
+    assert (settings.sandbox_timeout_ms, settings.sandbox_memory_mb) == (100, 256)
+    assert settings.metrics_port_or(9464) == 9464
+    assert settings.topic("uplink.raw") == "preservarium.uplink.raw"
+
+
+def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRESERVARIUM_COAP_ROUTES", "m=efento, i=efento,c=efento,t=efento")
+    monkeypatch.setenv("PRESERVARIUM_COAP_BIND", "[::]:15683")
+    monkeypatch.setenv("PRESERVARIUM_METRICS_PORT", "0")
+    monkeypatch.setenv("PRESERVARIUM_SANDBOX_TIMEOUT_MS", "5000")
+    settings = load_settings()
+    assert settings.coap_routes == {"m": "efento", "i": "efento", "c": "efento", "t": "efento"}
+    assert settings.coap_bind == HostPort("::", 15683)
+    assert settings.metrics_port_or(9464) == 0
+    assert settings.sandbox_timeout_ms == 5000
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PRESERVARIUM_SANDBOX_TIMEOUT_MS", "5001"),
+        ("PRESERVARIUM_SANDBOX_TIMEOUT_MS", "soon"),
+        ("PRESERVARIUM_SANDBOX_WORKERS", "0"),
+        ("PRESERVARIUM_SANDBOX_MEMORY_MB", "1"),
+        ("PRESERVARIUM_COAP_BIND", "5683"),
+        ("PRESERVARIUM_SANDBOX_LISTEN", "127.0.0.1:99999"),
+        ("PRESERVARIUM_COAP_ROUTES", "m=efento,broken"),
+        ("PRESERVARIUM_COAP_ROUTES", "d=efento"),
+        ("PRESERVARIUM_METRICS_PORT", "-1"),
+        ("PRESERVARIUM_DATABASE_URL", "mysql://x"),
+        ("PRESERVARIUM_KAFKA_BOOTSTRAP", "nohost"),
+    ],
+)
+def test_a_bad_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(name + ":")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "command", ["preservarium-sandbox", "preservarium-gateway", "preservarium"]
+)
+def test_services_fail_at_start_with_one_line(command: str) -> None:
+    bin_dir = os.path.dirname(sys.executable)
+    args = [os.path.join(bin_dir, command)] + (
+        ["db", "upgrade"] if command == "preservarium" else []
+    )
+    env = {**os.environ, "PRESERVARIUM_SANDBOX_TIMEOUT_MS": "9000"}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "PRESERVARIUM_SANDBOX_TIMEOUT_MS" in lines[0]
+    assert "Traceback" not in done.stderr

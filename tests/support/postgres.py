@@ -1,0 +1,55 @@
+"""Throwaway PostgreSQL databases for tests: one per test, inside the real server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def server_url() -> str:
+    """The PostgreSQL server the suite uses ($PRESERVARIUM_TEST_DATABASE_URL)."""
+    return os.environ.get("PRESERVARIUM_TEST_DATABASE_URL", DEFAULT_URL)
+
+
+async def _admin() -> asyncpg.Connection:
+    url = make_url(server_url())
+    try:
+        return await asyncpg.connect(
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database=url.database,
+            timeout=5,
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise RuntimeError(
+            f"PostgreSQL is required by the test suite and is not reachable at {server_url()}: "
+            f"{exc}"
+        ) from exc
+
+
+async def create_database(prefix: str = "pvt") -> str:
+    """Create an empty database; return its SQLAlchemy URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    connection = await _admin()
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return make_url(server_url()).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(url: str) -> None:
+    """Drop a database made by create_database."""
+    name = make_url(url).database
+    connection = await _admin()
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()

@@ -1,0 +1,40 @@
+"""The service console scripts start and stop cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.net import free_port
+
+
+@pytest.mark.parametrize("command", ["preservarium-gateway", "preservarium-sandbox"])
+def test_starts_and_stops_on_sigterm(command: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PRESERVARIUM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+        "PRESERVARIUM_DB_AUTO_MIGRATE": "1",
+        "PRESERVARIUM_SANDBOX_LISTEN": f"127.0.0.1:{free_port()}",
+        "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{free_port()}",
+        "PRESERVARIUM_METRICS_PORT": "0",
+        "PRESERVARIUM_SANDBOX_WORKERS": "1",
+    }
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / command)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
