@@ -1,0 +1,1 @@
+"""The worker process: runs untrusted parser code behind the hardening layers."""
