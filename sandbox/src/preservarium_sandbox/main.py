@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from preservarium.service import run_service
 from preservarium.settings import Settings
 
-log = logging.getLogger("preservarium.sandbox")
+from preservarium_sandbox.server import SandboxConfig, SandboxServer
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the sandbox until `stop` is set."""
-    log.info("sandbox starting", extra={"listen": str(settings.sandbox_listen)})
-    await stop.wait()
+    """Serve until SIGTERM/SIGINT; in-flight calls finish before the workers stop."""
+    async with SandboxServer(SandboxConfig.from_settings(settings)):
+        await stop.wait()
 
 
 def main() -> None:

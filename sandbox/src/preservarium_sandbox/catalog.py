@@ -1,0 +1,110 @@
+"""The parser catalog: device type -> active version and its source, kept warm.
+
+One cheap query (types, versions, hashes; no sources) every refresh interval tells which
+version is active; a source is fetched once per version and kept. The hot path is a dict
+lookup: no query, no fetch, once warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+from preservarium.errors import NotFoundError, RepositoryError
+from preservarium.repositories import ActiveParser, SQLParserRepository
+
+log = logging.getLogger("preservarium.sandbox.catalog")
+
+
+@dataclass(frozen=True, slots=True)
+class ParserSource:
+    """An active parser version with its source."""
+
+    device_type: str
+    version: int
+    sha256: str
+    source: str
+
+
+class ParserCatalog:
+    """Active parser versions and their sources, refreshed in the background."""
+
+    def __init__(
+        self,
+        repository: SQLParserRepository,
+        *,
+        refresh_interval_s: float = 0.5,
+        on_lookup: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._repository = repository
+        self._interval = refresh_interval_s
+        self._on_lookup = on_lookup or (lambda hit: None)
+        self._active: dict[str, ActiveParser] = {}
+        self._sources: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load every active version and its source, then keep refreshing."""
+        await self.refresh()
+        self._task = asyncio.create_task(self._refresh_loop(), name="parser-catalog")
+
+    async def stop(self) -> None:
+        """Stop refreshing; idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> ParserCatalog:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def refresh(self) -> None:
+        """Read which versions are active; fetch the sources not seen yet."""
+        active = await self._repository.active_parsers()
+        for parser in active.values():
+            if parser.sha256 not in self._sources:
+                await self._fetch(parser)
+        live = {parser.sha256 for parser in active.values()}
+        if active != self._active:
+            changed = {k: v.version for k, v in active.items() if self._active.get(k) != v}
+            if changed:
+                log.info("active parsers changed", extra={"versions": changed})
+        self._active = active
+        for sha in set(self._sources) - live:
+            del self._sources[sha]
+
+    async def _fetch(self, parser: ActiveParser) -> None:
+        try:
+            record = await self._repository.get_version(parser.device_type, parser.version)
+        except NotFoundError:
+            return
+        self._sources[record.sha256] = record.source
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.refresh()
+            except RepositoryError as exc:
+                # Keep serving the versions we have; the database will come back.
+                log.warning("parser catalog refresh failed", extra={"error": str(exc)})
+
+    def lookup(self, device_type: str) -> ParserSource | None:
+        """The active version of `device_type` with its source, or None. No I/O."""
+        parser = self._active.get(device_type)
+        source = None if parser is None else self._sources.get(parser.sha256)
+        self._on_lookup(source is not None)
+        if parser is None or source is None:
+            return None
+        return ParserSource(parser.device_type, parser.version, parser.sha256, source)

@@ -1,0 +1,95 @@
+"""Compile a parser source under RestrictedPython, with the kinds of failure told apart."""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from types import CodeType
+
+from preservarium.parser_source import FILENAME
+from RestrictedPython.compile import compile_restricted_exec
+
+from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.facades import ALLOWED_IMPORTS
+
+ENTRY_POINTS = ("parse", "identify", "reply", "format_command")
+_LINE = re.compile(r"Line (\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledParser:
+    """Restricted bytecode of one parser version and the entry points it defines."""
+
+    code: CodeType
+    functions: frozenset[str]
+
+
+def _denied_import(tree: ast.Module) -> ScriptFailure | None:
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = ["." * node.level + (node.module or "")]
+        for name in names:
+            if name not in ALLOWED_IMPORTS:
+                allowed = ", ".join(sorted(ALLOWED_IMPORTS))
+                return ScriptFailure(
+                    ErrorKind.IMPORT_DENIED,
+                    f"import of {name!r} is not allowed; parsers may import: {allowed}",
+                    getattr(node, "lineno", None),
+                )
+    return None
+
+
+def _defined_functions(tree: ast.Module) -> frozenset[str]:
+    return frozenset(
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in ENTRY_POINTS
+    )
+
+
+def _first_line(messages: list[str] | tuple[str, ...]) -> int | None:
+    for message in messages:
+        found = _LINE.search(message)
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def compile_parser(source: str, *, require_parse: bool = True) -> CompiledParser:
+    """Compile `source`; raise ScriptFailure (compile_error, import_denied, missing_function).
+
+    Runs in the worker, under its limits: a source built to blow up the compiler
+    (deep nesting, huge expressions) costs only that worker.
+    """
+    try:
+        tree = ast.parse(source, filename=FILENAME)
+    except SyntaxError as exc:
+        raise ScriptFailure(
+            ErrorKind.COMPILE_ERROR, f"SyntaxError: {exc.msg}", exc.lineno
+        ) from None
+    except (RecursionError, MemoryError, ValueError) as exc:
+        raise ScriptFailure(
+            ErrorKind.COMPILE_ERROR, f"source cannot be compiled: {type(exc).__name__}"
+        ) from None
+    denied = _denied_import(tree)
+    if denied is not None:
+        raise denied
+    try:
+        result = compile_restricted_exec(source, filename=FILENAME)
+    except (RecursionError, MemoryError, ValueError, SyntaxError) as exc:
+        raise ScriptFailure(
+            ErrorKind.COMPILE_ERROR, f"source cannot be compiled: {type(exc).__name__}"
+        ) from None
+    if result.errors or result.code is None:
+        errors = list(result.errors) or ["compilation failed"]
+        raise ScriptFailure(ErrorKind.COMPILE_ERROR, "; ".join(errors)[:512], _first_line(errors))
+    functions = _defined_functions(tree)
+    if require_parse and "parse" not in functions:
+        raise ScriptFailure(
+            ErrorKind.MISSING_FUNCTION, "the parser defines no parse(payload, metadata) function"
+        )
+    return CompiledParser(result.code, functions)

@@ -1,0 +1,50 @@
+"""Error kinds of parser scripts, as the contract names them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorKind(StrEnum):
+    """Why a script call did not produce a result (SPEC section 7)."""
+
+    COMPILE_ERROR = "compile_error"
+    MISSING_FUNCTION = "missing_function"
+    IMPORT_DENIED = "import_denied"
+    RUNTIME_ERROR = "runtime_error"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory_limit"
+    INVALID_OUTPUT = "invalid_output"
+    QUARANTINED = "quarantined"
+    PARSER_NOT_FOUND = "parser_not_found"
+    SANDBOX_UNAVAILABLE = "sandbox_unavailable"
+
+
+MAX_MESSAGE_CHARS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptFailure(Exception):
+    """A structured script failure: kind, message and the parser line when there is one."""
+
+    kind: ErrorKind
+    message: str
+    line: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON form used between worker and parent."""
+        return {"kind": self.kind.value, "message": self.message, "line": self.line}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> ScriptFailure:
+        """Rebuild from the worker's JSON, refusing anything malformed."""
+        if type(value) is not dict:
+            raise ValueError("error is not an object")
+        kind = ErrorKind(str(value.get("kind")))
+        message = value.get("message")
+        line = value.get("line")
+        if type(message) is not str or not (line is None or type(line) is int):
+            raise ValueError("malformed error")
+        return cls(kind, message[:MAX_MESSAGE_CHARS], line)

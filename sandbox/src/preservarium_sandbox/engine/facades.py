@@ -1,0 +1,135 @@
+"""The vetted import namespaces: facades of chosen callables, never a module object.
+
+A module object leads to `sys` and `os` through its attributes; a facade holds only the
+functions, types and constants listed here, and cannot be written to.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+import math
+import re
+import struct
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from preservarium import protowire
+
+
+class VettedModule:
+    """Base of the facade types: read-only, no state, no way back to a real module."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("vetted modules are read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("vetted modules are read-only")
+
+    def __repr__(self) -> str:
+        return f"<vetted module {type(self).__name__}>"
+
+
+def make_facade(name: str, members: Mapping[str, Any]) -> VettedModule:
+    """A facade instance whose attributes are exactly `members`."""
+    namespace: dict[str, Any] = {"__slots__": ()}
+    for key, value in members.items():
+        if key.startswith("_"):
+            raise ValueError(f"facade member {key!r} of {name} starts with '_'")
+        is_function = callable(value) and not isinstance(value, type)
+        namespace[key] = staticmethod(value) if is_function else value
+    facade_type = type(name, (VettedModule,), namespace)
+    return facade_type()  # type: ignore[no-any-return]
+
+
+def _public(module: Any, names: list[str] | None = None) -> dict[str, Any]:
+    chosen = names if names is not None else [n for n in dir(module) if not n.startswith("_")]
+    return {name: getattr(module, name) for name in chosen}
+
+
+def _json_loads(text: str | bytes) -> Any:
+    """json.loads without hooks."""
+    return json.loads(text)
+
+
+def _json_dumps(
+    value: Any,
+    *,
+    indent: int | None = None,
+    sort_keys: bool = False,
+    separators: tuple[str, str] | None = None,
+) -> str:
+    """json.dumps without custom encoders."""
+    return json.dumps(value, indent=indent, sort_keys=sort_keys, separators=separators)
+
+
+_RE_NAMES = [
+    "compile", "match", "fullmatch", "search", "findall", "finditer", "sub", "subn", "split",
+    "escape", "error", "IGNORECASE", "I", "MULTILINE", "M", "DOTALL", "S", "ASCII", "A",
+    "VERBOSE", "X",
+]  # fmt: skip
+_STRUCT_NAMES = ["pack", "unpack", "unpack_from", "iter_unpack", "calcsize", "Struct", "error"]
+_BASE64_NAMES = [
+    "b64encode", "b64decode", "standard_b64encode", "standard_b64decode", "urlsafe_b64encode",
+    "urlsafe_b64decode", "b32encode", "b32decode", "b32hexencode", "b32hexdecode", "b16encode",
+    "b16decode", "b85encode", "b85decode", "a85encode", "a85decode", "encodebytes",
+    "decodebytes",
+]  # fmt: skip
+_BINASCII_NAMES = [
+    "hexlify", "unhexlify", "b2a_hex", "a2b_hex", "b2a_base64", "a2b_base64", "crc32",
+    "crc_hqx", "Error", "Incomplete",
+]  # fmt: skip
+_DATETIME_NAMES = ["date", "time", "datetime", "timedelta", "timezone", "MINYEAR", "MAXYEAR"]
+_PROTOWIRE_NAMES = [
+    "WireError", "VARINT", "FIXED64", "LEN", "FIXED32", "decode", "decode_fields",
+    "zigzag_decode", "zigzag_encode", "to_int32", "to_int64", "to_float", "to_double",
+    "packed_varints", "packed_sint", "packed_fixed32", "packed_fixed64", "packed_floats",
+    "first", "last", "encode_varint", "encode_field", "encode",
+]  # fmt: skip
+
+
+def _build() -> Mapping[str, VettedModule]:
+    # strptime imports _strptime on first use; import it now, before the worker is sealed.
+    datetime.datetime.strptime("2000", "%Y")
+    members: dict[str, dict[str, Any]] = {
+        "math": _public(math),
+        "struct": _public(struct, _STRUCT_NAMES),
+        "base64": _public(base64, _BASE64_NAMES),
+        "binascii": _public(binascii, _BINASCII_NAMES),
+        "json": {"loads": _json_loads, "dumps": _json_dumps, "JSONDecodeError": ValueError},
+        "datetime": {**_public(datetime, _DATETIME_NAMES), "UTC": datetime.UTC},
+        "re": _public(re, _RE_NAMES),
+        "protowire": _public(protowire, _PROTOWIRE_NAMES),
+    }
+    return MappingProxyType({name: make_facade(name, m) for name, m in members.items()})
+
+
+VETTED_MODULES: Mapping[str, VettedModule] = _build()
+ALLOWED_IMPORTS = frozenset(VETTED_MODULES)
+
+
+class ImportDenied(ImportError):
+    """An import of a module that is not on the vetted list."""
+
+
+def guarded_import(
+    name: str,
+    globals: Any = None,
+    locals: Any = None,
+    fromlist: Any = (),
+    level: int = 0,
+) -> VettedModule:
+    """The only `__import__` a parser sees: vetted facades, nothing else."""
+    facade = VETTED_MODULES.get(name) if level == 0 else None
+    if facade is None:
+        allowed = ", ".join(sorted(ALLOWED_IMPORTS))
+        raise ImportDenied(f"import of {name!r} is not allowed; parsers may import: {allowed}")
+    return facade
+
+
+ImportHook = Callable[..., VettedModule]

@@ -1,0 +1,168 @@
+"""Run one job of a compiled parser: fresh globals, entry points, checked outputs.
+
+Everything that touches parser-made objects (calling, converting, formatting an error
+message) happens before the caller disarms the deadline, so a hostile `__str__`-like
+trick costs only this call's time budget.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from preservarium.parser_source import FILENAME
+
+from preservarium_sandbox.engine.compiler import CompiledParser
+from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS, ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.facades import ImportDenied
+from preservarium_sandbox.engine.outputs import (
+    checked_bytes,
+    checked_device_id,
+    encode_document,
+    plain_json,
+)
+from preservarium_sandbox.engine.policy import fresh_globals
+from preservarium_sandbox.limits import Limits
+
+
+class Deadline(BaseException):
+    """Raised inside the worker when a call's time (or CPU) budget is spent."""
+
+
+@dataclass
+class Warnings:
+    """The warn() of one call: capped in count and length."""
+
+    limits: Limits
+    items: list[str] = field(default_factory=list)
+
+    def __call__(self, message: object) -> None:
+        if len(self.items) < self.limits.max_warnings:
+            self.items.append(str(message)[: self.limits.max_warning_chars])
+
+
+def _parser_line(tb: TracebackType | None) -> int | None:
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def failure_from(exc: BaseException, limits: Limits) -> ScriptFailure:
+    """Map whatever a parser raised to a structured failure."""
+    if isinstance(exc, ScriptFailure):
+        return exc
+    line = _parser_line(exc.__traceback__)
+    if isinstance(exc, Deadline):
+        return ScriptFailure(
+            ErrorKind.TIMEOUT, f"the parser ran past its limit of {limits.timeout_ms} ms", line
+        )
+    if isinstance(exc, MemoryError):
+        return ScriptFailure(
+            ErrorKind.MEMORY_LIMIT,
+            f"the parser ran past its memory limit of {limits.memory_mb} MiB",
+        )
+    if isinstance(exc, ImportDenied):
+        return ScriptFailure(ErrorKind.IMPORT_DENIED, str(exc), line)
+    name = type(exc).__name__
+    try:
+        detail = str(exc)
+    except Exception:  # a parser-made exception whose str() fails
+        detail = ""
+    message = f"{name}: {detail}" if detail else name
+    if line is not None:
+        message = f"line {line}: {message}"
+    return ScriptFailure(ErrorKind.RUNTIME_ERROR, message[:MAX_MESSAGE_CHARS], line)
+
+
+def _entry(namespace: dict[str, Any], name: str) -> Callable[..., Any]:
+    function: Callable[..., Any] | None = namespace.get(name)
+    if function is None or not callable(function):
+        raise ScriptFailure(ErrorKind.MISSING_FUNCTION, f"the parser defines no {name}() function")
+    return function
+
+
+def _metadata(contact: dict[str, Any], device_id: str | None) -> dict[str, Any]:
+    return {
+        "device_id": device_id,
+        "device_type": contact["device_type"],
+        "path": contact["path"],
+        "method": contact["method"],
+        "confirmable": contact["confirmable"],
+        "received_at": contact["received_at"],
+        "query": dict(contact["query"]),
+    }
+
+
+def _run_contact(
+    namespace: dict[str, Any], contact: dict[str, Any], identify: bool, limits: Limits
+) -> dict[str, Any]:
+    payload = base64.b64decode(contact["payload_b64"])
+    device_id = contact.get("device_id")
+    if identify:
+        found = _entry(namespace, "identify")(payload, _metadata(contact, device_id))
+        device_id = checked_device_id(found)
+    parsed = _entry(namespace, "parse")(payload, _metadata(contact, device_id))
+    data = plain_json(parsed, max_depth=limits.max_output_depth, max_bytes=limits.max_output_bytes)
+    encode_document(data, max_bytes=limits.max_output_bytes)
+    reply = None
+    if callable(namespace.get("reply")):
+        raw = namespace["reply"](payload, _metadata(contact, device_id))
+        reply = checked_bytes(
+            raw, function="reply", max_bytes=limits.max_bytes_output, optional=True
+        )
+    return {
+        "device_id": device_id,
+        "data": data,
+        "reply_b64": None if reply is None else base64.b64encode(reply).decode(),
+    }
+
+
+def _run_command(
+    namespace: dict[str, Any], command: dict[str, Any], limits: Limits
+) -> dict[str, Any]:
+    try:
+        record = {
+            "request_id": command["request_id"],
+            "device_id": command["device_id"],
+            "command": command["command"],
+            "params": command["params"],
+        }
+        raw = _entry(namespace, "format_command")(record)
+        payload = checked_bytes(
+            raw, function="format_command", max_bytes=limits.max_bytes_output, optional=False
+        )
+    except Deadline:
+        raise
+    except BaseException as exc:
+        return {"error": failure_from(exc, limits).to_wire()}
+    return {"payload_b64": base64.b64encode(payload or b"").decode()}
+
+
+def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """Run the entry points a job asks for; return the answer for the parent.
+
+    Raises nothing but Deadline: every script failure becomes an error answer.
+    """
+    warnings = Warnings(limits)
+    namespace = fresh_globals(warnings)
+    answer: dict[str, Any] = {"ok": True}
+    try:
+        exec(parser.code, namespace)
+        if job.get("contact") is not None:
+            answer.update(
+                _run_contact(namespace, job["contact"], bool(job.get("identify")), limits)
+            )
+        if job.get("command") is not None:
+            answer["command"] = _run_command(namespace, job["command"], limits)
+    except Deadline:
+        raise
+    except BaseException as exc:
+        return {"ok": False, "error": failure_from(exc, limits).to_wire()}
+    answer["warnings"] = warnings.items
+    return answer

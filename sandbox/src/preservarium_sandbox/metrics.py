@@ -1,0 +1,47 @@
+"""What an operator graphs about the sandbox."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class SandboxMetrics:
+    """The sandbox's metrics, in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.calls = Counter(
+            "preservarium_sandbox_calls", "Sandbox calls by method, parser and outcome.",
+            ["method", "parser", "outcome"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "preservarium_sandbox_call_seconds", "Sandbox call latency by method.",
+            ["method"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.timeouts = Counter(
+            "preservarium_sandbox_timeouts", "Parser calls that ran past their deadline.",
+            ["parser"], registry=r,
+        )  # fmt: skip
+        self.worker_restarts = Counter(
+            "preservarium_sandbox_worker_restarts", "Worker processes killed and replaced.",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.cache = Counter(
+            "preservarium_sandbox_cache_lookups", "Parser cache lookups.",
+            ["cache", "result"], registry=r,
+        )  # fmt: skip
+        self.quarantined = Gauge(
+            "preservarium_sandbox_quarantined_parsers", "Parser versions in quarantine now.",
+            registry=r,
+        )  # fmt: skip
+        self.quarantine_entries = Counter(
+            "preservarium_sandbox_quarantine_entries", "Times a parser version was quarantined.",
+            ["parser"], registry=r,
+        )  # fmt: skip
+
+    def source_lookup(self, hit: bool) -> None:
+        """Count a catalog lookup."""
+        self.cache.labels("source", "hit" if hit else "miss").inc()

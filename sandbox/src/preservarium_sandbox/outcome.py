@@ -1,0 +1,115 @@
+"""The parent's reading of a worker answer: checked again by exact type, never trusted."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.outputs import checked_bytes, checked_device_id, plain_json
+from preservarium_sandbox.limits import Limits
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """format_command() bytes, or why there are none."""
+
+    payload: bytes | None = None
+    failure: ScriptFailure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one job produced, in host types."""
+
+    failure: ScriptFailure | None = None
+    device_id: str | None = None
+    data: dict[str, Any] | None = None
+    reply: bytes | None = None
+    warnings: tuple[str, ...] = ()
+    command: CommandOutcome | None = None
+    compiled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the parse (or compile-only check) succeeded."""
+        return self.failure is None
+
+
+def _malformed(what: str) -> ScriptFailure:
+    return ScriptFailure(ErrorKind.INVALID_OUTPUT, f"the sandbox worker sent a malformed {what}")
+
+
+def _bytes_field(value: Any, *, what: str, max_bytes: int, optional: bool) -> bytes | None:
+    if value is None and optional:
+        return None
+    if type(value) is not str:
+        raise _malformed(what)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise _malformed(what) from None
+    return checked_bytes(raw, function=what, max_bytes=max_bytes, optional=optional)
+
+
+def _command(value: Any, limits: Limits) -> CommandOutcome | None:
+    if value is None:
+        return None
+    if type(value) is not dict:
+        raise _malformed("command result")
+    if "error" in value:
+        return CommandOutcome(failure=ScriptFailure.from_wire(value["error"]))
+    payload = _bytes_field(
+        value.get("payload_b64"),
+        what="format_command",
+        max_bytes=limits.max_bytes_output,
+        optional=False,
+    )
+    return CommandOutcome(payload=payload)
+
+
+def _warnings(value: Any, limits: Limits) -> tuple[str, ...]:
+    if type(value) is not list or len(value) > limits.max_warnings:
+        raise _malformed("warning list")
+    if any(type(item) is not str for item in value):
+        raise _malformed("warning")
+    return tuple(item[: limits.max_warning_chars] for item in value)
+
+
+def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) -> Outcome:
+    """Turn a worker's JSON answer into an Outcome, refusing anything out of contract."""
+    compiled = answer.get("compiled") is True
+    try:
+        if answer.get("ok") is not True:
+            return Outcome(failure=ScriptFailure.from_wire(answer.get("error")), compiled=compiled)
+        device_id = answer.get("device_id")
+        data = None
+        reply = None
+        if has_contact:
+            if device_id is not None:
+                device_id = checked_device_id(device_id)
+            data = plain_json(
+                answer.get("data"),
+                max_depth=limits.max_output_depth,
+                max_bytes=limits.max_output_bytes,
+            )
+            reply = _bytes_field(
+                answer.get("reply_b64"),
+                what="reply",
+                max_bytes=limits.max_bytes_output,
+                optional=True,
+            )
+        return Outcome(
+            device_id=device_id,
+            data=data,
+            reply=reply,
+            warnings=_warnings(answer.get("warnings", []), limits),
+            command=_command(answer.get("command"), limits),
+            compiled=compiled,
+        )
+    except ScriptFailure as failure:
+        return Outcome(failure=failure, compiled=compiled)
+    except ValueError:
+        return Outcome(failure=_malformed("answer"), compiled=compiled)

@@ -1,0 +1,286 @@
+"""The worker pool: long-lived worker processes, killed and replaced at their deadline.
+
+`size` jobs run at once; `spares` extra workers stand ready, so that a worker killed for
+a runaway parser is replaced at once and other devices never wait for a process start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.worker.protocol import ProtocolError, encode_frame, read_frame
+
+log = logging.getLogger("preservarium.sandbox.pool")
+START_TIMEOUT_S = 30.0
+
+
+class PoolClosedError(Exception):
+    """The pool is stopping or stopped."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """One call for a worker: the parser version (and its source) and what to run."""
+
+    sha: str
+    source: str
+    contact: dict[str, Any] | None = None
+    identify: bool = False
+    command: dict[str, Any] | None = None
+
+    def frame(self, *, with_source: bool) -> bytes:
+        """The frame sent to a worker."""
+        return encode_frame(
+            {
+                "sha": self.sha,
+                "source": self.source if with_source else None,
+                "contact": self.contact,
+                "identify": self.identify,
+                "command": self.command,
+            }
+        )
+
+
+class WorkerProcess:
+    """One worker process and what the parent knows about it."""
+
+    def __init__(self, process: asyncio.subprocess.Process, number: int) -> None:
+        self.process = process
+        self.number = number
+        self.known: set[str] = set()
+        self.calls = 0
+        self.cpu_s = 0.0
+        self.hardening: dict[str, Any] = {}
+
+    @property
+    def pid(self) -> int:
+        """Process id."""
+        return self.process.pid
+
+    async def exchange(self, frame: bytes, deadline_s: float) -> dict[str, Any]:
+        """Send a job and wait for its answer, at most `deadline_s` seconds."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(frame)
+        async with asyncio.timeout(deadline_s):
+            await self.process.stdin.drain()
+            return await read_frame(self.process.stdout)
+
+    def kill(self) -> None:
+        """SIGKILL the worker's whole process group."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    async def close(self) -> None:
+        """Ask the worker to exit (EOF on its jobs pipe); kill it if it does not."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 2)
+        except TimeoutError:
+            self.kill()
+            await self.process.wait()
+
+
+Observer = Callable[[str], None]
+
+
+class WorkerPool:
+    """Runs jobs on worker processes with hard deadlines."""
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        limits: Limits,
+        spares: int = 1,
+        on_restart: Observer | None = None,
+    ) -> None:
+        self.size = size
+        self.limits = limits
+        self.spares = spares
+        self._on_restart = on_restart or (lambda reason: None)
+        self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(size)
+        self._all: set[WorkerProcess] = set()
+        self._spawning: set[asyncio.Task[None]] = set()
+        self._closed = True
+        self._numbers = 0
+        self._cwd: tempfile.TemporaryDirectory[str] | None = None
+        self.hardening: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        """Start size + spares workers and wait until they are ready."""
+        self._closed = False
+        self._cwd = tempfile.TemporaryDirectory(prefix="preservarium-worker-")
+        workers = await asyncio.gather(*(self._spawn() for _ in range(self.size + self.spares)))
+        for worker in workers:
+            self._idle.put_nowait(worker)
+        self.hardening = workers[0].hardening
+
+    async def stop(self) -> None:
+        """Stop every worker; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._spawning):
+            task.cancel()
+        await asyncio.gather(*self._spawning, return_exceptions=True)
+        await asyncio.gather(*(w.close() for w in list(self._all)), return_exceptions=True)
+        self._all.clear()
+        if self._cwd is not None:
+            self._cwd.cleanup()
+
+    async def __aenter__(self) -> WorkerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return sorted(w.pid for w in self._all)
+
+    async def _spawn(self) -> WorkerProcess:
+        limits = json.dumps(dataclasses.asdict(self.limits))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-X", "utf8", "-m", "preservarium_sandbox.worker", limits,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            env={},
+            cwd=self._cwd.name if self._cwd else "/",
+            start_new_session=True,
+            limit=2**22,
+        )  # fmt: skip
+        self._numbers += 1
+        worker = WorkerProcess(process, self._numbers)
+        self._all.add(worker)
+        try:
+            assert process.stdout is not None
+            async with asyncio.timeout(START_TIMEOUT_S):
+                hello = await read_frame(process.stdout)
+        except (ProtocolError, TimeoutError) as exc:
+            self._discard(worker)
+            raise RuntimeError(f"sandbox worker failed to start: {exc}") from exc
+        worker.hardening = dict(hello.get("hardening") or {})
+        return worker
+
+    def _discard(self, worker: WorkerProcess) -> None:
+        worker.kill()
+        self._all.discard(worker)
+        # Reap it in the background so no zombie is left.
+        task = asyncio.ensure_future(worker.process.wait())
+        task.add_done_callback(lambda _: None)
+
+    def _replace(self, worker: WorkerProcess, reason: str) -> None:
+        self._discard(worker)
+        self._on_restart(reason)
+        if self._closed:
+            return
+
+        async def respawn() -> None:
+            try:
+                self._idle.put_nowait(await self._spawn())
+            except RuntimeError:
+                log.exception("could not replace a sandbox worker")
+
+        task = asyncio.create_task(respawn())
+        self._spawning.add(task)
+        task.add_done_callback(self._spawning.discard)
+
+    async def run(self, job: Job) -> dict[str, Any]:
+        """Run `job` on a worker and return its raw answer (checked by the caller).
+
+        A missed deadline, a dead worker or a broken frame is answered here as a
+        failure, and the worker is killed and replaced.
+        """
+        if self._closed:
+            raise PoolClosedError("the sandbox is stopping")
+        async with self._slots:
+            worker = await self._idle.get()
+            # Shielded: a caller that gives up must not leave a worker mid-job in the queue.
+            return await asyncio.shield(self._on_worker(worker, job))
+
+    async def _on_worker(self, worker: WorkerProcess, job: Job) -> dict[str, Any]:
+        with_source = job.sha not in worker.known
+        try:
+            answer = await self._exchange(worker, job, with_source)
+            if answer.get("need_source"):
+                answer = await self._exchange(worker, job, True)
+        except TimeoutError:
+            self._replace(worker, "timeout")
+            return _failure(
+                ErrorKind.TIMEOUT,
+                f"the parser ran past its limit of "
+                f"{self.limits.timeout_ms} ms and its worker was killed",
+            )
+        except (ProtocolError, ConnectionError, OSError) as exc:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.process.wait(), 0.5)
+            reason = _death_reason(worker)
+            self._replace(worker, "died")
+            return (
+                _failure(*reason)
+                if reason
+                else _failure(
+                    ErrorKind.RUNTIME_ERROR, f"the sandbox worker broke the protocol: {exc}"
+                )
+            )
+        worker.known.add(job.sha)
+        worker.calls += 1
+        cpu = answer.get("cpu_s")
+        if type(cpu) is float or type(cpu) is int:
+            worker.cpu_s = float(cpu)
+        if answer.get("recycle") is True:
+            self._replace(worker, "memory")
+        elif self._worn_out(worker):
+            self._replace(worker, "recycled")
+        else:
+            self._idle.put_nowait(worker)
+        return answer
+
+    async def _exchange(self, worker: WorkerProcess, job: Job, with_source: bool) -> dict[str, Any]:
+        return await worker.exchange(
+            job.frame(with_source=with_source),
+            self.limits.deadline_s(compiling=with_source),
+        )
+
+    def _worn_out(self, worker: WorkerProcess) -> bool:
+        return (
+            worker.calls >= self.limits.worker_max_calls
+            or worker.cpu_s > self.limits.worker_cpu_budget_s / 2
+        )
+
+
+def _failure(kind: ErrorKind, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": ScriptFailure(kind, message).to_wire()}
+
+
+def _death_reason(worker: WorkerProcess) -> tuple[ErrorKind, str] | None:
+    code = worker.process.returncode
+    if code is None:
+        return None
+    if code == -signal.SIGXCPU:
+        return ErrorKind.TIMEOUT, "the parser ran past its CPU limit"
+    if code < 0:
+        name = signal.Signals(-code).name
+        return ErrorKind.RUNTIME_ERROR, f"the sandbox worker died ({name}) running the parser"
+    return ErrorKind.RUNTIME_ERROR, f"the sandbox worker exited ({code}) running the parser"

@@ -1,0 +1,150 @@
+"""The sandbox service assembled: repository, catalog, pool, gRPC server, health, metrics."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
+from grpc_reflection.v1alpha import reflection
+from preservarium.db.engine import make_engine
+from preservarium.db.migrate import upgrade
+from preservarium.errors import PreservariumError
+from preservarium.metrics import MetricsEndpoint
+from preservarium.repositories import SQLParserRepository
+from preservarium.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
+from preservarium.settings import DEFAULT_SANDBOX_METRICS_PORT, Settings
+
+from preservarium_sandbox.catalog import ParserCatalog
+from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.metrics import SandboxMetrics
+from preservarium_sandbox.pool import WorkerPool
+from preservarium_sandbox.quarantine import Quarantine, QuarantinePolicy
+from preservarium_sandbox.service import SandboxService
+
+log = logging.getLogger("preservarium.sandbox")
+SERVICE_NAME = sandbox_pb2.DESCRIPTOR.services_by_name["ParserSandbox"].full_name
+
+
+class SandboxStartError(PreservariumError):
+    """The sandbox could not start (port taken, database unreachable, workers failing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """What the sandbox server needs, read from the settings at the edge."""
+
+    listen: str
+    database_url: str
+    workers: int
+    limits: Limits
+    metrics_port: int
+    auto_migrate: bool = False
+    spares: int = 1
+    refresh_interval_s: float = 0.5
+    quarantine: QuarantinePolicy = field(default_factory=QuarantinePolicy)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SandboxConfig:
+        """The configuration the environment describes."""
+        return cls(
+            listen=str(settings.sandbox_listen),
+            database_url=settings.database_url,
+            workers=settings.sandbox_workers,
+            limits=Limits.from_settings(settings),
+            metrics_port=settings.metrics_port_or(DEFAULT_SANDBOX_METRICS_PORT),
+            auto_migrate=settings.db_auto_migrate,
+        )
+
+
+class SandboxServer:
+    """Owns every part of the sandbox; start() and stop() in order, stop() idempotent."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.metrics = SandboxMetrics()
+        self._engine = make_engine(config.database_url)
+        self.catalog = ParserCatalog(
+            SQLParserRepository(self._engine),
+            refresh_interval_s=config.refresh_interval_s,
+            on_lookup=self.metrics.source_lookup,
+        )
+        self.pool = WorkerPool(
+            size=config.workers,
+            limits=config.limits,
+            spares=config.spares,
+            on_restart=lambda reason: self.metrics.worker_restarts.labels(reason).inc(),
+        )
+        self.quarantine = Quarantine(config.quarantine)
+        self._health = health_aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._metrics_endpoint = MetricsEndpoint(self.metrics.registry, port=config.metrics_port)
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        """Migrate if asked, warm the catalog, start workers, then serve."""
+        try:
+            if self.config.auto_migrate:
+                await upgrade(self.config.database_url)
+            await self.catalog.start()
+        except PreservariumError as exc:
+            await self.stop()
+            raise SandboxStartError(f"cannot read the parser repository: {exc}") from exc
+        await self.pool.start()
+        layers = self.pool.hardening
+        log.info("sandbox workers ready", extra={"workers": self.config.workers, "layers": layers})
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        service = SandboxService(
+            catalog=self.catalog,
+            pool=self.pool,
+            quarantine=self.quarantine,
+            limits=self.config.limits,
+            metrics=self.metrics,
+        )
+        sandbox_pb2_grpc.add_ParserSandboxServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            server,
+        )  # fmt: skip
+        try:
+            self.port = server.add_insecure_port(self.config.listen)
+        except RuntimeError as exc:
+            await self.stop()
+            raise SandboxStartError(f"cannot listen on {self.config.listen}: {exc}") from exc
+        await server.start()
+        self._server = server
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        try:
+            self._metrics_endpoint.start()
+        except OSError as exc:
+            await self.stop()
+            raise SandboxStartError(
+                f"cannot serve metrics on port {self.config.metrics_port}: {exc.strerror}"
+            ) from exc
+        log.info("sandbox serving", extra={"listen": self.config.listen, "port": self.port})
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop taking calls, let in-flight calls finish, then stop the workers."""
+        server, self._server = self._server, None
+        if server is not None:
+            await self._health.enter_graceful_shutdown()
+            await server.stop(grace_s)
+        self._metrics_endpoint.stop()
+        await self.pool.stop()
+        await self.catalog.stop()
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> SandboxServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,190 @@
+"""The ParserSandbox gRPC service: Parse, FormatCommand and TestParser.
+
+Script failures are answers; gRPC status codes are kept for infrastructure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import grpc
+from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
+
+from preservarium_sandbox import wire
+from preservarium_sandbox.catalog import ParserCatalog, ParserSource
+from preservarium_sandbox.engine.errors import ErrorKind
+from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.metrics import SandboxMetrics
+from preservarium_sandbox.outcome import Outcome, read_answer
+from preservarium_sandbox.pool import Job, PoolClosedError, WorkerPool
+from preservarium_sandbox.quarantine import Quarantine
+
+log = logging.getLogger("preservarium.sandbox.service")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class SandboxService(pb_grpc.ParserSandboxServicer):
+    """Resolves the parser, runs the job on the pool, answers in proto."""
+
+    def __init__(
+        self,
+        *,
+        catalog: ParserCatalog,
+        pool: WorkerPool,
+        quarantine: Quarantine,
+        limits: Limits,
+        metrics: SandboxMetrics,
+    ) -> None:
+        self._catalog = catalog
+        self._pool = pool
+        self._quarantine = quarantine
+        self._limits = limits
+        self._metrics = metrics
+
+    async def Parse(self, request: pb.ParseRequest, context: Context) -> Any:
+        started = time.perf_counter()
+        parser = self._catalog.lookup(request.device_type)
+        command = request.command if request.HasField("command") else None
+        outcome = await self._guarded(
+            context, "Parse", request.device_type, parser,
+            lambda: self._job(parser, request.contact, request.identify, command),
+        )  # fmt: skip
+        response = pb.ParseResponse(duration_ms=_ms(started))
+        if parser is not None:
+            response.parser.CopyFrom(_ref(parser))
+        if outcome.failure is not None:
+            response.error.CopyFrom(wire.script_error(outcome.failure))
+        else:
+            response.result.CopyFrom(wire.parse_result(outcome))
+            if outcome.command is not None:
+                response.command.CopyFrom(wire.command_result(outcome.command))
+        return response
+
+    async def FormatCommand(self, request: pb.FormatCommandRequest, context: Context) -> Any:
+        started = time.perf_counter()
+        parser = self._catalog.lookup(request.device_type)
+        outcome = await self._guarded(
+            context, "FormatCommand", request.device_type, parser,
+            lambda: self._job(parser, None, False, request.command),
+        )  # fmt: skip
+        response = pb.FormatCommandResponse(duration_ms=_ms(started))
+        if parser is not None:
+            response.parser.CopyFrom(_ref(parser))
+        if outcome.failure is not None:
+            response.result.error.CopyFrom(wire.script_error(outcome.failure))
+        elif outcome.command is not None:
+            response.result.CopyFrom(wire.command_result(outcome.command))
+        return response
+
+    async def TestParser(self, request: pb.TestParserRequest, context: Context) -> Any:
+        started = time.perf_counter()
+        if len(request.source.encode("utf-8")) > self._limits.max_source_bytes:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"source over {self._limits.max_source_bytes} bytes",
+            )
+        source = ParserSource(
+            "test", 0, hashlib.sha256(request.source.encode("utf-8")).hexdigest(), request.source
+        )
+        contact = request.contact if request.HasField("contact") else None
+        command = request.command if request.HasField("command") else None
+        outcome = await self._guarded(
+            context, "TestParser", "(test)", source,
+            lambda: self._job(source, contact, request.identify, command),
+            quarantinable=False,
+        )  # fmt: skip
+        response = pb.TestParserResponse(duration_ms=_ms(started))
+        if outcome.failure is not None:
+            response.error.CopyFrom(wire.script_error(outcome.failure))
+        else:
+            response.result.CopyFrom(wire.parse_result(outcome))
+            if outcome.command is not None:
+                response.command.CopyFrom(wire.command_result(outcome.command))
+        return response
+
+    def _job(
+        self,
+        parser: ParserSource | None,
+        contact: pb.Contact | None,
+        identify: bool,
+        command: pb.Command | None,
+    ) -> Job:
+        assert parser is not None
+        return Job(
+            sha=parser.sha256,
+            source=parser.source,
+            contact=None if contact is None else wire.contact_job(contact),
+            identify=identify,
+            command=None if command is None else wire.command_job(command),
+        )
+
+    async def _guarded(
+        self,
+        context: Context,
+        method: str,
+        name: str,
+        parser: ParserSource | None,
+        make_job: Any,
+        *,
+        quarantinable: bool = True,
+    ) -> Outcome:
+        started = time.perf_counter()
+        outcome = await self._execute(context, name, parser, make_job, quarantinable)
+        kind = "ok" if outcome.failure is None else outcome.failure.kind.value
+        self._metrics.calls.labels(method, name, kind).inc()
+        self._metrics.latency.labels(method).observe(time.perf_counter() - started)
+        if outcome.failure is not None and outcome.failure.kind is ErrorKind.TIMEOUT:
+            self._metrics.timeouts.labels(name).inc()
+        return outcome
+
+    async def _execute(
+        self,
+        context: Context,
+        name: str,
+        parser: ParserSource | None,
+        make_job: Any,
+        quarantinable: bool,
+    ) -> Outcome:
+        if parser is None:
+            return wire.failure_outcome(
+                ErrorKind.PARSER_NOT_FOUND, f"no active parser for device type {name!r}"
+            )
+        key = f"{parser.device_type}@{parser.sha256}"  # per parser version
+        if quarantinable and (left := self._quarantine.remaining(key)):
+            return wire.failure_outcome(
+                ErrorKind.QUARANTINED,
+                f"parser {name} v{parser.version} is quarantined for {left:.0f} s more "
+                "after repeated timeouts or memory failures",
+            )
+        try:
+            job = make_job()
+        except wire.BadRequestError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            answer = await self._pool.run(job)
+        except PoolClosedError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        outcome = read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
+        self._metrics.cache.labels("compiled", "miss" if outcome.compiled else "hit").inc()
+        if quarantinable:
+            kind = None if outcome.failure is None else outcome.failure.kind
+            if self._quarantine.record(key, kind):
+                self._metrics.quarantine_entries.labels(name).inc()
+                log.warning(
+                    "parser quarantined",
+                    extra={"parser": name, "version": parser.version, "kind": str(kind)},
+                )
+            self._metrics.quarantined.set(self._quarantine.benched)
+        return outcome
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _ref(parser: ParserSource) -> pb.ParserRef:
+    return pb.ParserRef(name=parser.device_type, version=parser.version, sha256=parser.sha256)

@@ -1,0 +1,127 @@
+"""The worker process: seal itself, then answer jobs one at a time on stdin/stdout.
+
+Started by the pool as `python -I -m preservarium_sandbox.worker LIMITS_JSON` with an
+empty environment, in its own session. It imports everything first, then applies its
+limits (preservarium_sandbox.worker.hardening), then runs parser code.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import asdict
+from types import FrameType
+from typing import Any
+
+from preservarium_sandbox.engine.compiler import CompiledParser, compile_parser
+from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.runner import Deadline, failure_from, run_job
+from preservarium_sandbox.limits import Limits, cpu_soft_limit_for
+from preservarium_sandbox.worker.hardening import harden
+from preservarium_sandbox.worker.protocol import read_frame_blocking, write_frame_blocking
+
+JOBS_FD, ANSWERS_FD = 0, 1
+CACHE_SIZE = 64
+
+
+class DeadlineClock:
+    """SIGALRM (wall clock) and SIGXCPU (CPU) both end the current call."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        signal.signal(signal.SIGALRM, self._fire)
+        signal.signal(signal.SIGXCPU, self._fire)
+
+    def _fire(self, signum: int, frame: FrameType | None) -> None:
+        self.fired = True
+        raise Deadline
+
+    def arm(self, limits: Limits, *, compiling: bool) -> None:
+        """Start the budget of one call (and re-arm the CPU soft limit)."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = cpu_soft_limit_for(limits, usage.ru_utime + usage.ru_stime, compiling=compiling)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, limits.worker_cpu_budget_s))
+        self.fired = False
+        budget_ms = limits.timeout_ms + (limits.compile_timeout_ms if compiling else 0)
+        signal.setitimer(signal.ITIMER_REAL, budget_ms / 1000)
+
+    def disarm(self) -> None:
+        """Stop the budget."""
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+class Worker:
+    """The job loop with its cache of compiled parser versions."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.clock = DeadlineClock()
+        self.compiled: OrderedDict[str, CompiledParser | ScriptFailure] = OrderedDict()
+
+    def _compiled(self, job: dict[str, Any]) -> CompiledParser | ScriptFailure | None:
+        sha = job["sha"]
+        if sha in self.compiled:
+            self.compiled.move_to_end(sha)
+            return self.compiled[sha]
+        source = job.get("source")
+        if source is None:
+            return None
+        try:
+            result: CompiledParser | ScriptFailure = compile_parser(source)
+        except ScriptFailure as failure:
+            result = failure
+        self.compiled[sha] = result
+        if len(self.compiled) > CACHE_SIZE:
+            self.compiled.popitem(last=False)
+        return result
+
+    def handle(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Answer one job; never raises for anything a parser does."""
+        compiling = job["sha"] not in self.compiled
+        started = time.perf_counter()
+        try:
+            self.clock.arm(self.limits, compiling=compiling)
+            try:
+                parser = self._compiled(job)
+                if parser is None:
+                    answer: dict[str, Any] = {"ok": False, "need_source": True}
+                elif isinstance(parser, ScriptFailure):
+                    answer = {"ok": False, "error": parser.to_wire()}
+                else:
+                    if compiling:  # the compile had its own budget; the call gets a fresh one
+                        self.clock.arm(self.limits, compiling=False)
+                    answer = run_job(parser, job, self.limits)
+            finally:
+                self.clock.disarm()
+        except BaseException as exc:  # Deadline, or a failure while handling one
+            answer = {"ok": False, "error": failure_from(exc, self.limits).to_wire()}
+        if self.clock.fired and answer.get("ok"):
+            # The script swallowed its deadline and returned late: still a timeout.
+            answer = {"ok": False, "error": failure_from(Deadline(), self.limits).to_wire()}
+        error = answer.get("error") or {}
+        answer["recycle"] = error.get("kind") == ErrorKind.MEMORY_LIMIT.value
+        answer["cpu_s"] = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+        answer["compiled"] = compiling and "need_source" not in answer
+        answer["worker_ms"] = (time.perf_counter() - started) * 1000
+        return answer
+
+
+def main() -> None:
+    """Entry point of the worker process."""
+    limits = Limits(**json.loads(sys.argv[1]))
+    report = harden(limits)
+    worker = Worker(limits)
+    write_frame_blocking(ANSWERS_FD, {"ready": True, "hardening": asdict(report)})
+    while True:
+        job = read_frame_blocking(JOBS_FD)
+        if job is None:
+            return
+        write_frame_blocking(ANSWERS_FD, worker.handle(job))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Frames between the parent and a worker: a 4-byte big-endian length, then UTF-8 JSON.
+
+JSON, never pickle: the parent must be able to read a compromised worker's answer
+without running anything the worker chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import struct
+from typing import Any
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 2 * 1024 * 1024
+
+
+class ProtocolError(Exception):
+    """A frame that breaks the protocol: the peer is killed, never trusted."""
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """One frame for `message`."""
+    body = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    data = body.encode("utf-8")
+    if len(data) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(data)} bytes is over {MAX_FRAME}")
+    return HEADER.pack(len(data)) + data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ProtocolError(f"non-finite number {name} in a frame")
+
+
+def decode_body(data: bytes) -> dict[str, Any]:
+    """Parse a frame body; anything but a JSON object is a protocol error."""
+    try:
+        message = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from None
+    if type(message) is not dict:
+        raise ProtocolError("frame is not a JSON object")
+    return message
+
+
+# Worker side: blocking reads and writes on raw descriptors.
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame_blocking(fd: int) -> dict[str, Any] | None:
+    """The next frame on `fd`, or None at end of file."""
+    header = _read_exactly(fd, HEADER.size)
+    if header is None:
+        return None
+    (size,) = HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ProtocolError(f"frame of {size} bytes is over {MAX_FRAME}")
+    body = _read_exactly(fd, size)
+    if body is None:
+        return None
+    return decode_body(body)
+
+
+def write_frame_blocking(fd: int, message: dict[str, Any]) -> None:
+    """Write one frame to `fd`."""
+    data = memoryview(encode_frame(message))
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+# Parent side: asyncio streams.
+
+
+async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
+    """The next frame from a worker; EOF and oversize frames are protocol errors."""
+    try:
+        header = await reader.readexactly(HEADER.size)
+        (size,) = HEADER.unpack(header)
+        if size > MAX_FRAME:
+            raise ProtocolError(f"frame of {size} bytes is over {MAX_FRAME}")
+        body = await reader.readexactly(size)
+    except asyncio.IncompleteReadError as exc:
+        raise ProtocolError("worker closed its pipe") from exc
+    return decode_body(body)

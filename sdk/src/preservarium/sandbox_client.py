@@ -1,0 +1,183 @@
+"""The sandbox client: the one place where gRPC failures become SDK errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from preservarium.errors import PreservariumError
+from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
+
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.lb_policy_name", "round_robin"),
+]
+
+
+class SandboxUnavailableError(PreservariumError):
+    """The sandbox could not be reached or did not answer in time; retriable."""
+
+    retriable = True
+
+
+class SandboxRequestError(PreservariumError):
+    """The sandbox refused the request itself (INVALID_ARGUMENT): not retriable."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContactInput:
+    """One device contact, as the parser will see it."""
+
+    payload: bytes
+    device_type: str
+    device_id: str | None = None
+    path: str = ""
+    method: str = "POST"
+    confirmable: bool = True
+    received_at: int = 0
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def to_proto(self) -> pb.Contact:
+        """The proto form."""
+        contact = pb.Contact(
+            payload=self.payload,
+            device_type=self.device_type,
+            path=self.path,
+            method=self.method,
+            confirmable=self.confirmable,
+            received_at=self.received_at,
+            query=dict(self.query),
+        )
+        if self.device_id is not None:
+            contact.device_id = self.device_id
+        return contact
+
+
+@dataclass(frozen=True, slots=True)
+class CommandInput:
+    """One command request, as format_command() will see it."""
+
+    request_id: str
+    device_id: str
+    command: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_proto(self) -> pb.Command:
+        """The proto form."""
+        return pb.Command(
+            request_id=self.request_id,
+            device_id=self.device_id,
+            command=self.command,
+            params_json=json.dumps(dict(self.params)),
+        )
+
+
+def error_kind_name(kind: int) -> str:
+    """`ERROR_KIND_TIMEOUT` -> `timeout`."""
+    return pb.ErrorKind.Name(kind).removeprefix("ERROR_KIND_").lower()
+
+
+class SandboxClient:
+    """Calls ParserSandbox with a deadline; reconnects by itself (gRPC channel)."""
+
+    def __init__(self, address: str, *, timeout_s: float = 1.0) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None  # the generated stub is untyped
+
+    async def start(self) -> None:
+        """Open the channel (connection happens lazily, and again after failures)."""
+        # Several addresses spread calls over several sandboxes (round robin).
+        target = f"ipv4:{self.address}" if "," in self.address else self.address
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.ParserSandboxStub(self._channel)  # type: ignore[no-untyped-call]
+
+    async def stop(self) -> None:
+        """Close the channel; idempotent."""
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            await channel.close(grace=None)
+
+    async def __aenter__(self) -> SandboxClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def _require_stub(self) -> Any:
+        if self._stub is None:
+            raise SandboxUnavailableError("the sandbox client is not started")
+        return self._stub
+
+    async def _call(self, method: Any, request: Any, timeout_s: float | None) -> Any:
+        try:
+            return await method(request, timeout=timeout_s or self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise SandboxRequestError(f"sandbox refused the request: {exc.details()}") from exc
+            raise SandboxUnavailableError(
+                f"sandbox at {self.address} unavailable ({code.name}): {exc.details()}"
+            ) from exc
+
+    async def parse(
+        self,
+        contact: ContactInput,
+        *,
+        identify: bool = False,
+        command: CommandInput | None = None,
+        timeout_s: float | None = None,
+    ) -> pb.ParseResponse:
+        """Parse one contact with the active parser of its device type."""
+        request = pb.ParseRequest(
+            device_type=contact.device_type, contact=contact.to_proto(), identify=identify
+        )
+        if command is not None:
+            request.command.CopyFrom(command.to_proto())
+        response: pb.ParseResponse = await self._call(
+            self._require_stub().Parse, request, timeout_s
+        )
+        return response
+
+    async def format_command(
+        self, device_type: str, command: CommandInput, *, timeout_s: float | None = None
+    ) -> pb.FormatCommandResponse:
+        """Format one command with the active parser of `device_type`."""
+        request = pb.FormatCommandRequest(device_type=device_type, command=command.to_proto())
+        stub = self._require_stub()
+        response: pb.FormatCommandResponse = await self._call(
+            stub.FormatCommand, request, timeout_s
+        )
+        return response
+
+    async def test_parser(
+        self,
+        source: str,
+        *,
+        contact: ContactInput | None = None,
+        identify: bool = False,
+        command: CommandInput | None = None,
+        timeout_s: float | None = None,
+    ) -> pb.TestParserResponse:
+        """Run an unsaved source on a contact and/or a command."""
+        request = pb.TestParserRequest(source=source, identify=identify)
+        if contact is not None:
+            request.contact.CopyFrom(contact.to_proto())
+        if command is not None:
+            request.command.CopyFrom(command.to_proto())
+        stub = self._require_stub()
+        response: pb.TestParserResponse = await self._call(stub.TestParser, request, timeout_s)
+        return response

@@ -1,0 +1,116 @@
+"""Each error kind of SPEC section 7, through the real service; kinds, never message text."""
+
+from __future__ import annotations
+
+import pytest
+from preservarium.sandbox_client import CommandInput, SandboxClient
+
+from tests.sandbox.conftest import contact
+from tests.sandbox.support import outcome
+
+CASES = {
+    "compile_error": "def parse(payload, metadata):\n    return payload.__class__\n",
+    "missing_function": "def decode(payload, metadata):\n    return {}\n",
+    "import_denied": "import socket\ndef parse(payload, metadata):\n    return {}\n",
+    "runtime_error": "def parse(payload, metadata):\n    x = 1\n    return {'v': payload[5]}\n",
+    "timeout": "def parse(payload, metadata):\n    while True:\n        pass\n",
+    "memory_limit": "def parse(payload, metadata):\n    return {'x': len(bytes(2 ** 34))}\n",
+    "invalid_output": "def parse(payload, metadata):\n    return {'x': float('nan')}\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+async def test_error_kind(client: SandboxClient, kind: str) -> None:
+    response = await client.test_parser(CASES[kind], contact=contact("test"))
+    assert outcome(response)[0] == kind
+
+
+async def test_runtime_error_names_the_parser_line(client: SandboxClient) -> None:
+    response = await client.test_parser(CASES["runtime_error"], contact=contact("test"))
+    assert response.error.line == 3
+
+
+async def test_compile_error_names_the_line(client: SandboxClient) -> None:
+    source = "def parse(payload, metadata):\n    return {\n"
+    response = await client.test_parser(source, contact=contact("test"))
+    assert outcome(response)[0] == "compile_error"
+    assert response.error.line == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ("return {1: 'int key'}", "invalid_output"),
+        ("return {'x': {'y': [1, (2, {'z': None})]}, 'b': True, 'f': 1.5}", "ok"),
+        ("return {'big': 2 ** 70}", "invalid_output"),
+        ("return {'b': b'bytes'}", "invalid_output"),
+        ("return [1]", "invalid_output"),
+        ("d = {}\n    for i in range(40):\n        d = {'d': d}\n    return d", "invalid_output"),
+        ("return {'s': 'x' * 300000}", "invalid_output"),
+    ],
+)
+async def test_outputs_are_checked_by_exact_type(
+    client: SandboxClient, body: str, kind: str
+) -> None:
+    source = f"def parse(payload, metadata):\n    {body}\n"
+    assert outcome(await client.test_parser(source, contact=contact("test")))[0] == kind
+
+
+async def test_identify_reply_and_format_command(client: SandboxClient) -> None:
+    source = (
+        "def identify(payload, metadata):\n    return 'sn-' + payload.hex()\n"
+        "def parse(payload, metadata):\n"
+        "    warn('low battery')\n"
+        "    return {'id': metadata['device_id'], 'path': metadata['path']}\n"
+        "def reply(payload, metadata):\n    return bytes([1, 2])\n"
+        "def format_command(command):\n"
+        "    return bytes([command['params']['n'], len(command['command'])])\n"
+    )
+    response = await client.test_parser(
+        source,
+        contact=contact("test", b"\xab", device_id=None, path="m"),
+        identify=True,
+        command=CommandInput("r1", "sn-ab", "reboot", {"n": 9}),
+    )
+    assert outcome(response) == ("ok", {"id": "sn-ab", "path": "m"})
+    assert response.result.device_id == "sn-ab"
+    assert response.result.reply == b"\x01\x02"
+    assert list(response.result.warnings) == ["low battery"]
+    assert response.command.payload == b"\x09\x06"
+
+
+@pytest.mark.parametrize(
+    ("function", "kind"),
+    [
+        ("def format_command(command):\n    return 'AT+REBOOT'\n", "invalid_output"),
+        ("def format_command(command):\n    return bytes(2000)\n", "invalid_output"),
+        (
+            "def format_command(command):\n    raise ValueError('no such command')\n",
+            "runtime_error",
+        ),
+        ("", "missing_function"),
+    ],
+)
+async def test_command_failures_are_kept_apart_from_the_parse(
+    client: SandboxClient, function: str, kind: str
+) -> None:
+    source = "def parse(payload, metadata):\n    return {}\n" + function
+    response = await client.test_parser(
+        source, contact=contact("test"), command=CommandInput("r", "d", "x")
+    )
+    assert outcome(response)[0] == "ok"
+    assert response.command.HasField("error")
+    from preservarium.sandbox_client import error_kind_name
+
+    assert error_kind_name(response.command.error.kind) == kind
+
+
+async def test_route_parser_without_identify_is_missing_function(client: SandboxClient) -> None:
+    source = "def parse(payload, metadata):\n    return {}\n"
+    response = await client.test_parser(source, contact=contact("test"), identify=True)
+    assert outcome(response)[0] == "missing_function"
+
+
+async def test_unknown_device_type_is_parser_not_found(client: SandboxClient) -> None:
+    response = await client.parse(contact("no-such-type"))
+    assert outcome(response)[0] == "parser_not_found"
