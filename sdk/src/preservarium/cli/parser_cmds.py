@@ -9,6 +9,7 @@ import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
+from preservarium.cli import parser_test_cmd
 from preservarium.cli.common import (
     console,
     database,
@@ -51,6 +52,9 @@ def _uploader() -> str:
 def upload(
     device_type: str = typer.Argument(..., metavar="TYPE"),
     file: Path = typer.Argument(..., metavar="FILE"),
+    examples_file: Path | None = typer.Option(
+        None, "--examples", metavar="YAML", help="Examples that must pass in the sandbox first."
+    ),
     no_activate: bool = typer.Option(False, "--no-activate", help="Store without activating."),
     as_json: bool = JSON,
 ) -> None:
@@ -59,6 +63,10 @@ def upload(
         fail(f"invalid device type {device_type!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ -")
     source = read_source(file)
     config = settings()
+    examples_text = None
+    if examples_file is not None:
+        examples_text, examples = parser_test_cmd.read_examples(examples_file)
+        parser_test_cmd.check_examples(config.sandbox_addr, source, examples, device_type)
 
     async def body() -> ParserRecord:
         async with database(config) as engine:
@@ -66,7 +74,7 @@ def upload(
                 device_type,
                 source,
                 uploaded_by=_uploader(),
-                examples=None,
+                examples=examples_text,
                 activate=not no_activate,
             )
 
@@ -77,6 +85,54 @@ def upload(
     state = "active" if record.active else "stored, not active"
     err_console.print(f"{record.device_type} version {record.version} ({state})", highlight=False)
     print(record.version)
+
+
+@app.command("test")
+def try_parser(
+    file: Path = typer.Argument(..., metavar="FILE"),
+    path: str | None = typer.Option(None, "--path", help='metadata.path (default "").'),
+    method: str | None = typer.Option(None, "--method", help="GET, POST (default) or PUT."),
+    non: bool = typer.Option(False, "--non", help="A non-confirmable contact."),
+    payload_hex: str | None = typer.Option(None, "--payload-hex", metavar="HEX"),
+    payload_file: Path | None = typer.Option(None, "--payload-file", metavar="F"),
+    command: str | None = typer.Option(
+        None, "--command", metavar="JSON", help='Also format {"command": ..., "params": {...}}.'
+    ),
+    examples_file: Path | None = typer.Option(
+        None, "--examples", metavar="YAML", help="Run every example of a YAML file."
+    ),
+    device_id: str | None = typer.Option(
+        None, "--device-id", metavar="ID", help="A registered device's contact (no identify())."
+    ),
+    device_type: str | None = typer.Option(
+        None, "--type", metavar="T", help="metadata.device_type (default: FILE's name)."
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Run FILE in the sandbox, unsaved: parse a payload, format a command, or run examples."""
+    options = parser_test_cmd.TrialOptions(
+        device_type=device_type or parser_test_cmd.default_device_type(file),
+        path=path,
+        method=method,
+        non=non,
+        payload_hex=payload_hex,
+        payload_file=payload_file,
+        command_json=command,
+        device_id=device_id,
+    )
+    if examples_file is not None:
+        if options.describes_a_run():
+            fail("--examples runs the file's examples; it takes only --type and --json", code=2)
+        _, examples = parser_test_cmd.read_examples(examples_file)
+        source = read_source(file)
+        address = settings().sandbox_addr
+        parser_test_cmd.run_example_file(
+            address, source, examples, options.device_type, as_json=as_json
+        )
+        return
+    trial = parser_test_cmd.trial_from(options)
+    source = read_source(file)
+    parser_test_cmd.run_trial(settings().sandbox_addr, source, trial, as_json=as_json)
 
 
 def _summary(record: ParserRecord) -> dict[str, object]:

@@ -1,0 +1,244 @@
+"""`preservarium parser test` and `parser upload --examples` against a real sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from preservarium.db.migrate import upgrade
+from preservarium_sandbox.server import SandboxServer
+
+from tests.sandbox.conftest import sandbox_config
+from tests.support.cli import run_cli
+from tests.support.net import free_port
+
+PARSER = """\
+def identify(payload, metadata):
+    return "dev-" + payload.hex()[:4]
+
+def parse(payload, metadata):
+    if payload == b"\\xff":
+        return {"n": 1 // 0}
+    warn("checked")
+    return {
+        "n": len(payload),
+        "path": metadata["path"],
+        "method": metadata["method"],
+        "confirmable": metadata["confirmable"],
+        "device_id": metadata["device_id"],
+        "type": metadata["device_type"],
+    }
+
+def reply(payload, metadata):
+    return b"\\x01\\x02"
+
+def format_command(command):
+    if command["command"] != "set_period":
+        raise ValueError("unknown command")
+    return bytes([command["params"]["seconds"] // 60])
+"""
+FAILING_LINE = PARSER.splitlines().index('        return {"n": 1 // 0}') + 1
+RESTRICTED = "def parse(payload, metadata):\n    _hidden = 1\n    return {}\n"
+SPEC_KEYS = {"ok", "device_id", "data", "reply_hex", "command_hex", "warnings", "duration_ms"}
+SET_PERIOD = '{"command": "set_period", "params": {"seconds": 900}}'
+
+EXAMPLES = """\
+- description: a route contact is identified
+  input: {path: m, payload_hex: "0a0b0c"}
+  output:
+    device_id: dev-0a0b
+    data: {n: 3.0, path: m, method: POST, confirmable: true, device_id: dev-0a0b, type: demo}
+- description: a registered device gets a reply
+  input: {device_id: sensor-1, payload_b64: "AQ==", confirmable: false, method: put}
+  output: {reply_hex: "0102", warnings: [checked]}
+- description: a bad payload is refused
+  input: {device_id: sensor-1, payload_hex: ff}
+  error: runtime_error
+- description: set period
+  command: {command: set_period, params: {seconds: 900}}
+  output_hex: "0f"
+- description: unknown commands fail
+  command: {command: reboot}
+  error: runtime_error
+"""
+WRONG_EXAMPLE = """\
+- description: a registered device
+  input: {device_id: sensor-1, payload_hex: "0a0b"}
+  output: {data: {n: 3}}
+"""
+
+
+@pytest.fixture(scope="module")
+async def sandbox_addr(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('cli-sandbox') / 'sandbox.db'}"
+    await upgrade(url)
+    async with SandboxServer(sandbox_config(url)) as server:
+        yield server.config.listen
+
+
+@pytest.fixture
+def env(sandbox_addr: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "PRESERVARIUM_SANDBOX_ADDR": sandbox_addr,
+        "PRESERVARIUM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+    }
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> str:
+    """The parser file; its name makes the default device type `demo`."""
+    path = tmp_path / "demo.py"
+    path.write_text(PARSER)
+    return str(path)
+
+
+async def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The console script, off the event loop so the in-process sandbox keeps serving."""
+    return await asyncio.to_thread(run_cli, *args, env=env)
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
+    assert done.returncode == code, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+class TestSingleRun:
+    async def test_registered_contact_json_with_metadata_options(
+        self, env: dict[str, str], demo: str
+    ) -> None:
+        done = await cli(
+            "parser", "test", demo, "--payload-hex", "0a0b", "--device-id", "sensor-1",
+            "--path", "sub/x", "--method", "put", "--non", "--json", env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        outcome = json.loads(done.stdout)
+        assert set(outcome) == SPEC_KEYS
+        assert outcome["ok"] is True
+        assert outcome["device_id"] == "sensor-1"
+        assert outcome["data"] == {
+            "n": 2,
+            "path": "sub/x",
+            "method": "PUT",
+            "confirmable": False,
+            "device_id": "sensor-1",
+            "type": "demo",
+        }
+        assert (outcome["reply_hex"], outcome["command_hex"]) == ("0102", None)
+        assert outcome["warnings"] == ["checked"]
+        assert isinstance(outcome["duration_ms"], float)
+
+    async def test_route_contact_is_identified_and_command_formatted(
+        self, env: dict[str, str], demo: str
+    ) -> None:
+        done = await cli(
+            "parser", "test", demo, "--payload-hex", "0a0b", "--path", "m",
+            "--command", SET_PERIOD, "--json", env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        outcome = json.loads(done.stdout)
+        assert outcome["device_id"] == "dev-0a0b"
+        assert outcome["data"]["device_id"] == "dev-0a0b"
+        assert (outcome["data"]["method"], outcome["data"]["confirmable"]) == ("POST", True)
+        assert outcome["command_hex"] == "0f"
+
+    async def test_human_output(self, env: dict[str, str], demo: str) -> None:
+        done = await cli("parser", "test", demo, "--payload-hex", "0a0b", env=env)
+        assert done.returncode == 0, done.stderr
+        for fragment in ("dev-0a0b", "0102", '"n": 2', "checked"):
+            assert fragment in done.stdout
+
+    async def test_runtime_error_names_the_line(self, env: dict[str, str], demo: str) -> None:
+        done = await cli("parser", "test", demo, "--payload-hex", "ff", "--json", env=env)
+        assert done.returncode == 1, done.stderr
+        outcome = json.loads(done.stdout)
+        assert set(outcome) == {"ok", "error"} and outcome["ok"] is False
+        assert set(outcome["error"]) == {"kind", "message", "line"}
+        assert (outcome["error"]["kind"], outcome["error"]["line"]) == (
+            "runtime_error",
+            FAILING_LINE,
+        )
+
+    async def test_failing_command_is_a_script_error(self, env: dict[str, str], demo: str) -> None:
+        done = await cli(
+            "parser", "test", demo, "--command", '{"command": "reboot"}', "--json", env=env
+        )
+        assert done.returncode == 1, done.stderr
+        assert json.loads(done.stdout)["error"]["kind"] == "runtime_error"
+
+    async def test_compile_error(self, env: dict[str, str], tmp_path: Path) -> None:
+        path = write(tmp_path, "restricted.py", RESTRICTED)
+        done = await cli("parser", "test", path, "--payload-hex", "00", "--json", env=env)
+        assert done.returncode == 1, done.stderr
+        error = json.loads(done.stdout)["error"]
+        assert (error["kind"], error["line"]) == ("compile_error", 2)
+
+
+class TestUsageAndInfrastructure:
+    async def test_bad_payload_hex(self, env: dict[str, str], demo: str) -> None:
+        done = await cli("parser", "test", demo, "--payload-hex", "0g", env=env)
+        assert "--payload-hex" in one_line(done, 2)
+
+    async def test_sandbox_down_stores_nothing(
+        self, env: dict[str, str], demo: str, tmp_path: Path
+    ) -> None:
+        address = f"127.0.0.1:{free_port()}"
+        down = {**env, "PRESERVARIUM_SANDBOX_ADDR": address}
+        done = await cli("parser", "test", demo, "--payload-hex", "00", env=down)
+        assert address in one_line(done, 2)
+        examples = write(tmp_path, "examples.yaml", EXAMPLES)
+        done = await cli("parser", "upload", "demo", demo, "--examples", examples, env=down)
+        assert address in one_line(done, 2)
+        listed = await cli("parser", "list", "--json", env=env)
+        assert json.loads(listed.stdout) == []
+
+
+class TestExamples:
+    async def test_all_passing(self, env: dict[str, str], demo: str, tmp_path: Path) -> None:
+        examples = write(tmp_path, "examples.yaml", EXAMPLES)
+        done = await cli("parser", "test", demo, "--examples", examples, "--json", env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        results = json.loads(done.stdout)
+        assert [(r["index"], r["ok"], r["mismatch"]) for r in results] == [
+            (index, True, None) for index in range(1, 6)
+        ]
+        assert results[3]["description"] == "set period"
+
+    async def test_a_mismatch_is_printed(
+        self, env: dict[str, str], demo: str, tmp_path: Path
+    ) -> None:
+        examples = write(tmp_path, "examples.yaml", EXAMPLES + WRONG_EXAMPLE)
+        done = await cli("parser", "test", demo, "--examples", examples, env=env)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "data.n: expected 3, got 2" in done.stdout
+        assert "6 examples: 5 passed, 1 failed" in done.stdout
+
+    async def test_upload_refuses_a_version_whose_examples_fail(
+        self, env: dict[str, str], demo: str, tmp_path: Path
+    ) -> None:
+        examples = write(tmp_path, "examples.yaml", WRONG_EXAMPLE)
+        done = await cli("parser", "upload", "demo", demo, "--examples", examples, env=env)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "data.n: expected 3, got 2" in done.stderr
+        listed = await cli("parser", "list", "--json", env=env)
+        assert json.loads(listed.stdout) == []
+
+    async def test_upload_stores_passing_examples(
+        self, env: dict[str, str], demo: str, tmp_path: Path
+    ) -> None:
+        examples = write(tmp_path, "examples.yaml", EXAMPLES)
+        done = await cli("parser", "upload", "demo", demo, "--examples", examples, env=env)
+        assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr
+        shown = json.loads((await cli("parser", "show", "demo", "--json", env=env)).stdout)
+        assert (shown["version"], shown["examples"]) == (1, EXAMPLES)
