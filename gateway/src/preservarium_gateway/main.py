@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from preservarium.service import run_service
 from preservarium.settings import Settings
 
-log = logging.getLogger("preservarium.gateway")
+from preservarium_gateway.config import GatewayConfig
+from preservarium_gateway.server import GatewayServer
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the gateway until `stop` is set."""
-    log.info("gateway starting", extra={"coap_bind": str(settings.coap_bind)})
-    await stop.wait()
+    """Serve until SIGTERM/SIGINT, then drain in-flight contacts and stop."""
+    async with GatewayServer(GatewayConfig.from_settings(settings)):
+        await stop.wait()
 
 
 def main() -> None:

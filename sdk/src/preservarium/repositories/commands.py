@@ -119,7 +119,7 @@ class SQLCommandRepository(SQLRepository):
                 claimed = await session.scalar(
                     update(Command)
                     .where(Command.id == candidate, Command.status == CommandStatus.QUEUED.value)
-                    .values(status=CommandStatus.CLAIMED.value, claimed_by=claimer)
+                    .values(status=CommandStatus.CLAIMED.value, claimed_by=claimer, claimed_at=now)
                     .returning(Command)
                 )
                 if claimed is not None:
@@ -142,6 +142,31 @@ class SQLCommandRepository(SQLRepository):
         if row is None:
             raise NotFoundError(f"no command request {request_id!r}")
         return _record(row)
+
+    async def release(self, request_id: str) -> None:
+        """Put a claimed command back in the queue (its contact could not carry it)."""
+        async with self.transaction() as session:
+            await session.execute(
+                update(Command)
+                .where(
+                    Command.request_id == request_id,
+                    Command.status == CommandStatus.CLAIMED.value,
+                )
+                .values(status=CommandStatus.QUEUED.value, claimed_by=None, claimed_at=None)
+            )
+
+    async def requeue_stale_claims(self, older_than: datetime) -> int:
+        """Requeue claims taken before `older_than` (their gateway died mid-contact)."""
+        async with self.transaction() as session:
+            result = await session.execute(
+                update(Command)
+                .where(
+                    Command.status == CommandStatus.CLAIMED.value,
+                    Command.claimed_at < older_than,
+                )
+                .values(status=CommandStatus.QUEUED.value, claimed_by=None, claimed_at=None)
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def expire_due(self) -> list[CommandRecord]:
         """Mark every queued command past its expiry as expired; return them."""

@@ -1,0 +1,169 @@
+"""The CoAP face of the gateway: `/d/{device_id}[/...]`, the routes, `/.well-known/core`.
+
+Bad requests are answered by raising aiocoap's renderable errors; the contact itself is
+the pipeline's business.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import aiocoap
+from aiocoap import error
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.types import CON
+from aiocoap.resource import PathCapable, Resource
+from preservarium.errors import RepositoryError
+from preservarium.ids import is_device_id
+
+from preservarium_gateway.config import GatewayLimits
+from preservarium_gateway.contact import ContactPipeline, ContactRequest, Outcome
+from preservarium_gateway.directory import DeviceDirectory
+from preservarium_gateway.metrics import GatewayMetrics
+
+log = logging.getLogger("preservarium.gateway.coap")
+
+SUCCESS = {Code.POST: Code.CREATED, Code.PUT: Code.CHANGED, Code.GET: Code.CONTENT}
+DEVICE_METHODS = (Code.POST, Code.PUT)
+ROUTE_METHODS = (Code.POST, Code.PUT, Code.GET)
+
+
+class PayloadTooLarge(error.RequestEntityTooLarge):  # type: ignore[misc]
+    """4.13 with Size1 saying what fits."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"payload over {limit} bytes")
+        self.limit = limit
+
+    def to_message(self) -> aiocoap.Message:
+        message = super().to_message()
+        message.opt.size1 = self.limit
+        return message
+
+
+class RetryLater(error.ServiceUnavailable):  # type: ignore[misc]
+    """5.03 with Max-Age: the device keeps its data and retries."""
+
+    def __init__(self, max_age: int) -> None:
+        super().__init__("not stored; retry later")
+        self.max_age = max_age
+
+    def to_message(self) -> aiocoap.Message:
+        message = super().to_message()
+        message.opt.max_age = self.max_age
+        return message
+
+
+def _query(request: aiocoap.Message) -> dict[str, str]:
+    pairs = (item.partition("=") for item in request.opt.uri_query)
+    return {key: value for key, _, value in pairs}
+
+
+class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
+    """The root resource: it parses the path itself."""
+
+    def __init__(
+        self,
+        *,
+        routes: dict[str, str],
+        directory: DeviceDirectory,
+        pipeline: ContactPipeline,
+        limits: GatewayLimits,
+        metrics: GatewayMetrics,
+    ) -> None:
+        super().__init__()
+        self._routes = routes
+        self._directory = directory
+        self._pipeline = pipeline
+        self._limits = limits
+        self._metrics = metrics
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        # Payloads are small (1 KiB); a Block1 transfer is answered 4.13 with Size1.
+        return False
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        """Answer one request; every error is a CoAP code, never an exception."""
+        started = time.perf_counter()
+        route = "?"
+        try:
+            route, response = await self._render(request)
+        except error.RenderableError as exc:
+            response = exc.to_message()
+        self._metrics.contacts.labels(route, str(response.code.dotted)).inc()
+        self._metrics.contact_latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    async def _render(self, request: aiocoap.Message) -> tuple[str, aiocoap.Message]:
+        path = request.opt.uri_path
+        if path == (".well-known", "core"):
+            return "well-known", self._well_known(request)
+        if len(path) >= 2 and path[0] == "d":
+            return "d", await self._device(request, path[1], "/".join(path[2:]))
+        if len(path) == 1 and path[0] in self._routes:
+            return path[0], await self._route(request, path[0])
+        raise error.NotFound("no such resource")
+
+    def _well_known(self, request: aiocoap.Message) -> aiocoap.Message:
+        if request.code != Code.GET:
+            raise error.MethodNotAllowed()
+        links = ['</d>;rt="preservarium.device"'] + [
+            f'</{route}>;rt="preservarium.{device_type}"'
+            for route, device_type in sorted(self._routes.items())
+        ]
+        message = aiocoap.Message(code=Code.CONTENT, payload=",".join(links).encode())
+        message.opt.content_format = 40
+        return message
+
+    def _check(self, request: aiocoap.Message, methods: tuple[Code, ...]) -> None:
+        if request.code not in methods:
+            raise error.MethodNotAllowed()
+        if request.opt.block1 is not None or len(request.payload) > self._limits.payload_bytes:
+            raise PayloadTooLarge(self._limits.payload_bytes)
+
+    async def _device(
+        self, request: aiocoap.Message, device_id: str, subpath: str
+    ) -> aiocoap.Message:
+        if not is_device_id(device_id):
+            raise error.BadRequest("malformed device id")
+        self._check(request, DEVICE_METHODS)
+        try:
+            device_type = await self._directory.device_type(device_id)
+        except RepositoryError as exc:
+            log.warning("device lookup failed", extra={"device_id": device_id, "error": str(exc)})
+            raise RetryLater(self._limits.retry_after_s) from exc
+        if device_type is None:
+            raise error.NotFound("unknown device")
+        return await self._contact(request, device_id, device_type, subpath)
+
+    async def _route(self, request: aiocoap.Message, route: str) -> aiocoap.Message:
+        self._check(request, ROUTE_METHODS)
+        return await self._contact(request, None, self._routes[route], route)
+
+    async def _contact(
+        self, request: aiocoap.Message, device_id: str | None, device_type: str, path: str
+    ) -> aiocoap.Message:
+        answer = await self._pipeline.handle(
+            ContactRequest(
+                device_id=device_id,
+                device_type=device_type,
+                path=path,
+                method=str(request.code),
+                confirmable=request.mtype is CON,
+                remote=_remote(request),
+                payload=bytes(request.payload),
+                query=_query(request),
+            )
+        )
+        if answer.outcome is Outcome.RETRY_LATER:
+            raise RetryLater(self._limits.retry_after_s)
+        return aiocoap.Message(code=SUCCESS[request.code], payload=answer.body)
+
+
+def _remote(request: Any) -> str:
+    try:
+        return str(request.remote.hostinfo)
+    except (AttributeError, ValueError):
+        return "?"

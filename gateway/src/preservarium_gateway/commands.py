@@ -1,0 +1,200 @@
+"""Commands: stored durably, known in memory by device, claimed atomically at a contact.
+
+`PendingCommandIndex` keeps the database off the hot path: only a contact from a device
+that has a pending command costs a query (the atomic claim). The index is refreshed
+from the database, so it stays right across restarts and beside other gateways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from preservarium.db.models import utcnow
+from preservarium.errors import ConflictError, RepositoryError
+from preservarium.repositories import CommandRecord, SQLCommandRepository
+from preservarium.repositories.commands import CommandStatus
+
+from preservarium_gateway import records
+from preservarium_gateway.command_requests import CommandRequest, Rejection
+from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.kafka import KafkaPublisher
+
+log = logging.getLogger("preservarium.gateway.commands")
+StatusObserver = Callable[[str], None]
+
+
+class PendingCommandIndex:
+    """Device ids with at least one queued command."""
+
+    def __init__(self) -> None:
+        self._devices: set[str] = set()
+
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._devices
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def add(self, device_id: str) -> None:
+        """A command was queued for `device_id`."""
+        self._devices.add(device_id)
+
+    def discard(self, device_id: str) -> None:
+        """`device_id` has nothing queued any more."""
+        self._devices.discard(device_id)
+
+    def replace(self, device_ids: set[str]) -> None:
+        """Take the database's view."""
+        self._devices = device_ids
+
+
+class CommandDesk:
+    """Stores, claims and settles commands, and reports every status on Kafka."""
+
+    def __init__(
+        self,
+        *,
+        repository: SQLCommandRepository,
+        publisher: KafkaPublisher,
+        topics: Topics,
+        limits: GatewayLimits,
+        claimer: str,
+        on_status: StatusObserver | None = None,
+    ) -> None:
+        self._repository = repository
+        self._publisher = publisher
+        self._topics = topics
+        self._limits = limits
+        self._claimer = claimer
+        self._on_status = on_status or (lambda status: None)
+        self.index = PendingCommandIndex()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Learn which devices have pending commands, then keep checking."""
+        await self.refresh()
+        self._task = asyncio.create_task(self._housekeeping(), name="command-housekeeping")
+
+    async def stop(self) -> None:
+        """Stop housekeeping; idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> CommandDesk:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def emit(
+        self,
+        status: str,
+        *,
+        request_id: str | None,
+        device_id: str | None,
+        reason: str | None = None,
+        payload: bytes | None = None,
+    ) -> None:
+        """Publish a `command.status` record (without holding up the caller)."""
+        record = records.status_record(
+            request_id=request_id,
+            device_id=device_id,
+            status=status,
+            at=utcnow(),
+            reason=reason,
+            payload=payload,
+        )
+        key = device_id.encode() if device_id else None
+        self._publisher.publish_later(self._topics.command_status, records.encode(record), key)
+        self._on_status(status)
+
+    async def refresh(self) -> None:
+        """Re-read the devices with queued commands."""
+        self.index.replace(await self._repository.pending_device_ids())
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self._limits.commands_refresh_s)
+            try:
+                await self.expire()
+                stale = utcnow() - timedelta(seconds=self._limits.stale_claim_s)
+                await self._repository.requeue_stale_claims(stale)
+                await self.refresh()
+            except RepositoryError as exc:
+                log.warning("command housekeeping failed", extra={"error": str(exc)})
+
+    async def expire(self) -> None:
+        """Expire what is past its time and report it."""
+        for command in await self._repository.expire_due():
+            self.emit("expired", request_id=command.request_id, device_id=command.device_id)
+
+    async def store(self, request: CommandRequest) -> None:
+        """Store a valid request durably and report it queued (a redelivery is a no-op)."""
+        try:
+            await self._repository.add(
+                request_id=request.request_id,
+                device_id=request.device_id,
+                name=request.command,
+                body=request.body(),
+                expires_at=request.expires_at,
+            )
+        except ConflictError:
+            log.info("command request seen before", extra={"request_id": request.request_id})
+            return
+        self.index.add(request.device_id)
+        self.emit("queued", request_id=request.request_id, device_id=request.device_id)
+
+    def reject(self, rejection: Rejection) -> None:
+        """Report an invalid request."""
+        self.emit(
+            "rejected",
+            request_id=rejection.request_id,
+            device_id=rejection.device_id,
+            reason=rejection.reason,
+        )
+
+    async def claim(self, device_id: str) -> CommandRecord | None:
+        """The oldest queued command of `device_id`, now ours to send, or None."""
+        if device_id not in self.index:
+            return None
+        command = await self._repository.claim_next(device_id, claimer=self._claimer)
+        if command is None:
+            self.index.discard(device_id)
+        return command
+
+    async def sent(self, command: CommandRecord, payload: bytes) -> None:
+        """The command's bytes left in a CoAP response."""
+        await self._repository.finish(command.request_id, CommandStatus.SENT)
+        self.emit("sent", request_id=command.request_id, device_id=command.device_id,
+                  payload=payload)  # fmt: skip
+
+    async def failed(self, command: CommandRecord, reason: str) -> None:
+        """format_command() could not produce the command's bytes."""
+        await self._repository.finish(command.request_id, CommandStatus.FAILED, reason=reason)
+        self.emit("failed", request_id=command.request_id, device_id=command.device_id,
+                  reason=reason)  # fmt: skip
+
+    async def release(self, command: CommandRecord) -> None:
+        """The contact could not carry the command: queue it again for the next one."""
+        await self._repository.release(command.request_id)
+        self.index.add(command.device_id)
+
+
+def command_params(command: CommandRecord) -> dict[str, Any]:
+    """The params stored with a command."""
+    body = json.loads(command.body)
+    params = body.get("params", {}) if isinstance(body, dict) else {}
+    return params if isinstance(params, dict) else {}

@@ -1,0 +1,270 @@
+"""One device contact, stage by stage: raw to Kafka, parse, parsed or failed, command, answer.
+
+The raw record and the sandbox call run at the same time (the parse does not need the
+ack); the device gets its success code only once the raw record is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+
+from preservarium.errors import RepositoryError
+from preservarium.repositories import CommandRecord
+from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_client import (
+    CommandInput,
+    ContactInput,
+    SandboxClient,
+    SandboxRequestError,
+    SandboxUnavailableError,
+    error_kind_name,
+)
+
+from preservarium_gateway import records
+from preservarium_gateway.commands import CommandDesk, command_params
+from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.errors import PublishError
+from preservarium_gateway.kafka import KafkaPublisher
+from preservarium_gateway.metrics import GatewayMetrics
+
+log = logging.getLogger("preservarium.gateway.contact")
+
+
+class Outcome(Enum):
+    """How a contact ended, for the CoAP layer to pick its code."""
+
+    ACCEPTED = "accepted"
+    RETRY_LATER = "retry_later"
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRequest:
+    """A device contact that passed the CoAP checks."""
+
+    device_id: str | None
+    device_type: str
+    path: str
+    method: str
+    confirmable: bool
+    remote: str
+    payload: bytes
+    query: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ContactAnswer:
+    """What goes back to the device."""
+
+    outcome: Outcome
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """The sandbox's answer, or why there is none."""
+
+    response: pb.ParseResponse | None
+    unavailable: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the parser produced data."""
+        return self.response is not None and self.response.HasField("result")
+
+
+class ContactPipeline:
+    """Runs the stages of a contact; holds no state of its own between contacts."""
+
+    def __init__(
+        self,
+        *,
+        publisher: KafkaPublisher,
+        sandbox: SandboxClient,
+        desk: CommandDesk,
+        topics: Topics,
+        limits: GatewayLimits,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self._publisher = publisher
+        self._sandbox = sandbox
+        self._desk = desk
+        self._topics = topics
+        self._limits = limits
+        self._metrics = metrics
+
+    async def handle(self, request: ContactRequest) -> ContactAnswer:
+        """Every stage of one contact."""
+        now = datetime.now(UTC)
+        uplink = records.Uplink(
+            id=uuid.uuid4().hex, received_at=now, device_id=request.device_id,
+            device_type=request.device_type, method=request.method, path=request.path,
+            confirmable=request.confirmable, remote=request.remote, payload=request.payload,
+            query=request.query,
+        )  # fmt: skip
+        command = await self._claim(request.device_id) if request.confirmable else None
+        durable, parsed = await asyncio.gather(
+            self._publish_raw(uplink), self._parse(uplink, command)
+        )
+        if not durable:
+            if command is not None:
+                await self._release(command)
+            return ContactAnswer(Outcome.RETRY_LATER)
+        device_id = self._publish_result(uplink, parsed)
+        body = b""
+        if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):
+            body = parsed.response.result.reply
+        if request.confirmable:
+            sent = await self._deliver_command(uplink, device_id, command, parsed)
+            if sent is not None:
+                body = sent
+        return ContactAnswer(Outcome.ACCEPTED, body)
+
+    async def _claim(self, device_id: str | None) -> CommandRecord | None:
+        if device_id is None:
+            return None
+        try:
+            return await self._desk.claim(device_id)
+        except RepositoryError as exc:
+            log.warning("command claim failed", extra={"device_id": device_id, "error": str(exc)})
+            return None
+
+    async def _release(self, command: CommandRecord) -> None:
+        try:
+            await self._desk.release(command)
+        except RepositoryError as exc:
+            # The stale-claim sweep requeues it later.
+            log.warning("command release failed", extra={"request_id": command.request_id,
+                        "error": str(exc)})  # fmt: skip
+
+    async def _publish_raw(self, uplink: records.Uplink) -> bool:
+        key = uplink.device_id.encode() if uplink.device_id else None
+        try:
+            await self._publisher.publish(
+                self._topics.raw, records.encode(records.raw_record(uplink)), key
+            )
+        except PublishError as exc:
+            log.warning("raw uplink not durable", extra={"uplink_id": uplink.id,
+                        "device_id": uplink.device_id, "error": str(exc)})  # fmt: skip
+            return False
+        return True
+
+    async def _parse(self, uplink: records.Uplink, command: CommandRecord | None) -> Parsed:
+        contact = ContactInput(
+            payload=uplink.payload, device_type=uplink.device_type, device_id=uplink.device_id,
+            path=uplink.path, method=uplink.method, confirmable=uplink.confirmable,
+            received_at=int(uplink.received_at.timestamp()), query=uplink.query,
+        )  # fmt: skip
+        started = time.perf_counter()
+        try:
+            response = await self._sandbox.parse(
+                contact,
+                identify=uplink.device_id is None,
+                command=None if command is None else _command_input(command),
+                timeout_s=self._limits.sandbox_timeout_s,
+            )
+        except (SandboxUnavailableError, SandboxRequestError) as exc:
+            return Parsed(None, unavailable=str(exc))
+        finally:
+            self._metrics.sandbox_latency.labels("Parse").observe(time.perf_counter() - started)
+        return Parsed(response)
+
+    def _publish_result(self, uplink: records.Uplink, parsed: Parsed) -> str | None:
+        """Publish uplink.parsed or uplink.failed; return the device id as now known."""
+        device_id = uplink.device_id
+        response = parsed.response
+        if response is not None and response.HasField("result"):
+            result = response.result
+            device_id = result.device_id if result.HasField("device_id") else device_id
+            value = records.parsed_record(
+                uplink,
+                device_id=device_id,
+                parser={"name": response.parser.name, "version": response.parser.version},
+                data_json=result.data_json,
+                warnings=list(result.warnings),
+            )
+            self._send(self._topics.parsed, value, device_id)
+            return device_id
+        if response is None:
+            kind, message, line = "sandbox_unavailable", parsed.unavailable or "", None
+        else:
+            error = response.error
+            kind, message = error_kind_name(error.kind), error.message
+            line = error.line if error.HasField("line") else None
+        self._metrics.parse_errors.labels(kind).inc()
+        log.info("uplink failed", extra={"uplink_id": uplink.id, "device_id": device_id,
+                 "kind": kind})  # fmt: skip
+        failed = records.failed_record(
+            uplink, device_id=device_id, kind=kind, message=message, line=line
+        )
+        self._send(self._topics.failed, records.encode(failed), device_id)
+        return device_id
+
+    def _send(self, topic: str, value: bytes, device_id: str | None) -> None:
+        self._publisher.publish_later(topic, value, device_id.encode() if device_id else None)
+
+    async def _deliver_command(
+        self,
+        uplink: records.Uplink,
+        device_id: str | None,
+        command: CommandRecord | None,
+        parsed: Parsed,
+    ) -> bytes | None:
+        """The command bytes for this CON response, if a command is pending and formats."""
+        if parsed.response is None:  # the sandbox is away: keep the command for later
+            if command is not None:
+                await self._release(command)
+            return None
+        result = None
+        if command is not None and parsed.response.HasField("command"):
+            result = parsed.response.command
+        if command is None and uplink.device_id is None and device_id is not None:
+            command = await self._claim(device_id)  # a route device, known only now
+        if command is None:
+            return None
+        if result is None:
+            result = await self._format(uplink.device_type, command)
+        if result is None:
+            await self._release(command)
+            return None
+        return await self._settle(command, result)
+
+    async def _format(self, device_type: str, command: CommandRecord) -> pb.CommandResult | None:
+        started = time.perf_counter()
+        try:
+            response = await self._sandbox.format_command(
+                device_type, _command_input(command), timeout_s=self._limits.sandbox_timeout_s
+            )
+        except (SandboxUnavailableError, SandboxRequestError):
+            return None
+        finally:
+            self._metrics.sandbox_latency.labels("FormatCommand").observe(
+                time.perf_counter() - started
+            )
+        return response.result
+
+    async def _settle(self, command: CommandRecord, result: pb.CommandResult) -> bytes | None:
+        try:
+            if result.HasField("payload"):
+                await self._desk.sent(command, result.payload)
+                return result.payload
+            error = result.error
+            await self._desk.failed(command, f"{error_kind_name(error.kind)}: {error.message}")
+        except RepositoryError as exc:
+            log.warning("command outcome not stored", extra={"request_id": command.request_id,
+                        "error": str(exc)})  # fmt: skip
+        return None
+
+
+def _command_input(command: CommandRecord) -> CommandInput:
+    return CommandInput(
+        request_id=command.request_id,
+        device_id=command.device_id,
+        command=command.name,
+        params=command_params(command),
+    )

@@ -1,0 +1,87 @@
+"""The device directory: device id -> type, in memory, so contacts need no query once warm.
+
+Known devices are a dict hit. An unknown id is looked up once and remembered as unknown
+for a moment, so a flood of made-up ids costs at most one query per id per TTL. A full
+reload now and then notices devices removed or re-typed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from types import TracebackType
+
+from preservarium.errors import NotFoundError, RepositoryError
+from preservarium.repositories import SQLDeviceRepository
+
+log = logging.getLogger("preservarium.gateway.directory")
+MAX_UNKNOWN = 100_000
+
+
+class DeviceDirectory:
+    """Registered devices and their types."""
+
+    def __init__(
+        self, repository: SQLDeviceRepository, *, refresh_s: float, unknown_ttl_s: float
+    ) -> None:
+        self._repository = repository
+        self._refresh_s = refresh_s
+        self._unknown_ttl_s = unknown_ttl_s
+        self._types: dict[str, str] = {}
+        self._unknown: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load every device, then keep the copy fresh."""
+        await self.reload()
+        self._task = asyncio.create_task(self._reload_loop(), name="device-directory")
+
+    async def stop(self) -> None:
+        """Stop refreshing; idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> DeviceDirectory:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def reload(self) -> None:
+        """Replace the copy with the registry as it is now."""
+        devices = await self._repository.list()
+        self._types = {device.id: device.device_type for device in devices}
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                await self.reload()
+            except RepositoryError as exc:
+                log.warning("device directory refresh failed", extra={"error": str(exc)})
+
+    async def device_type(self, device_id: str) -> str | None:
+        """The type of a registered device, or None when it is not registered."""
+        known = self._types.get(device_id)
+        if known is not None:
+            return known
+        now = time.monotonic()
+        if self._unknown.get(device_id, 0.0) > now:
+            return None
+        try:
+            record = await self._repository.get(device_id)
+        except NotFoundError:
+            if len(self._unknown) >= MAX_UNKNOWN:
+                self._unknown.clear()
+            self._unknown[device_id] = now + self._unknown_ttl_s
+            return None
+        self._types[record.id] = record.device_type
+        return record.device_type

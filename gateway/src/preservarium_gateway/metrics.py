@@ -1,0 +1,58 @@
+"""What an operator graphs about the gateway."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class GatewayMetrics:
+    """The gateway's metrics, in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.contacts = Counter(
+            "preservarium_gateway_contacts", "Device contacts by route and response code.",
+            ["route", "code"], registry=r,
+        )  # fmt: skip
+        self.contact_latency = Histogram(
+            "preservarium_gateway_contact_seconds", "Contact latency, request in to response out.",
+            ["route"], buckets=BUCKETS, registry=r,
+        )  # fmt: skip
+        self.publish_latency = Histogram(
+            "preservarium_gateway_kafka_publish_seconds", "Kafka publish latency (to the ack).",
+            ["topic"], buckets=BUCKETS, registry=r,
+        )  # fmt: skip
+        self.publish_failures = Counter(
+            "preservarium_gateway_kafka_publish_failures", "Kafka records not acknowledged.",
+            ["topic"], registry=r,
+        )  # fmt: skip
+        self.sandbox_latency = Histogram(
+            "preservarium_gateway_sandbox_call_seconds", "Sandbox call latency.",
+            ["method"], buckets=BUCKETS, registry=r,
+        )  # fmt: skip
+        self.parse_errors = Counter(
+            "preservarium_gateway_parse_errors", "Uplinks that went to uplink.failed, by kind.",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.commands = Counter(
+            "preservarium_gateway_commands", "Command status records by status.",
+            ["status"], registry=r,
+        )  # fmt: skip
+        self.pending_devices = Gauge(
+            "preservarium_gateway_pending_command_devices", "Devices with a queued command.",
+            registry=r,
+        )  # fmt: skip
+        self.dedup_entries = Gauge(
+            "preservarium_gateway_dedup_entries", "CoAP message deduplication entries held.",
+            registry=r,
+        )  # fmt: skip
+
+    def published(self, topic: str, seconds: float, ok: bool) -> None:
+        """Observer for the Kafka publisher."""
+        if ok:
+            self.publish_latency.labels(topic).observe(seconds)
+        else:
+            self.publish_failures.labels(topic).inc()

@@ -1,0 +1,121 @@
+"""The Kafka records of SPEC section 6, built from plain values. No I/O here."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+VERSION = 1
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC timestamp with milliseconds and a Z."""
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 text."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """A record value: compact UTF-8 JSON."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Uplink:
+    """One accepted device contact, as the records describe it."""
+
+    id: str
+    received_at: datetime
+    device_id: str | None
+    device_type: str
+    method: str
+    path: str
+    confirmable: bool
+    remote: str
+    payload: bytes
+    query: dict[str, str]
+
+
+def raw_record(uplink: Uplink) -> dict[str, Any]:
+    """`uplink.raw`."""
+    return {
+        "v": VERSION,
+        "id": uplink.id,
+        "received_at": rfc3339(uplink.received_at),
+        "device_id": uplink.device_id,
+        "device_type": uplink.device_type,
+        "method": uplink.method,
+        "path": uplink.path,
+        "confirmable": uplink.confirmable,
+        "remote": uplink.remote,
+        "payload_b64": b64(uplink.payload),
+    }
+
+
+def parsed_record(
+    uplink: Uplink,
+    *,
+    device_id: str | None,
+    parser: dict[str, Any],
+    data_json: bytes,
+    warnings: list[str],
+) -> bytes:
+    """`uplink.parsed`, with the parser's data spliced in as the sandbox encoded it."""
+    head = {
+        "v": VERSION,
+        "id": uplink.id,
+        "received_at": rfc3339(uplink.received_at),
+        "device_id": device_id,
+        "device_type": uplink.device_type,
+        "parser": parser,
+        "warnings": warnings,
+    }
+    # The sandbox already checked and encoded `data`: splice it instead of re-encoding.
+    return encode(head)[:-1] + b',"data":' + (data_json or b"{}") + b"}"
+
+
+def failed_record(
+    uplink: Uplink, *, device_id: str | None, kind: str, message: str, line: int | None
+) -> dict[str, Any]:
+    """`uplink.failed`."""
+    return {
+        "v": VERSION,
+        "id": uplink.id,
+        "received_at": rfc3339(uplink.received_at),
+        "device_id": device_id,
+        "device_type": uplink.device_type,
+        "payload_b64": b64(uplink.payload),
+        "error": {"kind": kind, "message": message, "line": line},
+    }
+
+
+def status_record(
+    *,
+    request_id: str | None,
+    device_id: str | None,
+    status: str,
+    at: datetime,
+    reason: str | None = None,
+    payload: bytes | None = None,
+) -> dict[str, Any]:
+    """`command.status`."""
+    record: dict[str, Any] = {
+        "v": VERSION,
+        "request_id": request_id,
+        "device_id": device_id,
+        "status": status,
+        "at": rfc3339(at),
+    }
+    if reason is not None:
+        record["reason"] = reason
+    if payload is not None:
+        record["payload_b64"] = b64(payload)
+    return record

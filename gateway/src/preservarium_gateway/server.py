@@ -1,0 +1,161 @@
+"""The gateway assembled: database, directory, Kafka, sandbox client, commands, CoAP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Any
+
+import aiocoap
+from preservarium.db.engine import make_engine
+from preservarium.db.migrate import upgrade
+from preservarium.errors import PreservariumError
+from preservarium.metrics import MetricsEndpoint
+from preservarium.repositories import SQLCommandRepository, SQLDeviceRepository
+from preservarium.sandbox_client import SandboxClient
+
+from preservarium_gateway.coap import GatewaySite
+from preservarium_gateway.commands import CommandDesk
+from preservarium_gateway.config import GatewayConfig
+from preservarium_gateway.consumer import CommandConsumer
+from preservarium_gateway.contact import ContactPipeline
+from preservarium_gateway.dedup import BoundedDeduplication
+from preservarium_gateway.directory import DeviceDirectory
+from preservarium_gateway.errors import GatewayStartError
+from preservarium_gateway.kafka import KafkaPublisher
+from preservarium_gateway.metrics import GatewayMetrics
+
+log = logging.getLogger("preservarium.gateway")
+
+
+class GatewayServer:
+    """Owns every part of the gateway; start() in order, stop() in reverse, idempotent."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        limits = config.limits
+        self.metrics = GatewayMetrics()
+        self._engine = make_engine(config.database_url)
+        self.directory = DeviceDirectory(
+            SQLDeviceRepository(self._engine),
+            refresh_s=limits.directory_refresh_s,
+            unknown_ttl_s=limits.unknown_device_ttl_s,
+        )
+        self.publisher = KafkaPublisher(
+            config.kafka_bootstrap,
+            timeout_s=limits.publish_timeout_s,
+            client_id=f"preservarium-gateway-{config.instance_id}",
+            on_publish=self.metrics.published,
+            topics=config.topics.all(),
+            partitions=limits.topic_partitions,
+        )
+        self.sandbox = SandboxClient(config.sandbox_addr, timeout_s=limits.sandbox_timeout_s)
+        self.desk = CommandDesk(
+            repository=SQLCommandRepository(self._engine),
+            publisher=self.publisher,
+            topics=config.topics,
+            limits=limits,
+            claimer=config.instance_id,
+            on_status=lambda status: self.metrics.commands.labels(status).inc(),
+        )
+        self.consumer = CommandConsumer(
+            bootstrap=config.kafka_bootstrap,
+            topic=config.topics.command_request,
+            group=config.consumer_group,
+            desk=self.desk,
+            limits=limits,
+        )
+        self.pipeline = ContactPipeline(
+            publisher=self.publisher,
+            sandbox=self.sandbox,
+            desk=self.desk,
+            topics=config.topics,
+            limits=limits,
+            metrics=self.metrics,
+        )
+        self.site = GatewaySite(
+            routes=config.routes,
+            directory=self.directory,
+            pipeline=self.pipeline,
+            limits=limits,
+            metrics=self.metrics,
+        )
+        self._metrics_endpoint = MetricsEndpoint(self.metrics.registry, port=config.metrics_port)
+        self._context: Any = None
+        self._dedup: list[BoundedDeduplication] = []
+        self._gauges: asyncio.Task[None] | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        """Start the parts a contact needs, then open the CoAP port."""
+        try:
+            if self.config.auto_migrate:
+                await upgrade(self.config.database_url)
+            await self.directory.start()
+            await self.desk.start()
+        except PreservariumError as exc:
+            await self.stop()
+            raise GatewayStartError(f"cannot read the database: {exc}") from exc
+        await self.publisher.start()
+        await self.sandbox.start()
+        await self.consumer.start()
+        bind = self.config.bind
+        try:
+            self._context = await aiocoap.Context.create_server_context(
+                self.site, bind=(bind.host, bind.port)
+            )
+        except OSError as exc:
+            await self.stop()
+            raise GatewayStartError(f"cannot listen on {bind} (udp): {exc.strerror}") from exc
+        self._dedup = BoundedDeduplication.install(
+            self._context,
+            lifetime_s=self.config.limits.dedup_lifetime_s,
+            max_entries=self.config.limits.dedup_max_entries,
+        )
+        self.port = bind.port or 5683
+        try:
+            self._metrics_endpoint.start()
+        except OSError as exc:
+            await self.stop()
+            raise GatewayStartError(
+                f"cannot serve metrics on port {self.config.metrics_port}: {exc.strerror}"
+            ) from exc
+        self._gauges = asyncio.create_task(self._update_gauges(), name="gateway-gauges")
+        log.info("gateway serving", extra={"coap_bind": str(bind), "routes": self.config.routes})
+
+    async def _update_gauges(self) -> None:
+        while True:
+            self.metrics.pending_devices.set(len(self.desk.index))
+            self.metrics.dedup_entries.set(sum(len(cache) for cache in self._dedup))
+            await asyncio.sleep(1.0)
+
+    @property
+    def dedup_entries(self) -> int:
+        """Deduplication entries held now."""
+        return sum(len(cache) for cache in self._dedup)
+
+    async def stop(self) -> None:
+        """Stop taking contacts, let in-flight ones finish, then stop the rest."""
+        context, self._context = self._context, None
+        if context is not None:
+            await context.shutdown()
+        if self._gauges is not None:
+            self._gauges.cancel()
+            self._gauges = None
+        self._metrics_endpoint.stop()
+        await self.consumer.stop()
+        await self.desk.stop()
+        await self.publisher.stop()
+        await self.sandbox.stop()
+        await self.directory.stop()
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> GatewayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,96 @@
+"""A real gateway (UDP, broker, sandbox, database) for tests, with its topics followed."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from preservarium.coapwire import CoapClient
+from preservarium.db.migrate import upgrade
+from preservarium.embedded.broker import EmbeddedBroker
+from preservarium.settings import HostPort
+from preservarium_gateway.config import GatewayConfig, GatewayLimits, Topics
+from preservarium_gateway.server import GatewayServer
+from preservarium_sandbox.server import SandboxServer
+
+from tests.sandbox.conftest import sandbox_config
+from tests.support.kafka import TopicReader, prefix
+from tests.support.net import free_port
+
+ROUTES = {"m": "thermo", "t": "thermo"}
+
+
+def gateway_config(
+    *, database_url: str, bootstrap: str, sandbox_addr: str, topic_prefix: str, **limits: Any
+) -> GatewayConfig:
+    return GatewayConfig(
+        bind=HostPort("127.0.0.1", free_port(socket.SOCK_DGRAM)),
+        routes=ROUTES,
+        kafka_bootstrap=bootstrap,
+        topics=Topics.with_prefix(topic_prefix),
+        sandbox_addr=sandbox_addr,
+        database_url=database_url,
+        metrics_port=0,
+        limits=dataclasses.replace(GatewayLimits(commands_refresh_s=0.2), **limits),
+    )
+
+
+class Topology:
+    """The topics of one gateway, followed from the start."""
+
+    def __init__(self, bootstrap: str, topics: Topics) -> None:
+        self.topics = topics
+        self.raw = TopicReader(bootstrap, topics.raw)
+        self.parsed = TopicReader(bootstrap, topics.parsed)
+        self.failed = TopicReader(bootstrap, topics.failed)
+        self.status = TopicReader(bootstrap, topics.command_status)
+
+    async def start(self) -> None:
+        for reader in (self.raw, self.parsed, self.failed, self.status):
+            await reader.start()
+
+    async def stop(self) -> None:
+        for reader in (self.raw, self.parsed, self.failed, self.status):
+            await reader.stop()
+
+
+@pytest.fixture(scope="module")
+async def gw_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('gateway') / 'gateway.db'}"
+    await upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+async def gw_sandbox(gw_db: str) -> AsyncIterator[SandboxServer]:
+    async with SandboxServer(sandbox_config(gw_db)) as server:
+        yield server
+
+
+@pytest.fixture
+async def gateway(
+    gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker
+) -> AsyncIterator[GatewayServer]:
+    config = gateway_config(
+        database_url=gw_db, bootstrap=broker.bootstrap, sandbox_addr=gw_sandbox.config.listen,
+        topic_prefix=prefix(),
+    )  # fmt: skip
+    async with GatewayServer(config) as server:
+        yield server
+
+
+@pytest.fixture
+async def topics(gateway: GatewayServer, broker: EmbeddedBroker) -> AsyncIterator[Topology]:
+    topology = Topology(broker.bootstrap, gateway.config.topics)
+    await topology.start()
+    yield topology
+    await topology.stop()
+
+
+@pytest.fixture
+async def coap(gateway: GatewayServer) -> AsyncIterator[CoapClient]:
+    async with CoapClient("127.0.0.1", gateway.config.bind.port, timeout_s=5) as client:
+        yield client
