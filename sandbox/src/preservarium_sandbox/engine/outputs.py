@@ -104,12 +104,14 @@ def checked_bytes(value: Any, *, function: str, max_bytes: int, optional: bool) 
     return value
 
 
-def checked_device_id(value: Any) -> str:
-    """identify() output: a device id string."""
+def checked_device_id(value: Any) -> str | None:
+    """identify() output: a device id string, or None for a contact that names no device."""
     from preservarium.ids import is_device_id
 
+    if value is None:
+        return None
     if type(value) is not str:
-        raise _invalid(f"identify() must return str, not {type(value).__name__}")
+        raise _invalid(f"identify() must return str or None, not {type(value).__name__}")
     if not is_device_id(value):
         raise _invalid("identify() must return 1 to 64 characters of A-Z a-z 0-9 . _ : -")
     return value

@@ -1,0 +1,804 @@
+"""Parser for Efento NB-IoT sensors (firmware 06.x and 07.x) talking CoAP.
+
+Efento sensors send protobuf messages (github.com/efento/Proto-files) to four paths:
+
+    m  measurements (ProtoMeasurements)        -> parse() decodes every channel
+    i  device information (ProtoDeviceInfo)    -> parse() decodes what an operator needs
+    c  configuration (ProtoConfig)             -> parse() decodes settings and errors
+    t  time request (body ignored)             -> reply() answers the Unix time, 4 bytes
+
+The device id is the 6-byte serial number inside the payload, written as 12 lower-case
+hex digits: field 1 of the measurements and device-info messages, field 25 of the
+configuration message (field 1 is reserved there).
+
+Downlinks are serialised ProtoConfig messages: format_command() builds them for the
+`set_config`, `request_device_info` and `request_configuration` commands.
+
+parse() output of a measurements message follows the project's measurement convention:
+`measurements` is a list of {"channel", "type", "timestamp", "value"} (or "error_code" in
+place of "value" for a sensor error; binary types give true/false). Types that carry
+metadata in their raw value add it: "calibration_status" (air quality, CO2),
+"meter_status" (meter major counters), "major_channel" (meter minor counters).
+`meter_totals` combines each meter's minor and major channels into one reading.
+
+The protobuf wire format is decoded with the vetted `protowire` helper, so no generated
+code is needed. Malformed payloads raise ValueError with a message naming the problem;
+fields this parser does not know are skipped, as protobuf requires.
+"""
+
+import datetime
+import struct
+
+import protowire
+
+# --- protocol constants ------------------------------------------------------------------
+
+VARINT = protowire.VARINT
+LEN = protowire.LEN
+UINT32_MAX = 4294967295
+WIRE_TYPES = {0: "0 (varint)", 1: "1 (64-bit)", 2: "2 (length-delimited)", 5: "5 (32-bit)"}
+
+# A continuous sample offset in this range is a sensor error code, not a value.
+SENSOR_ERROR_LOW = 8355840
+SENSOR_ERROR_HIGH = 8388607
+
+# Measurement types: number -> (name, kind, divisor).
+# kind: "continuous" (value = (start_point + offset) / divisor),
+#       "binary" (sign of each offset is the state, |offset| - 1 the seconds since timestamp),
+#       "calibrated" (value = raw div 3, raw mod 3 = calibration state),
+#       "major" (meter major counter: value = raw div 4, raw mod 4 = counter status),
+#       "minor" (meter minor counter: value = raw div 6, raw mod 6 = index of its major channel).
+# The divisor turns the raw integer into the unit the type documents (0.1 degC -> 10).
+MEASUREMENT_TYPES = {
+    1: ("temperature", "continuous", 10),
+    2: ("humidity", "continuous", 1),
+    3: ("atmospheric_pressure", "continuous", 10),
+    4: ("differential_pressure", "continuous", 1),
+    5: ("ok_alarm", "binary", 1),
+    6: ("iaq", "calibrated", 1),
+    7: ("flooding", "binary", 1),
+    8: ("pulse_cnt", "continuous", 1),
+    9: ("electricity_meter", "continuous", 1),
+    10: ("water_meter", "continuous", 1),
+    11: ("soil_moisture", "continuous", 1),
+    12: ("co_gas", "continuous", 1),
+    13: ("no2_gas", "continuous", 1),
+    14: ("h2s_gas", "continuous", 100),
+    15: ("ambient_light", "continuous", 10),
+    16: ("pm_1_0", "continuous", 1),
+    17: ("pm_2_5", "continuous", 1),
+    18: ("pm_10_0", "continuous", 1),
+    19: ("noise_level", "continuous", 10),
+    20: ("nh3_gas", "continuous", 1),
+    21: ("ch4_gas", "continuous", 1),
+    22: ("high_pressure", "continuous", 1),
+    23: ("distance_mm", "continuous", 1),
+    24: ("water_meter_acc_minor", "minor", 1),
+    25: ("water_meter_acc_major", "major", 1),
+    26: ("co2_gas", "calibrated", 1),
+    27: ("humidity_accurate", "continuous", 10),
+    28: ("static_iaq", "calibrated", 1),
+    29: ("co2_equivalent", "calibrated", 1),
+    30: ("breath_voc", "calibrated", 1),
+    # 31 is reserved for Efento's shared-modem function: it carries no measurement.
+    32: ("percentage", "continuous", 100),
+    33: ("voltage", "continuous", 10),
+    34: ("current", "continuous", 100),
+    35: ("pulse_cnt_acc_minor", "minor", 1),
+    36: ("pulse_cnt_acc_major", "major", 1),
+    37: ("elec_meter_acc_minor", "minor", 1),
+    38: ("elec_meter_acc_major", "major", 1),
+    39: ("pulse_cnt_acc_wide_minor", "minor", 1),
+    40: ("pulse_cnt_acc_wide_major", "major", 1),
+    41: ("current_precise", "continuous", 1000),
+    42: ("output_control", "binary", 1),
+    43: ("resistance", "continuous", 1),
+}
+SHARED_MODEM_TYPE = 31
+
+# Meter pairs: minor type -> (major type, total name, major multiplier, unit of the total).
+# The total reading is major x multiplier + minor (625 hl and 20 l -> 62520 l).
+METER_PAIRS = {
+    24: (25, "water_meter_acc", 100, "l"),
+    35: (36, "pulse_cnt_acc", 1000, "pulses"),
+    37: (38, "elec_meter_acc", 1000, "Wh"),
+    39: (40, "pulse_cnt_acc_wide", 1000000, "pulses"),
+}
+
+# battery_level mod 6: what powers the device.
+POWER_SOURCES = {0: "battery", 1: "rechargeable_battery", 2: "external_power"}
+# battery_level div 6 takes this value when the device has no voltage measurement.
+NO_BATTERY_VOLTAGE = 10921
+
+MODEM_TYPES = {0: "unspecified", 1: "bc66", 2: "bc66na", 3: "shared_modem", 4: "bc660"}
+TAMPER_STATES = {0: "inactive", 1: "active", 2: "inactive_was_active"}
+
+# ProtoConfig fields a device reports on path c: number -> (name, kind).
+CONFIG_FIELDS = {
+    2: ("measurement_period_base", "uint"),
+    3: ("transmission_interval", "uint"),
+    4: ("ble_turnoff_time", "uint"),
+    5: ("ack_interval", "uint"),
+    9: ("transfer_limit", "uint"),
+    10: ("transfer_limit_timer", "uint"),
+    11: ("data_server_ip", "string"),
+    12: ("data_server_port", "uint"),
+    13: ("update_server_ip", "string"),
+    14: ("update_server_port_udp", "uint"),
+    15: ("update_server_port_coap", "uint"),
+    16: ("apn", "string"),
+    17: ("plmn_selection", "uint"),
+    20: ("configuration_errors", "uints"),
+    21: ("configuration_hash", "uint"),
+    23: ("cloud_token_config", "uint"),
+    24: ("cloud_token", "string"),
+    26: ("measurement_period_factor", "uint"),
+    29: ("supervision_period", "uint"),
+    31: ("modem_bands_mask", "uint"),
+    32: ("data_endpoint", "string"),
+    33: ("configuration_endpoint", "string"),
+    34: ("device_info_endpoint", "string"),
+    35: ("time_endpoint", "string"),
+    36: ("ble_tx_power_level", "uint"),
+    38: ("configuration_error_timestamp", "uint"),
+    39: ("configuration_hash_timestamp", "uint"),
+    40: ("cloud_token_coap_option", "uint"),
+    41: ("payload_signature_coap_option", "uint"),
+    42: ("dns_server_ip", "uints"),
+    43: ("dns_ttl_config", "uint"),
+    44: ("payload_split_info", "sint"),
+    51: ("network_troubleshooting", "uint"),
+    52: ("modem_identification_coap_option", "uint"),
+    55: ("apn_username", "string"),
+    61: ("extended_configuration_endpoint", "string"),
+    62: ("nvm_status", "uint"),
+}
+CONFIG_SERIAL_FIELD = 25
+CONFIG_CHANNEL_TYPES_FIELD = 27
+
+# What set_config may change: name -> (field number, kind, lowest, highest, special value).
+# Ranges are those of Efento's ProtoConfig; strings give (.., "string", 1, max length, None).
+SETTABLE = {
+    "measurement_period_base": (2, "uint", 1, 65535, None),
+    "transmission_interval": (3, "uint", 60, 604800, None),
+    "ack_interval": (5, "uint", 180, 2592000, UINT32_MAX),  # UINT32_MAX: always ACK
+    "device_info_request": (6, "bool", 0, 1, None),
+    "current_time": (8, "uint", 0, UINT32_MAX, None),
+    "data_server_ip": (11, "string", 1, 31, None),
+    "data_server_port": (12, "uint", 1, 65535, None),
+    "configuration_request": (19, "bool", 0, 1, None),
+    "measurement_period_factor": (26, "uint", 1, 65535, None),
+    "data_endpoint": (32, "string", 1, 12, None),
+}
+DEVICE_INFO_REQUEST_FIELD = 6
+CONFIGURATION_REQUEST_FIELD = 19
+
+PATHS = {"m": "measurements", "i": "device info", "c": "configuration", "t": "time request"}
+
+
+# --- wire-format helpers -----------------------------------------------------------------
+
+
+def read_message(data, what):
+    """Decode one protobuf message level into {field number: [(wire type, value), ...]}."""
+    try:
+        decoded = protowire.decode_fields(data)
+    except protowire.WireError as exc:
+        raise ValueError(f"malformed {what}: {exc}") from None
+    fields = {}
+    for number, wire_type, value in decoded:
+        if number not in fields:
+            fields[number] = []
+        fields[number].append((wire_type, value))
+    return fields
+
+
+def describe(name, number, what):
+    return f"{what}: {name} (field {number})"
+
+
+def last_entry(fields, number, name, what, wire_type):
+    """The last occurrence of a scalar field (protobuf: last one wins), type-checked."""
+    entries = fields.get(number)
+    if not entries:
+        return None
+    found_type, value = entries[-1]
+    if found_type != wire_type:
+        raise ValueError(
+            f"{describe(name, number, what)} has wire type {WIRE_TYPES[found_type]}, "
+            f"expected {WIRE_TYPES[wire_type]}"
+        )
+    return value
+
+
+def uint32_field(fields, number, name, what):
+    value = last_entry(fields, number, name, what, VARINT)
+    if value is not None and value > UINT32_MAX:
+        raise ValueError(f"{describe(name, number, what)} = {value} does not fit in a uint32")
+    return value
+
+
+def int32_field(fields, number, name, what):
+    value = last_entry(fields, number, name, what, VARINT)
+    if value is None:
+        return None
+    # A negative int32 is sent sign-extended to 64 bits: its top 33 bits are all ones.
+    if value > UINT32_MAX and value >> 31 != 8589934591:
+        raise ValueError(f"{describe(name, number, what)} = {value} does not fit in an int32")
+    return protowire.to_int32(value)
+
+
+def sint32_field(fields, number, name, what):
+    value = last_entry(fields, number, name, what, VARINT)
+    if value is None:
+        return None
+    if value > UINT32_MAX:
+        raise ValueError(f"{describe(name, number, what)} = {value} does not fit in a sint32")
+    return protowire.zigzag_decode(value)
+
+
+def bool_field(fields, number, name, what):
+    value = last_entry(fields, number, name, what, VARINT)
+    if value is None:
+        return None
+    return value != 0
+
+
+def bytes_field(fields, number, name, what):
+    return last_entry(fields, number, name, what, LEN)
+
+
+def string_field(fields, number, name, what):
+    raw = last_entry(fields, number, name, what, LEN)
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{describe(name, number, what)} is not valid UTF-8") from None
+
+
+def repeated_uints(fields, number, name, what):
+    """A repeated uint32 field, packed (one LEN field) or not (one varint per item)."""
+    values = []
+    for wire_type, value in fields.get(number, []):
+        if wire_type == LEN:
+            try:
+                items = protowire.packed_varints(value)
+            except protowire.WireError as exc:
+                raise ValueError(f"{describe(name, number, what)} is malformed: {exc}") from None
+        elif wire_type == VARINT:
+            items = [value]
+        else:
+            raise ValueError(
+                f"{describe(name, number, what)} has wire type {WIRE_TYPES[wire_type]}, "
+                "expected 0 (varint) or 2 (length-delimited, packed)"
+            )
+        for item in items:
+            if item > UINT32_MAX:
+                raise ValueError(f"{describe(name, number, what)} holds {item}, over uint32")
+            values.append(item)
+    return values
+
+
+def repeated_sints(fields, number, name, what):
+    """A repeated sint32 field (zig-zag), packed or not."""
+    values = []
+    for item in repeated_uints(fields, number, name, what):
+        values.append(protowire.zigzag_decode(item))
+    return values
+
+
+def serial_hex(raw, number, what):
+    if len(raw) != 6:
+        raise ValueError(
+            f"{what}: serial_number (field {number}) is {len(raw)} bytes long, expected 6"
+        )
+    return raw.hex()
+
+
+# --- identify ----------------------------------------------------------------------------
+
+
+def message_path(metadata):
+    """The Efento path of this contact ("m", "i", "c" or "t"); ValueError for others."""
+    path = str(metadata.get("path") or "").strip("/")
+    if path not in PATHS:
+        raise ValueError(f"unknown Efento path {path!r}: expected one of m, i, c, t")
+    return path
+
+
+def find_serial(payload, path):
+    """The serial number of a message as 12 lower-case hex digits, or None."""
+    what = PATHS[path] + " message"
+    if path == "t" and not payload:
+        return None
+    number = CONFIG_SERIAL_FIELD if path == "c" else 1
+    raw = bytes_field(read_message(payload, what), number, "serial_number", what)
+    if raw is None:
+        return None
+    return serial_hex(raw, number, what)
+
+
+def identify(payload, metadata):
+    """The device id: the serial number carried in the payload.
+
+    A time request (path t) usually carries no serial: it then names no device (None),
+    and is still answered with the time by reply().
+    """
+    path = message_path(metadata)
+    serial = find_serial(payload, path)
+    if serial is None:
+        if path == "t":
+            return None
+        number = CONFIG_SERIAL_FIELD if path == "c" else 1
+        raise ValueError(f"{PATHS[path]} message has no serial_number (field {number})")
+    return serial
+
+
+# --- measurements (path m) ---------------------------------------------------------------
+
+
+def decode_transfer_reason(reason):
+    """transfer_reason bitmask -> its parts (bits 0-2 triggers, 3-7 retries, 8-19 rules)."""
+    rules = []
+    for bit in range(12):
+        if (reason >> (8 + bit)) & 1:
+            rules.append(bit + 1)
+    return {
+        "raw": reason,
+        "first_after_reset": bool(reason & 1),
+        "button": bool(reason & 2),
+        "bluetooth": bool(reason & 4),
+        "retries": (reason >> 3) & 31,
+        "rules": rules,
+        "limit_end": bool((reason >> 20) & 1),
+        "pin_tamper": bool((reason >> 21) & 1),
+        "enclosure_tamper": bool((reason >> 22) & 1),
+        "before_shutdown": bool((reason >> 23) & 1),
+    }
+
+
+def split_raw(raw, factor):
+    """Efento's "value with metadata" types: (sign x (|raw| div factor), |raw| mod factor)."""
+    magnitude = abs(raw)
+    value = magnitude // factor
+    if raw < 0:
+        value = -value
+    return value, magnitude % factor
+
+
+def continuous_sample(sample, kind, divisor, raw):
+    """Fill in the value of a continuous-type sample from its raw integer."""
+    if kind == "calibrated":
+        value, state = split_raw(raw, 3)
+        sample["value"] = value
+        sample["calibration_status"] = state
+    elif kind == "major":
+        value, status = split_raw(raw, 4)
+        sample["value"] = value
+        sample["meter_status"] = status
+    elif kind == "minor":
+        value, index = split_raw(raw, 6)
+        sample["value"] = value
+        sample["major_channel"] = index + 1  # the index counts channels from 0
+    elif divisor == 1:
+        sample["value"] = raw
+    else:
+        sample["value"] = raw / divisor
+    return sample
+
+
+def decode_channel(number, channel, period):
+    """The samples of one decoded channel message, as measurement dicts."""
+    what = f"channel {number}"
+    name, kind, divisor = MEASUREMENT_TYPES[channel["type"]]
+    fields = channel["fields"]
+    offsets = repeated_sints(fields, 5, "sample_offsets", what)
+    if not offsets:
+        return []
+    timestamp = int32_field(fields, 2, "timestamp", what)
+    if not timestamp:
+        raise ValueError(f"{what} ({name}) has samples but no timestamp (field 2)")
+    samples = []
+    if kind == "binary":
+        # Each offset is a state change at timestamp + |offset| - 1; the sign is the state.
+        for offset in offsets:
+            if offset == 0:
+                raise ValueError(f"{what} ({name}) has a sample offset of 0, which has no state")
+            samples.append(
+                {
+                    "channel": number,
+                    "type": name,
+                    "timestamp": timestamp + abs(offset) - 1,
+                    "value": offset > 0,
+                }
+            )
+        return samples
+    if period <= 0 and len(offsets) > 1:
+        raise ValueError(
+            f"{what} ({name}) has {len(offsets)} samples but the message gives no "
+            "measurement_period_base (field 3) to time them"
+        )
+    start = sint32_field(fields, 4, "start_point", what) or 0
+    for index, offset in enumerate(offsets):
+        sample = {"channel": number, "type": name, "timestamp": timestamp + index * period}
+        if SENSOR_ERROR_LOW <= offset <= SENSOR_ERROR_HIGH:
+            # A sensor error: the offset is the error code; start_point is not added.
+            sample["error_code"] = offset
+        else:
+            continuous_sample(sample, kind, divisor, start + offset)
+        samples.append(sample)
+    return samples
+
+
+def meter_totals(channels):
+    """Combine each meter minor channel with its major channel into total readings.
+
+    A minor sample names its major channel by index (raw mod 6: 0..5 for channels 1..6).
+    When that channel is not the matching major type but the message holds exactly one,
+    that one is used, with a warning; otherwise no total is given.
+    """
+    totals = []
+    for minor in channels:
+        pair = METER_PAIRS.get(minor["type"])
+        if pair is None:
+            continue
+        major_type, total_name, multiplier, unit = pair
+        minor_name = MEASUREMENT_TYPES[minor["type"]][0]
+        major_name = MEASUREMENT_TYPES[major_type][0]
+        majors = [c for c in channels if c["type"] == major_type]
+        pointed = None
+        for sample in minor["samples"]:
+            if "major_channel" in sample:
+                pointed = sample["major_channel"]
+                break
+        if pointed is None:
+            continue
+        chosen = [c for c in majors if c["number"] == pointed]
+        if chosen:
+            major = chosen[0]
+        elif len(majors) == 1:
+            major = majors[0]
+            warn(
+                f"channel {minor['number']} ({minor_name}) names channel {pointed} as its "
+                f"major channel, which is not a {major_name}; paired with channel "
+                f"{major['number']}, the only {major_name} of the message"
+            )
+        else:
+            warn(
+                f"channel {minor['number']} ({minor_name}) names channel {pointed} as its "
+                f"major channel, which is not a {major_name}; no total computed"
+            )
+            continue
+        major_values = {}
+        for sample in major["samples"]:
+            if "value" in sample:
+                major_values[sample["timestamp"]] = sample["value"]
+        for sample in minor["samples"]:
+            if "value" not in sample or sample["timestamp"] not in major_values:
+                continue
+            totals.append(
+                {
+                    "type": total_name,
+                    "channel": major["number"],
+                    "minor_channel": minor["number"],
+                    "timestamp": sample["timestamp"],
+                    "value": major_values[sample["timestamp"]] * multiplier + sample["value"],
+                    "unit": unit,
+                }
+            )
+    return totals
+
+
+def parse_measurements(payload, metadata):
+    what = "measurements message"
+    fields = read_message(payload, what)
+    raw_serial = bytes_field(fields, 1, "serial_number", what)
+    if raw_serial is None:
+        raise ValueError("measurements message has no serial_number (field 1)")
+    data = {
+        "message": "measurements",
+        "serial_number": serial_hex(raw_serial, 1, what),
+        # battery_status is a proto3 bool: absent means false (battery discharged).
+        "battery_ok": bool(bool_field(fields, 2, "battery_status", what)),
+    }
+
+    level = uint32_field(fields, 18, "battery_level", what)
+    if level is not None:
+        if level // 6 < NO_BATTERY_VOLTAGE:
+            data["battery_voltage"] = (level // 6) / 100
+        data["power_source"] = POWER_SOURCES.get(level % 6, f"reserved_{level % 6}")
+
+    # Channels: one per repeated field 4, numbered by position from 1.
+    channels = []
+    has_binary = False
+    for index, entry in enumerate(fields.get(4, [])):
+        number = index + 1
+        wire_type, body = entry
+        if wire_type != LEN:
+            raise ValueError(
+                f"{what}: channel {number} (field 4) has wire type {WIRE_TYPES[wire_type]}, "
+                "expected 2 (length-delimited)"
+            )
+        channel_fields = read_message(body, f"channel {number}")
+        type_number = uint32_field(channel_fields, 1, "type", f"channel {number}") or 0
+        if type_number == 0:
+            continue  # no sensor on this channel
+        if type_number not in MEASUREMENT_TYPES:
+            if type_number != SHARED_MODEM_TYPE:
+                warn(f"channel {number} has unknown measurement type {type_number}: skipped")
+            continue
+        if MEASUREMENT_TYPES[type_number][1] == "binary":
+            has_binary = True
+        channels.append({"number": number, "type": type_number, "fields": channel_fields})
+
+    # Measurement period = base x factor; factor 0 (old firmware) means 1, or 14 on
+    # devices with binary channels.
+    base = uint32_field(fields, 3, "measurement_period_base", what) or 0
+    factor = uint32_field(fields, 8, "measurement_period_factor", what) or 0
+    if factor == 0:
+        factor = 14 if has_binary else 1
+    period = base * factor
+    data["measurement_period_base"] = base
+    data["measurement_period_factor"] = factor
+    data["measurement_period"] = period
+
+    measurements = []
+    for channel in channels:
+        channel["samples"] = decode_channel(channel["number"], channel, period)
+        measurements.extend(channel["samples"])
+    data["measurements"] = measurements
+    totals = meter_totals(channels)
+    if totals:
+        data["meter_totals"] = totals
+
+    next_at = uint32_field(fields, 5, "next_transmission_at", what)
+    if next_at is not None:
+        data["next_transmission_at"] = next_at
+    reason = uint32_field(fields, 6, "transfer_reason", what)
+    if reason is not None:
+        data["transfer_reason"] = decode_transfer_reason(reason)
+    signal = uint32_field(fields, 7, "signal", what)
+    if signal is not None:
+        data["signal"] = signal  # deprecated: 0..63 RSSI steps, 99 unknown
+    config_hash = uint32_field(fields, 9, "configuration_hash", what)
+    if config_hash is not None:
+        data["configuration_hash"] = config_hash
+    token = string_field(fields, 16, "cloud_token", what)
+    if token is not None:
+        data["cloud_token"] = token
+    extended_hash = uint32_field(fields, 17, "extended_configuration_hash", what)
+    if extended_hash is not None:
+        data["extended_configuration_hash"] = extended_hash
+
+    device_id = metadata.get("device_id")
+    if device_id and device_id != data["serial_number"]:
+        warn(f"device id {device_id} differs from the serial number {data['serial_number']}")
+    return data
+
+
+# --- device info (path i) ----------------------------------------------------------------
+
+
+def software_version(raw):
+    """sw_version 1546 = 0x060A -> "06.10"."""
+    return f"{raw >> 8:02d}.{raw & 255:02d}"
+
+
+def parse_runtime(body):
+    what = "device info runtime_info"
+    fields = read_message(body, what)
+    out = {}
+    up_time = uint32_field(fields, 1, "up_time", what)
+    if up_time is not None:
+        out["up_time"] = up_time
+    counters = repeated_uints(fields, 2, "message_counters", what)
+    if len(counters) >= 3:
+        out["message_counters"] = {
+            "confirmable_attempts": counters[0],
+            "non_confirmable_attempts": counters[1],
+            "successful": counters[2],
+        }
+    temperatures = ((3, "mcu_temperature"), (7, "max_mcu_temperature"), (8, "min_mcu_temperature"))
+    for number, name in temperatures:
+        value = sint32_field(fields, number, name, what)
+        if value is not None:
+            out[name] = value  # degC
+    millivolts = uint32_field(fields, 4, "battery_voltage", what)
+    if millivolts is not None and millivolts != 65535:  # 65535: no measurement
+        out["battery_voltage"] = millivolts / 1000
+    errors = repeated_uints(fields, 9, "runtime_errors", what)
+    out["runtime_errors"] = errors
+    resets = uint32_field(fields, 10, "reset_counter", what)
+    if resets is not None:
+        out["reset_counter"] = resets
+    return out
+
+
+def parse_modem(body):
+    what = "device info modem"
+    fields = read_message(body, what)
+    out = {}
+    modem_type = uint32_field(fields, 1, "type", what)
+    if modem_type is not None:
+        out["type"] = MODEM_TYPES.get(modem_type, f"unknown_{modem_type}")
+    parameters = repeated_sints(fields, 2, "parameters", what)
+    if parameters:
+        out["parameters"] = parameters
+    iccid = string_field(fields, 3, "sim_card_identification", what)
+    if iccid is not None:
+        out["sim_card_identification"] = None if iccid == "\x7f" else iccid  # DEL: no SIM
+    firmware = uint32_field(fields, 4, "firmware_version", what)
+    if firmware is not None:
+        out["firmware_version"] = firmware
+    identification = string_field(fields, 5, "modem_identification", what)
+    if identification is not None:
+        out["identification"] = identification
+    statistics = repeated_uints(fields, 6, "modem_statistics", what)
+    if statistics:
+        out["statistics"] = statistics
+    return out
+
+
+def parse_device_info(payload, metadata):
+    what = "device info message"
+    fields = read_message(payload, what)
+    raw_serial = bytes_field(fields, 1, "serial_number", what)
+    if raw_serial is None:
+        raise ValueError("device info message has no serial_number (field 1)")
+    data = {"message": "device_info", "serial_number": serial_hex(raw_serial, 1, what)}
+    version = uint32_field(fields, 3, "sw_version", what)
+    if version is not None:
+        data["software_version"] = software_version(version)
+    commit = string_field(fields, 15, "commit_id", what)
+    if commit is not None:
+        data["commit_id"] = commit
+    runtime = bytes_field(fields, 13, "runtime_info", what)
+    if runtime is not None:
+        data.update(parse_runtime(runtime))
+    modem = bytes_field(fields, 14, "modem", what)
+    if modem is not None:
+        data["modem"] = parse_modem(modem)
+    token = string_field(fields, 16, "cloud_token", what)
+    if token is not None:
+        data["cloud_token"] = token
+    memory = repeated_uints(fields, 17, "memory_statistics", what)
+    if memory:
+        data["memory_statistics"] = memory
+    update = bytes_field(fields, 18, "last_update_info", what)
+    if update is not None:
+        update_fields = read_message(update, "device info last_update_info")
+        data["last_update"] = {
+            "timestamp": uint32_field(update_fields, 1, "timestamp", "last_update_info") or 0,
+            "status": uint32_field(update_fields, 2, "status", "last_update_info") or 0,
+        }
+    tamper = uint32_field(fields, 19, "enclosure_tamper_alert", what)
+    if tamper is not None:
+        data["enclosure_tamper_alert"] = TAMPER_STATES.get(tamper, f"unknown_{tamper}")
+    return data
+
+
+# --- configuration (path c) --------------------------------------------------------------
+
+
+def parse_configuration(payload, metadata):
+    what = "configuration message"
+    fields = read_message(payload, what)
+    raw_serial = bytes_field(fields, CONFIG_SERIAL_FIELD, "serial_number", what)
+    if raw_serial is None:
+        raise ValueError(
+            f"configuration message has no serial_number (field {CONFIG_SERIAL_FIELD})"
+        )
+    data = {
+        "message": "configuration",
+        "serial_number": serial_hex(raw_serial, CONFIG_SERIAL_FIELD, what),
+        # Always present, so that "no errors" is explicit.
+        "configuration_errors": repeated_uints(fields, 20, "configuration_errors", what),
+    }
+    for number, spec in CONFIG_FIELDS.items():
+        name, kind = spec
+        if number not in fields or name in data:
+            continue
+        if kind == "uint":
+            data[name] = uint32_field(fields, number, name, what)
+        elif kind == "sint":
+            data[name] = sint32_field(fields, number, name, what)
+        elif kind == "string":
+            data[name] = string_field(fields, number, name, what)
+        else:
+            data[name] = repeated_uints(fields, number, name, what)
+    types = repeated_uints(fields, CONFIG_CHANNEL_TYPES_FIELD, "channel_types", what)
+    if types:
+        names = []
+        for type_number in types:
+            if type_number == 0:
+                names.append("no_sensor")
+            elif type_number in MEASUREMENT_TYPES:
+                names.append(MEASUREMENT_TYPES[type_number][0])
+            else:
+                names.append(f"unknown_{type_number}")
+        data["channel_types"] = names
+    return data
+
+
+# --- entry points ------------------------------------------------------------------------
+
+
+def parse(payload, metadata):
+    """Decode one Efento message; the path says which."""
+    path = message_path(metadata)
+    if path == "m":
+        return parse_measurements(payload, metadata)
+    if path == "i":
+        return parse_device_info(payload, metadata)
+    if path == "c":
+        return parse_configuration(payload, metadata)
+    return {"message": "time_request", "time_request": True}
+
+
+def reply(payload, metadata):
+    """Answer a time request with the current Unix time, 4 bytes big-endian."""
+    if str(metadata.get("path") or "").strip("/") != "t":
+        return None
+    now = metadata.get("received_at")
+    if not isinstance(now, int) or isinstance(now, bool) or now <= 0:
+        now = int(datetime.datetime.now(datetime.UTC).timestamp())
+    return struct.pack(">I", now)
+
+
+def check_param(name, value):
+    """Validate one set_config parameter; return its (field number, protowire kind, value)."""
+    spec = SETTABLE.get(name)
+    if spec is None:
+        known = ", ".join(sorted(SETTABLE))
+        raise ValueError(f"set_config: unknown parameter {name!r}; known: {known}")
+    number, kind, low, high, special = spec
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"set_config: {name} must be true or false, not {value!r}")
+        return (number, "bool", value)
+    if kind == "string":
+        if not isinstance(value, str):
+            raise ValueError(f"set_config: {name} must be a string, not {value!r}")
+        if not low <= len(value) <= high or not value.isascii() or not value.isprintable():
+            raise ValueError(f"set_config: {name} must be 1 to {high} printable ASCII characters")
+        return (number, "string", value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"set_config: {name} must be an integer, not {value!r}")
+    if not (low <= value <= high or value == special):
+        extra = "" if special is None else f" (or {special})"
+        raise ValueError(f"set_config: {name} = {value} is out of range [{low}, {high}]{extra}")
+    return (number, "varint", value)
+
+
+def command_params(command):
+    params = command.get("params")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ValueError("command params must be an object")
+    return params
+
+
+def format_command(command):
+    """Encode a command as the ProtoConfig downlink the device reads from the ACK."""
+    name = command.get("command")
+    params = command_params(command)
+    if name == "set_config":
+        if not params:
+            raise ValueError("set_config needs at least one parameter")
+        fields = [check_param(key, value) for key, value in params.items()]
+        fields = sorted(fields, key=lambda field: field[0])  # field-number order
+        return protowire.encode(fields)
+    if name in ("request_device_info", "request_configuration"):
+        if params:
+            raise ValueError(f"{name} takes no parameters, got {', '.join(sorted(params))}")
+        number = DEVICE_INFO_REQUEST_FIELD
+        if name == "request_configuration":
+            number = CONFIGURATION_REQUEST_FIELD
+        return protowire.encode([(number, "bool", True)])
+    raise ValueError(
+        f"unknown command {name!r}: expected set_config, request_device_info "
+        "or request_configuration"
+    )
