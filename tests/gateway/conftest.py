@@ -35,6 +35,8 @@ def gateway_config(
         database_url=database_url,
         metrics_port=0,
         limits=dataclasses.replace(GatewayLimits(commands_refresh_s=0.2), **limits),
+        # One group per topic set: members of earlier tests must not slow the join.
+        consumer_group=f"gw-{topic_prefix}",
     )
 
 

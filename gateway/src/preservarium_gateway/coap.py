@@ -6,6 +6,8 @@ the pipeline's business.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -79,6 +81,17 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         self._pipeline = pipeline
         self._limits = limits
         self._metrics = metrics
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+
+    async def drain(self, timeout_s: float) -> int:
+        """Refuse new contacts (5.03) and wait for those in flight; return how many remain."""
+        self._draining = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return self._in_flight
 
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
         # Payloads are small (1 KiB); a Block1 transfer is answered 4.13 with Size1.
@@ -88,10 +101,18 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         """Answer one request; every error is a CoAP code, never an exception."""
         started = time.perf_counter()
         route = "?"
+        self._in_flight += 1
+        self._idle.clear()
         try:
+            if self._draining:
+                raise RetryLater(self._limits.retry_after_s)
             route, response = await self._render(request)
         except error.RenderableError as exc:
             response = exc.to_message()
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
         self._metrics.contacts.labels(route, str(response.code.dotted)).inc()
         self._metrics.contact_latency.labels(route).observe(time.perf_counter() - started)
         return response

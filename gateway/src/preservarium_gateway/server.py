@@ -139,6 +139,9 @@ class GatewayServer:
         """Stop taking contacts, let in-flight ones finish, then stop the rest."""
         context, self._context = self._context, None
         if context is not None:
+            left = await self.site.drain(self.config.limits.drain_timeout_s)
+            if left:
+                log.warning("stopping with contacts in flight", extra={"in_flight": left})
             await context.shutdown()
         if self._gauges is not None:
             self._gauges.cancel()
