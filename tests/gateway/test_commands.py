@@ -219,8 +219,12 @@ async def test_a_pending_command_survives_a_gateway_restart(
     engine = make_engine(gw_db)
     await SQLDeviceRepository(engine).register("restart-1", "thermo")
     await engine.dispose()
-    config = gateway_config(database_url=gw_db, bootstrap=broker.bootstrap,
-                            sandbox_addr=gw_sandbox.config.listen, topic_prefix=prefix())  # fmt: skip
+    config = gateway_config(
+        database_url=gw_db,
+        bootstrap=broker.bootstrap,
+        sandbox_addr=gw_sandbox.config.listen,
+        topic_prefix=prefix(),
+    )
     topics = Topology(broker.bootstrap, config.topics)
     await topics.start()
     try:

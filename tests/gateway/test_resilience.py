@@ -121,8 +121,12 @@ async def test_503_while_the_broker_is_down_and_nothing_acknowledged_is_lost(
 
 async def test_sigterm_drains_contacts_in_flight(gw_db: str, gw_sandbox: SandboxServer,
                                                  broker: EmbeddedBroker) -> None:  # fmt: skip
-    config = gateway_config(database_url=gw_db, bootstrap=broker.bootstrap,
-                            sandbox_addr=gw_sandbox.config.listen, topic_prefix=prefix())  # fmt: skip
+    config = gateway_config(
+        database_url=gw_db,
+        bootstrap=broker.bootstrap,
+        sandbox_addr=gw_sandbox.config.listen,
+        topic_prefix=prefix(),
+    )
     server = GatewayServer(config)
     await server.start()
     async with CoapClient("127.0.0.1", config.bind.port) as coap:

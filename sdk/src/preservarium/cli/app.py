@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from preservarium.cli import db_cmds, device_cmds, parser_cmds
+from preservarium.cli import command_cmds, db_cmds, device_cmds, parser_cmds, tail_cmd
 
 app = typer.Typer(
     help="Preservarium CoAP connector: parsers, devices, commands and the embedded stack.",
@@ -15,6 +15,8 @@ app = typer.Typer(
 app.add_typer(db_cmds.app, name="db")
 app.add_typer(parser_cmds.app, name="parser")
 app.add_typer(device_cmds.app, name="device")
+app.add_typer(command_cmds.app, name="command")
+app.command("tail")(tail_cmd.tail)
 
 
 def main() -> None:
