@@ -32,7 +32,12 @@ def test_starts_and_stops_on_sigterm(command: str, tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    ready = {"preservarium-gateway": "gateway serving", "preservarium-sandbox": "sandbox serving"}
+    assert process.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in process.stderr:
+        if ready[command] in line or time.monotonic() > deadline:
+            break
     assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=20)

@@ -20,7 +20,6 @@ from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import (
     CommandInput,
     ContactInput,
-    SandboxClient,
     SandboxRequestError,
     SandboxUnavailableError,
     error_kind_name,
@@ -32,6 +31,7 @@ from preservarium_gateway.config import GatewayLimits, Topics
 from preservarium_gateway.errors import PublishError
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.metrics import GatewayMetrics
+from preservarium_gateway.types import ParserService
 
 log = logging.getLogger("preservarium.gateway.contact")
 
@@ -85,7 +85,7 @@ class ContactPipeline:
         self,
         *,
         publisher: KafkaPublisher,
-        sandbox: SandboxClient,
+        sandbox: ParserService,
         desk: CommandDesk,
         topics: Topics,
         limits: GatewayLimits,

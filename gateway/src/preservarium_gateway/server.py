@@ -25,6 +25,7 @@ from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.errors import GatewayStartError
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.metrics import GatewayMetrics
+from preservarium_gateway.types import ParserService
 
 log = logging.getLogger("preservarium.gateway")
 
@@ -32,7 +33,7 @@ log = logging.getLogger("preservarium.gateway")
 class GatewayServer:
     """Owns every part of the gateway; start() in order, stop() in reverse, idempotent."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, *, parsers: ParserService | None = None) -> None:
         self.config = config
         limits = config.limits
         self.metrics = GatewayMetrics()
@@ -50,7 +51,9 @@ class GatewayServer:
             topics=config.topics.all(),
             partitions=limits.topic_partitions,
         )
-        self.sandbox = SandboxClient(config.sandbox_addr, timeout_s=limits.sandbox_timeout_s)
+        self.sandbox: ParserService = parsers or SandboxClient(
+            config.sandbox_addr, timeout_s=limits.sandbox_timeout_s
+        )
         self.desk = CommandDesk(
             repository=SQLCommandRepository(self._engine),
             publisher=self.publisher,
@@ -102,8 +105,9 @@ class GatewayServer:
         await self.consumer.start()
         bind = self.config.bind
         try:
+            # UDP only: aiocoap would also open CoAP over TCP/TLS/WebSockets by default.
             self._context = await aiocoap.Context.create_server_context(
-                self.site, bind=(bind.host, bind.port)
+                self.site, bind=(bind.host, bind.port), transports=["udp6"]
             )
         except OSError as exc:
             await self.stop()

@@ -1,0 +1,222 @@
+"""`make bench`: every figure of SPEC section 11 from one run, as ratios to the ceiling.
+
+Starts a broker, a sandbox, a gateway, the naive in-process gateway and a bare aiocoap
+server as separate processes, drives each with the raw-UDP load generator (its own
+process), and writes bench/results/latest.json plus a printed table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from preservarium.db.engine import make_engine
+from preservarium.db.migrate import upgrade
+from preservarium.embedded.broker import EmbeddedBroker
+from preservarium.repositories import SQLParserRepository
+
+from bench import rpc
+from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health
+from bench.workload import payloads
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+EFENTO = ROOT / "examples" / "parsers" / "efento.py"
+LOOP = "def identify(payload, metadata):\n    return 'runaway'\n\n" \
+       "def parse(payload, metadata):\n    while True:\n        pass\n"  # fmt: skip
+DEVICES = 500
+WINDOW = 64
+THROUGHPUT_S = float(os.environ.get("BENCH_THROUGHPUT_S", "15"))
+SEQUENTIAL_S = float(os.environ.get("BENCH_SEQUENTIAL_S", "5"))
+SUSTAINED_S = float(os.environ.get("BENCH_SUSTAINED_S", "60"))
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spec(port: int, window: int, duration_s: float, mix: list[tuple[str, str, int]]) -> str:
+    """The load generator's JSON spec: (label, path, weight) over the Efento payloads."""
+    data = [p.hex() for p in payloads(DEVICES)]
+    templates = [{"label": label, "path": path, "payloads": data} for label, path, _ in mix]
+    weights = [weight for _, _, weight in mix for _ in data]
+    return json.dumps(
+        {"target": f"127.0.0.1:{port}", "window": window, "duration_s": duration_s,
+         "templates": templates, "mix": weights}
+    )  # fmt: skip
+
+
+async def prepare_database(url: str) -> None:
+    await upgrade(url)
+    engine = make_engine(url)
+    repository = SQLParserRepository(engine)
+    await repository.upload("efento", EFENTO.read_text())
+    await repository.upload("runaway", LOOP)
+    await engine.dispose()
+
+
+def service_env(url: str, bootstrap: str, sandbox: str, coap: int) -> dict[str, str]:
+    return {
+        "PRESERVARIUM_DATABASE_URL": url,
+        "PRESERVARIUM_KAFKA_BOOTSTRAP": bootstrap,
+        "PRESERVARIUM_TOPIC_PREFIX": "bench.",
+        "PRESERVARIUM_SANDBOX_LISTEN": sandbox,
+        "PRESERVARIUM_SANDBOX_ADDR": sandbox,
+        "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{coap}",
+        "PRESERVARIUM_COAP_ROUTES": "m=efento,x=runaway",
+        "PRESERVARIUM_METRICS_PORT": "0",
+        "PRESERVARIUM_LOG_LEVEL": "WARNING",
+    }
+
+
+async def measure(work: Path) -> dict[str, Any]:
+    url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
+    await prepare_database(url)
+    sandbox_addr = f"127.0.0.1:{free_port()}"
+    ports = {name: free_port(socket.SOCK_DGRAM) for name in ("bare", "gateway", "naive")}
+    results: dict[str, Any] = {}
+    children: list[Child] = []
+    async with EmbeddedBroker(port=free_port()) as broker:
+        env = service_env(url, broker.bootstrap, sandbox_addr, ports["gateway"])
+        try:
+            bare = Child("bare", [sys.executable, "-m", "bench.bare_server", str(ports["bare"])],
+                         {}, work / "bare.log")  # fmt: skip
+            sandbox = Child("sandbox", [str(BIN / "preservarium-sandbox")], env,
+                            work / "sandbox.log")  # fmt: skip
+            children += [bare, sandbox]
+            await wait_for_grpc_health(sandbox_addr)
+            gateway = Child("gateway", [str(BIN / "preservarium-gateway")], env,
+                            work / "gateway.log")  # fmt: skip
+            naive_env = {**env, "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{ports['naive']}",
+                         "PRESERVARIUM_NAIVE_PARSERS": f"efento={EFENTO}"}  # fmt: skip
+            naive = Child("naive", [sys.executable, "-m", "bench.naive"], naive_env,
+                          work / "naive.log")  # fmt: skip
+            children += [gateway, naive]
+            for port in ports.values():
+                await wait_for_coap(port)
+
+            print("ceiling: bare aiocoap server ...", flush=True)
+            only_m = [("m", "/m", 1)]
+            results["ceiling"] = await run_load(spec(ports["bare"], WINDOW, THROUGHPUT_S, only_m))
+            results["ceiling_sequential"] = await run_load(
+                spec(ports["bare"], 1, SEQUENTIAL_S, only_m)
+            )
+
+            print("full path: warm-up, then a sustained run ...", flush=True)
+            await run_load(spec(ports["gateway"], WINDOW, 5, only_m))
+            rss_before = gateway.rss_mb()
+            results["full"] = await run_load(spec(ports["gateway"], WINDOW, SUSTAINED_S, only_m))
+            rss_after = gateway.rss_mb()
+            results["memory"] = {"rss_before_mb": rss_before, "rss_after_mb": rss_after,
+                                 "growth_mb": rss_after - rss_before,
+                                 "sustained_s": SUSTAINED_S}  # fmt: skip
+            results["full_sequential"] = await run_load(
+                spec(ports["gateway"], 1, SEQUENTIAL_S, only_m)
+            )
+
+            print("naive: parser exec'd in the gateway ...", flush=True)
+            await run_load(spec(ports["naive"], WINDOW, 3, only_m))
+            results["naive"] = await run_load(spec(ports["naive"], WINDOW, THROUGHPUT_S, only_m))
+            results["naive_sequential"] = await run_load(
+                spec(ports["naive"], 1, SEQUENTIAL_S, only_m)
+            )
+
+            print("isolation: 5% of contacts hit a parser that loops forever ...", flush=True)
+            mix = [("others", "/m", 19), ("runaway", "/x", 1)]
+            results["isolation"] = await run_load(spec(ports["gateway"], WINDOW, THROUGHPUT_S, mix))
+
+            print("sandbox Parse RPC alone ...", flush=True)
+            data = payloads(DEVICES)
+            results["rpc_sequential"] = await rpc.parse_rpc(sandbox_addr, data, duration_s=3,
+                                                            concurrency=1)  # fmt: skip
+            results["rpc_concurrent"] = await rpc.parse_rpc(sandbox_addr, data, duration_s=5,
+                                                            concurrency=16)  # fmt: skip
+            results["in_process_exec"] = rpc.in_process(EFENTO.read_text(), data, duration_s=2)
+        finally:
+            for child in reversed(children):
+                child.stop()
+    return results
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    ceiling, ceiling_seq = results["ceiling"], results["ceiling_sequential"]
+    full, isolation = results["full"], results["isolation"]
+    others = isolation["labels"]["others"]
+    lost = full["timeouts"] + sum(
+        n for code, n in full["labels"]["m"]["codes"].items() if not code.startswith("2.")
+    )
+    return {
+        "full_throughput_vs_ceiling": full["rate"] / ceiling["rate"],
+        "naive_throughput_vs_ceiling": results["naive"]["rate"] / ceiling["rate"],
+        "full_vs_naive_throughput": full["rate"] / results["naive"]["rate"],
+        "full_sequential_p50_vs_ceiling": full_p50(results) / ceiling_seq["p50_ms"],
+        "naive_sequential_p50_vs_ceiling": results["naive_sequential"]["p50_ms"]
+        / ceiling_seq["p50_ms"],
+        "isolation_others_p99_vs_full_p99": others["p99_ms"] / full["p99_ms"],
+        "isolation_others_errors": others["timeouts"]
+        + sum(n for code, n in others["codes"].items() if not code.startswith("2.")),
+        "full_requests_lost_or_refused": lost,
+        "rpc_sequential_p50_ms": results["rpc_sequential"]["p50_ms"],
+        "rpc_p50_vs_in_process": results["rpc_sequential"]["p50_ms"]
+        / results["in_process_exec"]["p50_ms"],
+        "gateway_rss_growth_mb": results["memory"]["growth_mb"],
+    }
+
+
+def full_p50(results: dict[str, Any]) -> float:
+    return float(results["full_sequential"]["p50_ms"])
+
+
+def table(results: dict[str, Any], r: dict[str, Any]) -> str:
+    ceiling = results["ceiling"]["rate"]
+    rows = [("scenario", "contacts/s", "x ceiling", "p50 ms", "p99 ms")]
+    for name in ("ceiling", "full", "naive", "isolation"):
+        row = results[name]
+        rows.append((name, f"{row['rate']:.0f}", f"{row['rate'] / ceiling:.2f}",
+                     f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}"))  # fmt: skip
+    for name in ("ceiling_sequential", "full_sequential", "naive_sequential"):
+        row = results[name]
+        rows.append((name, f"{row['rate']:.0f}", "", f"{row['p50_ms']:.2f}",
+                     f"{row['p99_ms']:.2f}"))  # fmt: skip
+    for name in ("rpc_sequential", "rpc_concurrent", "in_process_exec"):
+        row = results[name]
+        rows.append((name, f"{row['rate']:.0f}", "", f"{row['p50_ms']:.3f}",
+                     f"{row['p99_ms']:.3f}"))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.append("")
+    lines += [f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}"
+              for key, value in r.items()]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
+        results = asyncio.run(measure(Path(work)))
+    summary = ratios(results)
+    report = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "duration_s": time.time() - started,
+        "results": results,
+        "ratios": summary,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    print(table(results, summary))
+    print(f"\nwritten: {RESULTS / 'latest.json'} ({report['duration_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

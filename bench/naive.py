@@ -1,0 +1,91 @@
+"""The naive design: the same gateway, but the parser exec'd in the gateway's own process.
+
+No sandbox, no RestrictedPython, no limits: what a first version would do, and what
+isolation is measured against. `python -m bench.naive` runs such a gateway with the
+usual PRESERVARIUM_* settings; its parsers come from PRESERVARIUM_NAIVE_PARSERS
+(`type=path,type=path`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_client import CommandInput, ContactInput
+from preservarium.service import run_service
+from preservarium.settings import Settings
+from preservarium_gateway.config import GatewayConfig
+from preservarium_gateway.server import GatewayServer
+
+
+class InProcessParsers:
+    """ParserService that runs parser functions directly (unsafe on purpose)."""
+
+    def __init__(self, sources: dict[str, str]) -> None:
+        self._modules: dict[str, dict[str, Any]] = {}
+        for device_type, source in sources.items():
+            namespace: dict[str, Any] = {"warn": lambda message: None}
+            exec(compile(source, f"<{device_type}>", "exec"), namespace)
+            self._modules[device_type] = namespace
+
+    async def start(self) -> None:
+        """Nothing to open."""
+
+    async def stop(self) -> None:
+        """Nothing to close."""
+
+    async def parse(
+        self,
+        contact: ContactInput,
+        *,
+        identify: bool = False,
+        command: CommandInput | None = None,
+        timeout_s: float | None = None,
+    ) -> pb.ParseResponse:
+        module = self._modules[contact.device_type]
+        metadata = {
+            "device_id": contact.device_id, "device_type": contact.device_type,
+            "path": contact.path, "method": contact.method, "confirmable": contact.confirmable,
+            "received_at": contact.received_at, "query": dict(contact.query),
+        }  # fmt: skip
+        response = pb.ParseResponse()
+        response.parser.name = contact.device_type
+        try:
+            if identify:
+                metadata["device_id"] = module["identify"](contact.payload, metadata)
+            data = module["parse"](contact.payload, metadata)
+        except Exception as exc:
+            response.error.kind = pb.ERROR_KIND_RUNTIME_ERROR
+            response.error.message = repr(exc)
+            return response
+        response.result.data_json = json.dumps(data).encode()
+        if metadata["device_id"] is not None:
+            response.result.device_id = metadata["device_id"]
+        return response
+
+    async def format_command(
+        self, device_type: str, command: CommandInput, *, timeout_s: float | None = None
+    ) -> pb.FormatCommandResponse:
+        response = pb.FormatCommandResponse()
+        record = {"request_id": command.request_id, "device_id": command.device_id,
+                  "command": command.command, "params": dict(command.params)}  # fmt: skip
+        response.result.payload = self._modules[device_type]["format_command"](record)
+        return response
+
+
+def _sources() -> dict[str, str]:
+    pairs = (item.split("=", 1) for item in os.environ["PRESERVARIUM_NAIVE_PARSERS"].split(","))
+    return {device_type: open(path, encoding="utf-8").read() for device_type, path in pairs}
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    parsers = InProcessParsers(_sources())
+    async with GatewayServer(GatewayConfig.from_settings(settings), parsers=parsers):
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    run_service("naive-gateway", serve)

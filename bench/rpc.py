@@ -1,0 +1,65 @@
+"""The sandbox `Parse` RPC alone, and the in-process exec of the same parser as reference."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from preservarium.sandbox_client import ContactInput, SandboxClient
+
+from bench.loadgen import percentile
+
+
+async def parse_rpc(
+    address: str, payloads: list[bytes], *, duration_s: float, concurrency: int
+) -> dict[str, Any]:
+    """Parse calls/s and latency with `concurrency` calls in flight."""
+    latencies: list[float] = []
+    errors = 0
+    async with SandboxClient(address, timeout_s=2.0) as client:
+        deadline = time.perf_counter() + duration_s
+        counter = 0
+
+        async def lane() -> None:
+            nonlocal counter, errors
+            while time.perf_counter() < deadline:
+                counter += 1
+                contact = ContactInput(payloads[counter % len(payloads)], "efento", path="m")
+                started = time.perf_counter()
+                response = await client.parse(contact, identify=True)
+                latencies.append(time.perf_counter() - started)
+                errors += response.HasField("error")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {
+        "concurrency": concurrency, "calls": len(latencies), "errors": errors,
+        "rate": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
+    }  # fmt: skip
+
+
+def in_process(source: str, payloads: list[bytes], *, duration_s: float) -> dict[str, Any]:
+    """The same parser exec'd in this process, no sandbox: identify + parse per call."""
+    namespace: dict[str, Any] = {"warn": lambda message: None}
+    exec(compile(source, "<efento>", "exec"), namespace)
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration_s
+    counter = 0
+    while time.perf_counter() < deadline:
+        counter += 1
+        payload = payloads[counter % len(payloads)]
+        metadata = {"device_id": None, "device_type": "efento", "path": "m", "method": "POST",
+                    "confirmable": True, "received_at": 1_764_000_000, "query": {}}  # fmt: skip
+        started = time.perf_counter()
+        metadata["device_id"] = namespace["identify"](payload, metadata)
+        namespace["parse"](payload, metadata)
+        latencies.append(time.perf_counter() - started)
+    return {
+        "calls": len(latencies),
+        "rate": len(latencies) / duration_s,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }

@@ -1,0 +1,35 @@
+"""The gateway's vocabulary of collaborators, as Protocols: tests and benchmarks swap them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_client import CommandInput, ContactInput
+
+
+class ParserService(Protocol):
+    """What the gateway needs of the sandbox (SandboxClient is the real one)."""
+
+    async def start(self) -> None:
+        """Open connections."""
+
+    async def stop(self) -> None:
+        """Close connections."""
+
+    async def parse(
+        self,
+        contact: ContactInput,
+        *,
+        identify: bool = False,
+        command: CommandInput | None = None,
+        timeout_s: float | None = None,
+    ) -> pb.ParseResponse:
+        """Parse one contact (and format a command in the same call)."""
+        ...
+
+    async def format_command(
+        self, device_type: str, command: CommandInput, *, timeout_s: float | None = None
+    ) -> pb.FormatCommandResponse:
+        """Format one command."""
+        ...
