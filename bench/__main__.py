@@ -102,8 +102,12 @@ async def measure(work: Path) -> dict[str, Any]:
             naive = Child("naive", [sys.executable, "-m", "bench.naive"], naive_env,
                           work / "naive.log")  # fmt: skip
             children += [gateway, naive]
-            for port in ports.values():
-                await wait_for_coap(port)
+            for name, port in ports.items():
+                try:
+                    await wait_for_coap(port)
+                except TimeoutError:
+                    log = (work / f"{name}.log").read_text()[-2000:]
+                    raise RuntimeError(f"{name} did not answer CoAP on {port}:\n{log}") from None
 
             print("ceiling: bare aiocoap server ...", flush=True)
             only_m = [("m", "/m", 1)]

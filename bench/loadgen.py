@@ -1,6 +1,6 @@
 """A raw-UDP CoAP load generator with a bounded in-flight window.
 
-Runs in its own process (`python -m bench.loadgen SPEC_JSON`) so that it never shares a
+Runs in its own process (`python -m bench.loadgen < SPEC_JSON`) so that it never shares a
 core's event loop with what it measures. Datagrams are pre-encoded; only the message id
 and token are patched per request. Requests spread over many sockets (many endpoints, as
 real devices are), so message ids never repeat within the server's deduplication window.
@@ -54,6 +54,10 @@ class _Socket(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(data) >= 4 and data[0] >> 4 & 3 == cw.CON and self.transport is not None:
+            # A separate response: acknowledge it as a device would, or the server holds
+            # every later confirmable message to this endpoint back (NSTART = 1).
+            self.transport.sendto(bytes([0x60, 0]) + data[2:4])
         self.generator.answer(data)
 
 
@@ -162,8 +166,8 @@ class LoadGenerator:
 
 
 def main() -> None:
-    """`python -m bench.loadgen SPEC_JSON`: run, print the report as JSON."""
-    spec = json.loads(sys.argv[1])
+    """`python -m bench.loadgen < SPEC_JSON`: run, print the report as JSON."""
+    spec = json.loads(sys.stdin.read())
     try:
         import uvloop  # type: ignore[import-not-found]
 

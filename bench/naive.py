@@ -20,11 +20,14 @@ from preservarium.settings import Settings
 from preservarium_gateway.config import GatewayConfig
 from preservarium_gateway.server import GatewayServer
 
+from bench.workload import expose_protowire
+
 
 class InProcessParsers:
     """ParserService that runs parser functions directly (unsafe on purpose)."""
 
     def __init__(self, sources: dict[str, str]) -> None:
+        expose_protowire()
         self._modules: dict[str, dict[str, Any]] = {}
         for device_type, source in sources.items():
             namespace: dict[str, Any] = {"warn": lambda message: None}

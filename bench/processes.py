@@ -89,9 +89,9 @@ async def run_load(spec: str) -> dict[str, object]:
     import json
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.loadgen", spec, stdout=subprocess.PIPE
+        sys.executable, "-m", "bench.loadgen", stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
-    out, _ = await process.communicate()
+    out, _ = await process.communicate(spec.encode())
     if process.returncode != 0:
         raise RuntimeError(f"load generator failed ({process.returncode})")
     report: dict[str, object] = json.loads(out)

@@ -9,6 +9,7 @@ from typing import Any
 from preservarium.sandbox_client import ContactInput, SandboxClient
 
 from bench.loadgen import percentile
+from bench.workload import expose_protowire
 
 
 async def parse_rpc(
@@ -43,6 +44,7 @@ async def parse_rpc(
 
 def in_process(source: str, payloads: list[bytes], *, duration_s: float) -> dict[str, Any]:
     """The same parser exec'd in this process, no sandbox: identify + parse per call."""
+    expose_protowire()
     namespace: dict[str, Any] = {"warn": lambda message: None}
     exec(compile(source, "<efento>", "exec"), namespace)
     latencies: list[float] = []

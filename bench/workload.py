@@ -7,6 +7,13 @@ import random
 from preservarium import protowire
 
 
+def expose_protowire() -> None:
+    """Let plain `exec` of a parser `import protowire`, as the sandbox's facade allows."""
+    import sys
+
+    sys.modules.setdefault("protowire", protowire)
+
+
 def serial(n: int) -> bytes:
     """The 6-byte serial number of simulated device n."""
     return bytes.fromhex("282c02") + n.to_bytes(3, "big")
