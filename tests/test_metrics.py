@@ -34,8 +34,12 @@ async def test_metrics_endpoints(tmp_path: Path, broker: EmbeddedBroker) -> None
             source = "def parse(payload, metadata):\n    while True:\n        pass\n"
             await client.test_parser(source, contact=ContactInput(b"", "x"))
             await client.parse(ContactInput(b"", "unknown-type"))
-        config = gateway_config(database_url=url, bootstrap=broker.bootstrap,
-                                sandbox_addr=sandbox.config.listen, topic_prefix=prefix())  # fmt: skip
+        config = gateway_config(
+            database_url=url,
+            bootstrap=broker.bootstrap,
+            sandbox_addr=sandbox.config.listen,
+            topic_prefix=prefix(),
+        )
         config = dataclasses.replace(config, metrics_port=gateway_port)
         async with GatewayServer(config), cw.CoapClient("127.0.0.1", config.bind.port) as coap:
             await coap.call(cw.POST, "/d/nobody", b"x")
@@ -43,9 +47,13 @@ async def test_metrics_endpoints(tmp_path: Path, broker: EmbeddedBroker) -> None
             await asyncio.sleep(1.1)
             gateway_text = await asyncio.to_thread(scrape, gateway_port)
         sandbox_text = await asyncio.to_thread(scrape, sandbox_port)
-    for name in ("preservarium_sandbox_calls_total", "preservarium_sandbox_call_seconds_bucket",
-                 "preservarium_sandbox_timeouts_total", "preservarium_sandbox_worker_restarts_total",
-                 "preservarium_sandbox_cache_lookups_total"):  # fmt: skip
+    for name in (
+        "preservarium_sandbox_calls_total",
+        "preservarium_sandbox_call_seconds_bucket",
+        "preservarium_sandbox_timeouts_total",
+        "preservarium_sandbox_worker_restarts_total",
+        "preservarium_sandbox_cache_lookups_total",
+    ):
         assert name in sandbox_text, name
     assert 'outcome="timeout"' in sandbox_text and 'outcome="parser_not_found"' in sandbox_text
     for name in ("preservarium_gateway_contacts_total", "preservarium_gateway_contact_seconds",
