@@ -60,7 +60,7 @@ class KafkaPublisher:
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
             acks="all",
-            linger_ms=1,
+            linger_ms=0,
             request_timeout_ms=int(self._timeout_s * 1000) + 1000,
             retry_backoff_ms=100,
         )

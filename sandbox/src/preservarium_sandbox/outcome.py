@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
-from preservarium_sandbox.engine.outputs import checked_bytes, checked_device_id, plain_json
+from preservarium_sandbox.engine.outputs import check_decoded, checked_bytes, checked_device_id
 from preservarium_sandbox.limits import Limits
 
 
@@ -90,11 +90,7 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
         if has_contact:
             if device_id is not None:
                 device_id = checked_device_id(device_id)
-            data = plain_json(
-                answer.get("data"),
-                max_depth=limits.max_output_depth,
-                max_bytes=limits.max_output_bytes,
-            )
+            data = check_decoded(answer.get("data"), max_depth=limits.max_output_depth)
             reply = _bytes_field(
                 answer.get("reply_b64"),
                 what="reply",

@@ -26,6 +26,7 @@ from preservarium_sandbox.worker.protocol import ProtocolError, encode_frame, re
 
 log = logging.getLogger("preservarium.sandbox.pool")
 START_TIMEOUT_S = 30.0
+ANSWER_OVERHEAD = 64 * 1024
 
 
 class PoolClosedError(Exception):
@@ -71,13 +72,13 @@ class WorkerProcess:
         """Process id."""
         return self.process.pid
 
-    async def exchange(self, frame: bytes, deadline_s: float) -> dict[str, Any]:
+    async def exchange(self, frame: bytes, deadline_s: float, max_answer: int) -> dict[str, Any]:
         """Send a job and wait for its answer, at most `deadline_s` seconds."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(frame)
         async with asyncio.timeout(deadline_s):
             await self.process.stdin.drain()
-            return await read_frame(self.process.stdout)
+            return await read_frame(self.process.stdout, max_answer)
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group."""
@@ -261,6 +262,8 @@ class WorkerPool:
         return await worker.exchange(
             job.frame(with_source=with_source),
             self.limits.deadline_s(compiling=with_source),
+            # The parse output cap, plus room for the reply, warnings and bookkeeping.
+            self.limits.max_output_bytes + ANSWER_OVERHEAD,
         )
 
     def _worn_out(self, worker: WorkerProcess) -> bool:

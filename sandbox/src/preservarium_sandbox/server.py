@@ -95,7 +95,12 @@ class SandboxServer:
             raise SandboxStartError(f"cannot read the parser repository: {exc}") from exc
         await self.pool.start()
         layers = self.pool.hardening
-        log.info("sandbox workers ready", extra={"workers": self.config.workers, "layers": layers})
+        missing = [name for name, on in layers.items() if on is False]
+        log.log(
+            logging.WARNING if missing else logging.INFO,
+            "sandbox workers ready",
+            extra={"workers": self.config.workers, "layers": layers, "inactive": missing},
+        )
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         service = SandboxService(
             catalog=self.catalog,

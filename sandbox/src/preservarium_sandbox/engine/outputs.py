@@ -82,6 +82,32 @@ def _child(item: Any, stack: list[tuple[Any, Any, int]], depth: int, budget: lis
     return copy
 
 
+def check_decoded(value: Any, *, max_depth: int) -> dict[str, Any]:
+    """Check a document the parent decoded from a worker's JSON, without copying it.
+
+    json.loads only ever makes dict, list, str, int, float, bool and None (keys are
+    str), and the frame size bounds the document's size: what is left to check is the
+    root type, the depth, integer range and finite floats (1e999 decodes to inf).
+    """
+    if type(value) is not dict:
+        raise _invalid("parse() output is not a JSON object")
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise _invalid(f"the output is nested deeper than {max_depth} levels")
+        for item in node.values() if type(node) is dict else node:
+            kind = type(item)
+            if kind is dict or kind is list:
+                stack.append((item, depth + 1))
+            elif kind is int:
+                if not INT_MIN <= item <= INT_MAX:
+                    raise _invalid("an integer in the output is out of the 64-bit range")
+            elif kind is float and not math.isfinite(item):
+                raise _invalid("the output holds a NaN or infinite number")
+    return value
+
+
 def encode_document(value: dict[str, Any], *, max_bytes: int) -> str:
     """JSON text of a plain document, checked against the size cap."""
     text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))

@@ -84,13 +84,13 @@ def write_frame_blocking(fd: int, message: dict[str, Any]) -> None:
 # Parent side: asyncio streams.
 
 
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
+async def read_frame(reader: asyncio.StreamReader, max_size: int = MAX_FRAME) -> dict[str, Any]:
     """The next frame from a worker; EOF and oversize frames are protocol errors."""
     try:
         header = await reader.readexactly(HEADER.size)
         (size,) = HEADER.unpack(header)
-        if size > MAX_FRAME:
-            raise ProtocolError(f"frame of {size} bytes is over {MAX_FRAME}")
+        if size > max_size:
+            raise ProtocolError(f"frame of {size} bytes is over {max_size}")
         body = await reader.readexactly(size)
     except asyncio.IncompleteReadError as exc:
         raise ProtocolError("worker closed its pipe") from exc
