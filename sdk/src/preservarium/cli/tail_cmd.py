@@ -1,0 +1,221 @@
+"""`preservarium tail raw|parsed|failed|status`: follow a topic, human-readable by default.
+
+The consumer has no group: it reads every partition and commits nothing, so it never
+takes records away from anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+import sys
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import typer
+
+from preservarium.cli.command_cmds import (
+    CONNECT_TIMEOUT_S,
+    ensure_topic,
+    note,
+    refuse,
+    require_aiokafka,
+    run_kafka,
+    stop_quietly,
+)
+from preservarium.cli.common import settings
+from preservarium.ids import is_device_id
+
+Record = dict[str, Any]
+
+
+class Stream(StrEnum):
+    """The topics `tail` follows, by their short names."""
+
+    raw = "raw"
+    parsed = "parsed"
+    failed = "failed"
+    status = "status"
+
+
+SUFFIXES = {
+    Stream.raw: "uplink.raw",
+    Stream.parsed: "uplink.parsed",
+    Stream.failed: "uplink.failed",
+    Stream.status: "command.status",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TailOptions:
+    """What to show and when to stop."""
+
+    stream: Stream
+    as_json: bool = False
+    from_beginning: bool = False
+    count: int | None = None
+    device: str | None = None
+
+
+def tail(
+    stream: Stream = typer.Argument(..., metavar="STREAM", help="raw, parsed, failed or status."),
+    as_json: bool = typer.Option(False, "--json", help="Each record as one JSON line."),
+    from_beginning: bool = typer.Option(
+        False, "--from-beginning", help="Start at the oldest record, not the newest."
+    ),
+    count: int | None = typer.Option(None, "--count", min=1, metavar="N", help="Stop after N."),
+    device: str | None = typer.Option(None, "--device", metavar="ID", help="Only this device."),
+) -> None:
+    """Follow a topic and print its records until Ctrl-C (or --count N)."""
+    if device is not None and not is_device_id(device):
+        refuse(f"invalid device id {device!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ : -")
+    options = TailOptions(stream, as_json, from_beginning, count, device)
+    config = settings()
+    require_aiokafka()
+    topic = config.topic(SUFFIXES[stream])
+    try:
+        run_kafka(config.kafka_bootstrap, follow(config.kafka_bootstrap, topic, options))
+    except KeyboardInterrupt:
+        raise SystemExit(0) from None
+
+
+async def follow(bootstrap: str, topic: str, options: TailOptions) -> None:
+    """Print the topic's records as they arrive, until `options.count` were shown."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        client_id="preservarium-tail",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if options.from_beginning else "latest",
+        metadata_max_age_ms=5000,
+    )
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await _attach(consumer, bootstrap, topic)
+        note(f"following {topic} (Ctrl-C to stop)")
+        await _print_records(consumer, options)
+    finally:
+        await stop_quietly(consumer)
+
+
+async def _attach(consumer: Any, bootstrap: str, topic: str) -> None:
+    # Creating a missing topic first means no record written after this point is missed;
+    # resolving every position pins "the end" to now rather than to the first fetch.
+    await ensure_topic(bootstrap, topic)
+    await consumer.start()  # subscribed without a group: start() assigns every partition
+    for partition in consumer.assignment():
+        await consumer.position(partition)
+
+
+async def _print_records(consumer: Any, options: TailOptions) -> None:
+    shown = 0
+    while options.count is None or shown < options.count:
+        message = await consumer.getone()
+        record = _decode(message.value)
+        if record is None:
+            note(
+                "skipped a record that is not a JSON object "
+                f"(partition {message.partition}, offset {message.offset})"
+            )
+            continue
+        if options.device is not None and record.get("device_id") != options.device:
+            continue
+        _emit(_render(record, options))
+        shown += 1
+
+
+def _decode(value: bytes | None) -> Record | None:
+    try:
+        record = json.loads(value or b"")
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _render(record: Record, options: TailOptions) -> str:
+    if options.as_json:
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return describe(options.stream, record)
+
+
+def _emit(line: str) -> None:
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `preservarium tail ... | head`: the reader left; stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0) from None
+
+
+def describe(stream: Stream, record: Record) -> str:
+    """One line for humans: time, device id, then what matters for this topic."""
+    time_field = "at" if stream is Stream.status else "received_at"
+    head = f"{_text(record.get(time_field))}  {_text(record.get('device_id'))}"
+    return f"{head}  {_ESSENTIALS[stream](record)}"
+
+
+def _raw(record: Record) -> str:
+    size = _payload_size(record.get("payload_b64"))
+    path = record.get("path") or "/"
+    return f"{_text(record.get('method'))} {_text(path)}  {size} bytes"
+
+
+def _parsed(record: Record) -> str:
+    parser = record.get("parser")
+    name = version = None
+    if isinstance(parser, dict):
+        name, version = parser.get("name"), parser.get("version")
+    data = json.dumps(record.get("data"), ensure_ascii=False, separators=(",", ":"))
+    warnings = record.get("warnings")
+    extra = f"  ({len(warnings)} warnings)" if isinstance(warnings, list) and warnings else ""
+    return f"{_text(name)} v{_text(version)}  {_printable(data)}{extra}"
+
+
+def _failed(record: Record) -> str:
+    error = record.get("error")
+    error = error if isinstance(error, dict) else {}
+    line = error.get("line")
+    where = f" line {line}" if line is not None else ""
+    return f"{_text(error.get('kind'))}{where}: {_text(error.get('message'))}"
+
+
+def _status(record: Record) -> str:
+    reason = record.get("reason")
+    why = f": {_text(reason)}" if reason is not None else ""
+    return f"{_text(record.get('request_id'))}  {_text(record.get('status'))}{why}"
+
+
+_ESSENTIALS: dict[Stream, Callable[[Record], str]] = {
+    Stream.raw: _raw,
+    Stream.parsed: _parsed,
+    Stream.failed: _failed,
+    Stream.status: _status,
+}
+
+
+def _payload_size(value: Any) -> str:
+    if not isinstance(value, str):
+        return "?"
+    try:
+        return str(len(base64.b64decode(value, validate=True)))
+    except (binascii.Error, ValueError):
+        return "?"
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None else _printable(str(value))
+
+
+def _printable(text: str) -> str:
+    # Records carry device-controlled text: never let it move the cursor or break a line.
+    return "".join(ch if unicodedata.category(ch) != "Cc" else f"\\x{ord(ch):02x}" for ch in text)
