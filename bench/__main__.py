@@ -145,6 +145,12 @@ async def measure(work: Path) -> dict[str, Any]:
                                                             concurrency=1)  # fmt: skip
             results["rpc_concurrent"] = await rpc.parse_rpc(sandbox_addr, data, duration_s=5,
                                                             concurrency=16)  # fmt: skip
+            results["stream_sequential"] = await rpc.parse_rpc(
+                sandbox_addr, data, duration_s=3, concurrency=1, streams=1
+            )
+            results["stream_concurrent"] = await rpc.parse_rpc(
+                sandbox_addr, data, duration_s=5, concurrency=16, streams=2
+            )
             results["in_process_exec"] = rpc.in_process(EFENTO.read_text(), data, duration_s=2)
         finally:
             for child in reversed(children):
@@ -171,6 +177,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         + sum(n for code, n in others["codes"].items() if not code.startswith("2.")),
         "full_requests_lost_or_refused": lost,
         "rpc_sequential_p50_ms": results["rpc_sequential"]["p50_ms"],
+        "stream_sequential_p50_ms": results["stream_sequential"]["p50_ms"],
         "rpc_p50_vs_in_process": results["rpc_sequential"]["p50_ms"]
         / results["in_process_exec"]["p50_ms"],
         "gateway_rss_growth_mb": results["memory"]["growth_mb"],
@@ -192,7 +199,8 @@ def table(results: dict[str, Any], r: dict[str, Any]) -> str:
         row = results[name]
         rows.append((name, f"{row['rate']:.0f}", "", f"{row['p50_ms']:.2f}",
                      f"{row['p99_ms']:.2f}"))  # fmt: skip
-    for name in ("rpc_sequential", "rpc_concurrent", "in_process_exec"):
+    for name in ("rpc_sequential", "rpc_concurrent", "stream_sequential", "stream_concurrent",
+                 "in_process_exec"):  # fmt: skip
         row = results[name]
         rows.append((name, f"{row['rate']:.0f}", "", f"{row['p50_ms']:.3f}",
                      f"{row['p99_ms']:.3f}"))  # fmt: skip

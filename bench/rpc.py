@@ -13,12 +13,12 @@ from bench.workload import expose_protowire
 
 
 async def parse_rpc(
-    address: str, payloads: list[bytes], *, duration_s: float, concurrency: int
+    address: str, payloads: list[bytes], *, duration_s: float, concurrency: int, streams: int = 0
 ) -> dict[str, Any]:
     """Parse calls/s and latency with `concurrency` calls in flight."""
     latencies: list[float] = []
     errors = 0
-    async with SandboxClient(address, timeout_s=2.0) as client:
+    async with SandboxClient(address, timeout_s=2.0, streams=streams) as client:
         deadline = time.perf_counter() + duration_s
         counter = 0
 
@@ -36,7 +36,7 @@ async def parse_rpc(
         await asyncio.gather(*(lane() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     return {
-        "concurrency": concurrency, "calls": len(latencies), "errors": errors,
+        "concurrency": concurrency, "streams": streams, "calls": len(latencies), "errors": errors,
         "rate": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
     }  # fmt: skip

@@ -184,3 +184,33 @@ async def test_in_flight_calls_finish_on_stop(sandbox_db: str) -> None:
         assert result[0] in {"ok", "timeout"}, result
         with pytest.raises(SandboxUnavailableError):
             await client.test_parser(slow, contact=contact("test"), timeout_s=0.5)
+
+
+async def test_parse_stream_matches_answers_and_recovers_from_a_restart(
+    sandbox_db: str, parsers: SQLParserRepository
+) -> None:
+    device_type = new_type()
+    await parsers.upload(device_type, ECHO)
+    config = sandbox_config(sandbox_db)
+    server = SandboxServer(config)
+    await server.start()
+    async with SandboxClient(config.listen, timeout_s=5, streams=2) as client:
+        await wait_for_version(client, device_type, 1)
+        payloads = [bytes(n) for n in range(40)]
+        answers = await asyncio.gather(*(client.parse(contact(device_type, p)) for p in payloads))
+        assert [outcome(a)[1]["n"] for a in answers] == list(range(40))
+        await server.stop()
+        with pytest.raises(SandboxUnavailableError):
+            await client.parse(contact(device_type), timeout_s=1)
+        server = SandboxServer(config)
+        await server.start()
+        try:
+            for _ in range(50):
+                try:
+                    response = await client.parse(contact(device_type, b"ab"), timeout_s=1)
+                    break
+                except SandboxUnavailableError:
+                    await asyncio.sleep(0.1)
+            assert outcome(response) == ("ok", {"n": 2, "v": 1})
+        finally:
+            await server.stop()

@@ -42,6 +42,7 @@ class GatewayLimits:
     payload_bytes: int = 1024
     publish_timeout_s: float = 2.0
     sandbox_timeout_s: float = 0.5
+    sandbox_streams: int = 2
     retry_after_s: int = 5
     dedup_lifetime_s: float = 247.0
     dedup_max_entries: int = 20_000

@@ -52,7 +52,7 @@ class GatewayServer:
             partitions=limits.topic_partitions,
         )
         self.sandbox: ParserService = parsers or SandboxClient(
-            config.sandbox_addr, timeout_s=limits.sandbox_timeout_s
+            config.sandbox_addr, timeout_s=limits.sandbox_timeout_s, streams=limits.sandbox_streams
         )
         self.desk = CommandDesk(
             repository=SQLCommandRepository(self._engine),

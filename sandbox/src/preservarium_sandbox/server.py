@@ -81,6 +81,7 @@ class SandboxServer:
         self.quarantine = Quarantine(config.quarantine)
         self._health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._service: SandboxService | None = None
         self._metrics_endpoint = MetricsEndpoint(self.metrics.registry, port=config.metrics_port)
         self.port: int | None = None
 
@@ -102,7 +103,7 @@ class SandboxServer:
             extra={"workers": self.config.workers, "layers": layers, "inactive": missing},
         )
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        service = SandboxService(
+        self._service = service = SandboxService(
             catalog=self.catalog,
             pool=self.pool,
             quarantine=self.quarantine,
@@ -139,6 +140,8 @@ class SandboxServer:
         server, self._server = self._server, None
         if server is not None:
             await self._health.enter_graceful_shutdown()
+            if self._service is not None:
+                self._service.close_streams()
             await server.stop(grace_s)
         self._metrics_endpoint.stop()
         await self.pool.stop()

@@ -5,9 +5,11 @@ Script failures are answers; gRPC status codes are kept for infrastructure.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -44,8 +46,66 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         self._quarantine = quarantine
         self._limits = limits
         self._metrics = metrics
+        self._closing = False
+        self._streams: set[Callable[[], None]] = set()
+
+    def close_streams(self) -> None:
+        """End every ParseStream once its requests in flight are answered (shutdown)."""
+        self._closing = True
+        for finish in list(self._streams):
+            finish()
 
     async def Parse(self, request: pb.ParseRequest, context: Context) -> Any:
+        return await self._parse(request, context)
+
+    async def ParseStream(
+        self, requests: AsyncIterator[pb.ParseStreamRequest], context: Context
+    ) -> AsyncIterator[pb.ParseStreamResponse]:
+        """Parse requests as they come on the stream; answer each as soon as it is done."""
+        answers: asyncio.Queue[pb.ParseStreamResponse | BaseException | None] = asyncio.Queue()
+        pending: set[asyncio.Task[None]] = set()
+
+        def finish_when_idle() -> None:
+            if not pending:
+                answers.put_nowait(None)
+
+        async def answer(item: pb.ParseStreamRequest) -> None:
+            try:
+                response = await self._parse(item.request, context)
+            except BaseException as exc:  # an abort ends the stream with its status
+                answers.put_nowait(exc)
+                raise
+            answers.put_nowait(pb.ParseStreamResponse(id=item.id, response=response))
+
+        def done(task: asyncio.Task[None]) -> None:
+            pending.discard(task)
+            if self._closing:
+                finish_when_idle()
+
+        async def read_all() -> None:
+            async for item in requests:
+                if self._closing:
+                    break
+                task = asyncio.create_task(answer(item))
+                pending.add(task)
+                task.add_done_callback(done)
+            await asyncio.gather(*pending, return_exceptions=True)
+            answers.put_nowait(None)
+
+        reader = asyncio.create_task(read_all())
+        self._streams.add(finish_when_idle)
+        try:
+            while (item := await answers.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._streams.discard(finish_when_idle)
+            reader.cancel()
+            for task in list(pending):
+                task.cancel()
+
+    async def _parse(self, request: pb.ParseRequest, context: Context) -> pb.ParseResponse:
         started = time.perf_counter()
         parser = self._catalog.lookup(request.device_type)
         command = request.command if request.HasField("command") else None

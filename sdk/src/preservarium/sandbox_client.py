@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from preservarium.errors import PreservariumError
+from preservarium.parse_stream import ParseStream, StreamBrokenError
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 
@@ -89,11 +90,16 @@ def error_kind_name(kind: int) -> str:
 class SandboxClient:
     """Calls ParserSandbox with a deadline; reconnects by itself (gRPC channel)."""
 
-    def __init__(self, address: str, *, timeout_s: float = 1.0) -> None:
+    def __init__(self, address: str, *, timeout_s: float = 1.0, streams: int = 0) -> None:
+        """`streams` > 0 sends parse() over that many long-lived ParseStream calls
+        (spread over the sandboxes by round robin) instead of one unary call each."""
         self.address = address
         self.timeout_s = timeout_s
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None  # the generated stub is untyped
+        self._stream_count = streams
+        self._streams: list[ParseStream | None] = [None] * streams
+        self._turn = 0
 
     async def start(self) -> None:
         """Open the channel (connection happens lazily, and again after failures)."""
@@ -104,6 +110,10 @@ class SandboxClient:
 
     async def stop(self) -> None:
         """Close the channel; idempotent."""
+        streams, self._streams = self._streams, [None] * self._stream_count
+        for stream in streams:
+            if stream is not None:
+                await stream.close()
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
             await channel.close(grace=None)
@@ -147,10 +157,32 @@ class SandboxClient:
         )
         if command is not None:
             request.command.CopyFrom(command.to_proto())
+        if self._stream_count:
+            return await self._parse_on_stream(request, timeout_s or self.timeout_s)
         response: pb.ParseResponse = await self._call(
             self._require_stub().Parse, request, timeout_s
         )
         return response
+
+    async def _parse_on_stream(
+        self, request: pb.ParseRequest, timeout_s: float
+    ) -> pb.ParseResponse:
+        self._turn = (self._turn + 1) % self._stream_count
+        stream = self._streams[self._turn]
+        if stream is None or stream.broken is not None:
+            if stream is not None:
+                await stream.close()
+            stream = self._streams[self._turn] = ParseStream(self._require_stub())
+        try:
+            return await stream.request(request, timeout_s)
+        except StreamBrokenError as exc:
+            raise SandboxUnavailableError(
+                f"sandbox at {self.address} unavailable: {exc.reason}"
+            ) from exc
+        except TimeoutError as exc:
+            raise SandboxUnavailableError(
+                f"sandbox at {self.address} did not answer within {timeout_s} s"
+            ) from exc
 
     async def format_command(
         self, device_type: str, command: CommandInput, *, timeout_s: float | None = None

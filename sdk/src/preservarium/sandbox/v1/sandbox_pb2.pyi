@@ -178,3 +178,19 @@ class TestParserResponse(_message.Message):
     command: CommandResult
     duration_ms: float
     def __init__(self, result: _Optional[_Union[ParseResult, _Mapping]] = ..., error: _Optional[_Union[ScriptError, _Mapping]] = ..., command: _Optional[_Union[CommandResult, _Mapping]] = ..., duration_ms: _Optional[float] = ...) -> None: ...
+
+class ParseStreamRequest(_message.Message):
+    __slots__ = ("id", "request")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    request: ParseRequest
+    def __init__(self, id: _Optional[int] = ..., request: _Optional[_Union[ParseRequest, _Mapping]] = ...) -> None: ...
+
+class ParseStreamResponse(_message.Message):
+    __slots__ = ("id", "response")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    response: ParseResponse
+    def __init__(self, id: _Optional[int] = ..., response: _Optional[_Union[ParseResponse, _Mapping]] = ...) -> None: ...

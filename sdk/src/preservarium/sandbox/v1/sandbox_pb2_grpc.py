@@ -54,6 +54,11 @@ class ParserSandboxStub:
                 request_serializer=preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.TestParserRequest.SerializeToString,
                 response_deserializer=preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.TestParserResponse.FromString,
                 _registered_method=True)
+        self.ParseStream = channel.stream_stream(
+                '/preservarium.sandbox.v1.ParserSandbox/ParseStream',
+                request_serializer=preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.ParseStreamRequest.SerializeToString,
+                response_deserializer=preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.ParseStreamResponse.FromString,
+                _registered_method=True)
 
 
 class ParserSandboxServicer:
@@ -86,6 +91,15 @@ class ParserSandboxServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ParseStream(self, request_iterator, context):
+        """ParseStream is Parse over one long-lived stream: the gateway's hot path. Answers
+        come back in any order, matched to their request by id; a unary call costs more
+        per contact than a stream message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParserSandboxServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -103,6 +117,11 @@ def add_ParserSandboxServicer_to_server(servicer, server):
                     servicer.TestParser,
                     request_deserializer=preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.TestParserRequest.FromString,
                     response_serializer=preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.TestParserResponse.SerializeToString,
+            ),
+            'ParseStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ParseStream,
+                    request_deserializer=preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.ParseStreamRequest.FromString,
+                    response_serializer=preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.ParseStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -191,6 +210,33 @@ class ParserSandbox:
             '/preservarium.sandbox.v1.ParserSandbox/TestParser',
             preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.TestParserRequest.SerializeToString,
             preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.TestParserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ParseStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/preservarium.sandbox.v1.ParserSandbox/ParseStream',
+            preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.ParseStreamRequest.SerializeToString,
+            preservarium_dot_sandbox_dot_v1_dot_sandbox__pb2.ParseStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
