@@ -184,7 +184,10 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
 
 
 def _remote(request: Any) -> str:
+    """`ip:port` of the sender (aiocoap's own `hostinfo` parses the address: costly)."""
     try:
-        return str(request.remote.hostinfo)
-    except (AttributeError, ValueError):
+        host, port = request.remote.sockaddr[:2]
+    except (AttributeError, ValueError, TypeError):
         return "?"
+    host = host.removeprefix("::ffff:")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

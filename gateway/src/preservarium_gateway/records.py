@@ -13,9 +13,7 @@ VERSION = 1
 
 def rfc3339(moment: datetime) -> str:
     """UTC timestamp with milliseconds and a Z."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def b64(data: bytes) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
 from preservarium_sandbox.engine.outputs import check_decoded, checked_bytes, checked_device_id
 from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.worker.protocol import ProtocolError, decode_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class Outcome:
 
     failure: ScriptFailure | None = None
     device_id: str | None = None
-    data: dict[str, Any] | None = None
+    data_json: bytes | None = None
     reply: bytes | None = None
     warnings: tuple[str, ...] = ()
     command: CommandOutcome | None = None
@@ -70,6 +71,16 @@ def _command(value: Any, limits: Limits) -> CommandOutcome | None:
     return CommandOutcome(payload=payload)
 
 
+def _document(value: Any, limits: Limits) -> bytes:
+    if type(value) is not str:
+        raise _malformed("parse output")
+    raw = value.encode("utf-8")
+    if len(raw) > limits.max_output_bytes:
+        raise _malformed("parse output (over the size limit)")
+    check_decoded(decode_body(raw), max_depth=limits.max_output_depth)
+    return raw
+
+
 def _warnings(value: Any, limits: Limits) -> tuple[str, ...]:
     if type(value) is not list or len(value) > limits.max_warnings:
         raise _malformed("warning list")
@@ -85,12 +96,12 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
         if answer.get("ok") is not True:
             return Outcome(failure=ScriptFailure.from_wire(answer.get("error")), compiled=compiled)
         device_id = answer.get("device_id")
-        data = None
+        data_json = None
         reply = None
         if has_contact:
             if device_id is not None:
                 device_id = checked_device_id(device_id)
-            data = check_decoded(answer.get("data"), max_depth=limits.max_output_depth)
+            data_json = _document(answer.get("data_json"), limits)
             reply = _bytes_field(
                 answer.get("reply_b64"),
                 what="reply",
@@ -99,7 +110,7 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
             )
         return Outcome(
             device_id=device_id,
-            data=data,
+            data_json=data_json,
             reply=reply,
             warnings=_warnings(answer.get("warnings", []), limits),
             command=_command(answer.get("command"), limits),
@@ -107,5 +118,5 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
         )
     except ScriptFailure as failure:
         return Outcome(failure=failure, compiled=compiled)
-    except ValueError:
+    except (ValueError, ProtocolError):
         return Outcome(failure=_malformed("answer"), compiled=compiled)

@@ -78,10 +78,8 @@ def parse_result(outcome: Outcome) -> pb.ParseResult:
     result = pb.ParseResult(warnings=list(outcome.warnings))
     if outcome.device_id is not None:
         result.device_id = outcome.device_id
-    if outcome.data is not None:
-        result.data_json = json.dumps(
-            outcome.data, ensure_ascii=False, separators=(",", ":")
-        ).encode("utf-8")
+    if outcome.data_json is not None:
+        result.data_json = outcome.data_json
     if outcome.reply is not None:
         result.reply = outcome.reply
     return result

@@ -15,71 +15,69 @@ from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
 
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
-_SCALARS = (str, bool, type(None))
 
 
 def _invalid(message: str) -> ScriptFailure:
     return ScriptFailure(ErrorKind.INVALID_OUTPUT, message)
 
 
-def _scalar(value: Any, budget: list[int]) -> Any:
-    kind = type(value)
+def _check_scalar(value: Any, kind: type) -> int:
+    """Check one scalar by exact type; return a rough JSON size for the budget."""
     if kind is str:
-        budget[0] -= len(value) + 2
-    elif kind is int:
+        return len(value) + 2
+    if kind is int:
         if not INT_MIN <= value <= INT_MAX:
             raise _invalid("an integer in the output is out of the 64-bit range")
-        budget[0] -= 8
-    elif kind is float:
+        return 8
+    if kind is float:
         if not math.isfinite(value):
             raise _invalid("the output holds a NaN or infinite number")
-        budget[0] -= 8
-    elif kind not in _SCALARS:
-        raise _invalid(f"the output holds a value of type {kind.__name__}")
-    else:
-        budget[0] -= 5
-    if budget[0] < 0:
-        raise _invalid("the output is over the size limit")
-    return value
+        return 8
+    if kind is bool or value is None:
+        return 5
+    raise _invalid(f"the output holds a value of type {kind.__name__}")
 
 
-def plain_json(value: Any, *, max_depth: int, max_bytes: int) -> dict[str, Any]:
-    """Copy a parse() result into plain JSON values, or raise invalid_output."""
+def document_json(value: Any, *, max_depth: int, max_bytes: int) -> str:
+    """A parse() result as JSON text, after an exact-type check of every node.
+
+    The check runs first and touches nothing but exact dict, list, tuple, str, int,
+    float, bool and None, so json.dumps afterwards calls no method a parser defined.
+    Depth bounds cycles; a running budget stops a huge output early.
+    """
     if type(value) is not dict:
         raise _invalid(f"parse() must return a dict, not {type(value).__name__}")
-    budget = [max_bytes]
-    root: dict[str, Any] = {}
-    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    budget = max_bytes
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
-        source, target, depth = stack.pop()
+        node, depth = stack.pop()
         if depth > max_depth:
             raise _invalid(f"the output is nested deeper than {max_depth} levels (or cyclic)")
-        if type(source) is dict:
-            items = list(source.items())
-            budget[0] -= 2 * len(items) + 2
-            for key, item in items:
+        if type(node) is dict:
+            budget -= 2
+            for key, item in node.items():
                 if type(key) is not str:
                     raise _invalid(f"a dict key in the output is a {type(key).__name__}, not str")
-                budget[0] -= len(key) + 3
-                target[key] = _child(item, stack, depth, budget)
+                budget -= len(key) + 4
+                kind = type(item)
+                if kind is dict or kind is list or kind is tuple:
+                    stack.append((item, depth + 1))
+                else:
+                    budget -= _check_scalar(item, kind)
         else:
-            budget[0] -= len(source) + 2
-            target.extend(_child(item, stack, depth, budget) for item in source)
-        if budget[0] < 0:
+            budget -= len(node) + 2
+            for item in node:
+                kind = type(item)
+                if kind is dict or kind is list or kind is tuple:
+                    stack.append((item, depth + 1))
+                else:
+                    budget -= _check_scalar(item, kind)
+        if budget < 0:
             raise _invalid("the output is over the size limit")
-    return root
-
-
-def _child(item: Any, stack: list[tuple[Any, Any, int]], depth: int, budget: list[int]) -> Any:
-    kind = type(item)
-    if kind is dict:
-        copy: Any = {}
-    elif kind is list or kind is tuple:
-        copy = []
-    else:
-        return _scalar(item, budget)
-    stack.append((item, copy, depth + 1))
-    return copy
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if len(text.encode("utf-8")) > max_bytes:
+        raise _invalid("the output is over the size limit")
+    return text
 
 
 def check_decoded(value: Any, *, max_depth: int) -> dict[str, Any]:
@@ -106,14 +104,6 @@ def check_decoded(value: Any, *, max_depth: int) -> dict[str, Any]:
             elif kind is float and not math.isfinite(item):
                 raise _invalid("the output holds a NaN or infinite number")
     return value
-
-
-def encode_document(value: dict[str, Any], *, max_bytes: int) -> str:
-    """JSON text of a plain document, checked against the size cap."""
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    if len(text.encode("utf-8")) > max_bytes:
-        raise _invalid("the output is over the size limit")
-    return text
 
 
 def checked_bytes(value: Any, *, function: str, max_bytes: int, optional: bool) -> bytes | None:

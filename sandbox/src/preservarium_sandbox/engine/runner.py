@@ -21,8 +21,7 @@ from preservarium_sandbox.engine.facades import ImportDenied
 from preservarium_sandbox.engine.outputs import (
     checked_bytes,
     checked_device_id,
-    encode_document,
-    plain_json,
+    document_json,
 )
 from preservarium_sandbox.engine.policy import fresh_globals
 from preservarium_sandbox.limits import Limits
@@ -108,8 +107,9 @@ def _run_contact(
         found = _entry(namespace, "identify")(payload, _metadata(contact, device_id))
         device_id = checked_device_id(found)
     parsed = _entry(namespace, "parse")(payload, _metadata(contact, device_id))
-    data = plain_json(parsed, max_depth=limits.max_output_depth, max_bytes=limits.max_output_bytes)
-    encode_document(data, max_bytes=limits.max_output_bytes)
+    data_json = document_json(
+        parsed, max_depth=limits.max_output_depth, max_bytes=limits.max_output_bytes
+    )
     reply = None
     if callable(namespace.get("reply")):
         raw = namespace["reply"](payload, _metadata(contact, device_id))
@@ -118,7 +118,7 @@ def _run_contact(
         )
     return {
         "device_id": device_id,
-        "data": data,
+        "data_json": data_json,
         "reply_b64": None if reply is None else base64.b64encode(reply).decode(),
     }
 
