@@ -217,8 +217,14 @@ class WorkerPool:
             raise PoolClosedError("the sandbox is stopping")
         async with self._slots:
             worker = await self._idle.get()
-            # Shielded: a caller that gives up must not leave a worker mid-job in the queue.
-            return await asyncio.shield(self._on_worker(worker, job))
+            try:
+                return await self._on_worker(worker, job)
+            except asyncio.CancelledError:
+                # The caller gave up mid-job: the worker may still answer, so it is never
+                # handed to anyone else; a fresh one takes its place.
+                if worker in self._all:
+                    self._replace(worker, "abandoned")
+                raise
 
     async def _on_worker(self, worker: WorkerProcess, job: Job) -> dict[str, Any]:
         with_source = job.sha not in worker.known
