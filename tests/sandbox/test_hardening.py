@@ -178,6 +178,7 @@ def test_probe_reports_every_layer_here() -> None:
     assert report.seccomp
     assert report.network_namespace
     assert report.closed_fds
+    assert report.capabilities
     assert report.notes == ()
     assert report.active_layers() == list(LAYERS)
     assert "inactive=none" in report.summary()
@@ -302,9 +303,10 @@ def test_report_summary_is_one_line() -> None:
         network_namespace=False,
         seccomp=False,
         closed_fds=True,
+        capabilities=True,
         notes=("network_namespace: unshare failed:\nEPERM", "seccomp: no table"),
     )
-    assert report.active_layers() == ["closed_fds", "rlimits", "no_new_privs"]
+    assert report.active_layers() == ["closed_fds", "rlimits", "no_new_privs", "capabilities"]
     summary = report.summary()
     assert "\n" not in summary
     assert "inactive=network_namespace,seccomp" in summary
@@ -397,3 +399,39 @@ def test_seccomp_program_decisions(machine: str) -> None:
 def test_unknown_architecture_has_no_program() -> None:
     assert _seccomp_program("sparc64", 1) is None
     assert _seccomp_program("riscv64", 1) is None
+
+
+def test_a_hardened_worker_cannot_read_a_non_dumpable_parents_environment() -> None:
+    """The sandbox server holds the database URL in its environment; it is not dumpable,
+    and a worker (even one started as root) has no capability to read it anyway."""
+    import subprocess
+    import sys
+
+    script = (
+        "import json, os, sys\n"
+        "from preservarium_sandbox.limits import Limits\n"
+        "from preservarium_sandbox.worker.hardening import harden\n"
+        "report = harden(Limits(memory_mb=256))\n"
+        "try:\n"
+        "    open(f'/proc/{os.getppid()}/environ', 'rb').read()\n"
+        "    verdict = 'read'\n"
+        "except OSError as exc:\n"
+        "    verdict = type(exc).__name__\n"
+        "status = open('/proc/self/status').read()\n"
+        "eff = [l.split()[1] for l in status.splitlines() if l.startswith('CapEff')][0]\n"
+        "print(json.dumps({'environ': verdict, 'cap_eff': eff, 'caps': report.capabilities}))\n"
+    )
+    parent = (
+        "import subprocess, sys\n"
+        "from preservarium_sandbox.worker.hardening import make_not_dumpable\n"
+        "assert make_not_dumpable()\n"
+        f"sys.exit(subprocess.run([sys.executable, '-I', '-c', {script!r}], env={{}}).returncode)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", parent],
+        env={"PRESERVARIUM_DATABASE_URL": "postgresql+asyncpg://u:secret@db/x"},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    verdict = json.loads(done.stdout)
+    assert verdict["environ"] == "PermissionError", done.stdout
+    assert verdict["cap_eff"] == "0000000000000000" and verdict["caps"] is True

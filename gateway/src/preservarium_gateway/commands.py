@@ -7,8 +7,6 @@ from the database, so it stays right across restarts and beside other gateways.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -17,7 +15,8 @@ from types import TracebackType
 from typing import Any
 
 from preservarium.db.models import utcnow
-from preservarium.errors import ConflictError, RepositoryError
+from preservarium.errors import ConflictError
+from preservarium.periodic import Periodic
 from preservarium.repositories import CommandRecord, SQLCommandRepository
 from preservarium.repositories.commands import CommandStatus
 
@@ -75,20 +74,18 @@ class CommandDesk:
         self._claimer = claimer
         self._on_status = on_status or (lambda status: None)
         self.index = PendingCommandIndex()
-        self._task: asyncio.Task[None] | None = None
+        self._housekeeper = Periodic(
+            self._housekeeping, interval_s=limits.commands_refresh_s, name="command-housekeeping"
+        )
 
     async def start(self) -> None:
         """Learn which devices have pending commands, then keep checking."""
         await self.refresh()
-        self._task = asyncio.create_task(self._housekeeping(), name="command-housekeeping")
+        self._housekeeper.start()
 
     async def stop(self) -> None:
         """Stop housekeeping; idempotent."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._housekeeper.stop()
 
     async def __aenter__(self) -> CommandDesk:
         await self.start()
@@ -126,15 +123,10 @@ class CommandDesk:
         self.index.replace(await self._repository.pending_device_ids())
 
     async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(self._limits.commands_refresh_s)
-            try:
-                await self.expire()
-                stale = utcnow() - timedelta(seconds=self._limits.stale_claim_s)
-                await self._repository.requeue_stale_claims(stale)
-                await self.refresh()
-            except RepositoryError as exc:
-                log.warning("command housekeeping failed", extra={"error": str(exc)})
+        await self.expire()
+        stale = utcnow() - timedelta(seconds=self._limits.stale_claim_s)
+        await self._repository.requeue_stale_claims(stale)
+        await self.refresh()
 
     async def expire(self) -> None:
         """Expire what is past its time and report it."""

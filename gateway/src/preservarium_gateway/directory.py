@@ -7,13 +7,12 @@ reload now and then notices devices removed or re-typed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from types import TracebackType
 
-from preservarium.errors import NotFoundError, RepositoryError
+from preservarium.errors import NotFoundError
+from preservarium.periodic import Periodic
 from preservarium.repositories import SQLDeviceRepository
 
 log = logging.getLogger("preservarium.gateway.directory")
@@ -31,20 +30,16 @@ class DeviceDirectory:
         self._unknown_ttl_s = unknown_ttl_s
         self._types: dict[str, str] = {}
         self._unknown: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Periodic(self.reload, interval_s=refresh_s, name="device-directory")
 
     async def start(self) -> None:
         """Load every device, then keep the copy fresh."""
         await self.reload()
-        self._task = asyncio.create_task(self._reload_loop(), name="device-directory")
+        self._refresher.start()
 
     async def stop(self) -> None:
         """Stop refreshing; idempotent."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._refresher.stop()
 
     async def __aenter__(self) -> DeviceDirectory:
         await self.start()
@@ -59,14 +54,6 @@ class DeviceDirectory:
         """Replace the copy with the registry as it is now."""
         devices = await self._repository.list()
         self._types = {device.id: device.device_type for device in devices}
-
-    async def _reload_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_s)
-            try:
-                await self.reload()
-            except RepositoryError as exc:
-                log.warning("device directory refresh failed", extra={"error": str(exc)})
 
     async def device_type(self, device_id: str) -> str | None:
         """The type of a registered device, or None when it is not registered."""

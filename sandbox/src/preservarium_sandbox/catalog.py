@@ -7,14 +7,13 @@ lookup: no query, no fetch, once warm.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
-from preservarium.errors import NotFoundError, RepositoryError
+from preservarium.errors import NotFoundError
+from preservarium.periodic import Periodic
 from preservarium.repositories import ActiveParser, SQLParserRepository
 
 log = logging.getLogger("preservarium.sandbox.catalog")
@@ -45,20 +44,18 @@ class ParserCatalog:
         self._on_lookup = on_lookup or (lambda hit: None)
         self._active: dict[str, ActiveParser] = {}
         self._sources: dict[str, str] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Periodic(
+            self.refresh, interval_s=refresh_interval_s, name="parser-catalog"
+        )
 
     async def start(self) -> None:
         """Load every active version and its source, then keep refreshing."""
         await self.refresh()
-        self._task = asyncio.create_task(self._refresh_loop(), name="parser-catalog")
+        self._refresher.start()
 
     async def stop(self) -> None:
         """Stop refreshing; idempotent."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._refresher.stop()
 
     async def __aenter__(self) -> ParserCatalog:
         await self.start()
@@ -90,15 +87,6 @@ class ParserCatalog:
         except NotFoundError:
             return
         self._sources[record.sha256] = record.source
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except RepositoryError as exc:
-                # Keep serving the versions we have; the database will come back.
-                log.warning("parser catalog refresh failed", extra={"error": str(exc)})
 
     def lookup(self, device_type: str) -> ParserSource | None:
         """The active version of `device_type` with its source, or None. No I/O."""

@@ -24,6 +24,7 @@ from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.pool import WorkerPool
 from preservarium_sandbox.quarantine import Quarantine, QuarantinePolicy
 from preservarium_sandbox.service import SandboxService
+from preservarium_sandbox.worker.hardening import make_not_dumpable
 
 log = logging.getLogger("preservarium.sandbox")
 SERVICE_NAME = sandbox_pb2.DESCRIPTOR.services_by_name["ParserSandbox"].full_name
@@ -87,6 +88,8 @@ class SandboxServer:
 
     async def start(self) -> None:
         """Migrate if asked, warm the catalog, start workers, then serve."""
+        # Our environment holds the database URL: no worker may read /proc/<us>/environ.
+        make_not_dumpable()
         try:
             if self.config.auto_migrate:
                 await upgrade(self.config.database_url)

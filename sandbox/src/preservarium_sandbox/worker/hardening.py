@@ -42,11 +42,14 @@ __all__ = [
     "enter_network_namespace",
     "harden",
     "install_seccomp_filter",
+    "make_not_dumpable",
     "probe_layers",
     "set_no_new_privs",
 ]
 
-LAYERS: tuple[str, ...] = ("closed_fds", "network_namespace", "rlimits", "no_new_privs", "seccomp")
+LAYERS: tuple[str, ...] = (
+    "closed_fds", "network_namespace", "rlimits", "no_new_privs", "capabilities", "seccomp",
+)  # fmt: skip
 """The layers in the order `harden()` applies them."""
 
 
@@ -59,6 +62,7 @@ class HardeningReport:
     network_namespace: bool
     seccomp: bool
     closed_fds: bool
+    capabilities: bool = False
     notes: tuple[str, ...] = ()
 
     def active_layers(self) -> list[str]:
@@ -661,6 +665,57 @@ def install_seccomp_filter() -> bool:
 # --- all together -------------------------------------------------------------------------
 
 
+PR_CAPBSET_DROP = 24
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def _last_capability() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return 63
+
+
+def _try_drop_capabilities() -> str | None:
+    """Empty the bounding, effective, permitted and inheritable sets; None on success.
+
+    A worker started as root keeps uid 0 but can no longer bypass file permissions,
+    ptrace or read another process's memory or environment (CAP_SYS_PTRACE, DAC_*).
+    """
+    for capability in range(_last_capability() + 1):
+        err = _prctl(PR_CAPBSET_DROP, capability)
+        if err is not None and err != errno.EPERM and err != errno.EINVAL:
+            return f"capabilities: PR_CAPBSET_DROP failed: {_strerror(err)}"
+    try:
+        libc = _libc()
+    except OSError as exc:
+        return f"capabilities: no libc: {exc}"
+    header = _CapHeader(_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        return f"capabilities: capset failed: {_strerror(ctypes.get_errno())}"
+    return None
+
+
+def make_not_dumpable() -> bool:
+    """Clear this process's dumpable flag: same-uid processes (a compromised worker) can
+    then no longer read its /proc files, its environment (secrets) among them."""
+    return _prctl(PR_SET_DUMPABLE, 0) is None
+
+
 def harden(limits: Limits) -> HardeningReport:
     """Apply every layer to this process, in order; report which ones took.
 
@@ -693,6 +748,11 @@ def harden(limits: Limits) -> HardeningReport:
         notes.append(reason)
     no_new_privs = reason is None
 
+    reason = _try_drop_capabilities()
+    if reason is not None:
+        notes.append(reason)
+    capabilities = reason is None
+
     reason = _try_seccomp()
     if reason is not None:
         notes.append(reason)
@@ -704,6 +764,7 @@ def harden(limits: Limits) -> HardeningReport:
         network_namespace=network_namespace,
         seccomp=seccomp,
         closed_fds=closed_fds,
+        capabilities=capabilities,
         notes=tuple(notes),
     )
 
@@ -731,6 +792,7 @@ def _report_from_mapping(data: Mapping[str, object]) -> HardeningReport:
         network_namespace=flags["network_namespace"] is True,
         seccomp=flags["seccomp"] is True,
         closed_fds=flags["closed_fds"] is True,
+        capabilities=flags["capabilities"] is True,
         notes=tuple(notes),
     )
 

@@ -15,7 +15,6 @@ from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
 
 import typer
-from rich.markup import escape
 
 from preservarium.cli.common import err_console, fail, print_json, settings
 from preservarium.ids import is_device_id
@@ -38,7 +37,7 @@ REQUEST_TOPIC = "command.request"
 
 def refuse(message: str) -> NoReturn:
     """Bad input or unreachable infrastructure: one line, exit 2 (the message is literal)."""
-    fail(escape(message), code=2)
+    fail(message, code=2)
 
 
 def require_aiokafka() -> None:

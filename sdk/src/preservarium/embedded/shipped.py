@@ -1,0 +1,120 @@
+"""The parsers shipped in `examples/parsers/`: finding them and uploading what changed.
+
+Each `TYPE.py` there is the parser of device type TYPE; `TYPE.examples.yaml`, when present,
+is stored with it. A source is stored (and activated) as a new version only when no
+stored version of its type has the same content: restarting `preservarium up` neither
+piles up versions nor, while the file is unchanged, overrides the version an operator
+activated by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from preservarium.errors import InvalidParserSourceError, NotFoundError
+from preservarium.ids import is_device_type
+from preservarium.parser_source import validate_source
+from preservarium.repositories import SQLParserRepository
+from preservarium.repositories.parsers import source_sha256
+
+PARSERS_SUBDIR = Path("examples") / "parsers"
+UPLOADER = "preservarium up"
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedParser:
+    """One parser file, read and checked."""
+
+    device_type: str
+    path: Path
+    source: str
+    examples: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParserState:
+    """What `up` did with one shipped parser."""
+
+    device_type: str
+    version: int
+    uploaded: bool
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedParser:
+    """A shipped file that is not a valid parser: left alone, with the reason."""
+
+    path: Path
+    reason: str
+
+
+def candidates(start: Path, package_file: Path) -> list[Path]:
+    """Where shipped parsers may be: `start` and its parents, then the source checkout."""
+    places = [folder / PARSERS_SUBDIR for folder in (start, *start.parents)]
+    # An editable install (the workspace's .venv) runs this file from sdk/src/preservarium/.
+    places += [folder / PARSERS_SUBDIR for folder in package_file.parents]
+    return list(dict.fromkeys(places))
+
+
+def find_parsers_dir(places: Iterable[Path]) -> Path | None:
+    """The first of `places` that holds at least one parser file."""
+    for place in places:
+        if place.is_dir() and any(place.glob("*.py")):
+            return place
+    return None
+
+
+def read_parsers(directory: Path) -> tuple[list[ShippedParser], list[RefusedParser]]:
+    """Every `TYPE.py` of `directory`, by name, and the files that cannot be parsers."""
+    parsers: list[ShippedParser] = []
+    refused: list[RefusedParser] = []
+    for path in sorted(directory.glob("*.py")):
+        try:
+            parsers.append(_read(path))
+        except (InvalidParserSourceError, OSError, ValueError) as exc:
+            refused.append(RefusedParser(path, str(exc)))
+    return parsers, refused
+
+
+def _read(path: Path) -> ShippedParser:
+    device_type = path.stem
+    if not is_device_type(device_type):
+        raise ValueError(f"{path.name} does not name a valid device type")
+    examples_path = path.with_name(f"{device_type}.examples.yaml")
+    examples = examples_path.read_text(encoding="utf-8") if examples_path.is_file() else None
+    return ShippedParser(device_type, path, validate_source(path.read_bytes()), examples)
+
+
+async def upload_changed(
+    engine: AsyncEngine, parsers: Sequence[ShippedParser]
+) -> list[ParserState]:
+    """Store and activate each parser whose source no stored version has; report each."""
+    repository = SQLParserRepository(engine)
+    return [await _upload_if_changed(repository, parser) for parser in parsers]
+
+
+async def _upload_if_changed(repository: SQLParserRepository, parser: ShippedParser) -> ParserState:
+    digest = source_sha256(parser.source)
+    try:
+        stored = await repository.list_versions(parser.device_type)
+    except NotFoundError:
+        stored = []
+    for record in stored:
+        if record.sha256 == digest:
+            return ParserState(parser.device_type, record.version, False, record.active)
+    record = await repository.upload(
+        parser.device_type, parser.source, uploaded_by=UPLOADER, examples=parser.examples
+    )
+    return ParserState(parser.device_type, record.version, True, record.active)
+
+
+def describe_parser(state: ParserState) -> str:
+    """`efento v3 (uploaded)` or `efento v2 (unchanged)`."""
+    what = "uploaded" if state.uploaded else "unchanged"
+    inactive = "" if state.active else ", not active"
+    return f"{state.device_type} v{state.version} ({what}{inactive})"

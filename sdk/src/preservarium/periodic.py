@@ -1,0 +1,55 @@
+"""A background job run every few seconds, stopped between runs rather than in the middle.
+
+Cancelling a task in the middle of a database query makes the driver log an error and
+can leave a connection half-used; stop() lets the current run finish, then ends the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from preservarium.errors import PreservariumError
+
+
+class Periodic:
+    """Runs `job` every `interval_s` seconds until stopped; failures are logged, not fatal."""
+
+    def __init__(self, job: Callable[[], Awaitable[None]], *, interval_s: float, name: str) -> None:
+        self._job = job
+        self._interval_s = interval_s
+        self._name = name
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._log = logging.getLogger(f"preservarium.{name}")
+
+    def start(self) -> None:
+        """Start the loop (the first run comes after one interval)."""
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._loop(), name=self._name)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Let the current run finish, then end; idempotent."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(task, timeout_s)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+            if self._stopping.is_set():
+                return
+            try:
+                await self._job()
+            except PreservariumError as exc:
+                self._log.warning("%s failed", self._name, extra={"error": str(exc)})

@@ -1,0 +1,1 @@
+"""Simulated devices that talk real CoAP to a gateway (`preservarium simulate`)."""

@@ -1,0 +1,140 @@
+"""Dockerfile.gateway, Dockerfile.sandbox and .dockerignore say what the issue asks."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import SHARED
+from tests.packaging import dockerfile
+from tests.packaging.conftest import SERVICES, dockerfile_path
+from tests.packaging.replay import ROOT, UV_INSTALL
+
+PINNED_PYTHON = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
+SPEC_VARIABLE = re.compile(r"^\| `(PRESERVARIUM_[A-Z_]+)` \|", re.MULTILINE)
+ROOT_USERS = {"root", "0"}
+
+
+def spec_variables() -> set[str]:
+    """The environment variables of SPEC section 4."""
+    return set(SPEC_VARIABLE.findall((SHARED / "SPEC.md").read_text()))
+
+
+def stages(service: str) -> list[dockerfile.Stage]:
+    return dockerfile.parse(dockerfile_path(service))
+
+
+def runs(stage: dockerfile.Stage) -> list[str]:
+    return [" ".join(ins.body().split()) for ins in stage.all("RUN")]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_multi_stage_on_a_pinned_slim_python(service: str) -> None:
+    found = stages(service)
+    assert len(found) == 2
+    assert found[0].name == "builder"
+    for stage in found:
+        assert PINNED_PYTHON.match(stage.base), stage.base
+    assert found[0].base == found[1].base
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_builder_pins_the_workspace_uv(service: str) -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    pinned = re.search(r"^UV_VERSION := (\S+)$", makefile, re.MULTILINE)
+    assert pinned is not None
+    installs = [match for cmd in runs(stages(service)[0]) if (match := UV_INSTALL.match(cmd))]
+    assert [match["version"] for match in installs] == [pinned.group(1)]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_builder_builds_wheels_from_the_lock(service: str) -> None:
+    commands = " && ".join(runs(stages(service)[0]))
+    package = f"preservarium-{service}"
+    assert f"uv export --frozen --no-dev --package {package} --no-emit-workspace" in commands
+    assert (
+        "pip wheel --no-deps --only-binary=:all: --require-hashes -r requirements.txt" in commands
+    )
+    assert "uv build --wheel --package preservarium-sdk --out-dir /wheels" in commands
+    assert f"uv build --wheel --package {package} --out-dir /wheels" in commands
+    other = "gateway" if service == "sandbox" else "sandbox"
+    assert f"preservarium-{other}" not in commands
+    copied = " ".join(ins.body() for ins in stages(service)[0].all("COPY"))
+    assert f"{other}/" not in copied, "the builder needs none of the other service's code"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_runtime_installs_only_its_wheels_offline(service: str) -> None:
+    runtime = stages(service)[1]
+    install = [cmd for cmd in runs(runtime) if "pip install" in cmd]
+    assert install == [f"pip install --no-index --find-links /wheels preservarium-{service}"]
+    (step,) = [ins for ins in runtime.all("RUN") if "pip install" in ins.body()]
+    flags, _ = step.flags()
+    assert flags["mount"] == "type=bind,from=builder,source=/wheels,target=/wheels"
+    assert not runtime.all("COPY"), "the wheels are mounted, not copied into a layer"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_runs_as_a_non_root_user(service: str) -> None:
+    runtime = stages(service)[1]
+    user = runtime.last("USER").body().split(":")[0]
+    assert user not in ROOT_USERS
+    assert any("useradd" in cmd and f"--uid {user}" in cmd for cmd in runs(runtime))
+    entrypoint = runtime.last("ENTRYPOINT")
+    assert runtime.instructions.index(runtime.last("USER")) < runtime.instructions.index(entrypoint)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_exec_form_entrypoint_gets_sigterm(service: str) -> None:
+    runtime = stages(service)[1]
+    assert runtime.last("ENTRYPOINT").exec_form() == [f"preservarium-{service}"]
+    for ins in runtime.all("CMD"):
+        assert ins.exec_form() is not None, f"line {ins.line}: shell-form CMD"
+    assert runtime.last("STOPSIGNAL").body() == "SIGTERM"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_healthcheck_runs_the_probe(service: str) -> None:
+    healthcheck = stages(service)[1].last("HEALTHCHECK")
+    flags, command = healthcheck.flags()
+    assert {"interval", "timeout", "start-period", "retries"} <= set(flags)
+    keyword, _, form = command.partition(" ")
+    assert keyword == "CMD"
+    probe = dockerfile.Instruction("CMD", form, healthcheck.line).exec_form()
+    assert probe is not None and probe[:3] == ["preservarium", "probe", service]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_settings_are_the_specs(service: str) -> None:
+    env = stages(service)[1].env()
+    ours = {name for name in env if name.startswith("PRESERVARIUM_")}
+    assert ours and ours <= spec_variables()
+
+
+def test_exposed_ports() -> None:
+    assert "5683/udp" in stages("gateway")[1].last("EXPOSE").body().split()
+    assert "50051/tcp" in stages("sandbox")[1].last("EXPOSE").body().split()
+    assert stages("sandbox")[1].env()["PRESERVARIUM_SANDBOX_LISTEN"] == "0.0.0.0:50051"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [".venv/bin/python", ".git/HEAD", ".tools/bin/uv", "tests/conftest.py", "var/preservarium.db",
+     "bench/__main__.py", "sdk/src/preservarium/__pycache__/settings.cpython-311.pyc",
+     ".env", "docs/operations.md"],
+)  # fmt: skip
+def test_dockerignore_keeps_out(path: str) -> None:
+    assert dockerfile.DockerIgnore.read(ROOT / ".dockerignore").excluded(path)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerignore_keeps_what_the_builder_copies(service: str) -> None:
+    ignore = dockerfile.DockerIgnore.read(ROOT / ".dockerignore")
+    for ins in stages(service)[0].all("COPY"):
+        for source in ins.body().split()[:-1]:
+            assert not ignore.excluded(source), source
+            for path in (ROOT / source).rglob("*"):
+                relative = path.relative_to(ROOT).as_posix()
+                if "__pycache__" not in relative:
+                    assert not ignore.excluded(relative), relative

