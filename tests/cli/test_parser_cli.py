@@ -101,3 +101,11 @@ def test_device_registry(env: dict[str, str]) -> None:
     assert shown["device_type"] == "dragino"
     assert run_cli("device", "remove", "dev-1", env=env).returncode == 0
     assert_one_line_error(run_cli("device", "show", "dev-1", env=env), "not registered")
+
+
+def test_upload_refuses_an_import_outside_the_vetted_list(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = b"import json\nimport socket\ndef parse(payload, metadata):\n    return {}\n"
+    done = run_cli("parser", "upload", "efento", str(write(tmp_path, "net.py", bad)), env=env)
+    assert_one_line_error(done, "line 2", "'socket' is not allowed")

@@ -242,3 +242,13 @@ class TestExamples:
         assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr
         shown = json.loads((await cli("parser", "show", "demo", "--json", env=env)).stdout)
         assert (shown["version"], shown["examples"]) == (1, EXAMPLES)
+
+    async def test_upload_refuses_what_the_sandbox_will_not_compile(
+        self, env: dict[str, str], tmp_path: Path
+    ) -> None:
+        source = "def parse(payload, metadata):\n    return {'c': payload.__class__}\n"
+        done = await cli("parser", "upload", "demo", write(tmp_path, "bad.py", source), env=env)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "compile_error: line 2" in one_line(done, 1)
+        listed = await cli("parser", "list", "--json", env=env)
+        assert json.loads(listed.stdout) == []

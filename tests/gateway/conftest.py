@@ -43,12 +43,12 @@ def gateway_config(
 class Topology:
     """The topics of one gateway, followed from the start."""
 
-    def __init__(self, bootstrap: str, topics: Topics) -> None:
+    def __init__(self, bootstrap: str, topics: Topics, *, from_end: bool = False) -> None:
         self.topics = topics
-        self.raw = TopicReader(bootstrap, topics.raw)
-        self.parsed = TopicReader(bootstrap, topics.parsed)
-        self.failed = TopicReader(bootstrap, topics.failed)
-        self.status = TopicReader(bootstrap, topics.command_status)
+        self.raw = TopicReader(bootstrap, topics.raw, from_end=from_end)
+        self.parsed = TopicReader(bootstrap, topics.parsed, from_end=from_end)
+        self.failed = TopicReader(bootstrap, topics.failed, from_end=from_end)
+        self.status = TopicReader(bootstrap, topics.command_status, from_end=from_end)
 
     async def start(self) -> None:
         for reader in (self.raw, self.parsed, self.failed, self.status):
@@ -72,7 +72,7 @@ async def gw_sandbox(gw_db: str) -> AsyncIterator[SandboxServer]:
         yield server
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def gateway(
     gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker
 ) -> AsyncIterator[GatewayServer]:
@@ -86,7 +86,9 @@ async def gateway(
 
 @pytest.fixture
 async def topics(gateway: GatewayServer, broker: EmbeddedBroker) -> AsyncIterator[Topology]:
-    topology = Topology(broker.bootstrap, gateway.config.topics)
+    """The gateway's topics, from what comes after this test starts (one gateway serves
+    the whole module: a consumer group join costs seconds)."""
+    topology = Topology(broker.bootstrap, gateway.config.topics, from_end=True)
     await topology.start()
     yield topology
     await topology.stop()

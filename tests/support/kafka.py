@@ -16,7 +16,8 @@ from preservarium_gateway.kafka import ensure_topics
 class TopicReader:
     """Follows one topic from its beginning and keeps every record, decoded."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, from_end: bool = False) -> None:
+        self._from_end = from_end
         self.topic = topic
         self.records: list[tuple[bytes | None, dict[str, Any]]] = []
         self._consumer_bootstrap = bootstrap
@@ -32,7 +33,12 @@ class TopicReader:
         await self._consumer._client.force_metadata_update()
         partitions = self._consumer.partitions_for_topic(self.topic) or {0}
         self._consumer.assign([TopicPartition(self.topic, p) for p in partitions])
-        await self._consumer.seek_to_beginning()
+        if self._from_end:
+            await self._consumer.seek_to_end()
+            for partition in self._consumer.assignment():  # resolve the positions now
+                await self._consumer.position(partition)
+        else:
+            await self._consumer.seek_to_beginning()
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:

@@ -11,11 +11,11 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from types import TracebackType
 from typing import Any
 
 from preservarium.db.models import utcnow
 from preservarium.errors import ConflictError
+from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import CommandRecord, SQLCommandRepository
 from preservarium.repositories.commands import CommandStatus
@@ -54,7 +54,7 @@ class PendingCommandIndex:
         self._devices = device_ids
 
 
-class CommandDesk:
+class CommandDesk(AsyncLifecycle):
     """Stores, claims and settles commands, and reports every status on Kafka."""
 
     def __init__(
@@ -86,15 +86,6 @@ class CommandDesk:
     async def stop(self) -> None:
         """Stop housekeeping; idempotent."""
         await self._housekeeper.stop()
-
-    async def __aenter__(self) -> CommandDesk:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def emit(
         self,

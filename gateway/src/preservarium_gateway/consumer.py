@@ -10,22 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from preservarium.db.models import utcnow
 from preservarium.errors import RepositoryError
+from preservarium.lifecycle import AsyncLifecycle
 
 from preservarium_gateway.command_requests import Rejection, read_command_request
 from preservarium_gateway.commands import CommandDesk
 from preservarium_gateway.config import GatewayLimits
 
 log = logging.getLogger("preservarium.gateway.consumer")
-STOP_TIMEOUT_S = 1.0
+STOP_TIMEOUT_S = 10.0
 
 
-class CommandConsumer:
+class CommandConsumer(AsyncLifecycle):
     """Owns the consumer loop; start()/stop(), stop() idempotent."""
 
     def __init__(
@@ -56,15 +56,6 @@ class CommandConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def __aenter__(self) -> CommandConsumer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             self._topic,
@@ -87,7 +78,8 @@ class CommandConsumer:
             except (KafkaError, OSError, RepositoryError) as exc:
                 log.warning("command consumer restarting", extra={"error": repr(exc)})
             finally:
-                # Leaving the group politely can hang on a broker mid-rebalance: bound it.
+                # Leaving the group politely waits for a join in progress (seconds); bound it
+                # so a broker that stopped answering cannot hold the gateway's shutdown.
                 with contextlib.suppress(KafkaError, OSError, TimeoutError):
                     await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
             await asyncio.sleep(delay)

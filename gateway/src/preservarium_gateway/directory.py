@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from types import TracebackType
 
 from preservarium.errors import NotFoundError
+from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import SQLDeviceRepository
 
@@ -19,7 +19,7 @@ log = logging.getLogger("preservarium.gateway.directory")
 MAX_UNKNOWN = 100_000
 
 
-class DeviceDirectory:
+class DeviceDirectory(AsyncLifecycle):
     """Registered devices and their types."""
 
     def __init__(
@@ -40,15 +40,6 @@ class DeviceDirectory:
     async def stop(self) -> None:
         """Stop refreshing; idempotent."""
         await self._refresher.stop()
-
-    async def __aenter__(self) -> DeviceDirectory:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def reload(self) -> None:
         """Replace the copy with the registry as it is now."""

@@ -7,11 +7,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from preservarium.lifecycle import AsyncLifecycle
 
 from preservarium_gateway.errors import PublishError
 
@@ -20,7 +20,7 @@ log = logging.getLogger("preservarium.gateway.kafka")
 Observer = Callable[[str, float, bool], None]
 
 
-class KafkaPublisher:
+class KafkaPublisher(AsyncLifecycle):
     """Publishes records; publish() returns only once the broker acknowledged the record."""
 
     def __init__(
@@ -131,15 +131,6 @@ class KafkaPublisher:
         if producer is not None:
             with contextlib.suppress(KafkaError, OSError):
                 await producer.stop()
-
-    async def __aenter__(self) -> KafkaPublisher:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
 
 async def ensure_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: int) -> None:

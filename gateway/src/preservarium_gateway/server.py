@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
 from typing import Any
 
 import aiocoap
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.errors import PreservariumError
+from preservarium.lifecycle import AsyncLifecycle
 from preservarium.metrics import MetricsEndpoint
 from preservarium.repositories import SQLCommandRepository, SQLDeviceRepository
 from preservarium.sandbox_client import SandboxClient
@@ -30,7 +30,7 @@ from preservarium_gateway.types import ParserService
 log = logging.getLogger("preservarium.gateway")
 
 
-class GatewayServer:
+class GatewayServer(AsyncLifecycle):
     """Owns every part of the gateway; start() in order, stop() in reverse, idempotent."""
 
     def __init__(self, config: GatewayConfig, *, parsers: ParserService | None = None) -> None:
@@ -157,12 +157,3 @@ class GatewayServer:
         await self.sandbox.stop()
         await self.directory.stop()
         await self._engine.dispose()
-
-    async def __aenter__(self) -> GatewayServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 from preservarium.errors import NotFoundError
+from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import ActiveParser, SQLParserRepository
 
@@ -29,7 +29,7 @@ class ParserSource:
     source: str
 
 
-class ParserCatalog:
+class ParserCatalog(AsyncLifecycle):
     """Active parser versions and their sources, refreshed in the background."""
 
     def __init__(
@@ -56,15 +56,6 @@ class ParserCatalog:
     async def stop(self) -> None:
         """Stop refreshing; idempotent."""
         await self._refresher.stop()
-
-    async def __aenter__(self) -> ParserCatalog:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def refresh(self) -> None:
         """Read which versions are active; fetch the sources not seen yet."""

@@ -17,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
+
+from preservarium.lifecycle import AsyncLifecycle
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
 from preservarium_sandbox.limits import Limits
@@ -99,7 +100,7 @@ class WorkerProcess:
 Observer = Callable[[str], None]
 
 
-class WorkerPool:
+class WorkerPool(AsyncLifecycle):
     """Runs jobs on worker processes with hard deadlines."""
 
     def __init__(
@@ -144,15 +145,6 @@ class WorkerPool:
         self._all.clear()
         if self._cwd is not None:
             self._cwd.cleanup()
-
-    async def __aenter__(self) -> WorkerPool:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     @property
     def pids(self) -> list[int]:

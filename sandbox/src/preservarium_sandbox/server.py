@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -13,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.errors import PreservariumError
+from preservarium.lifecycle import AsyncLifecycle
 from preservarium.metrics import MetricsEndpoint
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
@@ -61,7 +61,7 @@ class SandboxConfig:
         )
 
 
-class SandboxServer:
+class SandboxServer(AsyncLifecycle):
     """Owns every part of the sandbox; start() and stop() in order, stop() idempotent."""
 
     def __init__(self, config: SandboxConfig) -> None:
@@ -150,12 +150,3 @@ class SandboxServer:
         await self.pool.stop()
         await self.catalog.stop()
         await self._engine.dispose()
-
-    async def __aenter__(self) -> SandboxServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

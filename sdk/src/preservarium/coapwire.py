@@ -11,7 +11,8 @@ import os
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
+
+from preservarium.lifecycle import AsyncLifecycle
 
 CON, NON, ACK, RST = 0, 1, 2, 3
 GET, POST, PUT, DELETE = 1, 2, 3, 4
@@ -157,7 +158,7 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 @dataclass
-class CoapClient:
+class CoapClient(AsyncLifecycle):
     """A UDP CoAP client: one request at a time per token, many in flight."""
 
     host: str
@@ -179,15 +180,6 @@ class CoapClient:
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
-
-    async def __aenter__(self) -> CoapClient:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def next_mid(self) -> int:
         """A fresh message id."""

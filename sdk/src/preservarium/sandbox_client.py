@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import grpc
 
 from preservarium.errors import PreservariumError
+from preservarium.lifecycle import AsyncLifecycle
 from preservarium.parse_stream import ParseStream, StreamBrokenError
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
@@ -87,7 +87,7 @@ def error_kind_name(kind: int) -> str:
     return pb.ErrorKind.Name(kind).removeprefix("ERROR_KIND_").lower()
 
 
-class SandboxClient:
+class SandboxClient(AsyncLifecycle):
     """Calls ParserSandbox with a deadline; reconnects by itself (gRPC channel)."""
 
     def __init__(self, address: str, *, timeout_s: float = 1.0, streams: int = 0) -> None:
@@ -117,15 +117,6 @@ class SandboxClient:
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
             await channel.close(grace=None)
-
-    async def __aenter__(self) -> SandboxClient:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def _require_stub(self) -> Any:
         if self._stub is None:

@@ -7,11 +7,10 @@ import re
 from dataclasses import dataclass
 from types import CodeType
 
-from preservarium.parser_source import FILENAME
+from preservarium.parser_source import FILENAME, denied_import, import_refusal
 from RestrictedPython.compile import compile_restricted_exec
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
-from preservarium_sandbox.engine.facades import ALLOWED_IMPORTS
 
 ENTRY_POINTS = ("parse", "identify", "reply", "format_command")
 _LINE = re.compile(r"Line (\d+)")
@@ -26,21 +25,11 @@ class CompiledParser:
 
 
 def _denied_import(tree: ast.Module) -> ScriptFailure | None:
-    for node in ast.walk(tree):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = ["." * node.level + (node.module or "")]
-        for name in names:
-            if name not in ALLOWED_IMPORTS:
-                allowed = ", ".join(sorted(ALLOWED_IMPORTS))
-                return ScriptFailure(
-                    ErrorKind.IMPORT_DENIED,
-                    f"import of {name!r} is not allowed; parsers may import: {allowed}",
-                    getattr(node, "lineno", None),
-                )
-    return None
+    denied = denied_import(tree)
+    if denied is None:
+        return None
+    name, line = denied
+    return ScriptFailure(ErrorKind.IMPORT_DENIED, import_refusal(name), line)
 
 
 def _defined_functions(tree: ast.Module) -> frozenset[str]:

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from preservarium import protowire
+from preservarium.parser_source import VETTED_IMPORTS
 
 
 class VettedModule:
@@ -111,6 +112,8 @@ def _build() -> Mapping[str, VettedModule]:
 
 VETTED_MODULES: Mapping[str, VettedModule] = _build()
 ALLOWED_IMPORTS = frozenset(VETTED_MODULES)
+if ALLOWED_IMPORTS != VETTED_IMPORTS:  # the sdk's upload check and the sandbox must agree
+    raise RuntimeError(f"facades {sorted(ALLOWED_IMPORTS)} != {sorted(VETTED_IMPORTS)}")
 
 
 class ImportDenied(ImportError):

@@ -67,6 +67,8 @@ def upload(
     if examples_file is not None:
         examples_text, examples = parser_test_cmd.read_examples(examples_file)
         parser_test_cmd.check_examples(config.sandbox_addr, source, examples, device_type)
+    else:
+        parser_test_cmd.check_compiles(config.sandbox_addr, source)
 
     async def body() -> ParserRecord:
         async with database(config) as engine:

@@ -196,6 +196,31 @@ def check_examples(
     err_console.print(f"{len(results)} examples passed", highlight=False)
 
 
+def check_compiles(address: str, source: str) -> None:
+    """`parser upload`: compile in the sandbox when it is reachable; exit 1 on a refusal.
+
+    The local checks (size, UTF-8, syntax, imports) already passed; what only the sandbox
+    knows is RestrictedPython's verdict. An unreachable sandbox is a warning, not a stop:
+    the version then fails at its first contact, in uplink.failed, if it does not compile.
+    """
+
+    async def body() -> pb.TestParserResponse:
+        async with SandboxClient(address, timeout_s=CALL_TIMEOUT_S) as client:
+            return await client.test_parser(source)
+
+    try:
+        response = asyncio.run(body())
+    except (SandboxUnavailableError, SandboxRequestError) as exc:
+        warning = " ".join(str(exc).split())
+        err_console.print(f"warning: not compiled in the sandbox ({escape(warning)})")
+        return
+    if response.HasField("error"):
+        error = response.error
+        where = f"line {error.line}: " if error.HasField("line") else ""
+        kind = error_kind_name(error.kind)
+        fail(f"{kind}: {where}{error.message}; version not stored")
+
+
 def with_sandbox(address: str, work: Callable[[SandboxClient], Awaitable[T]]) -> T:
     """Run `work` with a client of the sandbox at `address`; exit 2 when it cannot."""
 

@@ -9,9 +9,9 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 from preservarium.errors import PreservariumError
+from preservarium.lifecycle import AsyncLifecycle
 
 
 class BrokerError(PreservariumError):
@@ -55,7 +55,7 @@ async def wait_for_port(host: str, port: int, *, timeout: float) -> None:
         return
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(AsyncLifecycle):
     """A Tansu broker with in-memory storage on host:port, as a child process."""
 
     def __init__(
@@ -112,12 +112,3 @@ class EmbeddedBroker:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
-
-    async def __aenter__(self) -> EmbeddedBroker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

@@ -11,7 +11,6 @@ import asyncio
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,6 +31,7 @@ from preservarium.embedded.shipped import (
     upload_changed,
 )
 from preservarium.errors import RepositoryError
+from preservarium.lifecycle import AsyncLifecycle
 from preservarium.settings import parse_host_port
 
 
@@ -60,7 +60,7 @@ class StackReport:
     pids: dict[str, int] = field(default_factory=dict)
 
 
-class EmbeddedStack:
+class EmbeddedStack(AsyncLifecycle):
     """Owns the stack's child processes; an async context manager."""
 
     def __init__(self, config: StackConfig, *, observer: StackObserver) -> None:
@@ -103,15 +103,6 @@ class EmbeddedStack:
             self._observer.progress(f"stopping {child.name}")
             await child.stop()
             self._observer.done(f"{child.name} stopped")
-
-    async def __aenter__(self) -> EmbeddedStack:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     # --- the steps ---------------------------------------------------------------------
 

@@ -11,10 +11,10 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 from preservarium.errors import PreservariumError
+from preservarium.lifecycle import AsyncLifecycle
 
 Record = dict[str, Any]
 Topic = Literal["parsed", "failed"]
@@ -69,7 +69,7 @@ class Expectation:
         return bool(ints) and max(ints) == self.newest_timestamp
 
 
-class OutcomeFeed:
+class OutcomeFeed(AsyncLifecycle):
     """Follows the parsed and failed topics from now on; hands records to their contacts."""
 
     def __init__(self, *, bootstrap: str, parsed_topic: str, failed_topic: str) -> None:
@@ -132,15 +132,6 @@ class OutcomeFeed:
         for _, future in self._waiting:
             future.cancel()
         self._waiting.clear()
-
-    async def __aenter__(self) -> OutcomeFeed:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def _run(self) -> None:
         try:
