@@ -34,6 +34,11 @@ EXPECTED = {
 }
 
 
+def test_the_attack_corpus_is_there() -> None:
+    """Without ../shared/attacks every attack test would vanish: fail loudly instead."""
+    assert len(ATTACKS) >= 20, f"no attack corpus at {SHARED / 'attacks'}"
+
+
 def expectations(path: Path) -> set[tuple[str, str | None]]:
     """The acceptable (kind, exception name) pairs from the file's EXPECT line."""
     line = re.search(r"^# EXPECT: (.+)$", path.read_text(), re.M)
