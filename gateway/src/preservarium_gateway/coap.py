@@ -113,8 +113,9 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
-        self._metrics.contacts.labels(route, str(response.code.dotted)).inc()
-        self._metrics.contact_latency.labels(route).observe(time.perf_counter() - started)
+        metrics = self._metrics
+        metrics.child(metrics.contacts, route, str(response.code.dotted)).inc()
+        metrics.child(metrics.contact_latency, route).observe(time.perf_counter() - started)
         return response
 
     async def _render(self, request: aiocoap.Message) -> tuple[str, aiocoap.Message]:

@@ -171,7 +171,9 @@ class ContactPipeline:
         except (SandboxUnavailableError, SandboxRequestError) as exc:
             return Parsed(None, unavailable=str(exc))
         finally:
-            self._metrics.sandbox_latency.labels("Parse").observe(time.perf_counter() - started)
+            self._metrics.child(self._metrics.sandbox_latency, "Parse").observe(
+                time.perf_counter() - started
+            )
         return Parsed(response)
 
     def _publish_result(self, uplink: records.Uplink, parsed: Parsed) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from preservarium.metrics import LabelCache
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -50,9 +51,11 @@ class GatewayMetrics:
             registry=r,
         )  # fmt: skip
 
+        self.child = LabelCache().child
+
     def published(self, topic: str, seconds: float, ok: bool) -> None:
         """Observer for the Kafka publisher."""
         if ok:
-            self.publish_latency.labels(topic).observe(seconds)
+            self.child(self.publish_latency, topic).observe(seconds)
         else:
-            self.publish_failures.labels(topic).inc()
+            self.child(self.publish_failures, topic).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from preservarium.metrics import LabelCache
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -42,6 +43,8 @@ class SandboxMetrics:
             ["parser"], registry=r,
         )  # fmt: skip
 
+        self.child = LabelCache().child
+
     def source_lookup(self, hit: bool) -> None:
         """Count a catalog lookup."""
-        self.cache.labels("source", "hit" if hit else "miss").inc()
+        self.child(self.cache, "source", "hit" if hit else "miss").inc()

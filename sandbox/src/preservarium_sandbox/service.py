@@ -47,6 +47,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         self._limits = limits
         self._metrics = metrics
         self._closing = False
+        metrics.quarantined.set_function(lambda: quarantine.benched)
         self._streams: set[Callable[[], None]] = set()
 
     def close_streams(self) -> None:
@@ -195,8 +196,9 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         started = time.perf_counter()
         outcome = await self._execute(context, name, parser, make_job, quarantinable)
         kind = "ok" if outcome.failure is None else outcome.failure.kind.value
-        self._metrics.calls.labels(method, name, kind).inc()
-        self._metrics.latency.labels(method).observe(time.perf_counter() - started)
+        metrics = self._metrics
+        metrics.child(metrics.calls, method, name, kind).inc()
+        metrics.child(metrics.latency, method).observe(time.perf_counter() - started)
         if outcome.failure is not None and outcome.failure.kind is ErrorKind.TIMEOUT:
             self._metrics.timeouts.labels(name).inc()
         return outcome
@@ -229,7 +231,9 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         except PoolClosedError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         outcome = read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
-        self._metrics.cache.labels("compiled", "miss" if outcome.compiled else "hit").inc()
+        self._metrics.child(
+            self._metrics.cache, "compiled", "miss" if outcome.compiled else "hit"
+        ).inc()
         if quarantinable:
             kind = None if outcome.failure is None else outcome.failure.kind
             if self._quarantine.record(key, kind):
@@ -238,7 +242,6 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
                     "parser quarantined",
                     extra={"parser": name, "version": parser.version, "kind": str(kind)},
                 )
-            self._metrics.quarantined.set(self._quarantine.benched)
         return outcome
 
 

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
+
+
+class LabelCache:
+    """metric.labels(...) children, cached: the hot path pays a dict lookup, not a lock."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """The child of `metric` for `labels`."""
+        key = (metric, *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
 
 class MetricsEndpoint:
