@@ -252,3 +252,14 @@ class TestExamples:
         assert "compile_error: line 2" in one_line(done, 1)
         listed = await cli("parser", "list", "--json", env=env)
         assert json.loads(listed.stdout) == []
+
+    async def test_the_shipped_parsers_upload_with_their_examples(
+        self, env: dict[str, str]
+    ) -> None:
+        from tests.conftest import ROOT
+
+        for name in ("efento", "dragino"):
+            parser = str(ROOT / "examples" / "parsers" / f"{name}.py")
+            examples = str(ROOT / "examples" / "parsers" / f"{name}.examples.yaml")
+            done = await cli("parser", "upload", name, parser, "--examples", examples, env=env)
+            assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import struct
 
@@ -19,7 +20,7 @@ from preservarium_sandbox.server import SandboxServer
 from tests.gateway.conftest import Topology, gateway_config
 from tests.gateway.parsers import THERMO
 from tests.sandbox.conftest import sandbox_config
-from tests.support.kafka import prefix
+from tests.support.kafka import prefix, produce
 from tests.support.net import free_port
 
 READING = bytes.fromhex("01020304") + struct.pack(">h", 123)
@@ -114,6 +115,16 @@ async def test_503_while_the_broker_is_down_and_nothing_acknowledged_is_lost(
                 lambda r: base64.b64decode(r["payload_b64"]) in acknowledged, count=3
             )
             assert len(got) >= 3
+            # The command consumer came back too: a command sent now is queued and delivered.
+            record = {"v": 1, "request_id": "after-outage", "device_id": "res-1",
+                      "command": "set_period", "params": {"seconds": 60}}  # fmt: skip
+            await produce(broker.bootstrap, config.topics.command_request,
+                          json.dumps(record).encode(), key=b"res-1")  # fmt: skip
+            await topics.status.wait_for(
+                lambda r: r["request_id"] == "after-outage" and r["status"] == "queued",
+                timeout_s=30,
+            )
+            assert (await coap.call(cw.POST, "/d/res-1", READING)).payload == b"P\x00<"
             await topics.stop()
     finally:
         await broker.stop()
