@@ -117,12 +117,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         response = pb.ParseResponse(duration_ms=_ms(started))
         if parser is not None:
             response.parser.CopyFrom(_ref(parser))
-        if outcome.failure is not None:
-            response.error.CopyFrom(wire.script_error(outcome.failure))
-        else:
-            response.result.CopyFrom(wire.parse_result(outcome))
-            if outcome.command is not None:
-                response.command.CopyFrom(wire.command_result(outcome.command))
+        wire.fill_parse_answer(response, outcome)
         return response
 
     async def FormatCommand(self, request: pb.FormatCommandRequest, context: Context) -> Any:
@@ -159,12 +154,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             quarantinable=False,
         )  # fmt: skip
         response = pb.TestParserResponse(duration_ms=_ms(started))
-        if outcome.failure is not None:
-            response.error.CopyFrom(wire.script_error(outcome.failure))
-        else:
-            response.result.CopyFrom(wire.parse_result(outcome))
-            if outcome.command is not None:
-                response.command.CopyFrom(wire.command_result(outcome.command))
+        wire.fill_parse_answer(response, outcome)
         return response
 
     def _job(

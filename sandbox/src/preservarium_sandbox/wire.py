@@ -83,3 +83,14 @@ def parse_result(outcome: Outcome) -> pb.ParseResult:
     if outcome.reply is not None:
         result.reply = outcome.reply
     return result
+
+
+def fill_parse_answer(response: pb.ParseResponse | pb.TestParserResponse, outcome: Outcome) -> None:
+    """The outcome part of a Parse or TestParser answer: an error, or the result and the
+    command's outcome."""
+    if outcome.failure is not None:
+        response.error.CopyFrom(script_error(outcome.failure))
+        return
+    response.result.CopyFrom(parse_result(outcome))
+    if outcome.command is not None:
+        response.command.CopyFrom(command_result(outcome.command))
