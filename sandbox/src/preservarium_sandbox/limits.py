@@ -46,7 +46,7 @@ class Limits:
     max_print_chars: int = 4096
     max_open_files: int = 16
     worker_cpu_budget_s: int = 3600
-    worker_max_calls: int = 100_000
+    worker_max_calls: int = 20_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:

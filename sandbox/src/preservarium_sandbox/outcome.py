@@ -32,6 +32,7 @@ class Outcome:
     warnings: tuple[str, ...] = ()
     command: CommandOutcome | None = None
     compiled: bool = False
+    worker_died: bool = False
 
     @property
     def ok(self) -> bool:
@@ -94,7 +95,11 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
     compiled = answer.get("compiled") is True
     try:
         if answer.get("ok") is not True:
-            return Outcome(failure=ScriptFailure.from_wire(answer.get("error")), compiled=compiled)
+            return Outcome(
+                failure=ScriptFailure.from_wire(answer.get("error")),
+                compiled=compiled,
+                worker_died=answer.get("worker_died") is True,
+            )
         device_id = answer.get("device_id")
         data_json = None
         reply = None

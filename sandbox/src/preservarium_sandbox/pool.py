@@ -73,12 +73,23 @@ class WorkerProcess:
         """Process id."""
         return self.process.pid
 
-    async def exchange(self, frame: bytes, deadline_s: float, max_answer: int) -> dict[str, Any]:
-        """Send a job and wait for its answer, at most `deadline_s` seconds."""
+    async def exchange(
+        self, frame: bytes, deadlines: tuple[float, float], max_answer: int
+    ) -> dict[str, Any]:
+        """Send a job and wait for its answer.
+
+        `deadlines` is (until the first frame, after a `compiled` stage frame): a job that
+        compiles first gets the compile budget for that, then only the call's own time.
+        """
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(frame)
-        async with asyncio.timeout(deadline_s):
+        first, after_compile = deadlines
+        async with asyncio.timeout(first):
             await self.process.stdin.drain()
+            answer = await read_frame(self.process.stdout, max_answer)
+        if answer.get("stage") != "compiled":
+            return answer
+        async with asyncio.timeout(after_compile):
             return await read_frame(self.process.stdout, max_answer)
 
     def kill(self) -> None:
@@ -157,7 +168,8 @@ class WorkerPool(AsyncLifecycle):
             sys.executable, "-I", "-X", "utf8", "-m", "preservarium_sandbox.worker", limits,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=None,
+            # Never the service's own stderr: a parser could flood it or forge log lines.
+            stderr=subprocess.DEVNULL,
             env={},
             cwd=self._cwd.name if self._cwd else "/",
             start_new_session=True,
@@ -173,6 +185,9 @@ class WorkerPool(AsyncLifecycle):
         except (ProtocolError, TimeoutError) as exc:
             self._discard(worker)
             raise RuntimeError(f"sandbox worker failed to start: {exc}") from exc
+        if hello.get("ready") is not True:
+            self._discard(worker)
+            raise RuntimeError(f"sandbox worker failed to start: {hello.get('error')}")
         worker.hardening = dict(hello.get("hardening") or {})
         return worker
 
@@ -234,15 +249,14 @@ class WorkerPool(AsyncLifecycle):
         except (ProtocolError, ConnectionError, OSError) as exc:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(worker.process.wait(), 0.5)
-            reason = _death_reason(worker)
-            self._replace(worker, "died")
-            return (
-                _failure(*reason)
-                if reason
-                else _failure(
-                    ErrorKind.RUNTIME_ERROR, f"the sandbox worker broke the protocol: {exc}"
-                )
+            reason = _death_reason(worker) or (
+                ErrorKind.RUNTIME_ERROR,
+                f"the sandbox worker broke the protocol: {exc}",
             )
+            self._replace(worker, "died")
+            answer = _failure(*reason)
+            answer["worker_died"] = True  # costly: it counts toward quarantine
+            return answer
         worker.known.add(job.sha)
         worker.calls += 1
         cpu = answer.get("cpu_s")
@@ -257,9 +271,10 @@ class WorkerPool(AsyncLifecycle):
         return answer
 
     async def _exchange(self, worker: WorkerProcess, job: Job, with_source: bool) -> dict[str, Any]:
+        call_deadline = self.limits.deadline_s(compiling=False)
         return await worker.exchange(
             job.frame(with_source=with_source),
-            self.limits.deadline_s(compiling=with_source),
+            (self.limits.deadline_s(compiling=with_source), call_deadline),
             # The parse output cap, plus room for the reply, warnings and bookkeeping.
             self.limits.max_output_bytes + ANSWER_OVERHEAD,
         )

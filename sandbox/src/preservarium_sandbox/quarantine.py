@@ -50,9 +50,9 @@ class Quarantine:
             return 0.0
         return left
 
-    def record(self, key: str, kind: ErrorKind | None) -> bool:
+    def record(self, key: str, kind: ErrorKind | None, *, worker_died: bool = False) -> bool:
         """Count one call's outcome; return True when this call put `key` in quarantine."""
-        if kind not in COSTLY:
+        if kind not in COSTLY and not worker_died:
             self._states.pop(key, None)
             return False
         state = self._states.setdefault(key, _State())

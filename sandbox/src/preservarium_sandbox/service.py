@@ -226,7 +226,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         ).inc()
         if quarantinable:
             kind = None if outcome.failure is None else outcome.failure.kind
-            if self._quarantine.record(key, kind):
+            if self._quarantine.record(key, kind, worker_died=outcome.worker_died):
                 self._metrics.quarantine_entries.labels(name).inc()
                 log.warning(
                     "parser quarantined",

@@ -47,4 +47,5 @@ class ScriptFailure(Exception):
         line = value.get("line")
         if type(message) is not str or not (line is None or type(line) is int):
             raise ValueError("malformed error")
-        return cls(kind, message[:MAX_MESSAGE_CHARS], line)
+        clean = message[:MAX_MESSAGE_CHARS].encode("utf-8", "replace").decode("utf-8")
+        return cls(kind, clean, line)

@@ -13,6 +13,7 @@ import json
 import math
 import re
 import struct
+import sys
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -120,14 +121,22 @@ class ImportDenied(ImportError):
     """An import of a module that is not on the vetted list."""
 
 
+# Modules the interpreter's own C code imports while running a vetted function (for
+# example datetime.now() imports `time`). A parser never receives them: its own imports
+# are checked when it is compiled, and it cannot name `__import__`.
+HOST_INTERNAL = frozenset({"time", "_strptime"})
+
+
 def guarded_import(
     name: str,
     globals: Any = None,
     locals: Any = None,
     fromlist: Any = (),
     level: int = 0,
-) -> VettedModule:
-    """The only `__import__` a parser sees: vetted facades, nothing else."""
+) -> Any:
+    """The only `__import__` a parser's code runs under: vetted facades, nothing else."""
+    if level == 0 and name in HOST_INTERNAL and name in sys.modules:
+        return sys.modules[name]
     facade = VETTED_MODULES.get(name) if level == 0 else None
     if facade is None:
         allowed = ", ".join(sorted(ALLOWED_IMPORTS))

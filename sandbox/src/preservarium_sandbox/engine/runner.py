@@ -8,6 +8,7 @@ trick costs only this call's time budget.
 from __future__ import annotations
 
 import base64
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -33,14 +34,29 @@ class Deadline(BaseException):
 
 @dataclass
 class Warnings:
-    """The warn() of one call: capped in count and length."""
+    """The warnings of one call: capped in count and length, in clean UTF-8.
+
+    Parsers get `warner()`, a plain function closing over this object: nothing a parser
+    can reach leads to the list (a writable list would let it put anything in the answer).
+    """
 
     limits: Limits
     items: list[str] = field(default_factory=list)
 
-    def __call__(self, message: object) -> None:
-        if len(self.items) < self.limits.max_warnings:
-            self.items.append(str(message)[: self.limits.max_warning_chars])
+    def warner(self) -> Callable[[object], None]:
+        """The `warn(message)` a parser calls."""
+        items, limits = self.items, self.limits
+
+        def warn(message: object) -> None:
+            if len(items) < limits.max_warnings:
+                items.append(clean_text(str(message)[: limits.max_warning_chars]))
+
+        return warn
+
+
+def clean_text(text: str) -> str:
+    """Text that encodes as UTF-8 (lone surrogates, which a parser can make, become '?')."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _parser_line(tb: TracebackType | None) -> int | None:
@@ -76,7 +92,7 @@ def failure_from(exc: BaseException, limits: Limits) -> ScriptFailure:
     message = f"{name}: {detail}" if detail else name
     if line is not None:
         message = f"line {line}: {message}"
-    return ScriptFailure(ErrorKind.RUNTIME_ERROR, message[:MAX_MESSAGE_CHARS], line)
+    return ScriptFailure(ErrorKind.RUNTIME_ERROR, clean_text(message[:MAX_MESSAGE_CHARS]), line)
 
 
 def _entry(namespace: dict[str, Any], name: str) -> Callable[..., Any]:
@@ -150,7 +166,7 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
     Raises nothing but Deadline: every script failure becomes an error answer.
     """
     warnings = Warnings(limits)
-    namespace = fresh_globals(warnings)
+    namespace = fresh_globals(warnings.warner())
     answer: dict[str, Any] = {"ok": True}
     try:
         exec(parser.code, namespace)
@@ -163,6 +179,21 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
     except Deadline:
         raise
     except BaseException as exc:
-        return {"ok": False, "error": failure_from(exc, limits).to_wire()}
-    answer["warnings"] = warnings.items
+        answer = {"ok": False, "error": failure_from(exc, limits).to_wire()}
+    else:
+        answer["warnings"] = warnings.items
+    collect_leftovers(namespace)
     return answer
+
+
+def collect_leftovers(namespace: dict[str, Any]) -> None:
+    """Free everything this call made, now, while its deadline still runs.
+
+    A parser's module namespace is a reference cycle (its functions point back at it):
+    left to the garbage collector, its objects would die during some later call, and a
+    generator's `finally` would run the parser's code on another parser's time. The
+    worker disables the automatic collector, so everything a call made is young: a
+    generation-0 collection here finds it all.
+    """
+    namespace.clear()
+    gc.collect(0)

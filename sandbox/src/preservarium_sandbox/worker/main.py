@@ -7,12 +7,15 @@ limits (preservarium_sandbox.worker.hardening), then runs parser code.
 
 from __future__ import annotations
 
+import gc
 import json
 import resource
 import signal
 import sys
 import time
+import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict
 from types import FrameType
 from typing import Any
@@ -22,10 +25,22 @@ from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
 from preservarium_sandbox.engine.runner import Deadline, failure_from, run_job
 from preservarium_sandbox.limits import Limits, cpu_soft_limit_for
 from preservarium_sandbox.worker.hardening import harden
-from preservarium_sandbox.worker.protocol import read_frame_blocking, write_frame_blocking
+from preservarium_sandbox.worker.protocol import (
+    encode_frame,
+    read_frame_blocking,
+    write_bytes_blocking,
+    write_frame_blocking,
+)
 
 JOBS_FD, ANSWERS_FD = 0, 1
 CACHE_SIZE = 64
+COMPILED_FRAME = encode_frame({"stage": "compiled"})
+RECYCLE_AFTER = {ErrorKind.MEMORY_LIMIT.value, ErrorKind.TIMEOUT.value}
+UNENCODABLE = {
+    "ok": False,
+    "error": {"kind": "invalid_output", "message": "the answer could not be encoded", "line": None},
+    "recycle": True,
+}
 
 
 class DeadlineClock:
@@ -79,8 +94,14 @@ class Worker:
             self.compiled.popitem(last=False)
         return result
 
-    def handle(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Answer one job; never raises for anything a parser does."""
+    def handle(
+        self, job: dict[str, Any], on_compiled: Callable[[], None] = lambda: None
+    ) -> dict[str, Any]:
+        """Answer one job; never raises for anything a parser does.
+
+        After a first compile, `on_compiled` tells the parent, which then gives the call
+        itself only the per-call deadline (not what is left of the compile budget).
+        """
         compiling = job["sha"] not in self.compiled
         started = time.perf_counter()
         try:
@@ -93,6 +114,8 @@ class Worker:
                     answer = {"ok": False, "error": parser.to_wire()}
                 else:
                     if compiling:  # the compile had its own budget; the call gets a fresh one
+                        self.clock.disarm()
+                        on_compiled()
                         self.clock.arm(self.limits, compiling=False)
                     answer = run_job(parser, job, self.limits)
             finally:
@@ -103,24 +126,56 @@ class Worker:
             # The script swallowed its deadline and returned late: still a timeout.
             answer = {"ok": False, "error": failure_from(Deadline(), self.limits).to_wire()}
         error = answer.get("error") or {}
-        answer["recycle"] = error.get("kind") == ErrorKind.MEMORY_LIMIT.value
+        # After a timeout, objects of the runaway call may still be alive (their cleanup
+        # code never ran under a deadline): the worker is not reused.
+        answer["recycle"] = error.get("kind") in RECYCLE_AFTER
         answer["cpu_s"] = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         answer["compiled"] = compiling and "need_source" not in answer
         answer["worker_ms"] = (time.perf_counter() - started) * 1000
         return answer
 
 
+def _ignore_unraisable(unraisable: Any) -> None:
+    """Exceptions in a parser's finalizers are not printed: stderr is not the parser's."""
+
+
+def _prepare() -> None:
+    # No automatic collection: each call collects its own garbage under its own deadline
+    # (engine.runner.collect_leftovers). What exists now is frozen out of every collection.
+    gc.disable()
+    gc.collect()
+    gc.freeze()
+    sys.unraisablehook = _ignore_unraisable
+    warnings.simplefilter("ignore")
+
+
+def _answer(worker: Worker, job: dict[str, Any]) -> None:
+    def compiled() -> None:
+        write_bytes_blocking(ANSWERS_FD, COMPILED_FRAME)
+
+    try:
+        frame = encode_frame(worker.handle(job, compiled))
+    except Exception:  # anything the answer holds that JSON cannot carry
+        frame = encode_frame(UNENCODABLE)
+    write_bytes_blocking(ANSWERS_FD, frame)
+
+
 def main() -> None:
     """Entry point of the worker process."""
-    limits = Limits(**json.loads(sys.argv[1]))
-    report = harden(limits)
-    worker = Worker(limits)
+    try:
+        limits = Limits(**json.loads(sys.argv[1]))
+        report = harden(limits)
+        worker = Worker(limits)
+        _prepare()
+    except Exception as exc:  # stderr goes nowhere: say why in the first frame
+        write_frame_blocking(ANSWERS_FD, {"ready": False, "error": repr(exc)[:1000]})
+        raise SystemExit(1) from None
     write_frame_blocking(ANSWERS_FD, {"ready": True, "hardening": asdict(report)})
     while True:
         job = read_frame_blocking(JOBS_FD)
         if job is None:
             return
-        write_frame_blocking(ANSWERS_FD, worker.handle(job))
+        _answer(worker, job)
 
 
 if __name__ == "__main__":

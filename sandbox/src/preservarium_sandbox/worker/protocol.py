@@ -75,7 +75,12 @@ def read_frame_blocking(fd: int) -> dict[str, Any] | None:
 
 def write_frame_blocking(fd: int, message: dict[str, Any]) -> None:
     """Write one frame to `fd`."""
-    data = memoryview(encode_frame(message))
+    write_bytes_blocking(fd, encode_frame(message))
+
+
+def write_bytes_blocking(fd: int, frame: bytes) -> None:
+    """Write an encoded frame to `fd`."""
+    data = memoryview(frame)
     while data:
         written = os.write(fd, data)
         data = data[written:]
