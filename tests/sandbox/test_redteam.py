@@ -7,6 +7,7 @@ import time
 
 from preservarium.sandbox_client import SandboxClient
 from preservarium_sandbox.server import SandboxServer
+
 from tests.sandbox.conftest import contact
 from tests.sandbox.support import outcome
 
