@@ -86,3 +86,20 @@ async def test_datetime_now_works_without_opening_imports(client: SandboxClient)
     assert outcome(await client.test_parser(refused, contact=contact("test")))[0] == (
         "import_denied"
     )
+
+
+async def test_a_plain_timeout_keeps_its_worker_and_a_swallowed_one_replaces_it(
+    client: SandboxClient, sandbox: SandboxServer
+) -> None:
+    loop = "def parse(payload, metadata):\n    while True:\n        pass\n"
+    await client.test_parser(loop, contact=contact("test"))  # compiled on some worker
+    before = set(sandbox.pool.pids)
+    for _ in range(4):
+        assert outcome(await client.test_parser(loop, contact=contact("test")))[0] == "timeout"
+    assert set(sandbox.pool.pids) == before  # cleaned up in place, no process start
+    swallow = (
+        "def parse(payload, metadata):\n    while True:\n        try:\n"
+        "            while True:\n                pass\n        except:\n            pass\n"
+    )
+    assert outcome(await client.test_parser(swallow, contact=contact("test")))[0] == "timeout"
+    assert set(sandbox.pool.pids) != before  # killed and replaced

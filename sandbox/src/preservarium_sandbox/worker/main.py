@@ -35,7 +35,7 @@ from preservarium_sandbox.worker.protocol import (
 JOBS_FD, ANSWERS_FD = 0, 1
 CACHE_SIZE = 64
 COMPILED_FRAME = encode_frame({"stage": "compiled"})
-RECYCLE_AFTER = {ErrorKind.MEMORY_LIMIT.value, ErrorKind.TIMEOUT.value}
+CLEANUP_MS = 25
 UNENCODABLE = {
     "ok": False,
     "error": {"kind": "invalid_output", "message": "the answer could not be encoded", "line": None},
@@ -63,6 +63,11 @@ class DeadlineClock:
         self.fired = False
         budget_ms = limits.timeout_ms + (limits.compile_timeout_ms if compiling else 0)
         signal.setitimer(signal.ITIMER_REAL, budget_ms / 1000)
+
+    def arm_ms(self, milliseconds: int) -> None:
+        """A bare wall-clock budget (CPU limits stay as they are)."""
+        self.fired = False
+        signal.setitimer(signal.ITIMER_REAL, milliseconds / 1000)
 
     def disarm(self) -> None:
         """Stop the budget."""
@@ -93,6 +98,18 @@ class Worker:
         if len(self.compiled) > CACHE_SIZE:
             self.compiled.popitem(last=False)
         return result
+
+    def _collect_after_timeout(self) -> bool:
+        """Run a timed-out call's leftover finalizers under CLEANUP_MS; True if they ended."""
+        try:
+            self.clock.arm_ms(CLEANUP_MS)
+            try:
+                gc.collect(0)
+            finally:
+                self.clock.disarm()
+        except BaseException:  # the leftovers ran past their budget (or misbehaved)
+            return False
+        return not self.clock.fired
 
     def handle(
         self, job: dict[str, Any], on_compiled: Callable[[], None] = lambda: None
@@ -126,9 +143,10 @@ class Worker:
             # The script swallowed its deadline and returned late: still a timeout.
             answer = {"ok": False, "error": failure_from(Deadline(), self.limits).to_wire()}
         error = answer.get("error") or {}
-        # After a timeout, objects of the runaway call may still be alive (their cleanup
-        # code never ran under a deadline): the worker is not reused.
-        answer["recycle"] = error.get("kind") in RECYCLE_AFTER
+        # A call cut short by its deadline never reached its own cleanup: collect what it
+        # left under a short budget of its own, or give the worker up.
+        clean = error.get("kind") != ErrorKind.TIMEOUT.value or self._collect_after_timeout()
+        answer["recycle"] = error.get("kind") == ErrorKind.MEMORY_LIMIT.value or not clean
         answer["cpu_s"] = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         answer["compiled"] = compiling and "need_source" not in answer
         answer["worker_ms"] = (time.perf_counter() - started) * 1000
