@@ -214,3 +214,15 @@ async def test_parse_stream_matches_answers_and_recovers_from_a_restart(
             assert outcome(response) == ("ok", {"n": 2, "v": 1})
         finally:
             await server.stop()
+
+
+async def test_a_failing_version_gets_one_worker_at_a_time(
+    client: SandboxClient, parsers: SQLParserRepository, sandbox: SandboxServer
+) -> None:
+    bad = new_type()
+    await parsers.upload(bad, LOOP)
+    await wait_for_version(client, bad, 1)  # one timeout: now on probation
+    started = time.perf_counter()
+    await asyncio.gather(*(client.parse(contact(bad)) for _ in range(2)))
+    # Two concurrent calls of a version on probation run one after the other.
+    assert time.perf_counter() - started >= 2 * sandbox.config.limits.timeout_ms / 1000

@@ -37,6 +37,12 @@ class Quarantine:
     clock: Callable[[], float] = time.monotonic
     _states: dict[str, _State] = field(default_factory=dict)
 
+    def on_probation(self, key: str) -> bool:
+        """True while `key`'s latest calls failed costly, short of quarantine: such a
+        version gets one worker at a time, so it cannot hold every worker at once."""
+        state = self._states.get(key)
+        return state is not None and state.failures > 0
+
     def remaining(self, key: str) -> float:
         """Seconds of quarantine left for `key` (0 when it may run)."""
         state = self._states.get(key)

@@ -47,8 +47,17 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         self._limits = limits
         self._metrics = metrics
         self._closing = False
+        self._probation: dict[str, asyncio.Semaphore] = {}
         metrics.quarantined.set_function(lambda: quarantine.benched)
         self._streams: set[Callable[[], None]] = set()
+
+    def _probation_slot(self, key: str) -> asyncio.Semaphore:
+        slot = self._probation.get(key)
+        if slot is None:
+            if len(self._probation) > 10_000:
+                self._probation.clear()
+            slot = self._probation[key] = asyncio.Semaphore(1)
+        return slot
 
     def close_streams(self) -> None:
         """End every ParseStream once its requests in flight are answered (shutdown)."""
@@ -217,7 +226,11 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         except wire.BadRequestError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            answer = await self._pool.run(job)
+            if quarantinable and self._quarantine.on_probation(key):
+                async with self._probation_slot(key):
+                    answer = await self._pool.run(job)
+            else:
+                answer = await self._pool.run(job)
         except PoolClosedError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         outcome = read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
