@@ -7,16 +7,12 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
+from RestrictedPython import Guards
 from RestrictedPython.Eval import default_guarded_getitem, default_guarded_getiter
-from RestrictedPython.Guards import (
-    full_write_guard,
-    guarded_iter_unpack_sequence,
-    guarded_unpack_sequence,
-    safe_builtins,
-    safer_getattr_raise,
-)
+from RestrictedPython.Guards import _FORMATTER_UNSAFE_METHODS, full_write_guard, safe_builtins
 from RestrictedPython.Limits import limited_builtins
 from RestrictedPython.PrintCollector import PrintCollector
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from preservarium_sandbox.engine.facades import guarded_import
 
@@ -74,6 +70,49 @@ _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+# Every attribute name RestrictedPython's safer_getattr treats specially: those take its
+# own slow path, so the fast path below decides nothing the upstream guard would not.
+# The upstream guards are untyped: typed aliases keep mypy --strict meaningful here.
+safer_getattr_raise: Callable[..., Any] = Guards.safer_getattr_raise
+guarded_unpack_sequence: Callable[..., Any] = Guards.guarded_unpack_sequence
+guarded_iter_unpack_sequence: Callable[..., Any] = Guards.guarded_iter_unpack_sequence
+_SPECIAL_NAMES = frozenset(
+    {"format", "format_map", "Formatter"} | _FORMATTER_UNSAFE_METHODS | INSPECT_ATTRIBUTES
+)
+
+
+def guarded_getattr(obj: Any, name: Any, default: Any = safer_getattr_raise) -> Any:
+    """`obj.name` in a parser: RestrictedPython's `safer_getattr_raise`, in one frame.
+
+    Parser code reads attributes all the time (about a hundred per Efento contact), and
+    the upstream guard costs two Python frames each. A plain public name that no upstream
+    rule mentions is read directly; anything else goes through the upstream guard.
+    """
+    if type(name) is str and name[:1] != "_" and name not in _SPECIAL_NAMES:
+        if default is safer_getattr_raise:
+            return getattr(obj, name)
+        return getattr(obj, name, default)
+    if default is safer_getattr_raise:
+        return safer_getattr_raise(obj, name)
+    return safer_getattr_raise(obj, name, default)
+
+
+def guarded_unpack(it: Any, spec: dict[str, Any], getiter: Any) -> Any:
+    """`a, b = it`: RestrictedPython's guard applies `_getiter_` to `it` and its nested
+    targets. Ours is the identity (default_guarded_getiter), so a flat target needs
+    nothing; nested targets still take the upstream guard."""
+    if getiter is default_guarded_getiter and not spec["childs"]:
+        return it
+    return guarded_unpack_sequence(it, spec, getiter)
+
+
+def guarded_iter_unpack(it: Any, spec: dict[str, Any], getiter: Any) -> Any:
+    """`for a, b in it`: as guarded_unpack, for each item of a loop."""
+    if getiter is default_guarded_getiter and not spec["childs"]:
+        return it
+    return guarded_iter_unpack_sequence(it, spec, getiter)
+
+
 def _inplacevar(op: str, target: Any, value: Any) -> Any:
     return _INPLACE[op](target, value)
 
@@ -116,11 +155,11 @@ def fresh_globals(warn: Callable[[object], None]) -> dict[str, Any]:
         "__builtins__": dict(BUILTINS),
         "__name__": MODULE_NAME,
         "__metaclass__": type,
-        "_getattr_": safer_getattr_raise,
+        "_getattr_": guarded_getattr,
         "_getitem_": default_guarded_getitem,
         "_getiter_": default_guarded_getiter,
-        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-        "_unpack_sequence_": guarded_unpack_sequence,
+        "_iter_unpack_sequence_": guarded_iter_unpack,
+        "_unpack_sequence_": guarded_unpack,
         "_write_": full_write_guard,
         "_print_": CappedPrintCollector,
         "_inplacevar_": _inplacevar,
