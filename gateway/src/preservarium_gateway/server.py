@@ -6,7 +6,6 @@ import asyncio
 import logging
 from typing import Any
 
-import aiocoap
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.errors import PreservariumError
@@ -15,6 +14,7 @@ from preservarium.metrics import MetricsEndpoint
 from preservarium.repositories import SQLCommandRepository, SQLDeviceRepository
 from preservarium.sandbox_client import SandboxClient
 
+from preservarium_gateway import coap_tuning
 from preservarium_gateway.coap import GatewaySite
 from preservarium_gateway.commands import CommandDesk
 from preservarium_gateway.config import GatewayConfig
@@ -106,7 +106,8 @@ class GatewayServer(AsyncLifecycle):
         bind = self.config.bind
         try:
             # UDP only: aiocoap would also open CoAP over TCP/TLS/WebSockets by default.
-            self._context = await aiocoap.Context.create_server_context(
+            coap_tuning.install()
+            self._context = await coap_tuning.GatewayContext.create_server_context(
                 self.site, bind=(bind.host, bind.port), transports=["udp6"]
             )
         except OSError as exc:
