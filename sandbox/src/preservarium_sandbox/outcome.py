@@ -73,13 +73,17 @@ def _command(value: Any, limits: Limits) -> CommandOutcome | None:
 
 
 def _document(value: Any, limits: Limits) -> bytes:
-    if type(value) is not str:
+    """The parse() document: the answer frame's blob, a JSON object checked here again."""
+    if type(value) is not bytes or not value:
         raise _malformed("parse output")
-    raw = value.encode("utf-8")
-    if len(raw) > limits.max_output_bytes:
+    if len(value) > limits.max_output_bytes:
         raise _malformed("parse output (over the size limit)")
-    check_decoded(decode_body(raw), max_depth=limits.max_output_depth)
-    return raw
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _malformed("parse output (not UTF-8)") from None
+    check_decoded(decode_body(text), max_depth=limits.max_output_depth)
+    return value
 
 
 def _warnings(value: Any, limits: Limits) -> tuple[str, ...]:
@@ -106,7 +110,7 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
         if has_contact:
             if device_id is not None:
                 device_id = checked_device_id(device_id)
-            data_json = _document(answer.get("data_json"), limits)
+            data_json = _document(answer.get("blob"), limits)
             reply = _bytes_field(
                 answer.get("reply_b64"),
                 what="reply",

@@ -43,6 +43,7 @@ class Job:
     contact: dict[str, Any] | None = None
     identify: bool = False
     command: dict[str, Any] | None = None
+    payload: bytes = b""  # the contact's payload, sent as the frame's blob
 
     def frame(self, *, with_source: bool) -> bytes:
         """The frame sent to a worker."""
@@ -53,7 +54,8 @@ class Job:
                 "contact": self.contact,
                 "identify": self.identify,
                 "command": self.command,
-            }
+            },
+            self.payload,
         )
 
 

@@ -180,6 +180,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             contact=None if contact is None else wire.contact_job(contact),
             identify=identify,
             command=None if command is None else wire.command_job(command),
+            payload=b"" if contact is None else contact.payload,
         )
 
     async def _guarded(

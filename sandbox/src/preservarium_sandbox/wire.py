@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -35,11 +34,10 @@ def failure_outcome(kind: ErrorKind, message: str) -> Outcome:
 
 
 def contact_job(contact: pb.Contact) -> dict[str, Any]:
-    """The worker's form of a contact."""
+    """The worker's form of a contact (its payload travels apart, as the frame's blob)."""
     if len(contact.payload) > MAX_PAYLOAD_BYTES:
         raise BadRequestError(f"payload over {MAX_PAYLOAD_BYTES} bytes")
     return {
-        "payload_b64": base64.b64encode(contact.payload).decode(),
         "device_id": contact.device_id if contact.HasField("device_id") else None,
         "device_type": contact.device_type,
         "path": contact.path,

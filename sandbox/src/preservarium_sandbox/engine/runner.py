@@ -115,9 +115,12 @@ def _metadata(contact: dict[str, Any], device_id: str | None) -> dict[str, Any]:
 
 
 def _run_contact(
-    namespace: dict[str, Any], contact: dict[str, Any], identify: bool, limits: Limits
+    namespace: dict[str, Any],
+    contact: dict[str, Any],
+    payload: bytes,
+    identify: bool,
+    limits: Limits,
 ) -> dict[str, Any]:
-    payload = base64.b64decode(contact["payload_b64"])
     device_id = contact.get("device_id")
     if identify:
         found = _entry(namespace, "identify")(payload, _metadata(contact, device_id))
@@ -172,7 +175,9 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
         exec(parser.code, namespace)
         if job.get("contact") is not None:
             answer.update(
-                _run_contact(namespace, job["contact"], bool(job.get("identify")), limits)
+                _run_contact(
+                    namespace, job["contact"], job["blob"], bool(job.get("identify")), limits
+                )
             )
         if job.get("command") is not None:
             answer["command"] = _run_command(namespace, job["command"], limits)

@@ -172,7 +172,9 @@ def _answer(worker: Worker, job: dict[str, Any]) -> None:
         write_bytes_blocking(ANSWERS_FD, COMPILED_FRAME)
 
     try:
-        frame = encode_frame(worker.handle(job, compiled))
+        answer = worker.handle(job, compiled)
+        document = answer.pop("data_json", None)  # sent as the blob, not escaped in JSON
+        frame = encode_frame(answer, b"" if document is None else document.encode("utf-8"))
     except Exception:  # anything the answer holds that JSON cannot carry
         frame = encode_frame(UNENCODABLE)
     write_bytes_blocking(ANSWERS_FD, frame)

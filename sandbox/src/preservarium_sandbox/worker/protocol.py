@@ -1,4 +1,9 @@
-"""Frames between the parent and a worker: a 4-byte big-endian length, then UTF-8 JSON.
+"""Frames between the parent and a worker.
+
+A frame is a 4-byte big-endian length N, a 4-byte length M, M bytes of UTF-8 JSON (an
+object), then N - 4 - M bytes of blob: opaque bytes that travel without JSON escaping or
+base64 (a job's contact payload; an answer's parse() document). A reader hands the blob
+over under the key `blob`, replacing whatever the JSON said under that key.
 
 JSON, never pickle: the parent must be able to read a compromised worker's answer
 without running anything the worker chose.
@@ -13,6 +18,7 @@ import struct
 from typing import Any
 
 HEADER = struct.Struct(">I")
+META = struct.Struct(">I")
 MAX_FRAME = 2 * 1024 * 1024
 
 
@@ -20,20 +26,21 @@ class ProtocolError(Exception):
     """A frame that breaks the protocol: the peer is killed, never trusted."""
 
 
-def encode_frame(message: dict[str, Any]) -> bytes:
-    """One frame for `message`."""
+def encode_frame(message: dict[str, Any], blob: bytes = b"") -> bytes:
+    """One frame for `message` (and its blob)."""
     body = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    data = body.encode("utf-8")
-    if len(data) > MAX_FRAME:
-        raise ProtocolError(f"frame of {len(data)} bytes is over {MAX_FRAME}")
-    return HEADER.pack(len(data)) + data
+    meta = body.encode("utf-8")
+    size = META.size + len(meta) + len(blob)
+    if size > MAX_FRAME:
+        raise ProtocolError(f"frame of {size} bytes is over {MAX_FRAME}")
+    return b"".join((HEADER.pack(size), META.pack(len(meta)), meta, blob))
 
 
 def _reject_constant(name: str) -> Any:
     raise ProtocolError(f"non-finite number {name} in a frame")
 
 
-def decode_body(data: bytes) -> dict[str, Any]:
+def decode_body(data: bytes | str) -> dict[str, Any]:
     """Parse a frame body; anything but a JSON object is a protocol error."""
     try:
         message = json.loads(data, parse_constant=_reject_constant)
@@ -41,6 +48,19 @@ def decode_body(data: bytes) -> dict[str, Any]:
         raise ProtocolError(f"frame is not JSON: {exc}") from None
     if type(message) is not dict:
         raise ProtocolError("frame is not a JSON object")
+    return message
+
+
+def decode_frame(body: bytes) -> dict[str, Any]:
+    """A frame's message, with its blob under `blob`."""
+    if len(body) < META.size:
+        raise ProtocolError("frame is shorter than its header")
+    (meta_size,) = META.unpack_from(body)
+    end = META.size + meta_size
+    if end > len(body):
+        raise ProtocolError("frame's JSON part runs past its end")
+    message = decode_body(body[META.size : end])
+    message["blob"] = body[end:]
     return message
 
 
@@ -70,11 +90,11 @@ def read_frame_blocking(fd: int) -> dict[str, Any] | None:
     body = _read_exactly(fd, size)
     if body is None:
         return None
-    return decode_body(body)
+    return decode_frame(body)
 
 
 def write_frame_blocking(fd: int, message: dict[str, Any]) -> None:
-    """Write one frame to `fd`."""
+    """Write one frame (with no blob) to `fd`."""
     write_bytes_blocking(fd, encode_frame(message))
 
 
@@ -99,4 +119,4 @@ async def read_frame(reader: asyncio.StreamReader, max_size: int = MAX_FRAME) ->
         body = await reader.readexactly(size)
     except asyncio.IncompleteReadError as exc:
         raise ProtocolError("worker closed its pipe") from exc
-    return decode_body(body)
+    return decode_frame(body)
