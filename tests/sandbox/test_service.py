@@ -226,3 +226,19 @@ async def test_a_failing_version_gets_one_worker_at_a_time(
     await asyncio.gather(*(client.parse(contact(bad)) for _ in range(2)))
     # Two concurrent calls of a version on probation run one after the other.
     assert time.perf_counter() - started >= 2 * sandbox.config.limits.timeout_ms / 1000
+
+
+async def test_calls_queued_behind_a_version_being_benched_never_run(
+    client: SandboxClient, parsers: SQLParserRepository, sandbox: SandboxServer
+) -> None:
+    bad = new_type()
+    await parsers.upload(bad, LOOP)
+    await wait_for_version(client, bad, 1)  # one timeout: on probation, one call at a time
+    started = time.perf_counter()
+    answers = await asyncio.gather(*(client.parse(contact(bad)) for _ in range(12)))
+    elapsed = time.perf_counter() - started
+    kinds = [outcome(answer)[0] for answer in answers]
+    # Two more timeouts bench the version; the ten calls queued behind them are answered
+    # `quarantined` without running (before, each cost a worker its whole timeout).
+    assert kinds.count("timeout") <= 3 and kinds.count("quarantined") >= 9, kinds
+    assert elapsed < 10 * sandbox.config.limits.timeout_ms / 1000, elapsed

@@ -34,6 +34,10 @@ class PoolClosedError(Exception):
     """The pool is stopping or stopped."""
 
 
+class NotAdmittedError(Exception):
+    """The job's `admit` check said no once a worker was free: it never ran."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Job:
     """One call for a worker: the parser version (and its source) and what to run."""
@@ -216,16 +220,21 @@ class WorkerPool(AsyncLifecycle):
         self._spawning.add(task)
         task.add_done_callback(self._spawning.discard)
 
-    async def run(self, job: Job) -> dict[str, Any]:
+    async def run(self, job: Job, admit: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Run `job` on a worker and return its raw answer (checked by the caller).
 
         A missed deadline, a dead worker or a broken frame is answered here as a
-        failure, and the worker is killed and replaced.
+        failure, and the worker is killed and replaced. `admit` is asked once a worker is
+        free, after however long the job waited for one: False raises NotAdmittedError
+        and the job does not run (a parser version quarantined meanwhile).
         """
         if self._closed:
             raise PoolClosedError("the sandbox is stopping")
         async with self._slots:
             worker = await self._idle.get()
+            if admit is not None and not admit():
+                self._idle.put_nowait(worker)
+                raise NotAdmittedError
             try:
                 return await self._on_worker(worker, job)
             except asyncio.CancelledError:

@@ -22,7 +22,7 @@ from preservarium_sandbox.engine.errors import ErrorKind
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.outcome import Outcome, read_answer
-from preservarium_sandbox.pool import Job, PoolClosedError, WorkerPool
+from preservarium_sandbox.pool import Job, NotAdmittedError, PoolClosedError, WorkerPool
 from preservarium_sandbox.quarantine import Quarantine
 
 log = logging.getLogger("preservarium.sandbox.service")
@@ -217,21 +217,22 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             )
         key = f"{parser.device_type}@{parser.sha256}"  # per parser version
         if quarantinable and (left := self._quarantine.remaining(key)):
-            return wire.failure_outcome(
-                ErrorKind.QUARANTINED,
-                f"parser {name} v{parser.version} is quarantined for {left:.0f} s more "
-                "after repeated timeouts or memory failures",
-            )
+            return _quarantined(name, parser, left)
         try:
             job = make_job()
         except wire.BadRequestError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        # Calls that queued for a worker before their version was benched must not run
+        # (each would cost a worker its whole timeout): they are asked again at the door.
+        admit = (lambda: not self._quarantine.remaining(key)) if quarantinable else None
         try:
             if quarantinable and self._quarantine.on_probation(key):
                 async with self._probation_slot(key):
-                    answer = await self._pool.run(job)
+                    answer = await self._pool.run(job, admit)
             else:
-                answer = await self._pool.run(job)
+                answer = await self._pool.run(job, admit)
+        except NotAdmittedError:
+            return _quarantined(name, parser, self._quarantine.remaining(key))
         except PoolClosedError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         outcome = read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
@@ -247,6 +248,14 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
                     extra={"parser": name, "version": parser.version, "kind": str(kind)},
                 )
         return outcome
+
+
+def _quarantined(name: str, parser: ParserSource, left: float) -> Outcome:
+    return wire.failure_outcome(
+        ErrorKind.QUARANTINED,
+        f"parser {name} v{parser.version} is quarantined for {max(left, 1):.0f} s more "
+        "after repeated timeouts or memory failures",
+    )
 
 
 def _ms(started: float) -> float:
