@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -158,3 +160,30 @@ def test_gateway_silent_is_unhealthy() -> None:
     result = probe("gateway", f"127.0.0.1:{port}", "--timeout", "0.3")
     assert result.exit_code == 1
     assert "no answer within 0.3 s" in result.output
+
+
+def test_the_probe_command_imports_no_database_or_kafka_code(
+    health_server: tuple[str, health.HealthServicer],
+) -> None:
+    """Healthchecks run `preservarium probe` every few seconds: it must stay light."""
+    address, _ = health_server
+    script = (
+        "import sys\n"
+        f"sys.argv = ['preservarium', 'probe', 'sandbox', {address!r}]\n"
+        "from preservarium.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "heavy = sorted(m for m in ('sqlalchemy', 'alembic', 'aiokafka', 'asyncpg')\n"
+        "               if m in sys.modules)\n"
+        "print('RESULT', code, heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert "RESULT 0 []" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_full_command_still_has_every_noun() -> None:
+    from preservarium.cli.app import build_app
+
+    result = CliRunner().invoke(build_app(), ["--help"])
+    for noun in ("db", "parser", "device", "command", "tail", "probe", "up", "simulate"):
+        assert noun in result.output, noun
