@@ -82,7 +82,8 @@ def _document(value: Any, limits: Limits) -> bytes:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
         raise _malformed("parse output (not UTF-8)") from None
-    check_decoded(decode_body(text), max_depth=limits.max_output_depth)
+    # The bytes themselves are passed on, so what was checked must be all they say.
+    check_decoded(decode_body(text, unique_keys=True), max_depth=limits.max_output_depth)
     return value
 
 
@@ -91,7 +92,11 @@ def _warnings(value: Any, limits: Limits) -> tuple[str, ...]:
         raise _malformed("warning list")
     if any(type(item) is not str for item in value):
         raise _malformed("warning")
-    return tuple(item[: limits.max_warning_chars] for item in value)
+    # Clean UTF-8, as the worker makes them: a lone surrogate would fail the proto encode.
+    return tuple(
+        item[: limits.max_warning_chars].encode("utf-8", "replace").decode("utf-8")
+        for item in value
+    )
 
 
 def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) -> Outcome:

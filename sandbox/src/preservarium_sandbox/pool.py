@@ -232,9 +232,15 @@ class WorkerPool(AsyncLifecycle):
             raise PoolClosedError("the sandbox is stopping")
         async with self._slots:
             worker = await self._idle.get()
-            if admit is not None and not admit():
-                self._idle.put_nowait(worker)
-                raise NotAdmittedError
+            if admit is not None:
+                try:
+                    admitted = admit()
+                except BaseException:
+                    self._idle.put_nowait(worker)
+                    raise
+                if not admitted:
+                    self._idle.put_nowait(worker)
+                    raise NotAdmittedError
             try:
                 return await self._on_worker(worker, job)
             except asyncio.CancelledError:

@@ -80,12 +80,21 @@ def document_json(value: Any, *, max_depth: int, max_bytes: int) -> str:
     return text
 
 
+def _check_text(text: str) -> None:
+    """Non-ASCII text (ASCII is checked inline, the common case) must encode as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid("the output holds a lone surrogate (not Unicode text)") from None
+
+
 def check_decoded(value: Any, *, max_depth: int) -> dict[str, Any]:
     """Check a document the parent decoded from a worker's JSON, without copying it.
 
     json.loads only ever makes dict, list, str, int, float, bool and None (keys are
     str), and the frame size bounds the document's size: what is left to check is the
-    root type, the depth, integer range and finite floats (1e999 decodes to inf).
+    root type, the depth, integer range, finite floats (1e999 decodes to inf) and text
+    that is Unicode (an escaped lone surrogate decodes to a str that is not).
     """
     if type(value) is not dict:
         raise _invalid("parse() output is not a JSON object")
@@ -94,10 +103,20 @@ def check_decoded(value: Any, *, max_depth: int) -> dict[str, Any]:
         node, depth = stack.pop()
         if depth > max_depth:
             raise _invalid(f"the output is nested deeper than {max_depth} levels")
-        for item in node.values() if type(node) is dict else node:
+        if type(node) is dict:
+            for key in node:
+                if not key.isascii():
+                    _check_text(key)
+            items = node.values()
+        else:
+            items = node
+        for item in items:
             kind = type(item)
             if kind is dict or kind is list:
                 stack.append((item, depth + 1))
+            elif kind is str:
+                if not item.isascii():
+                    _check_text(item)
             elif kind is int:
                 if not INT_MIN <= item <= INT_MAX:
                     raise _invalid("an integer in the output is out of the 64-bit range")

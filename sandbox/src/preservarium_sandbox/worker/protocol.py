@@ -40,10 +40,25 @@ def _reject_constant(name: str) -> Any:
     raise ProtocolError(f"non-finite number {name} in a frame")
 
 
-def decode_body(data: bytes | str) -> dict[str, Any]:
-    """Parse a frame body; anything but a JSON object is a protocol error."""
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ProtocolError("an object in the JSON repeats a key")
+    return result
+
+
+def decode_body(data: bytes | str, *, unique_keys: bool = False) -> dict[str, Any]:
+    """Parse a frame body; anything but a JSON object is a protocol error.
+
+    `unique_keys` refuses an object that repeats a key: json.loads keeps the last value,
+    so a check of the decoded value would not see what the text itself says first.
+    """
     try:
-        message = json.loads(data, parse_constant=_reject_constant)
+        message = json.loads(
+            data,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_unique_keys if unique_keys else None,
+        )
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"frame is not JSON: {exc}") from None
     if type(message) is not dict:
