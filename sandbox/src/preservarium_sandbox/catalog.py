@@ -1,7 +1,9 @@
 """The parser catalog: device type -> active version and its source, kept warm.
 
-One cheap query (types, versions, hashes; no sources) every refresh interval tells which
-version is active; a source is fetched once per version and kept. The hot path is a dict
+One cheap query (types, versions, hashes; no sources) tells which version is active; a
+source is fetched once per version and kept. On PostgreSQL the query runs as soon as an
+activation is announced (LISTEN/NOTIFY), with a slow poll as a safety net; on SQLite, or
+while the listener is down, it runs every refresh interval. The hot path is a dict
 lookup: no query, no fetch, once warm.
 """
 
@@ -15,8 +17,11 @@ from preservarium.errors import NotFoundError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import ActiveParser, SQLParserRepository
+from preservarium.repositories.parser_changes import ParserChanges
 
 log = logging.getLogger("preservarium.sandbox.catalog")
+# The poll while notifications arrive: only for one that got lost.
+SAFETY_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +52,24 @@ class ParserCatalog(AsyncLifecycle):
         self._refresher = Periodic(
             self.refresh, interval_s=refresh_interval_s, name="parser-catalog"
         )
+        self.changes = ParserChanges(
+            repository.engine, self._refresher.wake, on_listening=self._listening
+        )
+
+    def _listening(self, listening: bool) -> None:
+        self._refresher.interval_s = (
+            max(self._interval, SAFETY_INTERVAL_S) if listening else self._interval
+        )
 
     async def start(self) -> None:
         """Load every active version and its source, then keep refreshing."""
         await self.refresh()
         self._refresher.start()
+        await self.changes.start()
 
     async def stop(self) -> None:
         """Stop refreshing; idempotent."""
+        await self.changes.stop()
         await self._refresher.stop()
 
     async def refresh(self) -> None:

@@ -19,11 +19,16 @@ class Periodic:
 
     def __init__(self, job: Callable[[], Awaitable[None]], *, interval_s: float, name: str) -> None:
         self._job = job
-        self._interval_s = interval_s
+        self.interval_s = interval_s  # read before each wait: may be changed while running
         self._name = name
         self._stopping = asyncio.Event()
+        self._nudge = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._log = logging.getLogger(f"preservarium.{name}")
+
+    def wake(self) -> None:
+        """Run the job now instead of at the end of the current wait."""
+        self._nudge.set()
 
     def start(self) -> None:
         """Start the loop (the first run comes after one interval)."""
@@ -36,6 +41,7 @@ class Periodic:
         if task is None:
             return
         self._stopping.set()
+        self._nudge.set()
         try:
             await asyncio.wait_for(task, timeout_s)
         except TimeoutError:
@@ -46,7 +52,8 @@ class Periodic:
     async def _loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+                await asyncio.wait_for(self._nudge.wait(), self.interval_s)
+            self._nudge.clear()
             if self._stopping.is_set():
                 return
             try:

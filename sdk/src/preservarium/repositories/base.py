@@ -22,6 +22,11 @@ class SQLRepository:
         self._sessions = make_sessionmaker(engine)
 
     @property
+    def engine(self) -> AsyncEngine:
+        """The engine the repository runs on."""
+        return self._engine
+
+    @property
     def dialect(self) -> str:
         """`postgresql` or `sqlite`."""
         return self._engine.dialect.name

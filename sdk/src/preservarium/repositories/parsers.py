@@ -7,11 +7,13 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from preservarium.db.models import ParserType, ParserVersion, utcnow
 from preservarium.errors import NotFoundError
 from preservarium.repositories.base import SQLRepository
+from preservarium.repositories.parser_changes import PARSER_CHANNEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class SQLParserRepository(SQLRepository):
                     .values(active_version=version)
                 )
                 active_version = version
+                await self._announce(session, device_type)
             await session.flush()
             return _record(row, active_version)
 
@@ -154,7 +157,13 @@ class SQLParserRepository(SQLRepository):
                 .where(ParserType.device_type == device_type)
                 .values(active_version=version, updated_at=utcnow())
             )
+            await self._announce(session, device_type)
         return dataclasses.replace(record, active=True)
+
+    async def _announce(self, session: AsyncSession, device_type: str) -> None:
+        """Tell listening sandboxes (PostgreSQL NOTIFY, sent when the transaction commits)."""
+        if self.dialect == "postgresql":
+            await session.execute(select(func.pg_notify(PARSER_CHANNEL, device_type)))
 
     async def list_parsers(self) -> list[ParserSummary]:
         """Every device type with a parser, by name."""
