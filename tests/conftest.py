@@ -15,7 +15,7 @@ from preservarium.embedded.broker import EmbeddedBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.net import free_port
-from tests.support.postgres import create_database, drop_database
+from tests.support.postgres import migrated_database
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -36,12 +36,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await upgrade(url)
         yield url
         return
-    url = await create_database()
-    try:
-        await upgrade(url)
+    async with migrated_database() as url:
         yield url
-    finally:
-        await drop_database(url)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from preservarium_sandbox.server import SandboxServer
 from sqlalchemy import text
 
 from tests.sandbox.conftest import sandbox_config, wait_for_version
-from tests.support.postgres import create_database, drop_database
+from tests.support.postgres import migrated_database
 
 ECHO = "def parse(payload, metadata):\n    return {'v': VERSION}\nVERSION = 1\n"
 SLOW_POLL_S = 60.0  # nothing but a notification can explain a reload faster than this
@@ -25,12 +25,8 @@ SLOW_POLL_S = 60.0  # nothing but a notification can explain a reload faster tha
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    url = await create_database()
-    try:
-        await upgrade(url)
+    async with migrated_database() as url:
         yield url
-    finally:
-        await drop_database(url)
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

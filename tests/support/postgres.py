@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
+from preservarium.db.migrate import upgrade
 from sqlalchemy.engine import make_url
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -53,3 +56,14 @@ async def drop_database(url: str) -> None:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+@asynccontextmanager
+async def migrated_database() -> AsyncIterator[str]:
+    """A fresh database with every migration applied, dropped afterwards."""
+    url = await create_database()
+    try:
+        await upgrade(url)
+        yield url
+    finally:
+        await drop_database(url)
