@@ -9,16 +9,16 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from preservarium.db.engine import make_engine
-from preservarium.db.migrate import upgrade
 from preservarium.errors import PreservariumError
 from preservarium.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # SQLAlchemy is imported by the commands that open the database
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 console = Console()
@@ -50,7 +50,8 @@ def run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 @asynccontextmanager
 async def database(config: Settings) -> AsyncIterator[AsyncEngine]:
     """An engine on a migrated database (the CLI migrates SQLite and opt-in deployments)."""
-    from preservarium.db.engine import is_sqlite
+    from preservarium.db.engine import is_sqlite, make_engine
+    from preservarium.db.migrate import upgrade
 
     if config.db_auto_migrate or is_sqlite(config.database_url):
         await upgrade(config.database_url)

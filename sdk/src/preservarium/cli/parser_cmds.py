@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.syntax import Syntax
@@ -23,7 +24,9 @@ from preservarium.cli.common import (
 from preservarium.errors import InvalidParserSourceError
 from preservarium.ids import is_device_type
 from preservarium.parser_source import validate_source
-from preservarium.repositories import ParserRecord, ParserSummary, SQLParserRepository
+
+if TYPE_CHECKING:  # `parser test` never opens the database: SQLAlchemy waits until needed
+    from preservarium.repositories import ParserRecord, ParserSummary
 
 app = typer.Typer(help="Upload, inspect, activate and test parser scripts.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
@@ -71,6 +74,8 @@ def upload(
         parser_test_cmd.check_compiles(config.sandbox_addr, source)
 
     async def body() -> ParserRecord:
+        from preservarium.repositories import SQLParserRepository
+
         async with database(config) as engine:
             return await SQLParserRepository(engine).upload(
                 device_type,
@@ -155,6 +160,8 @@ def list_parsers(as_json: bool = JSON) -> None:
     config = settings()
 
     async def body() -> list[ParserSummary]:
+        from preservarium.repositories import SQLParserRepository
+
         async with database(config) as engine:
             return await SQLParserRepository(engine).list_parsers()
 
@@ -179,6 +186,8 @@ def show(
     config = settings()
 
     async def body() -> tuple[ParserRecord, list[ParserRecord]]:
+        from preservarium.repositories import SQLParserRepository
+
         async with database(config) as engine:
             repository = SQLParserRepository(engine)
             versions = await repository.list_versions(device_type)
@@ -215,6 +224,8 @@ def activate(
     config = settings()
 
     async def body() -> ParserRecord:
+        from preservarium.repositories import SQLParserRepository
+
         async with database(config) as engine:
             return await SQLParserRepository(engine).activate(device_type, version)
 
