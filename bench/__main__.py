@@ -37,6 +37,7 @@ WINDOW = 64
 THROUGHPUT_S = float(os.environ.get("BENCH_THROUGHPUT_S", "15"))
 SEQUENTIAL_S = float(os.environ.get("BENCH_SEQUENTIAL_S", "5"))
 SUSTAINED_S = float(os.environ.get("BENCH_SUSTAINED_S", "60"))
+RPC_RUNS = ("rpc_sequential", "rpc_concurrent", "stream_sequential", "stream_concurrent")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -176,6 +177,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         "isolation_others_errors": others["timeouts"]
         + sum(n for code, n in others["codes"].items() if not code.startswith("2.")),
         "full_requests_lost_or_refused": lost,
+        "rpc_errors": sum(
+            results[name]["errors"] + results[name]["unavailable"] for name in RPC_RUNS
+        ),
         "rpc_sequential_p50_ms": results["rpc_sequential"]["p50_ms"],
         "stream_sequential_p50_ms": results["stream_sequential"]["p50_ms"],
         "rpc_p50_vs_in_process": results["rpc_sequential"]["p50_ms"]

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from preservarium.sandbox_client import ContactInput, SandboxClient
+from preservarium.sandbox_client import ContactInput, SandboxClient, SandboxUnavailableError
 
 from bench.loadgen import percentile
 from bench.workload import expose_protowire
@@ -15,20 +15,28 @@ from bench.workload import expose_protowire
 async def parse_rpc(
     address: str, payloads: list[bytes], *, duration_s: float, concurrency: int, streams: int = 0
 ) -> dict[str, Any]:
-    """Parse calls/s and latency with `concurrency` calls in flight."""
+    """Parse calls/s and latency with `concurrency` calls in flight.
+
+    A call that errs (a script error, or no answer in time) is counted, not fatal: one
+    slow call must not throw away the rest of a benchmark run.
+    """
     latencies: list[float] = []
-    errors = 0
+    errors = unavailable = 0
     async with SandboxClient(address, timeout_s=2.0, streams=streams) as client:
         deadline = time.perf_counter() + duration_s
         counter = 0
 
         async def lane() -> None:
-            nonlocal counter, errors
+            nonlocal counter, errors, unavailable
             while time.perf_counter() < deadline:
                 counter += 1
                 contact = ContactInput(payloads[counter % len(payloads)], "efento", path="m")
                 started = time.perf_counter()
-                response = await client.parse(contact, identify=True)
+                try:
+                    response = await client.parse(contact, identify=True)
+                except SandboxUnavailableError:
+                    unavailable += 1
+                    continue
                 latencies.append(time.perf_counter() - started)
                 errors += response.HasField("error")
 
@@ -37,6 +45,7 @@ async def parse_rpc(
         elapsed = time.perf_counter() - started
     return {
         "concurrency": concurrency, "streams": streams, "calls": len(latencies), "errors": errors,
+        "unavailable": unavailable,
         "rate": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
     }  # fmt: skip
