@@ -125,7 +125,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         )  # fmt: skip
         response = pb.ParseResponse(duration_ms=_ms(started))
         if parser is not None:
-            response.parser.CopyFrom(_ref(parser))
+            _set_ref(response.parser, parser)
         wire.fill_parse_answer(response, outcome)
         return response
 
@@ -138,7 +138,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         )  # fmt: skip
         response = pb.FormatCommandResponse(duration_ms=_ms(started))
         if parser is not None:
-            response.parser.CopyFrom(_ref(parser))
+            _set_ref(response.parser, parser)
         if outcome.failure is not None:
             response.result.error.CopyFrom(wire.script_error(outcome.failure))
         elif outcome.command is not None:
@@ -262,5 +262,5 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _ref(parser: ParserSource) -> pb.ParserRef:
-    return pb.ParserRef(name=parser.device_type, version=parser.version, sha256=parser.sha256)
+def _set_ref(ref: pb.ParserRef, parser: ParserSource) -> None:
+    ref.name, ref.version, ref.sha256 = parser.device_type, parser.version, parser.sha256

@@ -71,24 +71,20 @@ def command_result(outcome: CommandOutcome) -> pb.CommandResult:
     return pb.CommandResult(payload=outcome.payload or b"")
 
 
-def parse_result(outcome: Outcome) -> pb.ParseResult:
-    """The proto form of a successful parse."""
-    result = pb.ParseResult(warnings=list(outcome.warnings))
+def fill_parse_answer(response: pb.ParseResponse | pb.TestParserResponse, outcome: Outcome) -> None:
+    """The outcome part of a Parse or TestParser answer: an error, or the result and the
+    command's outcome. Filled in place: the document is copied into the answer once."""
+    if outcome.failure is not None:
+        response.error.CopyFrom(script_error(outcome.failure))
+        return
+    result = response.result
+    result.SetInParent()  # a result with nothing set is still a result
+    result.warnings.extend(outcome.warnings)
     if outcome.device_id is not None:
         result.device_id = outcome.device_id
     if outcome.data_json is not None:
         result.data_json = outcome.data_json
     if outcome.reply is not None:
         result.reply = outcome.reply
-    return result
-
-
-def fill_parse_answer(response: pb.ParseResponse | pb.TestParserResponse, outcome: Outcome) -> None:
-    """The outcome part of a Parse or TestParser answer: an error, or the result and the
-    command's outcome."""
-    if outcome.failure is not None:
-        response.error.CopyFrom(script_error(outcome.failure))
-        return
-    response.result.CopyFrom(parse_result(outcome))
     if outcome.command is not None:
         response.command.CopyFrom(command_result(outcome.command))
