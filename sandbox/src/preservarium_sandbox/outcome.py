@@ -7,7 +7,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure, clean_text
 from preservarium_sandbox.engine.outputs import check_decoded, checked_bytes, checked_device_id
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.worker.protocol import ProtocolError, decode_body
@@ -93,10 +93,7 @@ def _warnings(value: Any, limits: Limits) -> tuple[str, ...]:
     if any(type(item) is not str for item in value):
         raise _malformed("warning")
     # Clean UTF-8, as the worker makes them: a lone surrogate would fail the proto encode.
-    return tuple(
-        item[: limits.max_warning_chars].encode("utf-8", "replace").decode("utf-8")
-        for item in value
-    )
+    return tuple(clean_text(item[: limits.max_warning_chars]) for item in value)
 
 
 def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) -> Outcome:

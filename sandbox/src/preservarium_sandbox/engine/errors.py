@@ -25,6 +25,15 @@ class ErrorKind(StrEnum):
 MAX_MESSAGE_CHARS = 512
 
 
+def clean_text(text: str) -> str:
+    """Text that encodes as UTF-8 (lone surrogates, which a parser can make, become '?').
+
+    Everything a parser's text reaches (the answer frame, the proto, Kafka) needs UTF-8:
+    the worker cleans what it sends and the parent cleans again what it receives.
+    """
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 @dataclass(frozen=True, slots=True)
 class ScriptFailure(Exception):
     """A structured script failure: kind, message and the parser line when there is one."""
@@ -47,5 +56,4 @@ class ScriptFailure(Exception):
         line = value.get("line")
         if type(message) is not str or not (line is None or type(line) is int):
             raise ValueError("malformed error")
-        clean = message[:MAX_MESSAGE_CHARS].encode("utf-8", "replace").decode("utf-8")
-        return cls(kind, clean, line)
+        return cls(kind, clean_text(message[:MAX_MESSAGE_CHARS]), line)

@@ -17,7 +17,12 @@ from typing import Any
 from preservarium.parser_source import FILENAME
 
 from preservarium_sandbox.engine.compiler import CompiledParser
-from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS, ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.errors import (
+    MAX_MESSAGE_CHARS,
+    ErrorKind,
+    ScriptFailure,
+    clean_text,
+)
 from preservarium_sandbox.engine.facades import ImportDenied
 from preservarium_sandbox.engine.outputs import (
     checked_bytes,
@@ -52,11 +57,6 @@ class Warnings:
                 items.append(clean_text(str(message)[: limits.max_warning_chars]))
 
         return warn
-
-
-def clean_text(text: str) -> str:
-    """Text that encodes as UTF-8 (lone surrogates, which a parser can make, become '?')."""
-    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _parser_line(tb: TracebackType | None) -> int | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import uuid
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
@@ -18,6 +17,7 @@ import typer
 
 from preservarium.cli.common import err_console, fail, print_json, settings
 from preservarium.ids import is_device_id
+from preservarium.kafka_records import quiet_aiokafka
 
 T = TypeVar("T")
 app = typer.Typer(help="Send commands to devices.", no_args_is_help=True)
@@ -46,10 +46,7 @@ def require_aiokafka() -> None:
         import aiokafka  # noqa: F401
     except ImportError:
         refuse("this command needs Kafka support: pip install 'preservarium-sdk[kafka]'")
-    # aiokafka logs every failed connection attempt; the CLI reports failures in one line.
-    kafka_log = logging.getLogger("aiokafka")
-    kafka_log.addHandler(logging.NullHandler())
-    kafka_log.propagate = False
+    quiet_aiokafka()
 
 
 def run_kafka(bootstrap: str, body: Coroutine[Any, Any, T]) -> T:

@@ -31,8 +31,7 @@ from preservarium.cli.command_cmds import (
 )
 from preservarium.cli.common import settings
 from preservarium.ids import is_device_id
-
-Record = dict[str, Any]
+from preservarium.kafka_records import Record, decode_record
 
 
 class Stream(StrEnum):
@@ -120,7 +119,7 @@ async def _print_records(consumer: Any, options: TailOptions) -> None:
     shown = 0
     while options.count is None or shown < options.count:
         message = await consumer.getone()
-        record = _decode(message.value)
+        record = decode_record(message.value)
         if record is None:
             note(
                 "skipped a record that is not a JSON object "
@@ -131,14 +130,6 @@ async def _print_records(consumer: Any, options: TailOptions) -> None:
             continue
         _emit(_render(record, options))
         shown += 1
-
-
-def _decode(value: bytes | None) -> Record | None:
-    try:
-        record = json.loads(value or b"")
-    except (ValueError, RecursionError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def _render(record: Record, options: TailOptions) -> str:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from preservarium.errors import PreservariumError
+from preservarium.kafka_records import Record, decode_record, quiet_aiokafka
 from preservarium.lifecycle import AsyncLifecycle
 
-Record = dict[str, Any]
 Topic = Literal["parsed", "failed"]
 CONNECT_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 2.0
@@ -89,7 +87,7 @@ class OutcomeFeed(AsyncLifecycle):
             raise FeedUnavailableError(
                 "aiokafka is not installed (pip install 'preservarium-sdk[kafka]')"
             ) from None
-        _quiet_aiokafka()
+        quiet_aiokafka()
         self._consumer = AIOKafkaConsumer(
             *self._topics,
             bootstrap_servers=self.bootstrap,
@@ -146,7 +144,7 @@ class OutcomeFeed(AsyncLifecycle):
             self._fail(exc)
 
     def _dispatch(self, topic: Topic, value: bytes | None) -> None:
-        record = _decode(value)
+        record = decode_record(value)
         if record is None:
             return
         self._waiting = [(e, f) for e, f in self._waiting if not f.done()]
@@ -161,18 +159,3 @@ class OutcomeFeed(AsyncLifecycle):
             if not future.done():
                 future.set_exception(FeedUnavailableError(f"Kafka: {exc}"))
         self._waiting.clear()
-
-
-def _decode(value: bytes | None) -> Record | None:
-    try:
-        record = json.loads(value or b"")
-    except (ValueError, RecursionError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _quiet_aiokafka() -> None:
-    # aiokafka logs every failed connection attempt; the simulator reports in one line.
-    kafka_log = logging.getLogger("aiokafka")
-    kafka_log.addHandler(logging.NullHandler())
-    kafka_log.propagate = False
