@@ -6,19 +6,18 @@ import re
 
 import pytest
 
-from tests.conftest import SHARED
 from tests.packaging import dockerfile
 from tests.packaging.conftest import SERVICES, dockerfile_path
 from tests.packaging.replay import ROOT, UV_INSTALL
+from tests.repo.settings_table import documented_settings
 
 PINNED_PYTHON = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
-SPEC_VARIABLE = re.compile(r"^\| `(PRESERVARIUM_[A-Z_]+)` \|", re.MULTILINE)
 ROOT_USERS = {"root", "0"}
 
 
-def spec_variables() -> set[str]:
-    """The environment variables of SPEC section 4."""
-    return set(SPEC_VARIABLE.findall((SHARED / "SPEC.md").read_text()))
+def documented_variables() -> set[str]:
+    """The environment variables of the settings table in docs/settings.md."""
+    return set(documented_settings())
 
 
 def stages(service: str) -> list[dockerfile.Stage]:
@@ -106,10 +105,10 @@ def test_healthcheck_runs_the_probe(service: str) -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_image_settings_are_the_specs(service: str) -> None:
+def test_image_settings_are_documented(service: str) -> None:
     env = stages(service)[1].env()
     ours = {name for name in env if name.startswith("PRESERVARIUM_")}
-    assert ours and ours <= spec_variables()
+    assert ours and ours <= documented_variables()
 
 
 def test_exposed_ports() -> None:
