@@ -18,7 +18,8 @@ from tests.support.net import free_port
 from tests.support.postgres import migrated_database
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# The suite's own test data (attack corpus, device notes): everything lives in the repository.
+DATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from preservarium import protowire
 from preservarium.sandbox_client import ContactInput, SandboxClient
 
-from tests.conftest import SHARED
+from tests.conftest import DATA
 from tests.parsers.support import (
     RECEIVED_AT,
     check_example,
@@ -93,7 +93,7 @@ async def test_examples_pass_the_sdk_runner(client: SandboxClient) -> None:
 
 
 def test_every_vector_of_the_device_note_is_an_example() -> None:
-    note = (SHARED / "devices" / "efento.md").read_text(encoding="utf-8")
+    note = (DATA / "devices" / "efento.md").read_text(encoding="utf-8")
     vectors = re.findall(r"^\| (\w+) \| [^|]+ \| `([0-9a-f]+)` \|", note, re.MULTILINE)
     assert {name for name, _ in vectors} >= {"S1", "S2", "S3", "S4", "S5", "S6", "D1", "D3", "T1"}
     for name, hex_value in vectors:

@@ -1,4 +1,4 @@
-"""Every file of ../shared/attacks is run through the real sandbox service.
+"""Every file of tests/data/attacks (the attack corpus) is run through the real sandbox service.
 
 Each must be refused, run to an error, or complete harmlessly (no `pwned`, no host
 secret); be answered within its time budget; and leave the sandbox healthy and clean.
@@ -16,11 +16,14 @@ import pytest
 from preservarium.sandbox_client import SandboxClient
 from preservarium_sandbox.server import SandboxServer
 
-from tests.conftest import SHARED
+from tests.conftest import DATA
 from tests.sandbox.conftest import contact
 from tests.sandbox.support import children_of, outcome
 
-ATTACKS = sorted((SHARED / "attacks").glob("a*.py"))
+CORPUS = DATA / "attacks"
+ATTACKS = sorted(CORPUS.glob("a*.py"))
+# The corpus holds 20 files; a glob that finds fewer means the folder moved or was lost.
+MIN_ATTACKS = 20
 BENIGN = "def parse(payload, metadata):\n    return {'n': len(payload), 'first': payload[0]}\n"
 MARGIN_S = 1.0
 
@@ -35,8 +38,8 @@ EXPECTED = {
 
 
 def test_the_attack_corpus_is_there() -> None:
-    """Without ../shared/attacks every attack test would vanish: fail loudly instead."""
-    assert len(ATTACKS) >= 20, f"no attack corpus at {SHARED / 'attacks'}"
+    """Without the corpus every attack test would vanish: fail loudly instead."""
+    assert len(ATTACKS) >= MIN_ATTACKS, f"{len(ATTACKS)} attack files at {CORPUS}"
 
 
 def expectations(path: Path) -> set[tuple[str, str | None]]:
@@ -57,7 +60,7 @@ def expectations(path: Path) -> set[tuple[str, str | None]]:
 STRICTER = {
     # We hand out no `string` module at all (the reference exposes a delegator).
     "a05_cve2024_47532_attributeerror_obj": ("runtime_error", "NameError"),
-    # Imports outside the vetted list are refused when the source is compiled (SPEC 7),
+    # Imports outside the vetted list are refused when the source is compiled (docs/parsers.md),
     # before anything runs; the run-time importer refuses them too (test_policy.py).
     "a22_import_statements": ("import_denied", None),
 }

@@ -1,4 +1,4 @@
-"""Attacks found in review that are not in ../shared/attacks, through the real service."""
+"""Attacks found in review that are not in tests/data/attacks, through the real service."""
 
 from __future__ import annotations
 
