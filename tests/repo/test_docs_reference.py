@@ -1,0 +1,106 @@
+"""The reference docs say what the code does: imports, builtins, metadata, error kinds,
+and examples that the project's own loader and compiler accept."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from preservarium.examples import load_examples
+from preservarium.parser_source import VETTED_IMPORTS
+from preservarium_sandbox.engine.compiler import compile_parser
+from preservarium_sandbox.engine.errors import ErrorKind
+from preservarium_sandbox.engine.facades import VETTED_MODULES
+from preservarium_sandbox.engine.policy import BUILTINS
+from preservarium_sandbox.engine.runner import run_job
+from preservarium_sandbox.limits import DEFAULT_LIMITS
+
+from tests.repo.markdown import ROOT, code_blocks, first_cells, section
+
+PARSERS = ROOT / "docs" / "parsers.md"
+NAME = re.compile(r"`(\w+)")
+
+
+def names_in(cell: str) -> set[str]:
+    """The identifiers that start the backticked spans of a table cell."""
+    return set(NAME.findall(cell))
+
+
+def imports_table() -> dict[str, str]:
+    """import name -> the 'what it exposes' cell."""
+    text = section(PARSERS, "What a parser may use")
+    table = text[text.index("**Imports.**") : text.index("**`protowire`**")]
+    rows = {}
+    for line in table.splitlines():
+        found = re.match(r"^\| `(\w+)` \| (.*) \|$", line)
+        if found:
+            rows[found.group(1)] = found.group(2)
+    return rows
+
+
+def facade_names(module: str) -> set[str]:
+    return {name for name in dir(VETTED_MODULES[module]) if not name.startswith("_")}
+
+
+def test_the_imports_table_names_the_vetted_list() -> None:
+    assert set(imports_table()) == VETTED_IMPORTS
+
+
+@pytest.mark.parametrize("module", ["struct", "base64", "binascii", "json", "datetime", "re"])
+def test_each_import_lists_what_its_facade_exposes(module: str) -> None:
+    assert names_in(imports_table()[module]) - {"None", "False", "ValueError"} == facade_names(
+        module
+    )
+
+
+def test_protowire_table_lists_what_its_facade_exposes() -> None:
+    text = section(PARSERS, "What a parser may use")
+    table = text[text.index("| `decode(data)`") :]
+    table = table[: table.index("\n\n")]
+    listed = set().union(*(names_in(line.split("|")[1]) for line in table.splitlines()))
+    assert listed == facade_names("protowire")
+
+
+def test_named_builtins_exist_and_refused_ones_do_not() -> None:
+    text = section(PARSERS, "What a parser may use")
+    builtins = text[text.index("**Builtins.**") : text.index("**Imports.**")]
+    given, _, refused = builtins.partition("There is no")
+    allowed = names_in(given)
+    assert allowed <= set(BUILTINS), sorted(allowed - set(BUILTINS))
+    assert names_in(refused) and not names_in(refused) & set(BUILTINS)
+
+
+def test_the_metadata_table_is_what_a_parser_receives() -> None:
+    source = "def parse(payload, metadata):\n    return {'keys': sorted(metadata)}\n"
+    contact = {
+        "device_type": "t", "path": "", "method": "POST", "confirmable": True,
+        "received_at": 1, "query": {},
+    }  # fmt: skip
+    answer: dict[str, Any] = run_job(
+        compile_parser(source), {"contact": contact, "blob": b""}, DEFAULT_LIMITS
+    )
+    documented = {cell.strip("`") for cell in first_cells(section(PARSERS, "`metadata`"))}
+    assert (
+        f'{{"keys":{sorted(documented)}}}'.replace("'", '"').replace(" ", "")
+        == (answer["data_json"])
+    )
+
+
+def test_the_error_kinds_table_is_the_codes() -> None:
+    documented = {cell.strip("`") for cell in first_cells(section(PARSERS, "Error kinds"))}
+    assert documented == {kind.value for kind in ErrorKind}
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/examples-format.md"])
+def test_yaml_examples_load_with_the_projects_loader(document: str) -> None:
+    blocks = code_blocks(ROOT / document, "yaml")
+    assert blocks
+    for block in blocks:
+        assert load_examples(block)
+
+
+def test_the_readme_parser_compiles_in_the_sandbox_engine() -> None:
+    (block,) = [b for b in code_blocks(ROOT / "README.md", "python") if "def parse" in b]
+    compiled = compile_parser(block)
+    assert {"parse", "identify", "reply", "format_command"} <= compiled.functions
