@@ -1,4 +1,4 @@
-"""`make bench`: every figure of SPEC section 11 from one run, as ratios to the ceiling.
+"""`make bench`: every benchmark figure from one run, as ratios to the ceiling.
 
 Starts a broker, a sandbox, a gateway, the naive in-process gateway and a bare aiocoap
 server as separate processes, drives each with the raw-UDP load generator (its own

@@ -1,4 +1,4 @@
-"""compose.yaml says what the issue and SPEC section 10 ask."""
+"""compose.yaml says what the issue and docs/operations.md ask."""
 
 from __future__ import annotations
 

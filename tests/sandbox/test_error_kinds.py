@@ -1,4 +1,4 @@
-"""Each error kind of SPEC section 7, through the real service; kinds, never message text."""
+"""Each error kind of docs/parsers.md, through the real service; kinds, never message text."""
 
 from __future__ import annotations
 

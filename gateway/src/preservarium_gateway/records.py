@@ -1,4 +1,4 @@
-"""The Kafka records of SPEC section 6, built from plain values. No I/O here."""
+"""The Kafka records (docs/records.md), built from plain values. No I/O here."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from preservarium.errors import InvalidParserSourceError
 
 MAX_SOURCE_BYTES = 256 * 1024
 FILENAME = "<parser>"
-# The import namespaces a parser may use (SPEC section 7); the sandbox serves exactly these.
+# The import namespaces a parser may use (docs/parsers.md); the sandbox serves exactly these.
 VETTED_IMPORTS = frozenset(
     {"math", "struct", "base64", "binascii", "json", "datetime", "re", "protowire"}
 )

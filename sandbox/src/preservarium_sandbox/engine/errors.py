@@ -8,7 +8,7 @@ from typing import Any
 
 
 class ErrorKind(StrEnum):
-    """Why a script call did not produce a result (SPEC section 7)."""
+    """Why a script call did not produce a result (docs/parsers.md, "Error kinds")."""
 
     COMPILE_ERROR = "compile_error"
     MISSING_FUNCTION = "missing_function"
