@@ -18,6 +18,7 @@
 | command params | 64 KiB of strict JSON, depth 32 | the gRPC edge (INVALID_ARGUMENT) |
 | other request text | 1024 characters a field, 64 query entries | the gRPC edge |
 | frames | sized from the limits above | both ends of the worker pipe |
+| worker replacements | 5 a version in 10 s (QuarantinePolicy) | quarantine.py |
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ class Limits:
         command_chars = 3 * self.max_field_chars
         escaped = self.max_source_bytes + self.max_params_bytes + contact_chars + command_chars
         return self.max_payload_bytes + escaped * ESCAPE_FACTOR + FRAME_SLACK
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinePolicy:
+    """How many costly failures in a row, or worker replacements in a window, bench a
+    version, and how long the bench lasts."""
+
+    threshold: int = 3
+    cooldown_s: float = 30.0
+    churn_limit: int = 5
+    churn_window_s: float = 10.0
 
 
 # The worst growth of one character in a JSON frame: a control character becomes \u00XX

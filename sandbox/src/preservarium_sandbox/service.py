@@ -267,7 +267,10 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             self._metrics.cache, "compiled", "miss" if outcome.compiled else "hit"
         ).inc()
         kind = None if outcome.failure is None else outcome.failure.kind
-        if self._quarantine.record(key, kind, worker_died=outcome.worker_died):
+        recorded = self._quarantine.record(
+            key, kind, worker_died=outcome.worker_died, worker_replaced=outcome.worker_replaced
+        )
+        if recorded:
             self._metrics.quarantine_entries.labels(name).inc()
             log.warning(
                 "parser quarantined",
