@@ -19,6 +19,9 @@
 | other request text | 1024 characters a field, 64 query entries | the gRPC edge |
 | frames | sized from the limits above | both ends of the worker pipe |
 | worker replacements | 5 a version in 10 s (QuarantinePolicy) | quarantine.py |
+| TestParser lane | 1 worker + 1 spare of its own, 1 call at a time, 2 s wait, | trials.py |
+| | failures that cost a worker remembered 60 s | |
+| compile cost | chains of 32 links, 20,000 summed past 4 a chain, nesting 64 | source_scan.py |
 """
 
 from __future__ import annotations
@@ -96,6 +99,33 @@ class Limits:
         command_chars = 3 * self.max_field_chars
         escaped = self.max_source_bytes + self.max_params_bytes + contact_chars + command_chars
         return self.max_payload_bytes + escaped * ESCAPE_FACTOR + FRAME_SLACK
+
+
+@dataclass(frozen=True, slots=True)
+class SourceScanLimits:
+    """Static bounds on a source's compile cost, checked before it is compiled.
+
+    RestrictedPython's compile time grows with the square of a chain of attribute or
+    subscript links (`a.b.c...`, 200 links take ~140 ms a line): long chains are refused,
+    and links past the first few are summed over the whole source.
+    """
+
+    max_chain: int = 32
+    free_links: int = 4
+    max_chain_cost: int = 20_000
+    max_nesting: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class TrialLimits:
+    """TestParser's own lane: its pool, how many calls run and wait, what it remembers."""
+
+    workers: int = 1
+    spares: int = 1
+    max_wait_s: float = 2.0
+    remember_failures_s: float = 60.0
+    remembered_sources: int = 1024
+    scan: SourceScanLimits = SourceScanLimits()
 
 
 @dataclass(frozen=True, slots=True)

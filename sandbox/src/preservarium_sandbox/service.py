@@ -30,25 +30,29 @@ from preservarium_sandbox.pool import (
     WorkerPool,
 )
 from preservarium_sandbox.quarantine import Quarantine
+from preservarium_sandbox.trials import TrialRunner
 
 log = logging.getLogger("preservarium.sandbox.service")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class SandboxService(pb_grpc.ParserSandboxServicer):
-    """Resolves the parser, runs the job on the pool, answers in proto."""
+    """Resolves the parser, runs the job on the pool (TestParser: on its own lane),
+    answers in proto."""
 
     def __init__(
         self,
         *,
         catalog: ParserCatalog,
         pool: WorkerPool,
+        trials: TrialRunner,
         quarantine: Quarantine,
         limits: Limits,
         metrics: SandboxMetrics,
     ) -> None:
         self._catalog = catalog
         self._pool = pool
+        self._trials = trials
         self._quarantine = quarantine
         self._limits = limits
         self._metrics = metrics
@@ -225,11 +229,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
 
     async def _trial(self, context: Context, make_job: Callable[[], Job]) -> Outcome:
         job = await self._checked_job(context, make_job)
-        return await self._run_on(context, lambda: self._run_untested(job))
-
-    async def _run_untested(self, job: Job) -> Outcome:
-        answer = await self._pool.run(job)
-        return read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
+        return await self._run_on(context, lambda: self._trials.run(job))
 
     async def _execute(
         self,
