@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from preservarium.repositories import SQLParserRepository
-from preservarium.sandbox_client import SandboxClient
+from preservarium.sandbox_client import SandboxClient, SandboxUnavailableError
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.quarantine import QuarantinePolicy
 from preservarium_sandbox.server import SandboxServer
@@ -102,3 +102,24 @@ async def test_a_version_that_keeps_costing_workers_is_quarantined_despite_succe
         assert costly.count(kind) <= POLICY.churn_limit + 1, kinds
         assert churn_sandbox.pool.spawned - spawned <= POLICY.churn_limit + 1
         assert max(latencies) < LIMITS.timeout_ms / 1000
+
+
+async def test_callers_that_give_up_mid_call_cannot_churn_workers_for_free(
+    churn_client: SandboxClient, churn_sandbox: SandboxServer, parsers: SQLParserRepository
+) -> None:
+    slow = "def parse(payload, metadata):\n    while True:\n        pass\n"
+    device_type = await upload(churn_client, parsers, slow)  # one timeout on the way
+    spawned = churn_sandbox.pool.spawned
+    kinds = []
+    for _ in range(30):
+        try:  # the caller's deadline is far shorter than the parser's: it gives up
+            response = await churn_client.parse(contact(device_type), timeout_s=0.1)
+        except SandboxUnavailableError:
+            kinds.append("gave_up")
+            continue
+        kinds.append(outcome(response)[0])
+        if kinds[-1] == "quarantined":
+            break
+    assert kinds[-1] == "quarantined", kinds
+    # Each abandoned call cost a worker; past the budget the version is benched.
+    assert churn_sandbox.pool.spawned - spawned <= POLICY.churn_limit + 2, kinds

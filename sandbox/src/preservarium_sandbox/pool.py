@@ -29,7 +29,7 @@ from preservarium_sandbox.worker.protocol import ProtocolError, encode_frame, re
 log = logging.getLogger("preservarium.sandbox.pool")
 START_TIMEOUT_S = 30.0
 # Replacements a parser version is charged for (a worn-out worker's is nobody's doing).
-CHARGED_REPLACEMENTS = frozenset({"timeout", "died", "memory", "interrupted"})
+CHARGED_REPLACEMENTS = frozenset({"timeout", "died", "memory"})
 RESPAWN_BACKOFF_S = (0.1, 0.5, 2.0)
 
 
@@ -246,7 +246,12 @@ class WorkerPool(AsyncLifecycle):
                 log.exception("could not replace a sandbox worker")
             await asyncio.sleep(RESPAWN_BACKOFF_S[min(attempt, len(RESPAWN_BACKOFF_S) - 1)])
 
-    async def run(self, job: Job, admit: Callable[[], bool] | None = None) -> dict[str, Any]:
+    async def run(
+        self,
+        job: Job,
+        admit: Callable[[], bool] | None = None,
+        on_lost_call: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
         """Run `job` on a worker and return its raw answer (checked by the caller).
 
         A missed deadline, a dead worker or a broken frame is answered here as a
@@ -256,7 +261,8 @@ class WorkerPool(AsyncLifecycle):
         cannot be encoded raises UnsendableJobError before any worker is taken.
 
         The answer's `worker_replaced` says whether the call cost its worker (a timeout,
-        a death, a memory recycle): the caller charges that to the parser version.
+        a death, a memory recycle): the caller charges that to the parser version. A call
+        that cost its worker and gave no answer (cancelled mid-way) calls `on_lost_call`.
         """
         if self._closed:
             raise PoolClosedError("the sandbox is stopping")
@@ -278,6 +284,8 @@ class WorkerPool(AsyncLifecycle):
                 return answer
             finally:
                 self._settle(worker, replace)
+                if replace == "interrupted" and on_lost_call is not None:
+                    on_lost_call()
 
     async def _ready_worker(self) -> WorkerProcess:
         """An idle worker that is still alive: one that died while idle (killed from

@@ -257,11 +257,17 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         def admit() -> bool:
             return not self._quarantine.remaining(key)
 
+        # A caller that gives up mid-call (its own deadline shorter than the parser's)
+        # still cost a worker: charged too, or cancelling would be free process churn.
+        def lost_call() -> None:
+            if self._quarantine.charge_replacement(key):
+                self._metrics.quarantine_entries.labels(name).inc()
+
         if self._quarantine.on_probation(key):
             async with self._probation_slot(key):
-                answer = await self._pool.run(job, admit)
+                answer = await self._pool.run(job, admit, lost_call)
         else:
-            answer = await self._pool.run(job, admit)
+            answer = await self._pool.run(job, admit, lost_call)
         outcome = read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
         self._metrics.child(
             self._metrics.cache, "compiled", "miss" if outcome.compiled else "hit"
