@@ -110,5 +110,9 @@ async def test_attack_is_contained(
     assert outcome(benign) == ("ok", {"n": 2, "first": 7})
     assert time.perf_counter() - started < limits.compile_timeout_ms / 1000
     await asyncio.sleep(0)
-    assert children_of(sandbox.pool.pids) == []
+    assert children_of(sandbox.pool.pids + sandbox.trials.pool.pids) == []
     assert len(sandbox.pool.pids) <= sandbox.config.workers + sandbox.config.spares + 1
+    assert (
+        len(sandbox.trials.pool.pids)
+        <= sandbox.config.trial.workers + sandbox.config.trial.spares + 1
+    )

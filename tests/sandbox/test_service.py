@@ -150,15 +150,15 @@ async def test_a_parser_cannot_write_to_a_vetted_module(client: SandboxClient) -
 
 
 async def test_a_worker_killed_from_outside_is_replaced(
-    client: SandboxClient, sandbox: SandboxServer
+    client: SandboxClient, sandbox: SandboxServer, parsers: SQLParserRepository
 ) -> None:
-    source = "def parse(payload, metadata):\n    return {'ok': True}\n"
+    device_type = new_type()
+    await parsers.upload(device_type, "def parse(payload, metadata):\n    return {'ok': True}\n")
+    await wait_for_version(client, device_type, 1)
     before = sandbox.pool.pids
     for pid in before:
         kill(pid, signal.SIGKILL)
-    kinds = [
-        outcome(await client.test_parser(source, contact=contact("test")))[0] for _ in range(8)
-    ]
+    kinds = [outcome(await client.parse(contact(device_type)))[0] for _ in range(8)]
     assert kinds[-1] == "ok"
     assert set(kinds) <= {"ok", "runtime_error"}
     deadline = time.monotonic() + 10

@@ -14,6 +14,14 @@
 | source | 256 KiB | checked before compiling |
 | parse output | 256 KiB as JSON, depth 32 | worker, then the parent again |
 | reply / format_command output | 1024 bytes | worker, then the parent again |
+| contact payload | 64 KiB | the gRPC edge (INVALID_ARGUMENT) |
+| command params | 64 KiB of strict JSON, depth 32 | the gRPC edge (INVALID_ARGUMENT) |
+| other request text | 1024 characters a field, 64 query entries | the gRPC edge |
+| frames | sized from the limits above | both ends of the worker pipe |
+| worker replacements | 5 a version in 10 s (QuarantinePolicy) | quarantine.py |
+| TestParser lane | 1 worker + 1 spare of its own, 1 call at a time, 2 s wait, | trials.py |
+| | failures that cost a worker remembered 60 s | |
+| compile cost | chains of 32 links, 20,000 summed past 4 a chain, nesting 64 | source_scan.py |
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from preservarium.parser_source import MAX_SOURCE_BYTES
+
+from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS
 
 if TYPE_CHECKING:  # the worker imports this module and must stay free of pydantic
     from preservarium.settings import Settings
@@ -47,6 +57,19 @@ class Limits:
     max_open_files: int = 16
     worker_cpu_budget_s: int = 3600
     worker_max_calls: int = 20_000
+    max_payload_bytes: int = 64 * 1024
+    max_params_bytes: int = 64 * 1024
+    max_params_depth: int = 32
+    max_field_chars: int = 1024
+    max_query_entries: int = 64
+    max_device_id_chars: int = 64
+
+    def __post_init__(self) -> None:
+        # A table whose largest legal frame the pipe cannot carry is refused at start,
+        # not found out as a "protocol violation" that kills a worker mid-call.
+        largest = max(self.job_frame_bytes(), self.answer_frame_bytes())
+        if largest > MAX_FRAME_BYTES:
+            raise ValueError(f"these limits need frames of {largest} bytes, over {MAX_FRAME_BYTES}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -58,6 +81,72 @@ class Limits:
         budget = self.timeout_ms + (self.compile_timeout_ms if compiling else 0)
         return (budget + self.kill_margin_ms) / 1000
 
+    def answer_frame_bytes(self) -> int:
+        """The largest answer a worker may legally send: the document (sent raw), the
+        warnings, reply, command bytes and messages at their worst JSON growth, and slack."""
+        text_chars = (
+            self.max_warnings * self.max_warning_chars
+            + 2 * MAX_MESSAGE_CHARS  # the call's error, or the command's
+            + self.max_device_id_chars
+        )
+        base64_bytes = 2 * (4 * (self.max_bytes_output + 2) // 3)  # reply, command payload
+        return self.max_output_bytes + text_chars * ESCAPE_FACTOR + base64_bytes + FRAME_SLACK
+
+    def job_frame_bytes(self) -> int:
+        """The largest job the parent may send: the source, params and contact text at
+        their worst JSON growth, the payload (sent raw), and slack."""
+        contact_chars = (4 + 2 * self.max_query_entries) * self.max_field_chars
+        command_chars = 3 * self.max_field_chars
+        escaped = self.max_source_bytes + self.max_params_bytes + contact_chars + command_chars
+        return self.max_payload_bytes + escaped * ESCAPE_FACTOR + FRAME_SLACK
+
+
+@dataclass(frozen=True, slots=True)
+class SourceScanLimits:
+    """Static bounds on a source's compile cost, checked before it is compiled.
+
+    RestrictedPython's compile time grows with the square of a chain of attribute or
+    subscript links (`a.b.c...`, 200 links take ~140 ms a line): long chains are refused,
+    and links past the first few are summed over the whole source.
+    """
+
+    max_chain: int = 32
+    free_links: int = 4
+    max_chain_cost: int = 20_000
+    max_nesting: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class TrialLimits:
+    """TestParser's own lane: its pool, how many calls run and wait, what it remembers."""
+
+    workers: int = 1
+    spares: int = 1
+    max_wait_s: float = 2.0
+    remember_failures_s: float = 60.0
+    remembered_sources: int = 1024
+    scan: SourceScanLimits = SourceScanLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinePolicy:
+    """How many costly failures in a row, or worker replacements in a window, bench a
+    version, and how long the bench lasts."""
+
+    threshold: int = 3
+    cooldown_s: float = 30.0
+    churn_limit: int = 5
+    churn_window_s: float = 10.0
+
+
+# The worst growth of one character in a JSON frame: a control character becomes \u00XX
+# (and a short number such as 1e9 grows less than that when written back).
+ESCAPE_FACTOR = 6
+# Room for the frame's keys, numbers and bookkeeping fields.
+FRAME_SLACK = 64 * 1024
+# The pipe's absolute ceiling, checked at both ends before a length is trusted; each
+# direction's own cap (Limits.job_frame_bytes, Limits.answer_frame_bytes) is tighter.
+MAX_FRAME_BYTES = 8 * 1024 * 1024
 
 DEFAULT_LIMITS = Limits()
 

@@ -33,6 +33,7 @@ class Outcome:
     command: CommandOutcome | None = None
     compiled: bool = False
     worker_died: bool = False
+    worker_replaced: bool = False  # the call cost its worker (even when it succeeded)
 
     @property
     def ok(self) -> bool:
@@ -99,12 +100,14 @@ def _warnings(value: Any, limits: Limits) -> tuple[str, ...]:
 def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) -> Outcome:
     """Turn a worker's JSON answer into an Outcome, refusing anything out of contract."""
     compiled = answer.get("compiled") is True
+    replaced = answer.get("worker_replaced") is True
     try:
         if answer.get("ok") is not True:
             return Outcome(
                 failure=ScriptFailure.from_wire(answer.get("error")),
                 compiled=compiled,
                 worker_died=answer.get("worker_died") is True,
+                worker_replaced=replaced,
             )
         device_id = answer.get("device_id")
         data_json = None
@@ -126,8 +129,9 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
             warnings=_warnings(answer.get("warnings", []), limits),
             command=_command(answer.get("command"), limits),
             compiled=compiled,
+            worker_replaced=replaced,
         )
     except ScriptFailure as failure:
-        return Outcome(failure=failure, compiled=compiled)
+        return Outcome(failure=failure, compiled=compiled, worker_replaced=replaced)
     except (ValueError, ProtocolError):
-        return Outcome(failure=_malformed("answer"), compiled=compiled)
+        return Outcome(failure=_malformed("answer"), compiled=compiled, worker_replaced=replaced)

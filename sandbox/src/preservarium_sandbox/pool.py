@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -27,11 +28,18 @@ from preservarium_sandbox.worker.protocol import ProtocolError, encode_frame, re
 
 log = logging.getLogger("preservarium.sandbox.pool")
 START_TIMEOUT_S = 30.0
-ANSWER_OVERHEAD = 64 * 1024
+# Replacements a parser version is charged for (a worn-out worker's is nobody's doing).
+CHARGED_REPLACEMENTS = frozenset({"timeout", "died", "memory"})
+RESPAWN_BACKOFF_S = (0.1, 0.5, 2.0)
 
 
 class PoolClosedError(Exception):
     """The pool is stopping or stopped."""
+
+
+class UnsendableJobError(ValueError):
+    """The job cannot be encoded into a frame (out-of-contract values, too big): no
+    worker was taken for it. The service validates requests so this stays unreachable."""
 
 
 class NotAdmittedError(Exception):
@@ -49,8 +57,8 @@ class Job:
     command: dict[str, Any] | None = None
     payload: bytes = b""  # the contact's payload, sent as the frame's blob
 
-    def frame(self, *, with_source: bool) -> bytes:
-        """The frame sent to a worker."""
+    def frame(self, *, with_source: bool, max_size: int) -> bytes:
+        """The frame sent to a worker (see encode_frame for what it raises)."""
         return encode_frame(
             {
                 "sha": self.sha,
@@ -60,6 +68,7 @@ class Job:
                 "command": self.command,
             },
             self.payload,
+            max_size,
         )
 
 
@@ -164,6 +173,16 @@ class WorkerPool(AsyncLifecycle):
             self._cwd.cleanup()
 
     @property
+    def idle(self) -> int:
+        """Workers ready for a job now."""
+        return self._idle.qsize()
+
+    @property
+    def spawned(self) -> int:
+        """Worker processes started since the pool was made (replacements included)."""
+        return self._numbers
+
+    @property
     def pids(self) -> list[int]:
         """Process ids of the live workers."""
         return sorted(w.pid for w in self._all)
@@ -206,94 +225,125 @@ class WorkerPool(AsyncLifecycle):
 
     def _replace(self, worker: WorkerProcess, reason: str) -> None:
         self._discard(worker)
-        self._on_restart(reason)
-        if self._closed:
-            return
+        if not self._closed:
+            task = asyncio.create_task(self._respawn())
+            self._spawning.add(task)
+            task.add_done_callback(self._spawning.discard)
+        try:
+            self._on_restart(reason)
+        except Exception:  # an observer's failure must not cost the pool a worker
+            log.exception("the worker restart observer failed")
 
-        async def respawn() -> None:
+    async def _respawn(self) -> None:
+        """Start a replacement, retrying: a failed start must not shrink the pool for good."""
+        for attempt in itertools.count():
+            if self._closed:
+                return
             try:
                 self._idle.put_nowait(await self._spawn())
-            except RuntimeError:
+                return
+            except (RuntimeError, OSError):
                 log.exception("could not replace a sandbox worker")
+            await asyncio.sleep(RESPAWN_BACKOFF_S[min(attempt, len(RESPAWN_BACKOFF_S) - 1)])
 
-        task = asyncio.create_task(respawn())
-        self._spawning.add(task)
-        task.add_done_callback(self._spawning.discard)
-
-    async def run(self, job: Job, admit: Callable[[], bool] | None = None) -> dict[str, Any]:
+    async def run(
+        self,
+        job: Job,
+        admit: Callable[[], bool] | None = None,
+        on_lost_call: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
         """Run `job` on a worker and return its raw answer (checked by the caller).
 
         A missed deadline, a dead worker or a broken frame is answered here as a
         failure, and the worker is killed and replaced. `admit` is asked once a worker is
         free, after however long the job waited for one: False raises NotAdmittedError
-        and the job does not run (a parser version quarantined meanwhile).
+        and the job does not run (a parser version quarantined meanwhile). A job that
+        cannot be encoded raises UnsendableJobError before any worker is taken.
+
+        The answer's `worker_replaced` says whether the call cost its worker (a timeout,
+        a death, a memory recycle): the caller charges that to the parser version. A call
+        that cost its worker and gave no answer (cancelled mid-way) calls `on_lost_call`.
         """
         if self._closed:
             raise PoolClosedError("the sandbox is stopping")
+        frame = self._encode(job, with_source=False)
         async with self._slots:
-            worker = await self._idle.get()
-            if admit is not None:
-                try:
-                    admitted = admit()
-                except BaseException:
-                    self._idle.put_nowait(worker)
-                    raise
-                if not admitted:
-                    self._idle.put_nowait(worker)
-                    raise NotAdmittedError
+            worker = await self._ready_worker()
+            # Whatever happens below (a cancel, an exception nobody foresaw), the worker
+            # goes back to the idle set or is replaced: the pool never shrinks.
+            replace: str | None = None
             try:
-                return await self._on_worker(worker, job)
-            except asyncio.CancelledError:
-                # The caller gave up mid-job: the worker may still answer, so it is never
-                # handed to anyone else; a fresh one takes its place.
-                if worker in self._all:
-                    self._replace(worker, "abandoned")
-                raise
+                if admit is not None and not admit():
+                    raise NotAdmittedError
+                # From the first byte sent, an interrupted call leaves the worker in an
+                # unknown state: it may still answer, so it is never handed to anyone else.
+                replace = "interrupted"
+                answer, replace = await self._on_worker(worker, job, frame)
+                answer["worker_died"] = replace == "died"
+                answer["worker_replaced"] = replace in CHARGED_REPLACEMENTS
+                return answer
+            finally:
+                self._settle(worker, replace)
+                if replace == "interrupted" and on_lost_call is not None:
+                    on_lost_call()
 
-    async def _on_worker(self, worker: WorkerProcess, job: Job) -> dict[str, Any]:
+    async def _ready_worker(self) -> WorkerProcess:
+        """An idle worker that is still alive: one that died while idle (killed from
+        outside) is replaced, and never charged to the next job's parser version."""
+        while True:
+            worker = await self._idle.get()
+            if not _exited(worker):
+                return worker
+            self._replace(worker, "lost")
+
+    def _settle(self, worker: WorkerProcess, replace: str | None) -> None:
+        if replace is None:
+            self._idle.put_nowait(worker)
+        else:
+            self._replace(worker, replace)
+
+    def _encode(self, job: Job, *, with_source: bool) -> bytes:
+        try:
+            return job.frame(with_source=with_source, max_size=self.limits.job_frame_bytes())
+        except (ValueError, TypeError, RecursionError, ProtocolError) as exc:
+            raise UnsendableJobError(f"the job cannot be sent to a worker: {exc}") from exc
+
+    async def _on_worker(
+        self, worker: WorkerProcess, job: Job, frame: bytes
+    ) -> tuple[dict[str, Any], str | None]:
+        """The answer, and why the worker must be replaced (None: it may serve again)."""
         with_source = job.sha not in worker.known
         try:
-            answer = await self._exchange(worker, job, with_source)
+            if with_source:
+                frame = self._encode(job, with_source=True)
+            answer = await self._exchange(worker, frame, with_source)
             if answer.get("need_source"):
-                answer = await self._exchange(worker, job, True)
+                answer = await self._exchange(worker, self._encode(job, with_source=True), True)
         except TimeoutError:
-            self._replace(worker, "timeout")
             return _failure(
                 ErrorKind.TIMEOUT,
                 f"the parser ran past its limit of "
                 f"{self.limits.timeout_ms} ms and its worker was killed",
-            )
+            ), "timeout"
         except (ProtocolError, ConnectionError, OSError) as exc:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(worker.process.wait(), 0.5)
-            reason = _death_reason(worker) or (
-                ErrorKind.RUNTIME_ERROR,
-                f"the sandbox worker broke the protocol: {exc}",
-            )
-            self._replace(worker, "died")
-            answer = _failure(*reason)
-            answer["worker_died"] = True  # costly: it counts toward quarantine
-            return answer
+            return await _died(worker, exc), "died"
         worker.known.add(job.sha)
         worker.calls += 1
         cpu = answer.get("cpu_s")
         if type(cpu) is float or type(cpu) is int:
             worker.cpu_s = float(cpu)
         if answer.get("recycle") is True:
-            self._replace(worker, "memory")
-        elif self._worn_out(worker):
-            self._replace(worker, "recycled")
-        else:
-            self._idle.put_nowait(worker)
-        return answer
+            return answer, "memory"
+        return answer, "recycled" if self._worn_out(worker) else None
 
-    async def _exchange(self, worker: WorkerProcess, job: Job, with_source: bool) -> dict[str, Any]:
+    async def _exchange(
+        self, worker: WorkerProcess, frame: bytes, with_source: bool
+    ) -> dict[str, Any]:
         call_deadline = self.limits.deadline_s(compiling=False)
         return await worker.exchange(
-            job.frame(with_source=with_source),
+            frame,
             (self.limits.deadline_s(compiling=with_source), call_deadline),
-            # The parse output cap, plus room for the reply, warnings and bookkeeping.
-            self.limits.max_output_bytes + ANSWER_OVERHEAD,
+            self.limits.answer_frame_bytes(),
         )
 
     def _worn_out(self, worker: WorkerProcess) -> bool:
@@ -305,6 +355,26 @@ class WorkerPool(AsyncLifecycle):
 
 def _failure(kind: ErrorKind, message: str) -> dict[str, Any]:
     return {"ok": False, "error": ScriptFailure(kind, message).to_wire()}
+
+
+def _exited(worker: WorkerProcess) -> bool:
+    if worker.process.returncode is not None:
+        return True
+    try:  # WNOWAIT: look without reaping (the event loop's child watcher reaps it)
+        found = os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # already reaped
+        return True
+    return found is not None
+
+
+async def _died(worker: WorkerProcess, exc: BaseException) -> dict[str, Any]:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(worker.process.wait(), 0.5)
+    reason = _death_reason(worker) or (
+        ErrorKind.RUNTIME_ERROR,
+        f"the sandbox worker broke the protocol: {exc}",
+    )
+    return _failure(*reason)
 
 
 def _death_reason(worker: WorkerProcess) -> tuple[ErrorKind, str] | None:

@@ -1,26 +1,23 @@
-"""Quarantine: a parser version that keeps timing out or blowing its memory is benched.
+"""Quarantine: a parser version that keeps timing out, blowing its memory, killing its
+worker or otherwise costing workers is benched.
 
-Only failures that cost the sandbox (timeouts, memory limits, dead workers) count: a
-parser that raises on a bad payload is doing its job and is never quarantined for it.
+Only failures that cost the sandbox count: a parser that raises on a bad payload is doing
+its job and is never quarantined for it. Two counters, because successes in between must
+not hide the cost: costly failures in a row, and worker replacements in a sliding window
+(a version that costs a worker every other call churns processes whatever it returns).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from preservarium_sandbox.engine.errors import ErrorKind
+from preservarium_sandbox.limits import QuarantinePolicy as QuarantinePolicy
 
 COSTLY = frozenset({ErrorKind.TIMEOUT, ErrorKind.MEMORY_LIMIT})
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantinePolicy:
-    """How many costly failures in a row, and how long the bench lasts."""
-
-    threshold: int = 3
-    cooldown_s: float = 30.0
 
 
 @dataclass(slots=True)
@@ -31,11 +28,13 @@ class _State:
 
 @dataclass
 class Quarantine:
-    """Per parser version (device type and sha256): costly failures in a row, bench end."""
+    """Per parser version (device type and sha256): costly failures in a row, worker
+    replacements in the last window, bench end."""
 
     policy: QuarantinePolicy = field(default_factory=QuarantinePolicy)
     clock: Callable[[], float] = time.monotonic
     _states: dict[str, _State] = field(default_factory=dict)
+    _replacements: dict[str, deque[float]] = field(default_factory=dict)
 
     def on_probation(self, key: str) -> bool:
         """True while `key`'s latest calls failed costly, short of quarantine: such a
@@ -56,17 +55,62 @@ class Quarantine:
             return 0.0
         return left
 
-    def record(self, key: str, kind: ErrorKind | None, *, worker_died: bool = False) -> bool:
-        """Count one call's outcome; return True when this call put `key` in quarantine."""
-        if kind not in COSTLY and not worker_died:
-            self._states.pop(key, None)
+    def record(
+        self,
+        key: str,
+        kind: ErrorKind | None,
+        *,
+        worker_died: bool = False,
+        worker_replaced: bool = False,
+    ) -> bool:
+        """Count one call's outcome; return True when this call put `key` in quarantine.
+
+        `worker_replaced` (the call cost its worker, even if it succeeded, e.g. a memory
+        recycle) is no failure by itself, but counts against the churn budget.
+        """
+        churning = (worker_replaced or worker_died) and self._churning(key)
+        costly = kind in COSTLY or worker_died
+        if not costly and not churning:
+            state = self._states.get(key)
+            # A call already in flight when its version was benched lifts no bench.
+            if state is not None and not state.until:
+                del self._states[key]
             return False
+        return self._fail(key, bench=churning)
+
+    def charge_replacement(self, key: str) -> bool:
+        """Count a worker replaced by a call that gave no answer (cancelled mid-way by its
+        caller): no outcome to judge, but the worker is gone all the same. True when
+        this benched `key`."""
+        if self._churning(key):
+            return self._fail(key, bench=True)
+        return False
+
+    def _fail(self, key: str, *, bench: bool) -> bool:
         state = self._states.setdefault(key, _State())
-        state.failures += 1
+        state.failures = max(state.failures + 1, self.policy.threshold if bench else 0)
         if state.failures >= self.policy.threshold and not state.until:
             state.until = self.clock() + self.policy.cooldown_s
             return True
         return False
+
+    def _churning(self, key: str) -> bool:
+        """Count one replacement for `key`; True once they pass the budget of the window."""
+        now = self.clock()
+        times = self._replacements.setdefault(key, deque())
+        times.append(now)
+        while times and times[0] <= now - self.policy.churn_window_s:
+            times.popleft()
+        self._forget_idle(now)
+        return len(times) > self.policy.churn_limit
+
+    def _forget_idle(self, now: float) -> None:
+        # Versions whose replacements all left the window are forgotten: memory stays
+        # bounded by the versions churning now, not by every version ever seen.
+        if len(self._replacements) > 1024:
+            horizon = now - self.policy.churn_window_s
+            for key in [k for k, t in self._replacements.items() if not t or t[-1] <= horizon]:
+                del self._replacements[key]
 
     @property
     def benched(self) -> int:

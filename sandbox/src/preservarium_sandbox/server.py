@@ -19,11 +19,12 @@ from preservarium.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from preservarium.settings import DEFAULT_SANDBOX_METRICS_PORT, Settings
 
 from preservarium_sandbox.catalog import ParserCatalog
-from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.limits import Limits, TrialLimits
 from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.pool import WorkerPool
 from preservarium_sandbox.quarantine import Quarantine, QuarantinePolicy
 from preservarium_sandbox.service import SandboxService
+from preservarium_sandbox.trials import TrialRunner
 from preservarium_sandbox.worker.hardening import make_not_dumpable
 
 log = logging.getLogger("preservarium.sandbox")
@@ -47,6 +48,7 @@ class SandboxConfig:
     spares: int = 1
     refresh_interval_s: float = 0.5
     quarantine: QuarantinePolicy = field(default_factory=QuarantinePolicy)
+    trial: TrialLimits = field(default_factory=TrialLimits)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxConfig:
@@ -79,6 +81,19 @@ class SandboxServer(AsyncLifecycle):
             spares=config.spares,
             on_restart=lambda reason: self.metrics.worker_restarts.labels(reason).inc(),
         )
+        # TestParser's workers: untested source never runs on those serving live traffic.
+        self.trials = TrialRunner(
+            pool=WorkerPool(
+                size=config.trial.workers,
+                limits=config.limits,
+                spares=config.trial.spares,
+                on_restart=lambda reason: self.metrics.worker_restarts.labels(
+                    f"trial-{reason}"
+                ).inc(),
+            ),
+            limits=config.limits,
+            trial=config.trial,
+        )
         self.quarantine = Quarantine(config.quarantine)
         self._health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -98,6 +113,7 @@ class SandboxServer(AsyncLifecycle):
             await self.stop()
             raise SandboxStartError(f"cannot read the parser repository: {exc}") from exc
         await self.pool.start()
+        await self.trials.start()
         layers = self.pool.hardening
         missing = [name for name, on in layers.items() if on is False]
         log.log(
@@ -109,6 +125,7 @@ class SandboxServer(AsyncLifecycle):
         self._service = service = SandboxService(
             catalog=self.catalog,
             pool=self.pool,
+            trials=self.trials,
             quarantine=self.quarantine,
             limits=self.config.limits,
             metrics=self.metrics,
@@ -147,6 +164,7 @@ class SandboxServer(AsyncLifecycle):
                 self._service.close_streams()
             await server.stop(grace_s)
         self._metrics_endpoint.stop()
+        await self.trials.stop()
         await self.pool.stop()
         await self.catalog.stop()
         await self._engine.dispose()

@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -22,27 +22,37 @@ from preservarium_sandbox.engine.errors import ErrorKind
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.outcome import Outcome, read_answer
-from preservarium_sandbox.pool import Job, NotAdmittedError, PoolClosedError, WorkerPool
+from preservarium_sandbox.pool import (
+    Job,
+    NotAdmittedError,
+    PoolClosedError,
+    UnsendableJobError,
+    WorkerPool,
+)
 from preservarium_sandbox.quarantine import Quarantine
+from preservarium_sandbox.trials import TrialRunner
 
 log = logging.getLogger("preservarium.sandbox.service")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class SandboxService(pb_grpc.ParserSandboxServicer):
-    """Resolves the parser, runs the job on the pool, answers in proto."""
+    """Resolves the parser, runs the job on the pool (TestParser: on its own lane),
+    answers in proto."""
 
     def __init__(
         self,
         *,
         catalog: ParserCatalog,
         pool: WorkerPool,
+        trials: TrialRunner,
         quarantine: Quarantine,
         limits: Limits,
         metrics: SandboxMetrics,
     ) -> None:
         self._catalog = catalog
         self._pool = pool
+        self._trials = trials
         self._quarantine = quarantine
         self._limits = limits
         self._metrics = metrics
@@ -120,8 +130,11 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         parser = self._catalog.lookup(request.device_type)
         command = request.command if request.HasField("command") else None
         outcome = await self._guarded(
-            context, "Parse", request.device_type, parser,
-            lambda: self._job(parser, request.contact, request.identify, command),
+            "Parse", request.device_type,
+            lambda: self._execute(
+                context, request.device_type, parser,
+                lambda: self._job(parser, request.contact, request.identify, command),
+            ),
         )  # fmt: skip
         response = pb.ParseResponse(duration_ms=_ms(started))
         if parser is not None:
@@ -133,8 +146,11 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         started = time.perf_counter()
         parser = self._catalog.lookup(request.device_type)
         outcome = await self._guarded(
-            context, "FormatCommand", request.device_type, parser,
-            lambda: self._job(parser, None, False, request.command),
+            "FormatCommand", request.device_type,
+            lambda: self._execute(
+                context, request.device_type, parser,
+                lambda: self._job(parser, None, False, request.command),
+            ),
         )  # fmt: skip
         response = pb.FormatCommandResponse(duration_ms=_ms(started))
         if parser is not None:
@@ -147,21 +163,17 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
 
     async def TestParser(self, request: pb.TestParserRequest, context: Context) -> Any:
         started = time.perf_counter()
-        if len(request.source.encode("utf-8")) > self._limits.max_source_bytes:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"source over {self._limits.max_source_bytes} bytes",
-            )
-        source = ParserSource(
-            "test", 0, hashlib.sha256(request.source.encode("utf-8")).hexdigest(), request.source
-        )
-        contact = request.contact if request.HasField("contact") else None
-        command = request.command if request.HasField("command") else None
+
+        def make_job() -> Job:
+            text = wire.checked_source(request.source, self._limits)
+            source = ParserSource("test", 0, hashlib.sha256(text.encode("utf-8")).hexdigest(), text)
+            contact = request.contact if request.HasField("contact") else None
+            command = request.command if request.HasField("command") else None
+            return self._job(source, contact, request.identify, command)
+
         outcome = await self._guarded(
-            context, "TestParser", "(test)", source,
-            lambda: self._job(source, contact, request.identify, command),
-            quarantinable=False,
-        )  # fmt: skip
+            "TestParser", "(test)", lambda: self._trial(context, make_job)
+        )
         response = pb.TestParserResponse(duration_ms=_ms(started))
         wire.fill_parse_answer(response, outcome)
         return response
@@ -177,24 +189,17 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         return Job(
             sha=parser.sha256,
             source=parser.source,
-            contact=None if contact is None else wire.contact_job(contact),
+            contact=None if contact is None else wire.contact_job(contact, self._limits),
             identify=identify,
-            command=None if command is None else wire.command_job(command),
+            command=None if command is None else wire.command_job(command, self._limits),
             payload=b"" if contact is None else contact.payload,
         )
 
     async def _guarded(
-        self,
-        context: Context,
-        method: str,
-        name: str,
-        parser: ParserSource | None,
-        make_job: Any,
-        *,
-        quarantinable: bool = True,
+        self, method: str, name: str, execute: Callable[[], Awaitable[Outcome]]
     ) -> Outcome:
         started = time.perf_counter()
-        outcome = await self._execute(context, name, parser, make_job, quarantinable)
+        outcome = await execute()
         kind = "ok" if outcome.failure is None else outcome.failure.kind.value
         metrics = self._metrics
         metrics.child(metrics.calls, method, name, kind).inc()
@@ -203,50 +208,80 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             self._metrics.timeouts.labels(name).inc()
         return outcome
 
+    async def _checked_job(self, context: Context, make_job: Callable[[], Job]) -> Job:
+        """The job, or INVALID_ARGUMENT for a request the edge checks refuse."""
+        try:
+            return make_job()
+        except wire.BadRequestError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # abort raises; this line only tells the type checker
+
+    async def _run_on(self, context: Context, run: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        """Run on a pool, with its infrastructure failures as gRPC status codes."""
+        try:
+            return await run()
+        except PoolClosedError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise
+        except UnsendableJobError as exc:  # the edge checks should make this unreachable
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+
+    async def _trial(self, context: Context, make_job: Callable[[], Job]) -> Outcome:
+        job = await self._checked_job(context, make_job)
+        return await self._run_on(context, lambda: self._trials.run(job))
+
     async def _execute(
         self,
         context: Context,
         name: str,
         parser: ParserSource | None,
-        make_job: Any,
-        quarantinable: bool,
+        make_job: Callable[[], Job],
     ) -> Outcome:
         if parser is None:
             return wire.failure_outcome(
                 ErrorKind.PARSER_NOT_FOUND, f"no active parser for device type {name!r}"
             )
         key = f"{parser.device_type}@{parser.sha256}"  # per parser version
-        if quarantinable and (left := self._quarantine.remaining(key)):
+        if left := self._quarantine.remaining(key):
             return _quarantined(name, parser, left)
+        job = await self._checked_job(context, make_job)
         try:
-            job = make_job()
-        except wire.BadRequestError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        # Calls that queued for a worker before their version was benched must not run
-        # (each would cost a worker its whole timeout): they are asked again at the door.
-        admit = (lambda: not self._quarantine.remaining(key)) if quarantinable else None
-        try:
-            if quarantinable and self._quarantine.on_probation(key):
-                async with self._probation_slot(key):
-                    answer = await self._pool.run(job, admit)
-            else:
-                answer = await self._pool.run(job, admit)
+            return await self._run_on(context, lambda: self._run_live(job, key, name, parser))
         except NotAdmittedError:
             return _quarantined(name, parser, self._quarantine.remaining(key))
-        except PoolClosedError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+
+    async def _run_live(self, job: Job, key: str, name: str, parser: ParserSource) -> Outcome:
+        # Calls that queued for a worker before their version was benched must not run
+        # (each would cost a worker its whole timeout): they are asked again at the door.
+        def admit() -> bool:
+            return not self._quarantine.remaining(key)
+
+        # A caller that gives up mid-call (its own deadline shorter than the parser's)
+        # still cost a worker: charged too, or cancelling would be free process churn.
+        def lost_call() -> None:
+            if self._quarantine.charge_replacement(key):
+                self._metrics.quarantine_entries.labels(name).inc()
+
+        if self._quarantine.on_probation(key):
+            async with self._probation_slot(key):
+                answer = await self._pool.run(job, admit, lost_call)
+        else:
+            answer = await self._pool.run(job, admit, lost_call)
         outcome = read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
         self._metrics.child(
             self._metrics.cache, "compiled", "miss" if outcome.compiled else "hit"
         ).inc()
-        if quarantinable:
-            kind = None if outcome.failure is None else outcome.failure.kind
-            if self._quarantine.record(key, kind, worker_died=outcome.worker_died):
-                self._metrics.quarantine_entries.labels(name).inc()
-                log.warning(
-                    "parser quarantined",
-                    extra={"parser": name, "version": parser.version, "kind": str(kind)},
-                )
+        kind = None if outcome.failure is None else outcome.failure.kind
+        recorded = self._quarantine.record(
+            key, kind, worker_died=outcome.worker_died, worker_replaced=outcome.worker_replaced
+        )
+        if recorded:
+            self._metrics.quarantine_entries.labels(name).inc()
+            log.warning(
+                "parser quarantined",
+                extra={"parser": name, "version": parser.version, "kind": str(kind)},
+            )
         return outcome
 
 
@@ -254,7 +289,7 @@ def _quarantined(name: str, parser: ParserSource, left: float) -> Outcome:
     return wire.failure_outcome(
         ErrorKind.QUARANTINED,
         f"parser {name} v{parser.version} is quarantined for {max(left, 1):.0f} s more "
-        "after repeated timeouts or memory failures",
+        "after repeated timeouts, memory failures or worker replacements",
     )
 
 

@@ -1,16 +1,21 @@
-"""Translation between the gRPC messages and the engine's jobs and outcomes."""
+"""Translation between the gRPC messages and the engine's jobs and outcomes.
+
+Every request value is checked here, at the edge, into a form that can always be encoded
+again (strict JSON, valid UTF-8, bounded sizes and nesting): whatever is wrong with a
+request is an INVALID_ARGUMENT answer, never an exception deeper in.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.outcome import CommandOutcome, Outcome
-
-MAX_PAYLOAD_BYTES = 64 * 1024
 
 
 class BadRequestError(ValueError):
@@ -33,35 +38,95 @@ def failure_outcome(kind: ErrorKind, message: str) -> Outcome:
     return Outcome(failure=ScriptFailure(kind, message))
 
 
-def contact_job(contact: pb.Contact) -> dict[str, Any]:
+def contact_job(contact: pb.Contact, limits: Limits) -> dict[str, Any]:
     """The worker's form of a contact (its payload travels apart, as the frame's blob)."""
-    if len(contact.payload) > MAX_PAYLOAD_BYTES:
-        raise BadRequestError(f"payload over {MAX_PAYLOAD_BYTES} bytes")
+    if len(contact.payload) > limits.max_payload_bytes:
+        raise BadRequestError(f"payload over {limits.max_payload_bytes} bytes")
+    if len(contact.query) > limits.max_query_entries:
+        raise BadRequestError(f"query over {limits.max_query_entries} entries")
     return {
-        "device_id": contact.device_id if contact.HasField("device_id") else None,
-        "device_type": contact.device_type,
-        "path": contact.path,
-        "method": contact.method,
+        "device_id": (
+            _text(contact.device_id, "device_id", limits) if contact.HasField("device_id") else None
+        ),
+        "device_type": _text(contact.device_type, "device_type", limits),
+        "path": _text(contact.path, "path", limits),
+        "method": _text(contact.method, "method", limits),
         "confirmable": contact.confirmable,
         "received_at": contact.received_at,
-        "query": dict(contact.query),
+        "query": {
+            _text(key, "query key", limits): _text(value, "query value", limits)
+            for key, value in contact.query.items()
+        },
     }
 
 
-def command_job(command: pb.Command) -> dict[str, Any]:
-    """The worker's form of a command; params must be a JSON object."""
+def command_job(command: pb.Command, limits: Limits) -> dict[str, Any]:
+    """The worker's form of a command; params must be a JSON object (see _params)."""
+    return {
+        "request_id": _text(command.request_id, "request_id", limits),
+        "device_id": _text(command.device_id, "device_id", limits),
+        "command": _text(command.command, "command", limits),
+        "params": _params(command.params_json, limits) if command.params_json else {},
+    }
+
+
+def checked_source(source: str, limits: Limits) -> str:
+    """A TestParser source: UTF-8 text within the source limit."""
+    if _utf8_size(source, "source") > limits.max_source_bytes:
+        raise BadRequestError(f"source over {limits.max_source_bytes} bytes")
+    return source
+
+
+def _utf8_size(text: str, what: str) -> int:
     try:
-        params = json.loads(command.params_json) if command.params_json else {}
-    except ValueError as exc:
-        raise BadRequestError(f"params_json is not JSON: {exc}") from None
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BadRequestError(f"{what} is not valid Unicode text") from None
+
+
+def _text(value: str, what: str, limits: Limits) -> str:
+    if len(value) > limits.max_field_chars:
+        raise BadRequestError(f"{what} over {limits.max_field_chars} characters")
+    _utf8_size(value, what)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 parses as inf, which JSON cannot carry back
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
+def _params(text: str, limits: Limits) -> dict[str, Any]:
+    """Params as strict JSON that can always be encoded again: no NaN or Infinity, no
+    lone surrogates (a "\\ud800" escape), within the size and nesting limits."""
+    if _utf8_size(text, "params_json") > limits.max_params_bytes:
+        raise BadRequestError(f"params_json over {limits.max_params_bytes} bytes")
+    try:
+        params = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequestError(f"params_json is not strict JSON: {exc}") from None
     if type(params) is not dict:
         raise BadRequestError("params_json must be a JSON object")
-    return {
-        "request_id": command.request_id,
-        "device_id": command.device_id,
-        "command": command.command,
-        "params": params,
-    }
+    _check_depth(params, limits.max_params_depth)
+    # The proof that the value travels: exactly what the worker frame will do with it.
+    _utf8_size(json.dumps(params, ensure_ascii=False, allow_nan=False), "params_json")
+    return params
+
+
+def _check_depth(value: Any, max_depth: int) -> None:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if type(item) is dict else item if type(item) is list else ()
+        if children and depth > max_depth:
+            raise BadRequestError(f"params_json nests deeper than {max_depth}")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def command_result(outcome: CommandOutcome) -> pb.CommandResult:

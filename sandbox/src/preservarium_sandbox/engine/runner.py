@@ -8,6 +8,7 @@ trick costs only this call's time budget.
 from __future__ import annotations
 
 import base64
+import dis
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from preservarium_sandbox.engine.outputs import (
 )
 from preservarium_sandbox.engine.policy import fresh_globals
 from preservarium_sandbox.limits import Limits
+
+_RAISE = dis.opmap["RAISE_VARARGS"]
 
 
 class Deadline(BaseException):
@@ -68,6 +71,18 @@ def _parser_line(tb: TracebackType | None) -> int | None:
     return line
 
 
+def _allocation_failed(exc: MemoryError) -> bool:
+    """True for a MemoryError the interpreter raised (an allocation refused by RLIMIT_AS);
+    False for one a `raise` statement made, which cost no memory: that is an ordinary
+    runtime_error, not a reason to replace the worker."""
+    tb = exc.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_code[tb.tb_lasti] != _RAISE
+
+
 def failure_from(exc: BaseException, limits: Limits) -> ScriptFailure:
     """Map whatever a parser raised to a structured failure."""
     if isinstance(exc, ScriptFailure):
@@ -77,7 +92,7 @@ def failure_from(exc: BaseException, limits: Limits) -> ScriptFailure:
         return ScriptFailure(
             ErrorKind.TIMEOUT, f"the parser ran past its limit of {limits.timeout_ms} ms", line
         )
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) and _allocation_failed(exc):
         return ScriptFailure(
             ErrorKind.MEMORY_LIMIT,
             f"the parser ran past its memory limit of {limits.memory_mb} MiB",

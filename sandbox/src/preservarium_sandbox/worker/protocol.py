@@ -17,22 +17,29 @@ import os
 import struct
 from typing import Any
 
+from preservarium_sandbox.limits import MAX_FRAME_BYTES
+
 HEADER = struct.Struct(">I")
 META = struct.Struct(">I")
-MAX_FRAME = 2 * 1024 * 1024
+# The absolute ceiling; the parent holds each direction to the tighter cap its limits give.
+MAX_FRAME = MAX_FRAME_BYTES
 
 
 class ProtocolError(Exception):
     """A frame that breaks the protocol: the peer is killed, never trusted."""
 
 
-def encode_frame(message: dict[str, Any], blob: bytes = b"") -> bytes:
-    """One frame for `message` (and its blob)."""
+def encode_frame(message: dict[str, Any], blob: bytes = b"", max_size: int = MAX_FRAME) -> bytes:
+    """One frame for `message` (and its blob).
+
+    Raises ValueError (NaN, a lone surrogate), TypeError, RecursionError or ProtocolError
+    (over `max_size`) for a message that cannot travel.
+    """
     body = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     meta = body.encode("utf-8")
     size = META.size + len(meta) + len(blob)
-    if size > MAX_FRAME:
-        raise ProtocolError(f"frame of {size} bytes is over {MAX_FRAME}")
+    if size > max_size:
+        raise ProtocolError(f"frame of {size} bytes is over {max_size}")
     return b"".join((HEADER.pack(size), META.pack(len(meta)), meta, blob))
 
 

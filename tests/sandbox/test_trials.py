@@ -1,0 +1,88 @@
+"""TestParser runs on a lane of its own: untested source never takes a live worker, a
+source that cost a worker is answered from memory, and a compile bomb is refused cheaply."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from preservarium.repositories import SQLParserRepository
+from preservarium.sandbox_client import SandboxClient
+from preservarium_sandbox.server import SandboxServer
+
+from tests.sandbox.conftest import contact, wait_for_version
+from tests.sandbox.support import outcome
+
+ECHO = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
+# 600 lines of 200-link attribute chains (what 256 KiB holds): a minute and more to compile.
+BOMB = "def parse(payload, metadata):\n    return {}\n" + ("x = a" + ".b" * 200 + "\n") * 600
+# Passes every static bound, yet takes its worker a second or more to compile.
+SLOW = (
+    "def parse(payload, metadata):\n    return {}\n"
+    "def slow(payload, metadata, a, d, f, g):\n"
+    + "    v = metadata.get('x')[0] + payload[1] * 2 if a.b.c else d.e(f[g])\n"
+    * 2500
+)
+
+
+async def test_compile_bombs_from_two_callers_cost_live_parses_nothing(
+    client: SandboxClient, parsers: SQLParserRepository, sandbox: SandboxServer
+) -> None:
+    good = f"t{uuid.uuid4().hex[:10]}"
+    await parsers.upload(good, ECHO)
+    await wait_for_version(client, good, 1)
+    stop = asyncio.Event()
+
+    async def hammer(caller: int) -> list[str]:
+        kinds = []
+        for n in range(1000):
+            if stop.is_set():
+                break
+            # New sources each time (nothing remembered helps): the bomb, then a slow one.
+            source = (SLOW if n % 2 else BOMB) + f"# {caller} {n}\n"
+            kinds.append(outcome(await client.test_parser(source, contact=contact("test")))[0])
+        return kinds
+
+    async def live_calls() -> list[float]:
+        latencies = []
+        for _ in range(60):
+            started = time.perf_counter()
+            assert outcome(await client.parse(contact(good, b"xy"))) == ("ok", {"n": 2})
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.03)
+        stop.set()
+        return latencies
+
+    *kinds, latencies = await asyncio.gather(hammer(1), hammer(2), live_calls())
+    assert "compile_error" in kinds[0] + kinds[1]  # the bomb, refused before compiling
+    latencies.sort()
+    timeout_s = sandbox.config.limits.timeout_ms / 1000
+    assert latencies[len(latencies) // 2] < timeout_s / 4, latencies
+    assert latencies[-1] < timeout_s, latencies
+
+
+async def test_a_source_that_timed_out_is_answered_at_once_from_memory(
+    client: SandboxClient,
+) -> None:
+    loop = f"def parse(payload, metadata):\n    while True:\n        pass\n# {uuid.uuid4()}\n"
+    assert outcome(await client.test_parser(loop, contact=contact("test")))[0] == "timeout"
+    started = time.perf_counter()
+    for _ in range(5):
+        assert outcome(await client.test_parser(loop, contact=contact("test")))[0] == "timeout"
+    assert time.perf_counter() - started < 0.1
+
+
+async def test_callers_past_the_wait_get_a_busy_answer(
+    client: SandboxClient, sandbox: SandboxServer
+) -> None:
+    sources = [SLOW + f"# {uuid.uuid4()}\n" for _ in range(8)]
+    started = time.perf_counter()
+    answers = await asyncio.gather(
+        *(client.test_parser(source, contact=contact("test")) for source in sources)
+    )
+    kinds = [outcome(answer)[0] for answer in answers]
+    assert "sandbox_unavailable" in kinds and "ok" in kinds, kinds
+    assert set(kinds) == {"sandbox_unavailable", "ok"}, kinds
+    # Nobody waits much past the lane's bounded wait plus one compile.
+    assert time.perf_counter() - started < sandbox.config.trial.max_wait_s + 8
