@@ -11,10 +11,20 @@ from RestrictedPython import Guards
 from RestrictedPython.Eval import default_guarded_getitem, default_guarded_getiter
 from RestrictedPython.Guards import _FORMATTER_UNSAFE_METHODS, full_write_guard, safe_builtins
 from RestrictedPython.Limits import limited_builtins
-from RestrictedPython.PrintCollector import PrintCollector
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
+from preservarium_sandbox.engine.display import (
+    build_class,
+    shown_ascii,
+    shown_format,
+    shown_mod,
+    shown_repr,
+    shown_str,
+)
 from preservarium_sandbox.engine.facades import guarded_import
+from preservarium_sandbox.engine.printing import print_factory
+from preservarium_sandbox.engine.transformer import FORMAT_HELPERS, MOD_HELPER
+from preservarium_sandbox.limits import DEFAULT_LIMITS
 
 MODULE_NAME = "parser"
 
@@ -59,7 +69,7 @@ _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "*=": operator.imul,
     "/=": operator.itruediv,
     "//=": operator.ifloordiv,
-    "%=": operator.imod,
+    "%=": shown_mod,
     "**=": operator.ipow,
     "<<=": operator.ilshift,
     ">>=": operator.irshift,
@@ -121,37 +131,35 @@ def _apply(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return function(*args, **kwargs)
 
 
-class CappedPrintCollector(PrintCollector):
-    """print() output kept in memory up to a cap; the rest is dropped."""
-
-    cap = 4096
-
-    def __init__(self, _getattr_: Any = None) -> None:
-        super().__init__(_getattr_)  # type: ignore[no-untyped-call]
-        self.size = 0
-
-    def write(self, text: str) -> None:
-        """Keep text until the cap is reached."""
-        if self.size < self.cap:
-            kept = str(text)[: self.cap - self.size]
-            self.size += len(kept)
-            self.txt.append(kept)
-
-
 def _builtins() -> MappingProxyType[str, Any]:
     chosen = {k: v for k, v in safe_builtins.items() if k not in _REMOVED}
     chosen.update(limited_builtins)
     chosen.update(_EXTRA_BUILTINS)
     chosen["__import__"] = guarded_import
+    chosen["__build_class__"] = build_class
+    chosen["repr"] = shown_repr
     return MappingProxyType(chosen)
+
+
+# The helpers engine.transformer compiles text conversions into.
+_TEXT_HELPERS: dict[str, Callable[..., Any]] = {
+    FORMAT_HELPERS[-1]: shown_format,
+    FORMAT_HELPERS[ord("s")]: shown_str,
+    FORMAT_HELPERS[ord("r")]: shown_repr,
+    FORMAT_HELPERS[ord("a")]: shown_ascii,
+    MOD_HELPER: shown_mod,
+}
 
 
 BUILTINS = _builtins()
 
 
-def fresh_globals(warn: Callable[[object], None]) -> dict[str, Any]:
+def fresh_globals(
+    warn: Callable[[object], None], *, max_print_chars: int = DEFAULT_LIMITS.max_print_chars
+) -> dict[str, Any]:
     """A new globals dict for one call: nothing a previous call stored is in it."""
     return {
+        **_TEXT_HELPERS,
         "__builtins__": dict(BUILTINS),
         "__name__": MODULE_NAME,
         "__metaclass__": type,
@@ -161,7 +169,7 @@ def fresh_globals(warn: Callable[[object], None]) -> dict[str, Any]:
         "_iter_unpack_sequence_": guarded_iter_unpack,
         "_unpack_sequence_": guarded_unpack,
         "_write_": full_write_guard,
-        "_print_": CappedPrintCollector,
+        "_print_": print_factory(max_print_chars),
         "_inplacevar_": _inplacevar,
         "_apply_": _apply,
         "warn": warn,

@@ -169,7 +169,7 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
     Raises nothing but Deadline: every script failure becomes an error answer.
     """
     warnings = Warnings(limits)
-    namespace = fresh_globals(warnings.warner())
+    namespace = fresh_globals(warnings.warner(), max_print_chars=limits.max_print_chars)
     answer: dict[str, Any] = {"ok": True}
     try:
         exec(parser.code, namespace)
