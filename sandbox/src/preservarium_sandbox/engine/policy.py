@@ -22,8 +22,9 @@ from preservarium_sandbox.engine.display import (
     shown_str,
 )
 from preservarium_sandbox.engine.facades import guarded_import
+from preservarium_sandbox.engine.nesting import ParserTuple, checked
 from preservarium_sandbox.engine.printing import print_factory
-from preservarium_sandbox.engine.transformer import FORMAT_HELPERS, MOD_HELPER
+from preservarium_sandbox.engine.transformer import FORMAT_HELPERS, MOD_HELPER, NESTING_HELPER
 from preservarium_sandbox.limits import DEFAULT_LIMITS
 
 MODULE_NAME = "parser"
@@ -42,7 +43,7 @@ _EXTRA_BUILTINS: dict[str, Any] = {
     "frozenset": frozenset,
     "dict": dict,
     "list": list,
-    "tuple": tuple,
+    "tuple": ParserTuple,
     "bytes": bytes,
     "bytearray": bytearray,
     "enumerate": enumerate,
@@ -141,13 +142,14 @@ def _builtins() -> MappingProxyType[str, Any]:
     return MappingProxyType(chosen)
 
 
-# The helpers engine.transformer compiles text conversions into.
-_TEXT_HELPERS: dict[str, Callable[..., Any]] = {
+# The helpers engine.transformer compiles text conversions and tuple displays into.
+_COMPILED_HELPERS: dict[str, Callable[..., Any]] = {
     FORMAT_HELPERS[-1]: shown_format,
     FORMAT_HELPERS[ord("s")]: shown_str,
     FORMAT_HELPERS[ord("r")]: shown_repr,
     FORMAT_HELPERS[ord("a")]: shown_ascii,
     MOD_HELPER: shown_mod,
+    NESTING_HELPER: checked,
 }
 
 
@@ -159,7 +161,7 @@ def fresh_globals(
 ) -> dict[str, Any]:
     """A new globals dict for one call: nothing a previous call stored is in it."""
     return {
-        **_TEXT_HELPERS,
+        **_COMPILED_HELPERS,
         "__builtins__": dict(BUILTINS),
         "__name__": MODULE_NAME,
         "__metaclass__": type,

@@ -2,8 +2,9 @@
 
 Each way parser code turns an object into text is routed to engine.display: f-string
 fields (`{x}`, `{x!r}`, `{x!s}`, `{x!a}`), `%` with something but a number on its right,
-and a direct `str(x)`. The helpers are reached through names that start with `_`, which
-parser code itself can never spell.
+and a direct `str(x)`. Each tuple display and `*args` goes through engine.nesting. The
+helpers are reached through names that start with `_`, which parser code itself can
+never spell.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from RestrictedPython.transformer import RestrictingNodeTransformer
 
 FORMAT_HELPERS = {-1: "_format_", ord("s"): "_str_", ord("r"): "_repr_", ord("a"): "_ascii_"}
 MOD_HELPER = "_mod_"
+NESTING_HELPER = "_nest_"
 
 
 def _call(helper: str, args: list[ast.expr], like: ast.AST) -> ast.Call:
@@ -26,8 +28,45 @@ def _numeric(node: ast.expr) -> bool:
     return isinstance(node, ast.Constant) and type(node.value) in (int, float)
 
 
+def _checked_args(name: str, like: ast.AST) -> ast.expr:
+    return _call(NESTING_HELPER, [ast.copy_location(ast.Name(name, ast.Load()), like)], like)
+
+
 class ParserTransformer(RestrictingNodeTransformer):
-    """RestrictingNodeTransformer with address-free text conversions."""
+    """RestrictingNodeTransformer with address-free text conversions and a tuple depth bound."""
+
+    def visit_Tuple(self, node: ast.Tuple) -> Any:
+        """A tuple display that holds more than constants -> `_nest_((...))` (engine.nesting)."""
+        node = self.node_contents_visit(node)
+        if isinstance(node.ctx, ast.Load) and not all(
+            isinstance(element, ast.Constant) for element in node.elts
+        ):
+            return _call(NESTING_HELPER, [node], node)
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        """`def f(*args)`: `args = _nest_(args)` first."""
+        visited: Any = super().visit_FunctionDef(node)
+        vararg = visited.args.vararg
+        if vararg is not None:
+            target = ast.copy_location(ast.Name(vararg.arg, ast.Store()), visited)
+            check = ast.Assign(targets=[target], value=_checked_args(vararg.arg, visited))
+            visited.body.insert(0, ast.fix_missing_locations(ast.copy_location(check, visited)))
+        return visited
+
+    def visit_Lambda(self, node: ast.Lambda) -> Any:
+        """`lambda *args: body` -> `lambda *args: _nest_(args) is not None and body`."""
+        visited: Any = super().visit_Lambda(node)
+        vararg = visited.args.vararg
+        if vararg is not None:
+            check = ast.Compare(
+                left=_checked_args(vararg.arg, visited),
+                ops=[ast.IsNot()],
+                comparators=[ast.Constant(None)],
+            )
+            body = ast.BoolOp(op=ast.And(), values=[check, visited.body])
+            visited.body = ast.fix_missing_locations(ast.copy_location(body, visited.body))
+        return visited
 
     def visit_FormattedValue(self, node: ast.FormattedValue) -> Any:
         """`{value!c:spec}` -> `{_helper_(value)[:spec]}`; no conversion -> `_format_`."""

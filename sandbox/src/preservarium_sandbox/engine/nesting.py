@@ -1,0 +1,72 @@
+"""A bound on how deep parser code can nest tuples, where it builds them.
+
+CPython 3.11 hashes a tuple by recursing in C without the interpreter's recursion check:
+`t = (t,)` a million times, then `hash(t)` (or `t` as a dict key or set member),
+overflows the C stack and kills the worker with SIGSEGV. repr, ==, ordering and
+json.dumps of deep lists, dicts and tuples do check, and raise RecursionError.
+
+So every tuple a parser builds with a display (`(a, b)`, `return a, b`, `d[a, b]`) or
+receives as `*args` is checked here (engine.transformer inserts the calls), and so is
+`tuple(...)` (the builtin parsers get is `ParserTuple`): one nested deeper than
+MAX_DEPTH raises RecursionError, which the parser sees as any other. The walk is
+depth-first and gives up (accepting) after BUDGET tuples: a structure built wide on
+purpose to exhaust it costs its builder BUDGET steps per level, so the depth that
+overflows the C stack (over 100,000 levels) stays out of reach within a call's time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_DEPTH = 200
+BUDGET = 4096
+
+
+class NestingError(RecursionError):
+    """Tuples nested deeper than MAX_DEPTH."""
+
+
+def _walk(root: tuple[Any, ...]) -> None:
+    stack: list[tuple[tuple[Any, ...], int]] = [(root, 1)]
+    visited = 0
+    while stack:
+        node, depth = stack.pop()
+        visited += 1
+        if depth > MAX_DEPTH:
+            raise NestingError(f"tuples nested deeper than {MAX_DEPTH} levels")
+        if visited > BUDGET:
+            return
+        for item in node:
+            if isinstance(item, tuple) and item:
+                stack.append((item, depth + 1))
+
+
+def checked(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`value` itself, once it is known not to nest tuples deeper than MAX_DEPTH."""
+    for item in value:
+        if isinstance(item, tuple) and item:
+            _walk(value)
+            break
+    return value
+
+
+class _TupleType(type):
+    """`isinstance(x, tuple)` in parser code keeps meaning what it means in Python."""
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return isinstance(instance, tuple)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, tuple)
+
+
+class ParserTuple(tuple, metaclass=_TupleType):  # type: ignore[type-arg]
+    """The `tuple` builtin of parser code: `tuple(iterable)` checked, a real tuple made."""
+
+    def __new__(cls, iterable: Any = ()) -> Any:
+        made = tuple(iterable) if cls is ParserTuple else super().__new__(cls, iterable)
+        return checked(made)
+
+
+ParserTuple.__name__ = ParserTuple.__qualname__ = "tuple"
+ParserTuple.__module__ = "builtins"
