@@ -27,25 +27,33 @@ def pack(*items):
     return items
 
 def parse(payload, metadata):
-    one, two = BUILD_ONE, BUILD_TWO
+    one = FIRST
+    two = FIRST
     for i in range(DEPTH):
-        one, two = STEP
+        one = STEP_ONE
+        two = STEP_TWO
     return {"result": str(OPERATION)}
 """
+# (the empty structure, one step deeper from X, what is done with the deep `one`)
 FAMILY = {
-    "tuple_hash": ("()", "(one,), (two,)", "hash(one)"),
-    "tuple_dict_key": ("()", "(one,), (two,)", "len({one: 1})"),
-    "tuple_set_member": ("()", "(one, 1), (two, 2)", "one in {two}"),
-    "tuple_varargs_hash": ("()", "pack(one), pack(two)", "hash(one)"),
-    "tuple_lambda_varargs": ("()", "(lambda *a: a)(one), two", "hash(one)"),
-    "tuple_builtin_hash": ("()", "tuple([one]), tuple([two])", "hash(one)"),
-    "list_repr": ("[]", "[one], [two]", "repr(one)"),
-    "list_str": ("[]", "[one], [two]", "str(one)"),
-    "list_fstring": ("[]", "[one], [two]", "f'{one}'"),
-    "dict_equality": ("{}", "{'a': one}, {'a': two}", "one == two"),
-    "list_ordering": ("[]", "[one], [two]", "sorted([one, two])"),
-    "list_json": ("[]", "[one], [two]", "json.dumps(one)"),
-    "dict_json": ("{}", "{'a': one}, {'a': two}", "json.dumps(one)"),
+    "tuple_hash": ("()", "(X,)", "hash(one)"),
+    "tuple_dict_key": ("()", "(X,)", "len({one: 1})"),
+    "tuple_set_member": ("()", "(X, 1)", "one in {two}"),
+    "tuple_varargs_hash": ("()", "pack(X)", "hash(one)"),
+    "tuple_lambda_varargs": ("()", "(lambda *a: a)(X)", "hash(one)"),
+    "tuple_builtin_hash": ("()", "tuple([X])", "hash(one)"),
+    "tuple_zip_hash": ("()", "next(zip([X]))", "hash(one)"),
+    "tuple_enumerate_hash": ("()", "next(enumerate([X]))", "hash(one)"),
+    "tuple_items_hash": ("()", "next(iter({0: X}.items()))", "hash(one)"),
+    "tuple_popitem_hash": ("()", "{0: X}.popitem()", "hash(one)"),
+    "tuple_exception_args_hash": ("()", "ValueError(X).args", "hash(one)"),
+    "list_repr": ("[]", "[X]", "repr(one)"),
+    "list_str": ("[]", "[X]", "str(one)"),
+    "list_fstring": ("[]", "[X]", "f'{one}'"),
+    "dict_equality": ("{}", "{'a': X}", "one == two"),
+    "list_ordering": ("[]", "[X]", "sorted([one, two])"),
+    "list_json": ("[]", "[X]", "json.dumps(one)"),
+    "dict_json": ("{}", "{'a': X}", "json.dumps(one)"),
 }
 BENIGN = "def parse(payload, metadata):\n    return {'pair': list((len(payload), 1))}\n"
 
@@ -53,9 +61,9 @@ BENIGN = "def parse(payload, metadata):\n    return {'pair': list((len(payload),
 def program(case: str) -> str:
     first, step, operation = FAMILY[case]
     return (
-        PROGRAM.replace("BUILD_ONE", first)
-        .replace("BUILD_TWO", first)
-        .replace("STEP", step)
+        PROGRAM.replace("FIRST", first)
+        .replace("STEP_ONE", step.replace("X", "one"))
+        .replace("STEP_TWO", step.replace("X", "two"))
         .replace("OPERATION", operation)
         .replace("DEPTH", str(DEPTH))
     )

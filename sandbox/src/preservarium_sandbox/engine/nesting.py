@@ -70,3 +70,49 @@ class ParserTuple(tuple, metaclass=_TupleType):  # type: ignore[type-arg]
 
 ParserTuple.__name__ = ParserTuple.__qualname__ = "tuple"
 ParserTuple.__module__ = "builtins"
+
+
+def _check_members(values: Any) -> None:
+    for value in values:
+        if isinstance(value, tuple) and value:
+            checked(value)
+
+
+def checked_zip(*iterables: Any, strict: bool = False) -> Any:
+    """The `zip` builtin of parser code: each tuple it yields checked."""
+    return map(checked, zip(*iterables, strict=strict))
+
+
+def checked_enumerate(iterable: Any, start: int = 0) -> Any:
+    """The `enumerate` builtin of parser code: each pair it yields checked."""
+    return map(checked, enumerate(iterable, start))
+
+
+# Attributes that hand parser code a tuple made of its own objects: dict.items() and
+# dict.popitem() (pairs), an exception's .args. Read through `checked_attribute`.
+NESTING_ATTRIBUTES = frozenset({"items", "popitem", "args"})
+_NOT_CHECKED = object()
+
+
+def checked_attribute(obj: Any, name: str) -> Any:
+    """`obj.name` for a name in NESTING_ATTRIBUTES, its tuples checked; or _NOT_CHECKED."""
+    if isinstance(obj, dict):
+        mapping = obj
+        if name == "items":
+
+            def items() -> Any:
+                _check_members(mapping.keys())
+                _check_members(mapping.values())
+                return mapping.items()
+
+            return items
+        if name == "popitem":
+            return lambda: checked(mapping.popitem())
+    if name == "args" and isinstance(obj, BaseException):
+        return checked(obj.args)
+    return _NOT_CHECKED
+
+
+def unchecked(value: Any) -> bool:
+    """True when checked_attribute had nothing to say about the attribute."""
+    return value is _NOT_CHECKED

@@ -22,7 +22,15 @@ from preservarium_sandbox.engine.display import (
     shown_str,
 )
 from preservarium_sandbox.engine.facades import guarded_import
-from preservarium_sandbox.engine.nesting import ParserTuple, checked
+from preservarium_sandbox.engine.nesting import (
+    NESTING_ATTRIBUTES,
+    ParserTuple,
+    checked,
+    checked_attribute,
+    checked_enumerate,
+    checked_zip,
+    unchecked,
+)
 from preservarium_sandbox.engine.printing import print_factory
 from preservarium_sandbox.engine.transformer import FORMAT_HELPERS, MOD_HELPER, NESTING_HELPER
 from preservarium_sandbox.limits import DEFAULT_LIMITS
@@ -46,8 +54,8 @@ _EXTRA_BUILTINS: dict[str, Any] = {
     "tuple": ParserTuple,
     "bytes": bytes,
     "bytearray": bytearray,
-    "enumerate": enumerate,
-    "zip": zip,
+    "enumerate": checked_enumerate,
+    "zip": checked_zip,
     "sorted": sorted,
     "reversed": reversed,
     "min": min,
@@ -90,6 +98,8 @@ guarded_iter_unpack_sequence: Callable[..., Any] = Guards.guarded_iter_unpack_se
 _SPECIAL_NAMES = frozenset(
     {"format", "format_map", "Formatter"} | _FORMATTER_UNSAFE_METHODS | INSPECT_ATTRIBUTES
 )
+# Names that leave the fast path: RestrictedPython's, and those engine.nesting checks.
+_SLOW_NAMES = _SPECIAL_NAMES | NESTING_ATTRIBUTES
 
 
 def guarded_getattr(obj: Any, name: Any, default: Any = safer_getattr_raise) -> Any:
@@ -97,12 +107,17 @@ def guarded_getattr(obj: Any, name: Any, default: Any = safer_getattr_raise) -> 
 
     Parser code reads attributes all the time (about a hundred per Efento contact), and
     the upstream guard costs two Python frames each. A plain public name that no upstream
-    rule mentions is read directly; anything else goes through the upstream guard.
+    rule mentions is read directly; the few that hand out tuples (engine.nesting) are
+    checked; anything else goes through the upstream guard.
     """
-    if type(name) is str and name[:1] != "_" and name not in _SPECIAL_NAMES:
+    if type(name) is str and name[:1] != "_" and name not in _SLOW_NAMES:
         if default is safer_getattr_raise:
             return getattr(obj, name)
         return getattr(obj, name, default)
+    if name in NESTING_ATTRIBUTES:
+        found = checked_attribute(obj, name)
+        if not unchecked(found):
+            return found
     if default is safer_getattr_raise:
         return safer_getattr_raise(obj, name)
     return safer_getattr_raise(obj, name, default)
