@@ -6,9 +6,11 @@ overflows the C stack and kills the worker with SIGSEGV. repr, ==, ordering and
 json.dumps of deep lists, dicts and tuples do check, and raise RecursionError.
 
 So every tuple a parser builds with a display (`(a, b)`, `return a, b`, `d[a, b]`) or
-receives as `*args` is checked here (engine.transformer inserts the calls), and so is
-`tuple(...)` (the builtin parsers get is `ParserTuple`): one nested deeper than
-MAX_DEPTH raises RecursionError, which the parser sees as any other. The walk is
+receives as `*args` is checked here (engine.transformer inserts the calls), and so are
+those of `tuple(...)` (the builtin parsers get is `ParserTuple`), `zip`, `enumerate`,
+`dict.items()`, `dict.popitem()` and an exception's `.args` (engine.policy's getattr
+guard): one nested deeper than MAX_DEPTH raises RecursionError, which the parser sees
+as any other. The walk is
 depth-first and gives up (accepting) after BUDGET tuples: a structure built wide on
 purpose to exhaust it costs its builder BUDGET steps per level, so the depth that
 overflows the C stack (over 100,000 levels) stays out of reach within a call's time.
