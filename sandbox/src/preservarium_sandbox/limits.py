@@ -8,6 +8,7 @@
 | CPU per call | wall clock + 1 s | RLIMIT_CPU soft limit (SIGXCPU) re-armed before every call |
 | CPU per worker | 3600 s | RLIMIT_CPU hard limit; the pool recycles workers before it |
 | memory per worker | 256 MiB (PRESERVARIUM_SANDBOX_MEMORY_MB) | RLIMIT_AS |
+| memory left behind by a call | 32 MiB over the worker's start | worker replaced after the call |
 | files written | none | RLIMIT_FSIZE = 0, seccomp |
 | open descriptors | 16 | RLIMIT_NOFILE |
 | core dumps | none | RLIMIT_CORE = 0 |
@@ -54,6 +55,7 @@ class Limits:
     max_warnings: int = 32
     max_warning_chars: int = 512
     max_print_chars: int = 4096
+    max_residue_mb: int = 32
     max_open_files: int = 16
     worker_cpu_budget_s: int = 3600
     worker_max_calls: int = 20_000

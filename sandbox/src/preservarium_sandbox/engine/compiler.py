@@ -11,6 +11,7 @@ from preservarium.parser_source import FILENAME, denied_import, import_refusal
 from RestrictedPython.compile import compile_restricted_exec
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.transformer import ParserTransformer
 
 ENTRY_POINTS = ("parse", "identify", "reply", "format_command")
 _LINE = re.compile(r"Line (\d+)")
@@ -68,7 +69,7 @@ def compile_parser(source: str, *, require_parse: bool = True) -> CompiledParser
     if denied is not None:
         raise denied
     try:
-        result = compile_restricted_exec(source, filename=FILENAME)
+        result = compile_restricted_exec(source, filename=FILENAME, policy=ParserTransformer)
     except (RecursionError, MemoryError, ValueError, SyntaxError) as exc:
         raise ScriptFailure(
             ErrorKind.COMPILE_ERROR, f"source cannot be compiled: {type(exc).__name__}"

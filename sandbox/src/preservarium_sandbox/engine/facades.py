@@ -11,6 +11,7 @@ import binascii
 import datetime
 import json
 import math
+import operator
 import re
 import struct
 import sys
@@ -54,9 +55,56 @@ def _public(module: Any, names: list[str] | None = None) -> dict[str, Any]:
     return {name: getattr(module, name) for name in chosen}
 
 
+def exact(value: Any) -> Any:
+    """A str or bytes subclass instance as a copy of exact type; anything else unchanged.
+
+    Module-level caches (`re`'s patterns, `struct`'s formats) keep their keys: handed a
+    parser's subclass, they would keep its class, and what the class holds, alive after
+    the call. Copies of exact type carry nothing of the parser's.
+    """
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bytes):
+        return bytes.__bytes__(value)
+    return value
+
+
+def _exact_flags(value: Any) -> Any:
+    return value if type(value) is int else operator.index(value)
+
+
+def _exact_arguments(
+    function: Callable[..., Any], name: str, flags_at: int | None
+) -> Callable[..., Any]:
+    """`function` called with an exact first argument (and exact `flags`, if it has them)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if args:
+            args = (exact(args[0]), *args[1:])
+        if flags_at is not None:
+            if len(args) > flags_at:
+                args = (*args[:flags_at], _exact_flags(args[flags_at]), *args[flags_at + 1 :])
+            if "flags" in kwargs:
+                kwargs["flags"] = _exact_flags(kwargs["flags"])
+        return function(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = function.__doc__
+    return call
+
+
+def _exact_members(module: Any, flags_at: Mapping[str, int | None]) -> dict[str, Any]:
+    return {
+        name: _exact_arguments(getattr(module, name), name, at) for name, at in flags_at.items()
+    }
+
+
 def _json_loads(text: str | bytes) -> Any:
     """json.loads without hooks."""
-    return json.loads(text)
+    return json.loads(exact(text))
 
 
 def _json_dumps(
@@ -71,11 +119,19 @@ def _json_dumps(
 
 
 _RE_NAMES = [
-    "compile", "match", "fullmatch", "search", "findall", "finditer", "sub", "subn", "split",
     "escape", "error", "IGNORECASE", "I", "MULTILINE", "M", "DOTALL", "S", "ASCII", "A",
     "VERBOSE", "X",
 ]  # fmt: skip
-_STRUCT_NAMES = ["pack", "unpack", "unpack_from", "iter_unpack", "calcsize", "Struct", "error"]
+# re functions that take a pattern first (cached by re), and where their `flags` sits.
+_RE_PATTERN_FIRST: dict[str, int | None] = {
+    "compile": 1, "match": 2, "fullmatch": 2, "search": 2, "findall": 2, "finditer": 2,
+    "sub": 4, "subn": 4, "split": 3,
+}  # fmt: skip
+# struct functions that take a format first (cached by struct).
+_STRUCT_FORMAT_FIRST: dict[str, int | None] = dict.fromkeys(
+    ["pack", "unpack", "unpack_from", "iter_unpack", "calcsize"]
+)
+_STRUCT_NAMES = ["Struct", "error"]
 _BASE64_NAMES = [
     "b64encode", "b64decode", "standard_b64encode", "standard_b64decode", "urlsafe_b64encode",
     "urlsafe_b64decode", "b32encode", "b32decode", "b32hexencode", "b32hexdecode", "b16encode",
@@ -95,17 +151,35 @@ _PROTOWIRE_NAMES = [
 ]  # fmt: skip
 
 
-def _build() -> Mapping[str, VettedModule]:
-    # strptime imports _strptime on first use; import it now, before the worker is sealed.
+def _warm_up() -> None:
+    """Fill the modules' lazy tables now, so a first call does not count them as its own.
+
+    strptime imports _strptime on first use (before the worker is sealed, it still can);
+    base64 builds its base32/85 and ascii85 tables the first time they are used.
+    """
     datetime.datetime.strptime("2000", "%Y")
+    for encode, decode in (
+        (base64.b32encode, base64.b32decode),
+        (base64.b32hexencode, base64.b32hexdecode),
+        (base64.b85encode, base64.b85decode),
+        (base64.a85encode, base64.a85decode),
+    ):
+        decode(encode(b"warm"))
+
+
+def _build() -> Mapping[str, VettedModule]:
+    _warm_up()
     members: dict[str, dict[str, Any]] = {
         "math": _public(math),
-        "struct": _public(struct, _STRUCT_NAMES),
+        "struct": {
+            **_exact_members(struct, _STRUCT_FORMAT_FIRST),
+            **_public(struct, _STRUCT_NAMES),
+        },
         "base64": _public(base64, _BASE64_NAMES),
         "binascii": _public(binascii, _BINASCII_NAMES),
         "json": {"loads": _json_loads, "dumps": _json_dumps, "JSONDecodeError": ValueError},
         "datetime": {**_public(datetime, _DATETIME_NAMES), "UTC": datetime.UTC},
-        "re": _public(re, _RE_NAMES),
+        "re": {**_public(re, _RE_NAMES), **_exact_members(re, _RE_PATTERN_FIRST)},
         "protowire": _public(protowire, _PROTOWIRE_NAMES),
     }
     return MappingProxyType({name: make_facade(name, m) for name, m in members.items()})

@@ -11,10 +11,29 @@ from RestrictedPython import Guards
 from RestrictedPython.Eval import default_guarded_getitem, default_guarded_getiter
 from RestrictedPython.Guards import _FORMATTER_UNSAFE_METHODS, full_write_guard, safe_builtins
 from RestrictedPython.Limits import limited_builtins
-from RestrictedPython.PrintCollector import PrintCollector
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
+from preservarium_sandbox.engine.display import (
+    build_class,
+    shown_ascii,
+    shown_format,
+    shown_mod,
+    shown_repr,
+    shown_str,
+)
 from preservarium_sandbox.engine.facades import guarded_import
+from preservarium_sandbox.engine.nesting import (
+    NESTING_ATTRIBUTES,
+    ParserTuple,
+    checked,
+    checked_attribute,
+    checked_enumerate,
+    checked_zip,
+    unchecked,
+)
+from preservarium_sandbox.engine.printing import print_factory
+from preservarium_sandbox.engine.transformer import FORMAT_HELPERS, MOD_HELPER, NESTING_HELPER
+from preservarium_sandbox.limits import DEFAULT_LIMITS
 
 MODULE_NAME = "parser"
 
@@ -32,11 +51,11 @@ _EXTRA_BUILTINS: dict[str, Any] = {
     "frozenset": frozenset,
     "dict": dict,
     "list": list,
-    "tuple": tuple,
+    "tuple": ParserTuple,
     "bytes": bytes,
     "bytearray": bytearray,
-    "enumerate": enumerate,
-    "zip": zip,
+    "enumerate": checked_enumerate,
+    "zip": checked_zip,
     "sorted": sorted,
     "reversed": reversed,
     "min": min,
@@ -59,7 +78,7 @@ _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "*=": operator.imul,
     "/=": operator.itruediv,
     "//=": operator.ifloordiv,
-    "%=": operator.imod,
+    "%=": shown_mod,
     "**=": operator.ipow,
     "<<=": operator.ilshift,
     ">>=": operator.irshift,
@@ -79,6 +98,8 @@ guarded_iter_unpack_sequence: Callable[..., Any] = Guards.guarded_iter_unpack_se
 _SPECIAL_NAMES = frozenset(
     {"format", "format_map", "Formatter"} | _FORMATTER_UNSAFE_METHODS | INSPECT_ATTRIBUTES
 )
+# Names that leave the fast path: RestrictedPython's, and those engine.nesting checks.
+_SLOW_NAMES = _SPECIAL_NAMES | NESTING_ATTRIBUTES
 
 
 def guarded_getattr(obj: Any, name: Any, default: Any = safer_getattr_raise) -> Any:
@@ -86,12 +107,17 @@ def guarded_getattr(obj: Any, name: Any, default: Any = safer_getattr_raise) -> 
 
     Parser code reads attributes all the time (about a hundred per Efento contact), and
     the upstream guard costs two Python frames each. A plain public name that no upstream
-    rule mentions is read directly; anything else goes through the upstream guard.
+    rule mentions is read directly; the few that hand out tuples (engine.nesting) are
+    checked; anything else goes through the upstream guard.
     """
-    if type(name) is str and name[:1] != "_" and name not in _SPECIAL_NAMES:
+    if type(name) is str and name[:1] != "_" and name not in _SLOW_NAMES:
         if default is safer_getattr_raise:
             return getattr(obj, name)
         return getattr(obj, name, default)
+    if name in NESTING_ATTRIBUTES:
+        found = checked_attribute(obj, name)
+        if not unchecked(found):
+            return found
     if default is safer_getattr_raise:
         return safer_getattr_raise(obj, name)
     return safer_getattr_raise(obj, name, default)
@@ -121,37 +147,36 @@ def _apply(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return function(*args, **kwargs)
 
 
-class CappedPrintCollector(PrintCollector):
-    """print() output kept in memory up to a cap; the rest is dropped."""
-
-    cap = 4096
-
-    def __init__(self, _getattr_: Any = None) -> None:
-        super().__init__(_getattr_)  # type: ignore[no-untyped-call]
-        self.size = 0
-
-    def write(self, text: str) -> None:
-        """Keep text until the cap is reached."""
-        if self.size < self.cap:
-            kept = str(text)[: self.cap - self.size]
-            self.size += len(kept)
-            self.txt.append(kept)
-
-
 def _builtins() -> MappingProxyType[str, Any]:
     chosen = {k: v for k, v in safe_builtins.items() if k not in _REMOVED}
     chosen.update(limited_builtins)
     chosen.update(_EXTRA_BUILTINS)
     chosen["__import__"] = guarded_import
+    chosen["__build_class__"] = build_class
+    chosen["repr"] = shown_repr
     return MappingProxyType(chosen)
+
+
+# The helpers engine.transformer compiles text conversions and tuple displays into.
+_COMPILED_HELPERS: dict[str, Callable[..., Any]] = {
+    FORMAT_HELPERS[-1]: shown_format,
+    FORMAT_HELPERS[ord("s")]: shown_str,
+    FORMAT_HELPERS[ord("r")]: shown_repr,
+    FORMAT_HELPERS[ord("a")]: shown_ascii,
+    MOD_HELPER: shown_mod,
+    NESTING_HELPER: checked,
+}
 
 
 BUILTINS = _builtins()
 
 
-def fresh_globals(warn: Callable[[object], None]) -> dict[str, Any]:
+def fresh_globals(
+    warn: Callable[[object], None], *, max_print_chars: int = DEFAULT_LIMITS.max_print_chars
+) -> dict[str, Any]:
     """A new globals dict for one call: nothing a previous call stored is in it."""
     return {
+        **_COMPILED_HELPERS,
         "__builtins__": dict(BUILTINS),
         "__name__": MODULE_NAME,
         "__metaclass__": type,
@@ -161,7 +186,7 @@ def fresh_globals(warn: Callable[[object], None]) -> dict[str, Any]:
         "_iter_unpack_sequence_": guarded_iter_unpack,
         "_unpack_sequence_": guarded_unpack,
         "_write_": full_write_guard,
-        "_print_": CappedPrintCollector,
+        "_print_": print_factory(max_print_chars),
         "_inplacevar_": _inplacevar,
         "_apply_": _apply,
         "warn": warn,

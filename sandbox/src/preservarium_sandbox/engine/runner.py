@@ -31,6 +31,7 @@ from preservarium_sandbox.engine.outputs import (
     document_json,
 )
 from preservarium_sandbox.engine.policy import fresh_globals
+from preservarium_sandbox.engine.residue import forget_call_state
 from preservarium_sandbox.limits import Limits
 
 _RAISE = dis.opmap["RAISE_VARARGS"]
@@ -184,7 +185,7 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
     Raises nothing but Deadline: every script failure becomes an error answer.
     """
     warnings = Warnings(limits)
-    namespace = fresh_globals(warnings.warner())
+    namespace = fresh_globals(warnings.warner(), max_print_chars=limits.max_print_chars)
     answer: dict[str, Any] = {"ok": True}
     try:
         exec(parser.code, namespace)
@@ -213,7 +214,9 @@ def collect_leftovers(namespace: dict[str, Any]) -> None:
     left to the garbage collector, its objects would die during some later call, and a
     generator's `finally` would run the parser's code on another parser's time. The
     worker disables the automatic collector, so everything a call made is young: a
-    generation-0 collection here finds it all.
+    generation-0 collection here finds it all, once the vetted modules' caches have let
+    go of what the call put in them (engine.residue).
     """
+    forget_call_state()
     namespace.clear()
     gc.collect(0)

@@ -22,8 +22,10 @@ from typing import Any
 
 from preservarium_sandbox.engine.compiler import CompiledParser, compile_parser
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.residue import forget_call_state
 from preservarium_sandbox.engine.runner import Deadline, failure_from, run_job
 from preservarium_sandbox.limits import Limits, cpu_soft_limit_for
+from preservarium_sandbox.worker.footprint import Footprint, return_freed_memory
 from preservarium_sandbox.worker.hardening import harden
 from preservarium_sandbox.worker.protocol import (
     encode_frame,
@@ -81,6 +83,7 @@ class Worker:
         self.limits = limits
         self.clock = DeadlineClock()
         self.compiled: OrderedDict[str, CompiledParser | ScriptFailure] = OrderedDict()
+        self.footprint = Footprint(slack_mb=limits.max_residue_mb)
 
     def _compiled(self, job: dict[str, Any]) -> CompiledParser | ScriptFailure | None:
         sha = job["sha"]
@@ -104,6 +107,7 @@ class Worker:
         try:
             self.clock.arm_ms(CLEANUP_MS)
             try:
+                forget_call_state()
                 gc.collect(0)
             finally:
                 self.clock.disarm()
@@ -146,7 +150,11 @@ class Worker:
         # A call cut short by its deadline never reached its own cleanup: collect what it
         # left under a short budget of its own, or give the worker up.
         clean = error.get("kind") != ErrorKind.TIMEOUT.value or self._collect_after_timeout()
-        answer["recycle"] = error.get("kind") == ErrorKind.MEMORY_LIMIT.value or not clean
+        # Memory the call left behind (pinned in some cache nobody cleans) is given up
+        # with the worker: it would shrink the next parser's headroom.
+        answer["recycle"] = (
+            error.get("kind") == ErrorKind.MEMORY_LIMIT.value or not clean or self.footprint.grown()
+        )
         answer["cpu_s"] = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         answer["compiled"] = compiling and "need_source" not in answer
         answer["worker_ms"] = (time.perf_counter() - started) * 1000
@@ -184,6 +192,7 @@ def main() -> None:
     """Entry point of the worker process."""
     try:
         limits = Limits(**json.loads(sys.argv[1]))
+        return_freed_memory()
         report = harden(limits)
         worker = Worker(limits)
         _prepare()
