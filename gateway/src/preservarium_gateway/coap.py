@@ -181,6 +181,8 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         )
         if answer.outcome is Outcome.RETRY_LATER:
             raise RetryLater(self._limits.retry_after_s)
+        if answer.outcome is Outcome.FORBIDDEN:
+            raise error.Forbidden("device registered with another type")
         return aiocoap.Message(code=SUCCESS[request.code], payload=answer.body)
 
 

@@ -1,7 +1,13 @@
-"""One device contact, stage by stage: raw to Kafka, parse, parsed or failed, command, answer.
+"""One device contact, stage by stage: raw to Kafka, parse, identity, parsed or failed,
+command, answer.
 
 The raw record and the sandbox call run at the same time (the parse does not need the
 ack); the device gets its success code only once the raw record is acknowledged.
+
+A route contact is named by its parser's `identify()`. That id is held to the rules of a
+path id (else the contact fails as `invalid_output`), and a device registered with
+another type than the route's is refused (`4.03`, `device_mismatch`): nothing is
+delivered, so a payload of one type cannot take the commands of a device of another.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from preservarium.errors import RepositoryError
+from preservarium.ids import is_device_id
 from preservarium.repositories import CommandRecord
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import (
@@ -28,6 +35,7 @@ from preservarium.sandbox_client import (
 from preservarium_gateway import records
 from preservarium_gateway.commands import CommandDesk, command_params
 from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.errors import PublishError
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.metrics import GatewayMetrics
@@ -41,6 +49,7 @@ class Outcome(Enum):
 
     ACCEPTED = "accepted"
     RETRY_LATER = "retry_later"
+    FORBIDDEN = "forbidden"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,27 @@ class Parsed:
         return self.response is not None and self.response.HasField("result")
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the gateway, not the parser, refuses what a route contact's parser named."""
+
+    kind: str
+    message: str
+    outcome: Outcome = Outcome.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a contact is from, as far as the gateway accepts it."""
+
+    device_id: str | None
+    refusal: Refusal | None = None
+    verified: bool = True  # False: the registry could not be asked, so no command
+
+
+INVALID_ID = "identify() must return 1 to 64 characters of A-Z a-z 0-9 . _ : - (not . or ..)"
+
+
 class ContactPipeline:
     """Runs the stages of a contact; holds no state of its own between contacts."""
 
@@ -87,6 +117,7 @@ class ContactPipeline:
         publisher: KafkaPublisher,
         sandbox: ParserService,
         desk: CommandDesk,
+        directory: DeviceDirectory,
         topics: Topics,
         limits: GatewayLimits,
         metrics: GatewayMetrics,
@@ -94,6 +125,7 @@ class ContactPipeline:
         self._publisher = publisher
         self._sandbox = sandbox
         self._desk = desk
+        self._directory = directory
         self._topics = topics
         self._limits = limits
         self._metrics = metrics
@@ -115,11 +147,18 @@ class ContactPipeline:
             if command is not None:
                 await self._release(command)
             return ContactAnswer(Outcome.RETRY_LATER)
-        device_id = self._publish_result(uplink, parsed)
+        identity = await self._identity(uplink, parsed)
+        device_id, refusal = identity.device_id, identity.refusal
+        if refusal is not None:
+            if command is not None:
+                await self._release(command)
+            self._publish_failure(uplink, device_id, refusal.kind, refusal.message, None)
+            return ContactAnswer(refusal.outcome)
+        self._publish_result(uplink, device_id, parsed)
         body = b""
         if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):
             body = parsed.response.result.reply
-        if request.confirmable:
+        if request.confirmable and identity.verified:
             sent = await self._deliver_command(uplink, device_id, command, parsed)
             if sent is not None:
                 body = sent
@@ -176,13 +215,47 @@ class ContactPipeline:
             )
         return Parsed(response)
 
-    def _publish_result(self, uplink: records.Uplink, parsed: Parsed) -> str | None:
-        """Publish uplink.parsed or uplink.failed; return the device id as now known."""
-        device_id = uplink.device_id
+    async def _identity(self, uplink: records.Uplink, parsed: Parsed) -> Identity:
+        """The device id as now known, or why the contact must not be delivered."""
+        if uplink.device_id is not None:  # a path id: checked, and registered with its type
+            return Identity(uplink.device_id)
+        response = parsed.response
+        if response is None or not response.HasField("result"):
+            return Identity(None)
+        if not response.result.HasField("device_id"):
+            return Identity(None)
+        device_id = response.result.device_id
+        if not is_device_id(device_id):
+            return Identity(None, Refusal("invalid_output", INVALID_ID))
+        try:
+            registered = await self._registered_type(device_id)
+        except RepositoryError as exc:
+            log.warning("device lookup failed", extra={"device_id": device_id,
+                        "error": str(exc)})  # fmt: skip
+            return Identity(device_id, verified=False)
+        if registered is not None and registered != uplink.device_type:
+            message = (
+                f"device {device_id} is registered as type {registered}; "
+                f"route /{uplink.path} is for type {uplink.device_type}"
+            )
+            return Identity(device_id, Refusal("device_mismatch", message, Outcome.FORBIDDEN))
+        return Identity(device_id)
+
+    async def _registered_type(self, device_id: str) -> str | None:
+        """The registered type of a route device: from memory, or from the database when
+        a command waits for the device (a stale copy must not hand a command over)."""
+        known = self._directory.known_type(device_id)
+        if known is not None or device_id not in self._desk.index:
+            return known
+        return await self._directory.device_type(device_id)
+
+    def _publish_result(
+        self, uplink: records.Uplink, device_id: str | None, parsed: Parsed
+    ) -> None:
+        """Publish uplink.parsed or uplink.failed."""
         response = parsed.response
         if response is not None and response.HasField("result"):
             result = response.result
-            device_id = result.device_id if result.HasField("device_id") else device_id
             value = records.parsed_record(
                 uplink,
                 device_id=device_id,
@@ -191,13 +264,23 @@ class ContactPipeline:
                 warnings=list(result.warnings),
             )
             self._send(self._topics.parsed, value, device_id)
-            return device_id
+            return
         if response is None:
             kind, message, line = "sandbox_unavailable", parsed.unavailable or "", None
         else:
             error = response.error
             kind, message = error_kind_name(error.kind), error.message
             line = error.line if error.HasField("line") else None
+        self._publish_failure(uplink, device_id, kind, message, line)
+
+    def _publish_failure(
+        self,
+        uplink: records.Uplink,
+        device_id: str | None,
+        kind: str,
+        message: str,
+        line: int | None,
+    ) -> None:
         self._metrics.parse_errors.labels(kind).inc()
         log.info("uplink failed", extra={"uplink_id": uplink.id, "device_id": device_id,
                  "kind": kind})  # fmt: skip
@@ -205,7 +288,6 @@ class ContactPipeline:
             uplink, device_id=device_id, kind=kind, message=message, line=line
         )
         self._send(self._topics.failed, records.encode(failed), device_id)
-        return device_id
 
     def _send(self, topic: str, value: bytes, device_id: str | None) -> None:
         self._publisher.publish_later(topic, value, device_id.encode() if device_id else None)

@@ -73,6 +73,7 @@ class GatewayServer(AsyncLifecycle):
             publisher=self.publisher,
             sandbox=self.sandbox,
             desk=self.desk,
+            directory=self.directory,
             topics=config.topics,
             limits=limits,
             metrics=self.metrics,
