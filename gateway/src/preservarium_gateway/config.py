@@ -46,6 +46,8 @@ class GatewayLimits:
     retry_after_s: int = 5
     dedup_lifetime_s: float = 247.0
     dedup_max_entries: int = 20_000
+    # One source address (an IPv6 /64) holds at most this many: it cannot evict others.
+    dedup_source_entries: int = 2_000
     directory_refresh_s: float = 10.0
     unknown_device_ttl_s: float = 1.0
     commands_refresh_s: float = 1.0

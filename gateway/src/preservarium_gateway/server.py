@@ -118,6 +118,7 @@ class GatewayServer(AsyncLifecycle):
             self._context,
             lifetime_s=self.config.limits.dedup_lifetime_s,
             max_entries=self.config.limits.dedup_max_entries,
+            source_entries=self.config.limits.dedup_source_entries,
         )
         self.port = bind.port or 5683
         try:

@@ -1,0 +1,115 @@
+"""The deduplication cache: bounded, fair between senders, expiring (unit level)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiocoap.numbers.types import CON, NON
+from preservarium_gateway.dedup import BoundedDeduplication, SourceSizes, source_of
+
+
+@dataclass(frozen=True)
+class Remote:
+    sockaddr: tuple[Any, ...]
+
+
+@dataclass
+class Message:
+    remote: Remote
+    mid: int
+    mtype: Any = CON
+
+
+@dataclass
+class Manager:
+    """Records what the cache sends again."""
+
+    sent: list[Any] = field(default_factory=list)
+
+    def _send_initially(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+def v4(host: str, port: int = 5683) -> Remote:
+    return Remote(("::ffff:" + host, port, 0, 0))
+
+
+def cache(**bounds: Any) -> tuple[BoundedDeduplication, Manager]:
+    manager = Manager()
+    options = {"lifetime_s": 247.0, "max_entries": 100, "source_entries": 10} | bounds
+    return BoundedDeduplication(manager, **options), manager
+
+
+def seen(dedup: BoundedDeduplication, remote: Remote, mid: int, mtype: Any = CON) -> bool:
+    return dedup.deduplicate(Message(remote, mid, mtype))
+
+
+def test_a_retransmission_gets_the_stored_response() -> None:
+    dedup, manager = cache()
+    victim = v4("10.0.0.1")
+    assert seen(dedup, victim, 7) is False
+    dedup.store_response(Message(victim, 7, "response"))
+    assert seen(dedup, victim, 7) is True
+    assert seen(dedup, victim, 7, NON) is True  # a NON duplicate is dropped, not answered
+    assert [message.mtype for message in manager.sent] == ["response"]
+
+
+def test_one_source_over_its_quota_evicts_only_its_own_oldest() -> None:
+    dedup, _ = cache(max_entries=100, source_entries=10)
+    victim = v4("10.0.0.1")
+    seen(dedup, victim, 1)
+    flooder = v4("10.0.0.2", 40000)
+    for mid in range(5000):
+        assert seen(dedup, flooder, mid) is False
+    assert dedup.held_by(flooder) == 10 and len(dedup) == 11
+    assert seen(dedup, victim, 1) is True
+    assert seen(dedup, flooder, 4999) is True and seen(dedup, flooder, 0) is False
+
+
+def test_over_the_global_bound_the_largest_source_loses_its_oldest() -> None:
+    dedup, _ = cache(max_entries=30, source_entries=10)
+    victims = [v4(f"10.0.1.{n}") for n in range(5)]
+    for victim in victims:
+        seen(dedup, victim, 1)
+    flooders = [v4(f"10.0.2.{n}") for n in range(20)]  # many sources, each within quota
+    for mid in range(10):
+        for flooder in flooders:
+            seen(dedup, flooder, mid)
+    assert len(dedup) == 30
+    assert all(seen(dedup, victim, 1) for victim in victims)
+    assert max(dedup.held_by(flooder) for flooder in flooders) <= 2
+
+
+def test_an_ipv6_sender_is_one_source_per_64() -> None:
+    first = Remote(("2001:db8:1:2::1", 5683, 0, 0))
+    other_host = Remote(("2001:db8:1:2:ffff::9", 1, 0, 0))
+    other_net = Remote(("2001:db8:1:3::1", 5683, 0, 0))
+    assert source_of(first) == source_of(other_host) != source_of(other_net)
+    assert source_of(v4("10.0.0.1")) != source_of(v4("10.0.0.2"))
+    assert source_of(Remote(("fe80::1%lo", 1, 0, 1))) == source_of(Remote(("fe80::2", 1, 0, 0)))
+
+
+def test_entries_expire_after_the_lifetime() -> None:
+    dedup, _ = cache(lifetime_s=0.05)
+    remote = v4("10.0.0.1")
+    seen(dedup, remote, 1)
+    assert seen(dedup, remote, 1) is True
+    time.sleep(0.1)
+    assert seen(dedup, remote, 2) is False  # expires the first on the way
+    assert len(dedup) == 1 and seen(dedup, remote, 1) is False
+
+
+def test_source_sizes_track_the_largest() -> None:
+    sizes = SourceSizes()
+    for after in (1, 2, 3):
+        sizes.moved("a", after - 1, after)
+    sizes.moved("b", 0, 1)
+    assert sizes.largest == 3 and sizes.a_largest() == "a"
+    sizes.moved("a", 3, 2)
+    sizes.moved("a", 2, 1)
+    assert sizes.largest == 1 and sizes.a_largest() in {"a", "b"}
+    sizes.moved("a", 1, 0)
+    sizes.moved("b", 1, 0)
+    assert sizes.largest == 0
