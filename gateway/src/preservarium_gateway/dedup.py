@@ -27,7 +27,13 @@ from typing import Any
 
 from aiocoap.numbers.types import CON
 
-Key = tuple[Any, int]  # (remote endpoint, message id)
+Key = tuple[Any, int]  # (the sender's address and port, message id)
+
+
+def key_of(message: Any) -> Key:
+    """A message's key in plain values: aiocoap's UDP endpoint hashes in Python, at every
+    dict operation, and compares exactly this part of its socket address."""
+    return (message.remote.sockaddr[:-1], message.mid)
 
 
 def source_of(remote: Any) -> str:
@@ -110,7 +116,7 @@ class BoundedDeduplication:
 
     def deduplicate(self, message: Any) -> bool:
         """True when `message` was seen already (a stored response is sent again)."""
-        key = (message.remote, message.mid)
+        key = key_of(message)
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None:
@@ -125,7 +131,7 @@ class BoundedDeduplication:
 
     def store_response(self, message: Any) -> None:
         """Remember the response to a request, for its retransmissions."""
-        entry = self._entries.get((message.remote, message.mid))
+        entry = self._entries.get(key_of(message))
         if entry is not None:
             entry[1] = message
 
@@ -140,21 +146,31 @@ class BoundedDeduplication:
     def _add(self, key: Key, source: str, deadline: float) -> None:
         held = self._sources.get(source)
         if held is not None and len(held) >= self._source_entries:
-            self._remove(next(iter(held)))
+            self._evict_oldest(source, held)
         if len(self._entries) >= self._max_entries:
             held = self._sources.get(source)
             if held is None or len(held) < self._sizes.largest:  # else: among the largest
-                held = self._sources[self._sizes.a_largest()]
-            self._remove(next(iter(held)))
+                source_to_trim = self._sizes.a_largest()
+                self._evict_oldest(source_to_trim, self._sources[source_to_trim])
+            else:
+                self._evict_oldest(source, held)
         held = self._sources.setdefault(source, OrderedDict())
         held[key] = None
         self._sizes.moved(source, len(held) - 1, len(held))
         self._entries[key] = [deadline, None, source]
 
+    def _evict_oldest(self, source: str, held: OrderedDict[Key, None]) -> None:
+        key, _ = held.popitem(last=False)
+        del self._entries[key]
+        self._shrunk(source, held)
+
     def _remove(self, key: Key) -> None:
         source = self._entries.pop(key)[2]
         held = self._sources[source]
         del held[key]
+        self._shrunk(source, held)
+
+    def _shrunk(self, source: str, held: OrderedDict[Key, None]) -> None:
         self._sizes.moved(source, len(held) + 1, len(held))
         if not held:
             del self._sources[source]
