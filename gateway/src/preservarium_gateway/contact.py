@@ -2,12 +2,8 @@
 command, answer.
 
 The raw record and the sandbox call run at the same time (the parse does not need the
-ack); the device gets its success code only once the raw record is acknowledged.
-
-A route contact is named by its parser's `identify()`. That id is held to the rules of a
-path id (else the contact fails as `invalid_output`), and a device registered with
-another type than the route's is refused (`4.03`, `device_mismatch`): nothing is
-delivered, so a payload of one type cannot take the commands of a device of another.
+ack); the device gets its success code only once the raw record is acknowledged. A
+route contact's identity is checked (`identity`) before anything is delivered.
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from preservarium.errors import RepositoryError
-from preservarium.ids import is_device_id
 from preservarium.repositories import CommandRecord
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import (
@@ -37,6 +32,7 @@ from preservarium_gateway.commands import CommandDesk, command_params
 from preservarium_gateway.config import GatewayLimits, Topics
 from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.errors import PublishError
+from preservarium_gateway.identity import Identity, RouteIdentities
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.types import ParserService
@@ -87,27 +83,6 @@ class Parsed:
         return self.response is not None and self.response.HasField("result")
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why the gateway, not the parser, refuses what a route contact's parser named."""
-
-    kind: str
-    message: str
-    outcome: Outcome = Outcome.ACCEPTED
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a contact is from, as far as the gateway accepts it."""
-
-    device_id: str | None
-    refusal: Refusal | None = None
-    verified: bool = True  # False: the registry could not be asked, so no command
-
-
-INVALID_ID = "identify() must return 1 to 64 characters of A-Z a-z 0-9 . _ : - (not . or ..)"
-
-
 class ContactPipeline:
     """Runs the stages of a contact; holds no state of its own between contacts."""
 
@@ -125,7 +100,7 @@ class ContactPipeline:
         self._publisher = publisher
         self._sandbox = sandbox
         self._desk = desk
-        self._directory = directory
+        self._identities = RouteIdentities(directory=directory, pending=desk.index)
         self._topics = topics
         self._limits = limits
         self._metrics = metrics
@@ -153,7 +128,7 @@ class ContactPipeline:
             if command is not None:
                 await self._release(command)
             self._publish_failure(uplink, device_id, refusal.kind, refusal.message, None)
-            return ContactAnswer(refusal.outcome)
+            return ContactAnswer(Outcome.FORBIDDEN if refusal.forbidden else Outcome.ACCEPTED)
         self._publish_result(uplink, device_id, parsed)
         body = b""
         if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):
@@ -220,34 +195,11 @@ class ContactPipeline:
         if uplink.device_id is not None:  # a path id: checked, and registered with its type
             return Identity(uplink.device_id)
         response = parsed.response
-        if response is None or not response.HasField("result"):
+        if response is None or not response.result.HasField("device_id"):
             return Identity(None)
-        if not response.result.HasField("device_id"):
-            return Identity(None)
-        device_id = response.result.device_id
-        if not is_device_id(device_id):
-            return Identity(None, Refusal("invalid_output", INVALID_ID))
-        try:
-            registered = await self._registered_type(device_id)
-        except RepositoryError as exc:
-            log.warning("device lookup failed", extra={"device_id": device_id,
-                        "error": str(exc)})  # fmt: skip
-            return Identity(device_id, verified=False)
-        if registered is not None and registered != uplink.device_type:
-            message = (
-                f"device {device_id} is registered as type {registered}; "
-                f"route /{uplink.path} is for type {uplink.device_type}"
-            )
-            return Identity(device_id, Refusal("device_mismatch", message, Outcome.FORBIDDEN))
-        return Identity(device_id)
-
-    async def _registered_type(self, device_id: str) -> str | None:
-        """The registered type of a route device: from memory, or from the database when
-        a command waits for the device (a stale copy must not hand a command over)."""
-        known = self._directory.known_type(device_id)
-        if known is not None or device_id not in self._desk.index:
-            return known
-        return await self._directory.device_type(device_id)
+        return await self._identities.check(
+            response.result.device_id, route=uplink.path, device_type=uplink.device_type
+        )
 
     def _publish_result(
         self, uplink: records.Uplink, device_id: str | None, parsed: Parsed
