@@ -15,7 +15,7 @@ transport's `datagram_msg_received` and sorts every datagram first:
   anything else is dropped.
 - **unparsable**: not a CoAP message (RFC 7252 message format error, a token longer than
   8 bytes or cut short included): dropped, as aiocoap does.
-- **internal**: aiocoap raised while dispatching a message: dropped.
+- **internal**: aiocoap raised while decoding or dispatching a message: dropped.
 
 Requests to a multicast address get no error answer (RFC 7252 8.1). Each refusal counts
 in `preservarium_gateway_datagrams_refused_total{cause}` and is logged at most once per
@@ -133,6 +133,9 @@ class DatagramGuard:
         except UnicodeDecodeError:
             self._refuse("bad_text", remote)
             self._answer(data, remote, Code.BAD_REQUEST, text="an option is not UTF-8 text")
+            return
+        except Exception as exc:  # none seen in fuzzing; kept out of asyncio's log all the same
+            self._refuse("internal", remote, exc)
             return
         try:
             self._manager.dispatch_message(message)
