@@ -34,8 +34,9 @@ log = logging.getLogger("preservarium.gateway.coap")
 SUCCESS = {Code.POST: Code.CREATED, Code.PUT: Code.CHANGED, Code.GET: Code.CONTENT}
 DEVICE_METHODS = (Code.POST, Code.PUT)
 ROUTE_METHODS = (Code.POST, Code.PUT, Code.GET)
-# Critical options the gateway acts on (Uri-Host and Uri-Port name this server; Block1 is
-# answered 4.13; Accept and Block2 ask for a format and block size the short answers meet).
+# Critical options the gateway knows: Uri-Host and Uri-Port name this server, Uri-Path and
+# Uri-Query are read, Block1 is answered 4.13; Accept and a Block2 size request are
+# answered with the whole (at most 1 KiB) body.
 KNOWN_CRITICAL = frozenset({3, 7, 11, 15, 17, 23, 27})
 PROXY_OPTIONS = frozenset({35, 39})
 
