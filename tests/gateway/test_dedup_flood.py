@@ -77,6 +77,12 @@ async def test_one_flooding_source_cannot_evict_another(
     await retransmission_is_a_duplicate(gateway, coap, topics, ("127.0.0.2", 300))
 
 
+async def test_a_flooding_socket_cannot_evict_a_device_on_its_own_host(
+    gateway: GatewayServer, coap: CoapClient, topics: Topology
+) -> None:
+    await retransmission_is_a_duplicate(gateway, coap, topics, ("127.0.0.1", 300))
+
+
 async def test_many_flooding_sources_evict_the_largest_first(
     gateway: GatewayServer, coap: CoapClient, topics: Topology
 ) -> None:
