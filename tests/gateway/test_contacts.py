@@ -82,12 +82,13 @@ async def test_bad_payload_goes_to_failed_and_the_device_still_succeeds(
         ("/d/nobody", READING, "4.04"),
         ("/d/bad$id", READING, "4.00"),
         ("/d/" + "x" * 65, READING, "4.00"),
+        ("/d/..", READING, "4.00"),
         ("/nowhere", READING, "4.04"),
         ("/d", READING, "4.04"),
         ("/d/dev-1", bytes(1025), "4.13"),
         ("/m", bytes(1025), "4.13"),
     ],
-    ids=["unknown", "bad-char", "too-long", "no-path", "bare-d", "big-d", "big-route"],
+    ids=["unknown", "bad-char", "too-long", "dot-dot", "no-path", "bare-d", "big-d", "big-route"],
 )
 async def test_bad_requests_get_clear_codes(
     coap: CoapClient, topics: Topology, path: str, payload: bytes, code: str

@@ -1,7 +1,11 @@
 """The CoAP face of the gateway: `/d/{device_id}[/...]`, the routes, `/.well-known/core`.
 
 Bad requests are answered by raising aiocoap's renderable errors; the contact itself is
-the pipeline's business.
+the pipeline's business. A request with a critical option (odd number) the gateway does
+not act on is answered `4.02 Bad Option` before anything else (RFC 7252 5.4.1; OSCORE's
+option 9 included, as the gateway does not speak OSCORE), one with Proxy-Uri or
+Proxy-Scheme `5.05` (the gateway is no proxy). What aiocoap cannot decode never gets
+here: see `datagrams`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ log = logging.getLogger("preservarium.gateway.coap")
 SUCCESS = {Code.POST: Code.CREATED, Code.PUT: Code.CHANGED, Code.GET: Code.CONTENT}
 DEVICE_METHODS = (Code.POST, Code.PUT)
 ROUTE_METHODS = (Code.POST, Code.PUT, Code.GET)
+# Critical options the gateway knows: Uri-Host and Uri-Port name this server, Uri-Path and
+# Uri-Query are read, Block1 is answered 4.13; Accept and a Block2 size request are
+# answered with the whole (at most 1 KiB) body.
+KNOWN_CRITICAL = frozenset({3, 7, 11, 15, 17, 23, 27})
+PROXY_OPTIONS = frozenset({35, 39})
 
 
 class PayloadTooLarge(error.RequestEntityTooLarge):  # type: ignore[misc]
@@ -56,6 +65,16 @@ class RetryLater(error.ServiceUnavailable):  # type: ignore[misc]
         message = super().to_message()
         message.opt.max_age = self.max_age
         return message
+
+
+def check_options(request: aiocoap.Message) -> None:
+    """Refuse a request carrying a critical option the gateway would silently ignore."""
+    for option in request.opt.option_list():
+        number = option.number
+        if number & 1 and number not in KNOWN_CRITICAL:
+            if number in PROXY_OPTIONS:
+                raise error.ProxyingNotSupported("not a proxy")
+            raise error.BadOption(f"unrecognized critical option {int(number)}")
 
 
 def _query(request: aiocoap.Message) -> dict[str, str]:
@@ -119,6 +138,7 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         return response
 
     async def _render(self, request: aiocoap.Message) -> tuple[str, aiocoap.Message]:
+        check_options(request)
         path = request.opt.uri_path
         if path == (".well-known", "core"):
             return "well-known", self._well_known(request)
@@ -181,6 +201,8 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         )
         if answer.outcome is Outcome.RETRY_LATER:
             raise RetryLater(self._limits.retry_after_s)
+        if answer.outcome is Outcome.FORBIDDEN:
+            raise error.Forbidden("device registered with another type")
         return aiocoap.Message(code=SUCCESS[request.code], payload=answer.body)
 
 

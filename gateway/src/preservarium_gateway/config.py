@@ -40,12 +40,18 @@ class GatewayLimits:
     """Limits and timings of the gateway, with named defaults."""
 
     payload_bytes: int = 1024
+    # Room for the options of a datagram beyond its payload: Uri-Path (a 64-char id and a
+    # sub-path), Uri-Query, Uri-Host, Content-Format, Block1 fit with room to spare.
+    options_bytes: int = 512
     publish_timeout_s: float = 2.0
     sandbox_timeout_s: float = 0.5
     sandbox_streams: int = 2
     retry_after_s: int = 5
     dedup_lifetime_s: float = 247.0
     dedup_max_entries: int = 20_000
+    # One source address (an IPv6 /64) holds at most this many: it cannot evict others.
+    dedup_source_entries: int = 2_000
+    refusal_log_interval_s: float = 10.0
     directory_refresh_s: float = 10.0
     unknown_device_ttl_s: float = 1.0
     commands_refresh_s: float = 1.0
@@ -54,6 +60,11 @@ class GatewayLimits:
     max_command_ttl_s: int = 30 * 86_400
     drain_timeout_s: float = 5.0
     topic_partitions: int = 3
+
+    @property
+    def max_datagram_bytes(self) -> int:
+        """The largest datagram taken: header, 8-byte token, options, marker, payload."""
+        return 4 + 8 + self.options_bytes + 1 + self.payload_bytes
 
 
 def _instance_id() -> str:

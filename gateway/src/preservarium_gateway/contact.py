@@ -1,7 +1,9 @@
-"""One device contact, stage by stage: raw to Kafka, parse, parsed or failed, command, answer.
+"""One device contact, stage by stage: raw to Kafka, parse, identity, parsed or failed,
+command, answer.
 
 The raw record and the sandbox call run at the same time (the parse does not need the
-ack); the device gets its success code only once the raw record is acknowledged.
+ack); the device gets its success code only once the raw record is acknowledged. A
+route contact's identity is checked (`identity`) before anything is delivered.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from preservarium.sandbox_client import (
 from preservarium_gateway import records
 from preservarium_gateway.commands import CommandDesk, command_params
 from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.errors import PublishError
+from preservarium_gateway.identity import Identity, RouteIdentities
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.types import ParserService
@@ -41,6 +45,7 @@ class Outcome(Enum):
 
     ACCEPTED = "accepted"
     RETRY_LATER = "retry_later"
+    FORBIDDEN = "forbidden"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class ContactPipeline:
         publisher: KafkaPublisher,
         sandbox: ParserService,
         desk: CommandDesk,
+        directory: DeviceDirectory,
         topics: Topics,
         limits: GatewayLimits,
         metrics: GatewayMetrics,
@@ -94,6 +100,7 @@ class ContactPipeline:
         self._publisher = publisher
         self._sandbox = sandbox
         self._desk = desk
+        self._identities = RouteIdentities(directory=directory, pending=desk.index)
         self._topics = topics
         self._limits = limits
         self._metrics = metrics
@@ -115,11 +122,18 @@ class ContactPipeline:
             if command is not None:
                 await self._release(command)
             return ContactAnswer(Outcome.RETRY_LATER)
-        device_id = self._publish_result(uplink, parsed)
+        identity = await self._identity(uplink, parsed)
+        device_id, refusal = identity.device_id, identity.refusal
+        if refusal is not None:
+            if command is not None:
+                await self._release(command)
+            self._publish_failure(uplink, device_id, refusal.kind, refusal.message, None)
+            return ContactAnswer(Outcome.FORBIDDEN if refusal.forbidden else Outcome.ACCEPTED)
+        self._publish_result(uplink, device_id, parsed)
         body = b""
         if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):
             body = parsed.response.result.reply
-        if request.confirmable:
+        if request.confirmable and identity.verified:
             sent = await self._deliver_command(uplink, device_id, command, parsed)
             if sent is not None:
                 body = sent
@@ -176,13 +190,24 @@ class ContactPipeline:
             )
         return Parsed(response)
 
-    def _publish_result(self, uplink: records.Uplink, parsed: Parsed) -> str | None:
-        """Publish uplink.parsed or uplink.failed; return the device id as now known."""
-        device_id = uplink.device_id
+    async def _identity(self, uplink: records.Uplink, parsed: Parsed) -> Identity:
+        """The device id as now known, or why the contact must not be delivered."""
+        if uplink.device_id is not None:  # a path id: checked, and registered with its type
+            return Identity(uplink.device_id)
+        response = parsed.response
+        if response is None or not response.result.HasField("device_id"):
+            return Identity(None)
+        return await self._identities.check(
+            response.result.device_id, route=uplink.path, device_type=uplink.device_type
+        )
+
+    def _publish_result(
+        self, uplink: records.Uplink, device_id: str | None, parsed: Parsed
+    ) -> None:
+        """Publish uplink.parsed or uplink.failed."""
         response = parsed.response
         if response is not None and response.HasField("result"):
             result = response.result
-            device_id = result.device_id if result.HasField("device_id") else device_id
             value = records.parsed_record(
                 uplink,
                 device_id=device_id,
@@ -191,13 +216,23 @@ class ContactPipeline:
                 warnings=list(result.warnings),
             )
             self._send(self._topics.parsed, value, device_id)
-            return device_id
+            return
         if response is None:
             kind, message, line = "sandbox_unavailable", parsed.unavailable or "", None
         else:
             error = response.error
             kind, message = error_kind_name(error.kind), error.message
             line = error.line if error.HasField("line") else None
+        self._publish_failure(uplink, device_id, kind, message, line)
+
+    def _publish_failure(
+        self,
+        uplink: records.Uplink,
+        device_id: str | None,
+        kind: str,
+        message: str,
+        line: int | None,
+    ) -> None:
         self._metrics.parse_errors.labels(kind).inc()
         log.info("uplink failed", extra={"uplink_id": uplink.id, "device_id": device_id,
                  "kind": kind})  # fmt: skip
@@ -205,7 +240,6 @@ class ContactPipeline:
             uplink, device_id=device_id, kind=kind, message=message, line=line
         )
         self._send(self._topics.failed, records.encode(failed), device_id)
-        return device_id
 
     def _send(self, topic: str, value: bytes, device_id: str | None) -> None:
         self._publisher.publish_later(topic, value, device_id.encode() if device_id else None)

@@ -1,40 +1,56 @@
-"""A bounded CoAP deduplication cache for aiocoap's message manager.
+"""A bounded CoAP deduplication cache for aiocoap's message manager, fair between senders.
 
 aiocoap remembers every incoming request for EXCHANGE_LIFETIME (247 s) with a timer and
-the full response message each: at thousands of contacts per second that is hundreds of
-thousands of entries and timers. This cache keeps the same semantics (a retransmitted
-CON gets the stored response again; duplicates are dropped) within a fixed number of
-entries, expiring the oldest first, with no timer per message.
+the full response message each, in a dict without bound: at thousands of contacts per
+second that is hundreds of thousands of entries and timers, and a flood of cheap
+requests grows it as far as the flooder likes. `BoundedDeduplication` replaces that
+cache (aiocoap's own stays empty) with the same semantics: a retransmitted CON gets the
+stored response again and duplicates are dropped, for EXCHANGE_LIFETIME, within the
+bounds of `FairEntries`: a host keeps at most `source_entries` and evicts its own
+(its busiest endpoint first), and over `max_entries` the host holding the most loses its
+oldest. So a flood, however fast, evicts the flooder's own entries, not a device's.
+Entries expire after `lifetime_s`, oldest first, with no timer per message.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from typing import Any
 
 from aiocoap.numbers.types import CON
+
+from preservarium_gateway.fair_entries import FairEntries, Key, host_of
+
+
+def key_of(message: Any) -> Key:
+    """A message's key in plain values: aiocoap's UDP endpoint hashes in Python, at every
+    dict operation, and compares exactly this part of its socket address."""
+    return (message.remote.sockaddr[:-1], message.mid)
 
 
 class BoundedDeduplication:
     """Drop-in for aiocoap MessageManager's `_deduplicate_message` and response store."""
 
-    def __init__(self, manager: Any, *, lifetime_s: float, max_entries: int) -> None:
+    def __init__(
+        self, manager: Any, *, lifetime_s: float, max_entries: int, source_entries: int
+    ) -> None:
         self._manager = manager
         self._lifetime_s = lifetime_s
-        self._max_entries = max_entries
-        # (remote, mid) -> [deadline, response or None]
-        self._entries: OrderedDict[tuple[Any, int], list[Any]] = OrderedDict()
+        # key -> [deadline, response or None]
+        self._entries = FairEntries(max_entries=max_entries, host_entries=source_entries)
 
     @classmethod
-    def install(cls, context: Any, *, lifetime_s: float, max_entries: int) -> list[Any]:
+    def install(
+        cls, context: Any, *, lifetime_s: float, max_entries: int, source_entries: int
+    ) -> list[BoundedDeduplication]:
         """Replace the deduplication of every message manager of an aiocoap context."""
         installed = []
         for interface in context.request_interfaces:
             manager = getattr(interface, "token_interface", None)
             if manager is None or not hasattr(manager, "_recent_messages"):
                 continue
-            cache = cls(manager, lifetime_s=lifetime_s, max_entries=max_entries)
+            cache = cls(manager, lifetime_s=lifetime_s, max_entries=max_entries,
+                        source_entries=source_entries)  # fmt: skip
             manager._deduplicate_message = cache.deduplicate
             manager._store_response_for_duplicates = cache.store_response
             installed.append(cache)
@@ -45,30 +61,31 @@ class BoundedDeduplication:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _expire(self, now: float) -> None:
-        entries = self._entries
-        while entries:
-            key, entry = next(iter(entries.items()))
-            if entry[0] > now and len(entries) <= self._max_entries:
-                return
-            del entries[key]
+    def held_by(self, remote: Any) -> int:
+        """Entries held for the host of `remote`."""
+        return self._entries.held_by(host_of(remote.sockaddr))
 
     def deduplicate(self, message: Any) -> bool:
         """True when `message` was seen already (a stored response is sent again)."""
-        key = (message.remote, message.mid)
-        entry = self._entries.get(key)
+        key = key_of(message)
         now = time.monotonic()
-        if entry is not None and entry[0] > now:
-            if message.mtype is CON and entry[1] is not None:
-                self._manager._send_initially(entry[1])
-            return True
-        self._entries[key] = [now + self._lifetime_s, None]
-        self._entries.move_to_end(key)
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry[0] > now:
+                if message.mtype is CON and entry[1] is not None:
+                    self._manager._send_initially(entry[1])
+                return True
+            self._entries.remove(key)
         self._expire(now)
+        self._entries.add(key, [now + self._lifetime_s, None])
         return False
 
     def store_response(self, message: Any) -> None:
         """Remember the response to a request, for its retransmissions."""
-        entry = self._entries.get((message.remote, message.mid))
+        entry = self._entries.get(key_of(message))
         if entry is not None:
             entry[1] = message
+
+    def _expire(self, now: float) -> None:
+        while (oldest := self._entries.oldest()) is not None and oldest[1][0] <= now:
+            self._entries.remove(oldest[0])

@@ -46,6 +46,10 @@ class DeviceDirectory(AsyncLifecycle):
         devices = await self._repository.list()
         self._types = {device.id: device.device_type for device in devices}
 
+    def known_type(self, device_id: str) -> str | None:
+        """The type as the in-memory copy has it (no query; at most `refresh_s` old)."""
+        return self._types.get(device_id)
+
     async def device_type(self, device_id: str) -> str | None:
         """The type of a registered device, or None when it is not registered."""
         known = self._types.get(device_id)

@@ -50,6 +50,10 @@ class GatewayMetrics:
             "preservarium_gateway_dedup_entries", "CoAP message deduplication entries held.",
             registry=r,
         )  # fmt: skip
+        self.datagrams_refused = Counter(
+            "preservarium_gateway_datagrams_refused",
+            "Datagrams refused before CoAP processing, by cause.", ["cause"], registry=r,
+        )  # fmt: skip
 
         self.child = LabelCache().child
 

@@ -20,14 +20,19 @@ from preservarium_gateway.commands import CommandDesk
 from preservarium_gateway.config import GatewayConfig
 from preservarium_gateway.consumer import CommandConsumer
 from preservarium_gateway.contact import ContactPipeline
+from preservarium_gateway.datagrams import DatagramGuard
 from preservarium_gateway.dedup import BoundedDeduplication
 from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.errors import GatewayStartError
 from preservarium_gateway.kafka import KafkaPublisher
+from preservarium_gateway.log_throttle import LogThrottle
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.types import ParserService
 
 log = logging.getLogger("preservarium.gateway")
+# aiocoap logs what senders do (a code that does not fit its type, a failed render): its
+# lines go through a LogThrottle, so a sender cannot write the log.
+AIOCOAP_LOGGER = "preservarium.gateway.aiocoap"
 
 
 class GatewayServer(AsyncLifecycle):
@@ -73,6 +78,7 @@ class GatewayServer(AsyncLifecycle):
             publisher=self.publisher,
             sandbox=self.sandbox,
             desk=self.desk,
+            directory=self.directory,
             topics=config.topics,
             limits=limits,
             metrics=self.metrics,
@@ -87,6 +93,7 @@ class GatewayServer(AsyncLifecycle):
         self._metrics_endpoint = MetricsEndpoint(self.metrics.registry, port=config.metrics_port)
         self._context: Any = None
         self._dedup: list[BoundedDeduplication] = []
+        self._throttle = LogThrottle(interval_s=limits.refusal_log_interval_s)
         self._gauges: asyncio.Task[None] | None = None
         self.port: int | None = None
 
@@ -107,17 +114,15 @@ class GatewayServer(AsyncLifecycle):
         try:
             # UDP only: aiocoap would also open CoAP over TCP/TLS/WebSockets by default.
             coap_tuning.install()
+            logging.getLogger(AIOCOAP_LOGGER).addFilter(self._throttle)
             self._context = await coap_tuning.GatewayContext.create_server_context(
-                self.site, bind=(bind.host, bind.port), transports=["udp6"]
-            )
+                self.site, bind=(bind.host, bind.port), transports=["udp6"],
+                loggername=AIOCOAP_LOGGER,
+            )  # fmt: skip
         except OSError as exc:
             await self.stop()
             raise GatewayStartError(f"cannot listen on {bind} (udp): {exc.strerror}") from exc
-        self._dedup = BoundedDeduplication.install(
-            self._context,
-            lifetime_s=self.config.limits.dedup_lifetime_s,
-            max_entries=self.config.limits.dedup_max_entries,
-        )
+        self._guard_coap(self._context)
         self.port = bind.port or 5683
         try:
             self._metrics_endpoint.start()
@@ -128,6 +133,17 @@ class GatewayServer(AsyncLifecycle):
             ) from exc
         self._gauges = asyncio.create_task(self._update_gauges(), name="gateway-gauges")
         log.info("gateway serving", extra={"coap_bind": str(bind), "routes": self.config.routes})
+
+    def _guard_coap(self, context: Any) -> None:
+        limits = self.config.limits
+        DatagramGuard.install(
+            context, max_bytes=limits.max_datagram_bytes, payload_bytes=limits.payload_bytes,
+            metrics=self.metrics, throttle=self._throttle,
+        )  # fmt: skip
+        self._dedup = BoundedDeduplication.install(
+            context, lifetime_s=limits.dedup_lifetime_s, max_entries=limits.dedup_max_entries,
+            source_entries=limits.dedup_source_entries,
+        )  # fmt: skip
 
     async def _update_gauges(self) -> None:
         while True:
@@ -148,6 +164,7 @@ class GatewayServer(AsyncLifecycle):
             if left:
                 log.warning("stopping with contacts in flight", extra={"in_flight": left})
             await context.shutdown()
+        logging.getLogger(AIOCOAP_LOGGER).removeFilter(self._throttle)
         if self._gauges is not None:
             self._gauges.cancel()
             self._gauges = None

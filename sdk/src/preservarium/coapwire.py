@@ -164,6 +164,7 @@ class CoapClient(AsyncLifecycle):
     host: str
     port: int
     timeout_s: float = 5.0
+    local_host: str | None = None  # the source address (e.g. another 127.0.0.x in tests)
     _transport: asyncio.DatagramTransport | None = None
     _waiting: dict[bytes, asyncio.Future[CoapMessage]] = field(default_factory=dict)
     _mid: int = field(default_factory=lambda: int.from_bytes(os.urandom(2), "big"))
@@ -171,8 +172,9 @@ class CoapClient(AsyncLifecycle):
     async def start(self) -> None:
         """Open the socket."""
         loop = asyncio.get_running_loop()
+        local = None if self.local_host is None else (self.local_host, 0)
         self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), remote_addr=(self.host, self.port)
+            lambda: _Protocol(self), remote_addr=(self.host, self.port), local_addr=local
         )
 
     async def stop(self) -> None:
