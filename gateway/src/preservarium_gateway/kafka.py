@@ -111,6 +111,9 @@ class KafkaPublisher(AsyncLifecycle):
                 await self.publish(topic, value, key)
             except PublishError as exc:
                 log.warning("record not published", extra={"topic": topic, "error": str(exc)})
+            except Exception:  # nobody awaits this task: the failure must be seen here
+                self._on_publish(topic, 0.0, False)
+                log.exception("record not published", extra={"topic": topic})
 
         task = asyncio.create_task(send())
         self._background.add(task)

@@ -49,6 +49,7 @@ class GatewayServer(AsyncLifecycle):
             SQLDeviceRepository(self._engine),
             refresh_s=limits.directory_refresh_s,
             unknown_ttl_s=limits.unknown_device_ttl_s,
+            supervisor=self.supervisor,
         )
         self.publisher = KafkaPublisher(
             config.kafka_bootstrap,
