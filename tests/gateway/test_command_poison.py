@@ -8,6 +8,7 @@ import asyncio
 import json
 import struct
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,8 +17,13 @@ from aiokafka.structs import TopicPartition
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
+from preservarium.db.models import utcnow
 from preservarium.embedded.broker import EmbeddedBroker
-from preservarium.repositories import SQLDeviceRepository, SQLParserRepository
+from preservarium.repositories import (
+    SQLCommandRepository,
+    SQLDeviceRepository,
+    SQLParserRepository,
+)
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import (
     CommandInput,
@@ -36,7 +42,7 @@ from tests.support.kafka import prefix, produce
 READING = bytes.fromhex("0a0b0c0d") + struct.pack(">h", 200)
 SET_900 = b"P" + struct.pack(">H", 900)
 DEVICES = ("poison-1", "poison-2", "poison-3", "reuse-a", "reuse-b", "restart-p", "fmt-1",
-           "fmt-2")  # fmt: skip
+           "fmt-2", "stored-1")  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -157,6 +163,25 @@ async def until_committed(broker: EmbeddedBroker, group: str, topic: str) -> Non
         raise AssertionError(f"committed {seen}, end of topic {expected}")
     finally:
         await reader.stop()
+
+
+async def test_a_stored_command_with_invalid_params_is_failed_not_sent(
+    gw_db: str, coap: CoapClient, topics: Topology, gateway: GatewayServer
+) -> None:
+    engine = make_engine(gw_db)
+    try:
+        for request_id, body in (("old-nan", '{"params":{"s":NaN}}'), ("old-list", "[1]")):
+            await SQLCommandRepository(engine).add(
+                request_id=f"{request_id}-{uuid.uuid4().hex}", device_id="stored-1",
+                name="set_period", body=body, expires_at=utcnow() + timedelta(hours=1),
+            )  # fmt: skip
+    finally:
+        await engine.dispose()
+    await gateway.desk.refresh()
+    assert (await coap.call(cw.POST, "/d/stored-1", READING)).payload == b""
+    failed = await topics.status.wait_for(lambda r: r["status"] == "failed", count=2)
+    assert {r["request_id"].split("-")[1] for r in failed} == {"nan", "list"}
+    assert all(r["reason"] for r in failed)
 
 
 class UnreachableSandbox:
