@@ -33,7 +33,7 @@ VARIABLES = {"POSTGRES_PASSWORD": "unused-here"}
 START_TIMEOUT_S = 40.0
 STOP_TIMEOUT_S = 20.0
 METRIC = re.compile(r"^# TYPE (preservarium_\w+) (\w+)$", re.MULTILINE)
-DOC_METRIC = re.compile(r"\bpreservarium_(?:gateway|sandbox)_\w+")
+DOC_METRIC = re.compile(r"\bpreservarium_(?:gateway|sandbox|task|tasks)_\w+")
 SAMPLE_SUFFIX = re.compile(r"_(?:bucket|sum|count|created)$")
 
 

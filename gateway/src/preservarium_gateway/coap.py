@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiocoap
@@ -93,8 +94,10 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         pipeline: ContactPipeline,
         limits: GatewayLimits,
         metrics: GatewayMetrics,
+        healthy: Callable[[], bool] = lambda: True,
     ) -> None:
         super().__init__()
+        self._healthy = healthy
         self._routes = routes
         self._directory = directory
         self._pipeline = pipeline
@@ -151,6 +154,8 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
     def _well_known(self, request: aiocoap.Message) -> aiocoap.Message:
         if request.code != Code.GET:
             raise error.MethodNotAllowed()
+        if not self._healthy():  # the health probe asks here: a background task is down
+            raise RetryLater(self._limits.retry_after_s)
         links = ['</d>;rt="preservarium.device"'] + [
             f'</{route}>;rt="preservarium.{device_type}"'
             for route, device_type in sorted(self._routes.items())

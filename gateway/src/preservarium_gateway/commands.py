@@ -7,18 +7,20 @@ from the database, so it stays right across restarts and beside other gateways.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from preservarium.command_requests import CommandRequestError, check_json_value, loads_strict
 from preservarium.db.models import utcnow
-from preservarium.errors import ConflictError
+from preservarium.errors import ConflictError, NotFoundError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import CommandRecord, SQLCommandRepository
 from preservarium.repositories.commands import CommandStatus
+from preservarium.supervisor import Supervisor
+from preservarium.text import clean_text
 
 from preservarium_gateway import records
 from preservarium_gateway.command_requests import CommandRequest, Rejection
@@ -27,6 +29,10 @@ from preservarium_gateway.kafka import KafkaPublisher
 
 log = logging.getLogger("preservarium.gateway.commands")
 StatusObserver = Callable[[str], None]
+# Contacts whose sandbox call failed (unreachable, no answer in time) before a command
+# is given up as `failed`: a command that hangs the sandbox must not ride on every
+# contact of its device forever. Counted per gateway process.
+MAX_UNAVAILABLE_ATTEMPTS = 3
 
 
 class PendingCommandIndex:
@@ -66,6 +72,8 @@ class CommandDesk(AsyncLifecycle):
         limits: GatewayLimits,
         claimer: str,
         on_status: StatusObserver | None = None,
+        max_attempts: int = MAX_UNAVAILABLE_ATTEMPTS,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._repository = repository
         self._publisher = publisher
@@ -74,9 +82,12 @@ class CommandDesk(AsyncLifecycle):
         self._claimer = claimer
         self._on_status = on_status or (lambda status: None)
         self.index = PendingCommandIndex()
+        self._max_attempts = max_attempts
+        self._attempts: dict[str, int] = {}
         self._housekeeper = Periodic(
-            self._housekeeping, interval_s=limits.commands_refresh_s, name="command-housekeeping"
-        )
+            self._housekeeping, interval_s=limits.commands_refresh_s,
+            name="command-housekeeping", supervisor=supervisor,
+        )  # fmt: skip
 
     async def start(self) -> None:
         """Learn which devices have pending commands, then keep checking."""
@@ -105,7 +116,7 @@ class CommandDesk(AsyncLifecycle):
             reason=reason,
             payload=payload,
         )
-        key = device_id.encode() if device_id else None
+        key = clean_text(device_id).encode() if device_id else None
         self._publisher.publish_later(self._topics.command_status, records.encode(record), key)
         self._on_status(status)
 
@@ -122,10 +133,15 @@ class CommandDesk(AsyncLifecycle):
     async def expire(self) -> None:
         """Expire what is past its time and report it."""
         for command in await self._repository.expire_due():
+            self._attempts.pop(command.request_id, None)
             self.emit("expired", request_id=command.request_id, device_id=command.device_id)
 
     async def store(self, request: CommandRequest) -> None:
-        """Store a valid request durably and report it queued (a redelivery is a no-op)."""
+        """Store a valid request durably and report it queued.
+
+        The same request again (a redelivery, an integrator's retry) is a no-op; a
+        request id already used for another device or command is rejected.
+        """
         try:
             await self._repository.add(
                 request_id=request.request_id,
@@ -135,10 +151,26 @@ class CommandDesk(AsyncLifecycle):
                 expires_at=request.expires_at,
             )
         except ConflictError:
-            log.info("command request seen before", extra={"request_id": request.request_id})
+            await self._seen_before(request)
             return
         self.index.add(request.device_id)
         self.emit("queued", request_id=request.request_id, device_id=request.device_id)
+
+    async def _seen_before(self, request: CommandRequest) -> None:
+        try:
+            existing = await self._repository.get(request.request_id)
+        except NotFoundError:  # removed in between: nothing to compare with
+            return
+        same = (existing.device_id, existing.name, command_params(existing)) == (
+            request.device_id, request.command, request.params,
+        )  # fmt: skip
+        if same:
+            log.info("command request seen before", extra={"request_id": request.request_id})
+            return
+        self.reject(Rejection(
+            "request_id is already used for another command or device",
+            request.request_id, request.device_id,
+        ))  # fmt: skip
 
     def reject(self, rejection: Rejection) -> None:
         """Report an invalid request."""
@@ -150,34 +182,70 @@ class CommandDesk(AsyncLifecycle):
         )
 
     async def claim(self, device_id: str) -> CommandRecord | None:
-        """The oldest queued command of `device_id`, now ours to send, or None."""
+        """The oldest queued command of `device_id`, now ours to send, or None.
+
+        A command whose stored params no longer pass validation (stored by an older
+        gateway) is failed here instead of being handed to the sandbox.
+        """
         if device_id not in self.index:
             return None
-        command = await self._repository.claim_next(device_id, claimer=self._claimer)
-        if command is None:
-            self.index.discard(device_id)
-        return command
+        while True:
+            command = await self._repository.claim_next(device_id, claimer=self._claimer)
+            if command is None:
+                self.index.discard(device_id)
+                return None
+            if stored_params_valid(command):
+                return command
+            await self.failed(command, "the stored params are not valid JSON for a command")
 
     async def sent(self, command: CommandRecord, payload: bytes) -> None:
         """The command's bytes left in a CoAP response."""
+        self._attempts.pop(command.request_id, None)
         await self._repository.finish(command.request_id, CommandStatus.SENT)
         self.emit("sent", request_id=command.request_id, device_id=command.device_id,
                   payload=payload)  # fmt: skip
 
     async def failed(self, command: CommandRecord, reason: str) -> None:
-        """format_command() could not produce the command's bytes."""
+        """format_command() could not produce the command's bytes: final."""
+        self._attempts.pop(command.request_id, None)
         await self._repository.finish(command.request_id, CommandStatus.FAILED, reason=reason)
         self.emit("failed", request_id=command.request_id, device_id=command.device_id,
                   reason=reason)  # fmt: skip
 
     async def release(self, command: CommandRecord) -> None:
-        """The contact could not carry the command: queue it again for the next one."""
+        """The contact could not carry the command (not the command's fault): queue it
+        again for the next one."""
         await self._repository.release(command.request_id)
         self.index.add(command.device_id)
 
+    async def retry_later(self, command: CommandRecord, reason: str) -> None:
+        """The sandbox could not be asked about the command: queue it again, or, after
+        `max_attempts` such contacts, give it up as `failed` with `reason`."""
+        attempts = self._attempts.get(command.request_id, 0) + 1
+        if attempts >= self._max_attempts:
+            await self.failed(command, f"sandbox_unavailable after {attempts} attempts: {reason}")
+            return
+        self._attempts[command.request_id] = attempts
+        await self.release(command)
+
 
 def command_params(command: CommandRecord) -> dict[str, Any]:
-    """The params stored with a command."""
-    body = json.loads(command.body)
+    """The params stored with a command ({} when the stored body is not an object)."""
+    try:
+        body = loads_strict(command.body)
+    except CommandRequestError:
+        return {}
     params = body.get("params", {}) if isinstance(body, dict) else {}
     return params if isinstance(params, dict) else {}
+
+
+def stored_params_valid(command: CommandRecord) -> bool:
+    """True when the stored body is `{"params": {...}}` that passes the request rules."""
+    try:
+        body = loads_strict(command.body)
+        if type(body) is not dict or type(body.get("params", {})) is not dict:
+            return False
+        check_json_value(body.get("params", {}), field="params")
+    except CommandRequestError:
+        return False
+    return True

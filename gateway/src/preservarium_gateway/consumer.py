@@ -1,8 +1,11 @@
 """The `command.request` consumer: validate, store durably, then commit the offset.
 
-A malformed record is rejected (with a status record saying why) and never stops the
-loop; a database failure stops the batch before its offsets are committed, so nothing
-is lost: the records come again.
+Every record ends with its offset committed and, unless it is a redelivery, one status:
+`queued` once stored, `rejected` (with the reason) when it is invalid or the database
+refuses it. A poison record therefore never stops the loop nor comes back after a
+restart. Only a failure that may pass (the broker or the database unreachable) stops
+a batch before its offsets are committed, so nothing is lost: those records come again.
+Anything else unexpected is left to the loop's supervisor (logged, counted, restarted).
 """
 
 from __future__ import annotations
@@ -13,16 +16,24 @@ import logging
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from preservarium.db.models import utcnow
 from preservarium.errors import RepositoryError
 from preservarium.lifecycle import AsyncLifecycle
+from preservarium.supervisor import Supervisor
 
-from preservarium_gateway.command_requests import Rejection, read_command_request
+from preservarium_gateway.command_requests import CommandRequest, Rejection, read_command_request
 from preservarium_gateway.commands import CommandDesk
 from preservarium_gateway.config import GatewayLimits
 
 log = logging.getLogger("preservarium.gateway.consumer")
 STOP_TIMEOUT_S = 10.0
+COMMIT_TIMEOUT_S = 5.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure that may pass by itself: the record is worth reading again."""
+    return isinstance(exc, KafkaError | OSError) or bool(getattr(exc, "retriable", False))
 
 
 class CommandConsumer(AsyncLifecycle):
@@ -36,17 +47,20 @@ class CommandConsumer(AsyncLifecycle):
         group: str,
         desk: CommandDesk,
         limits: GatewayLimits,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
         self._group = group
         self._desk = desk
         self._limits = limits
+        self._supervisor = supervisor or Supervisor()
         self._task: asyncio.Task[None] | None = None
+        self._live: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         """Consume in the background (connecting, and reconnecting, as the broker allows)."""
-        self._task = asyncio.create_task(self._run(), name="command-consumer")
+        self._task = self._supervisor.spawn("command-consumer", self._run)
 
     async def stop(self) -> None:
         """Stop consuming; idempotent."""
@@ -55,6 +69,7 @@ class CommandConsumer(AsyncLifecycle):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._close()
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -70,40 +85,103 @@ class CommandConsumer(AsyncLifecycle):
     async def _run(self) -> None:
         delay = 0.2
         while True:
-            consumer = self._consumer()
             try:
-                await consumer.start()
+                consumer = await self._connected()
                 delay = 0.2
                 await self._consume(consumer)
             except (KafkaError, OSError, RepositoryError) as exc:
+                if not is_transient(exc):
+                    raise
                 log.warning("command consumer restarting", extra={"error": repr(exc)})
-            finally:
-                # Leaving the group politely waits for a join in progress (seconds); bound it
-                # so a broker that stopped answering cannot hold the gateway's shutdown.
-                with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                    await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
+                await self._close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def _connected(self) -> AIOKafkaConsumer:
+        """The consumer, started; after a supervised restart the same one (joining the
+        group again costs seconds), rewound to what was committed."""
+        if self._live is not None:
+            await _rewind(self._live)
+            return self._live
+        consumer = self._consumer()
+        try:
+            await consumer.start()
+        except BaseException:
+            await _stop_quietly(consumer)
+            raise
+        self._live = consumer
+        return consumer
+
+    async def _close(self) -> None:
+        consumer, self._live = self._live, None
+        if consumer is not None:
+            await _stop_quietly(consumer)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=200)
-            for records in batches.values():
-                for record in records:
-                    await self._handle(record.value)
-            if batches:
-                await consumer.commit()
+            done: dict[TopicPartition, int] = {}
+            try:
+                for partition, records in batches.items():
+                    for record in records:
+                        await self._handle(record)
+                        done[partition] = record.offset + 1
+            except BaseException:
+                # Whatever was settled stays settled: commit it before leaving.
+                await _commit_quietly(consumer, done)
+                raise
+            if done:
+                await consumer.commit(done)
 
-    async def _handle(self, value: bytes | None) -> None:
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Settle one record; raises only what makes the record worth reading again."""
         request = read_command_request(
-            value,
+            record.value,
             now=utcnow(),
             default_ttl_s=self._limits.default_command_ttl_s,
             max_ttl_s=self._limits.max_command_ttl_s,
         )
         if isinstance(request, Rejection):
             log.info("command request rejected", extra={"reason": request.reason,
-                     "request_id": request.request_id})  # fmt: skip
+                     "offset": record.offset})  # fmt: skip
             self._desk.reject(request)
             return
-        await self._desk.store(request)
+        try:
+            await self._desk.store(request)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            self._poisoned(record, request, exc)
+
+    def _poisoned(
+        self, record: ConsumerRecord[bytes, bytes], request: CommandRequest, exc: Exception
+    ) -> None:
+        """A valid-looking request that cannot be stored: report it, never read it again."""
+        log.error("command request not stored", exc_info=exc,
+                  extra={"offset": record.offset, "partition": record.partition})  # fmt: skip
+        reason = "the gateway could not store the command"
+        self._desk.reject(Rejection(reason, request.request_id, request.device_id))
+
+
+async def _rewind(consumer: AIOKafkaConsumer) -> None:
+    """Read again from the committed offsets what a failure left unsettled."""
+    for partition in consumer.assignment():
+        committed = await consumer.committed(partition)
+        if committed:
+            consumer.seek(partition, committed)
+        else:
+            await consumer.seek_to_beginning(partition)
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    # Leaving the group politely waits for a join in progress (seconds); bound it so a
+    # broker that stopped answering cannot hold the gateway's shutdown.
+    with contextlib.suppress(KafkaError, OSError, TimeoutError):
+        await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
+
+
+async def _commit_quietly(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    if not offsets:
+        return
+    with contextlib.suppress(KafkaError, OSError, TimeoutError):
+        await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT_S)

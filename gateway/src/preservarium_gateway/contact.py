@@ -254,9 +254,9 @@ class ContactPipeline:
         """The command bytes for this CON response, if a command is pending and formats."""
         if parsed.response is None:  # the sandbox is away: keep the command for later
             if command is not None:
-                await self._release(command)
+                await self._retry_later(command, parsed.unavailable or "no answer")
             return None
-        result = None
+        result: pb.CommandResult | str | None = None
         if command is not None and parsed.response.HasField("command"):
             result = parsed.response.command
         if command is None and uplink.device_id is None and device_id is not None:
@@ -265,19 +265,31 @@ class ContactPipeline:
             return None
         if result is None:
             result = await self._format(uplink.device_type, command)
-        if result is None:
-            await self._release(command)
+        if isinstance(result, str):
+            await self._retry_later(command, result)
             return None
         return await self._settle(command, result)
 
-    async def _format(self, device_type: str, command: CommandRecord) -> pb.CommandResult | None:
+    async def _retry_later(self, command: CommandRecord, reason: str) -> None:
+        try:
+            await self._desk.retry_later(command, reason)
+        except RepositoryError as exc:
+            # The stale-claim sweep requeues it later.
+            log.warning("command release failed", extra={"request_id": command.request_id,
+                        "error": str(exc)})  # fmt: skip
+
+    async def _format(self, device_type: str, command: CommandRecord) -> pb.CommandResult | str:
+        """The sandbox's answer, or why the sandbox could not be asked (retriable)."""
         started = time.perf_counter()
         try:
             response = await self._sandbox.format_command(
                 device_type, _command_input(command), timeout_s=self._limits.sandbox_timeout_s
             )
-        except (SandboxUnavailableError, SandboxRequestError):
-            return None
+        except SandboxUnavailableError as exc:
+            return str(exc)
+        except SandboxRequestError as exc:  # the sandbox refused this command: final
+            message = pb.ScriptError(kind=pb.ERROR_KIND_INVALID_OUTPUT, message=str(exc))
+            return pb.CommandResult(error=message)
         finally:
             self._metrics.sandbox_latency.labels("FormatCommand").observe(
                 time.perf_counter() - started

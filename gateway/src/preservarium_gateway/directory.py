@@ -14,6 +14,7 @@ from preservarium.errors import NotFoundError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import SQLDeviceRepository
+from preservarium.supervisor import Supervisor
 
 log = logging.getLogger("preservarium.gateway.directory")
 MAX_UNKNOWN = 100_000
@@ -23,14 +24,21 @@ class DeviceDirectory(AsyncLifecycle):
     """Registered devices and their types."""
 
     def __init__(
-        self, repository: SQLDeviceRepository, *, refresh_s: float, unknown_ttl_s: float
+        self,
+        repository: SQLDeviceRepository,
+        *,
+        refresh_s: float,
+        unknown_ttl_s: float,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._repository = repository
         self._refresh_s = refresh_s
         self._unknown_ttl_s = unknown_ttl_s
         self._types: dict[str, str] = {}
         self._unknown: dict[str, float] = {}
-        self._refresher = Periodic(self.reload, interval_s=refresh_s, name="device-directory")
+        self._refresher = Periodic(
+            self.reload, interval_s=refresh_s, name="device-directory", supervisor=supervisor
+        )
 
     async def start(self) -> None:
         """Load every device, then keep the copy fresh."""

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from preservarium.lifecycle import AsyncLifecycle
+from preservarium.supervisor import Supervisor
 
 from preservarium_gateway.errors import PublishError
 
@@ -32,6 +33,7 @@ class KafkaPublisher(AsyncLifecycle):
         on_publish: Observer | None = None,
         topics: tuple[str, ...] = (),
         partitions: int = 1,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._timeout_s = timeout_s
@@ -43,6 +45,7 @@ class KafkaPublisher(AsyncLifecycle):
         self._closing = False
         self._topics = topics
         self._partitions = partitions
+        self._supervisor = supervisor or Supervisor()
 
     @property
     def connected(self) -> bool:
@@ -53,7 +56,7 @@ class KafkaPublisher(AsyncLifecycle):
         """Try to connect now; if the broker is down, keep trying in the background."""
         self._closing = False
         if not await self._connect_once():
-            self._connector = asyncio.create_task(self._connect_loop(), name="kafka-connect")
+            self._connector = self._supervisor.spawn("kafka-connect", self._connect_loop)
 
     async def _connect_once(self) -> bool:
         producer = AIOKafkaProducer(
@@ -108,6 +111,9 @@ class KafkaPublisher(AsyncLifecycle):
                 await self.publish(topic, value, key)
             except PublishError as exc:
                 log.warning("record not published", extra={"topic": topic, "error": str(exc)})
+            except Exception:  # nobody awaits this task: the failure must be seen here
+                self._on_publish(topic, 0.0, False)
+                log.exception("record not published", extra={"topic": topic})
 
         task = asyncio.create_task(send())
         self._background.add(task)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from preservarium.metrics import LabelCache
+from preservarium.supervisor import SupervisorMetrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -54,6 +55,7 @@ class GatewayMetrics:
             "preservarium_gateway_datagrams_refused",
             "Datagrams refused before CoAP processing, by cause.", ["cause"], registry=r,
         )  # fmt: skip
+        self.tasks = SupervisorMetrics(r)
 
         self.child = LabelCache().child
 

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from preservarium.text import clean_text
+
 VERSION = 1
+MAX_REASON_CHARS = 1000
 
 
 def rfc3339(moment: datetime) -> str:
@@ -22,8 +25,13 @@ def b64(data: bytes) -> str:
 
 
 def encode(record: dict[str, Any]) -> bytes:
-    """A record value: compact UTF-8 JSON."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """A record value: compact UTF-8 JSON. Never raises on text: a lone surrogate that
+    slipped into a value is written as U+FFFD (it can only sit inside a JSON string)."""
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return clean_text(text).encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +112,16 @@ def status_record(
     reason: str | None = None,
     payload: bytes | None = None,
 ) -> dict[str, Any]:
-    """`command.status`."""
+    """`command.status`; the ids and reason may come from a rejected record: cleaned."""
     record: dict[str, Any] = {
         "v": VERSION,
-        "request_id": request_id,
-        "device_id": device_id,
+        "request_id": None if request_id is None else clean_text(request_id),
+        "device_id": None if device_id is None else clean_text(device_id),
         "status": status,
         "at": rfc3339(at),
     }
     if reason is not None:
-        record["reason"] = reason
+        record["reason"] = clean_text(reason, limit=MAX_REASON_CHARS)
     if payload is not None:
         record["payload_b64"] = b64(payload)
     return record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -13,6 +14,7 @@ from preservarium.lifecycle import AsyncLifecycle
 from preservarium.metrics import MetricsEndpoint
 from preservarium.repositories import SQLCommandRepository, SQLDeviceRepository
 from preservarium.sandbox_client import SandboxClient
+from preservarium.supervisor import Supervisor
 
 from preservarium_gateway import coap_tuning
 from preservarium_gateway.coap import GatewaySite
@@ -42,11 +44,17 @@ class GatewayServer(AsyncLifecycle):
         self.config = config
         limits = config.limits
         self.metrics = GatewayMetrics()
+        # Every background loop runs under it; while one is down the probe says unhealthy.
+        self.supervisor = Supervisor(
+            on_restart=self.metrics.tasks.restarted,
+            on_health=lambda healthy: self.metrics.tasks.healthy.set(int(healthy)),
+        )
         self._engine = make_engine(config.database_url)
         self.directory = DeviceDirectory(
             SQLDeviceRepository(self._engine),
             refresh_s=limits.directory_refresh_s,
             unknown_ttl_s=limits.unknown_device_ttl_s,
+            supervisor=self.supervisor,
         )
         self.publisher = KafkaPublisher(
             config.kafka_bootstrap,
@@ -55,10 +63,12 @@ class GatewayServer(AsyncLifecycle):
             on_publish=self.metrics.published,
             topics=config.topics.all(),
             partitions=limits.topic_partitions,
+            supervisor=self.supervisor,
         )
         self.sandbox: ParserService = parsers or SandboxClient(
-            config.sandbox_addr, timeout_s=limits.sandbox_timeout_s, streams=limits.sandbox_streams
-        )
+            config.sandbox_addr, timeout_s=limits.sandbox_timeout_s,
+            streams=limits.sandbox_streams, supervisor=self.supervisor,
+        )  # fmt: skip
         self.desk = CommandDesk(
             repository=SQLCommandRepository(self._engine),
             publisher=self.publisher,
@@ -66,6 +76,7 @@ class GatewayServer(AsyncLifecycle):
             limits=limits,
             claimer=config.instance_id,
             on_status=lambda status: self.metrics.commands.labels(status).inc(),
+            supervisor=self.supervisor,
         )
         self.consumer = CommandConsumer(
             bootstrap=config.kafka_bootstrap,
@@ -73,6 +84,7 @@ class GatewayServer(AsyncLifecycle):
             group=config.consumer_group,
             desk=self.desk,
             limits=limits,
+            supervisor=self.supervisor,
         )
         self.pipeline = ContactPipeline(
             publisher=self.publisher,
@@ -89,6 +101,7 @@ class GatewayServer(AsyncLifecycle):
             pipeline=self.pipeline,
             limits=limits,
             metrics=self.metrics,
+            healthy=lambda: self.supervisor.healthy,
         )
         self._metrics_endpoint = MetricsEndpoint(self.metrics.registry, port=config.metrics_port)
         self._context: Any = None
@@ -131,7 +144,7 @@ class GatewayServer(AsyncLifecycle):
             raise GatewayStartError(
                 f"cannot serve metrics on port {self.config.metrics_port}: {exc.strerror}"
             ) from exc
-        self._gauges = asyncio.create_task(self._update_gauges(), name="gateway-gauges")
+        self._gauges = self.supervisor.spawn("gateway-gauges", self._update_gauges)
         log.info("gateway serving", extra={"coap_bind": str(bind), "routes": self.config.routes})
 
     def _guard_coap(self, context: Any) -> None:
@@ -165,9 +178,11 @@ class GatewayServer(AsyncLifecycle):
                 log.warning("stopping with contacts in flight", extra={"in_flight": left})
             await context.shutdown()
         logging.getLogger(AIOCOAP_LOGGER).removeFilter(self._throttle)
-        if self._gauges is not None:
-            self._gauges.cancel()
-            self._gauges = None
+        gauges, self._gauges = self._gauges, None
+        if gauges is not None:
+            gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gauges
         self._metrics_endpoint.stop()
         await self.consumer.stop()
         await self.desk.stop()

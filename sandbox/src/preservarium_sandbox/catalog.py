@@ -18,6 +18,7 @@ from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import ActiveParser, SQLParserRepository
 from preservarium.repositories.parser_changes import ParserChanges
+from preservarium.supervisor import Supervisor
 
 log = logging.getLogger("preservarium.sandbox.catalog")
 # The poll while notifications arrive: only for one that got lost.
@@ -43,6 +44,7 @@ class ParserCatalog(AsyncLifecycle):
         *,
         refresh_interval_s: float = 0.5,
         on_lookup: Callable[[bool], None] | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._repository = repository
         self._interval = refresh_interval_s
@@ -50,11 +52,13 @@ class ParserCatalog(AsyncLifecycle):
         self._active: dict[str, ActiveParser] = {}
         self._sources: dict[str, str] = {}
         self._refresher = Periodic(
-            self.refresh, interval_s=refresh_interval_s, name="parser-catalog"
-        )
+            self.refresh, interval_s=refresh_interval_s, name="parser-catalog",
+            supervisor=supervisor,
+        )  # fmt: skip
         self.changes = ParserChanges(
-            repository.engine, self._refresher.wake, on_listening=self._listening
-        )
+            repository.engine, self._refresher.wake, on_listening=self._listening,
+            supervisor=supervisor,
+        )  # fmt: skip
 
     def _listening(self, listening: bool) -> None:
         self._refresher.interval_s = (

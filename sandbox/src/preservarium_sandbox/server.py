@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from preservarium.metrics import MetricsEndpoint
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from preservarium.settings import DEFAULT_SANDBOX_METRICS_PORT, Settings
+from preservarium.supervisor import Supervisor, SupervisorMetrics
 
 from preservarium_sandbox.catalog import ParserCatalog
 from preservarium_sandbox.limits import Limits, TrialLimits
@@ -69,11 +71,18 @@ class SandboxServer(AsyncLifecycle):
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.metrics = SandboxMetrics()
+        self.task_metrics = SupervisorMetrics(self.metrics.registry)
+        # The catalog's loops run under it; while one is down the health service says so.
+        self.supervisor = Supervisor(
+            on_restart=self.task_metrics.restarted, on_health=self._tasks_health
+        )
+        self._health_updates: set[asyncio.Task[None]] = set()
         self._engine = make_engine(config.database_url)
         self.catalog = ParserCatalog(
             SQLParserRepository(self._engine),
             refresh_interval_s=config.refresh_interval_s,
             on_lookup=self.metrics.source_lookup,
+            supervisor=self.supervisor,
         )
         self.pool = WorkerPool(
             size=config.workers,
@@ -144,8 +153,7 @@ class SandboxServer(AsyncLifecycle):
             raise SandboxStartError(f"cannot listen on {self.config.listen}: {exc}") from exc
         await server.start()
         self._server = server
-        for name in ("", SERVICE_NAME):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._publish_health()
         try:
             self._metrics_endpoint.start()
         except OSError as exc:
@@ -154,6 +162,21 @@ class SandboxServer(AsyncLifecycle):
                 f"cannot serve metrics on port {self.config.metrics_port}: {exc.strerror}"
             ) from exc
         log.info("sandbox serving", extra={"listen": self.config.listen, "port": self.port})
+
+    def _tasks_health(self, healthy: bool) -> None:
+        self.task_metrics.healthy.set(int(healthy))
+        if self._server is not None:
+            task = asyncio.create_task(self._publish_health())
+            self._health_updates.add(task)
+            task.add_done_callback(self._health_updates.discard)
+
+    async def _publish_health(self) -> None:
+        """SERVING while every supervised loop runs (read now: updates may overtake)."""
+        status = health_pb2.HealthCheckResponse.NOT_SERVING
+        if self.supervisor.healthy:
+            status = health_pb2.HealthCheckResponse.SERVING
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, status)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop taking calls, let in-flight calls finish, then stop the workers."""

@@ -9,16 +9,25 @@ import json
 import logging
 from typing import Any
 
+from preservarium.text import clean_text, has_surrogates
+
 Record = dict[str, Any]
 
 
 def decode_record(value: bytes | None) -> Record | None:
-    """A record's JSON object, or None for anything else (a foreign or broken record)."""
+    """A record's JSON object, or None for anything else (a foreign or broken record).
+
+    Only UTF-8 is read, and lone surrogates (`\\ud800` escapes) come back as U+FFFD:
+    whatever is read here gets printed, and a terminal cannot encode a lone surrogate.
+    """
     try:
-        record = json.loads(value or b"")
-    except (ValueError, RecursionError):
+        record = json.loads((value or b"").decode("utf-8"))
+        if not isinstance(record, dict):
+            return None
+        text = json.dumps(record, ensure_ascii=False)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
-    return record if isinstance(record, dict) else None
+    return json.loads(clean_text(text)) if has_surrogates(text) else record
 
 
 def quiet_aiokafka() -> None:

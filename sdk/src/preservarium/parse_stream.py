@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.supervisor import Supervisor
 
 
 class StreamBrokenError(Exception):
@@ -29,13 +30,13 @@ class StreamBrokenError(Exception):
 class ParseStream:
     """One open ParseStream call and the requests waiting on it."""
 
-    def __init__(self, stub: Any) -> None:
+    def __init__(self, stub: Any, *, supervisor: Supervisor | None = None) -> None:
         self._call = stub.ParseStream()
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[pb.ParseResponse]] = {}
         self._write_lock = asyncio.Lock()
         self.broken: str | None = None
-        self._reader = asyncio.create_task(self._read(), name="parse-stream-reader")
+        self._reader = (supervisor or Supervisor()).spawn("parse-stream-reader", self._read)
 
     async def request(self, request: pb.ParseRequest, timeout_s: float) -> pb.ParseResponse:
         """Send one request and wait for its answer, at most `timeout_s` seconds.
@@ -59,6 +60,8 @@ class ParseStream:
             self._waiting.pop(number, None)
 
     async def _read(self) -> None:
+        if self.broken is not None:  # restarted after a failure: this call is over
+            return
         reason = "the sandbox closed the stream"
         try:
             async for item in self._call:
@@ -68,7 +71,11 @@ class ParseStream:
         except grpc.aio.AioRpcError as exc:
             reason = f"{exc.code().name}: {exc.details()}"
         except asyncio.CancelledError:
-            reason = "the stream was closed"
+            self._break("the stream was closed")
+            raise
+        except Exception as exc:
+            self._break(f"the stream reader failed: {exc!r}")
+            raise
         self._break(reason)
 
     def _break(self, reason: str) -> None:

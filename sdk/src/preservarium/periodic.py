@@ -2,6 +2,8 @@
 
 Cancelling a task in the middle of a database query makes the driver log an error and
 can leave a connection half-used; stop() lets the current run finish, then ends the loop.
+A run that fails with one of our errors is logged and the loop goes on; anything else
+is a bug: the loop's supervisor logs it, counts it and restarts the loop.
 """
 
 from __future__ import annotations
@@ -12,13 +14,22 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from preservarium.errors import PreservariumError
+from preservarium.supervisor import Supervisor
 
 
 class Periodic:
     """Runs `job` every `interval_s` seconds until stopped; failures are logged, not fatal."""
 
-    def __init__(self, job: Callable[[], Awaitable[None]], *, interval_s: float, name: str) -> None:
+    def __init__(
+        self,
+        job: Callable[[], Awaitable[None]],
+        *,
+        interval_s: float,
+        name: str,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self._job = job
+        self._supervisor = supervisor or Supervisor()
         self.interval_s = interval_s  # read before each wait: may be changed while running
         self._name = name
         self._stopping = asyncio.Event()
@@ -33,7 +44,7 @@ class Periodic:
     def start(self) -> None:
         """Start the loop (the first run comes after one interval)."""
         self._stopping.clear()
-        self._task = asyncio.create_task(self._loop(), name=self._name)
+        self._task = self._supervisor.spawn(self._name, self._loop)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Let the current run finish, then end; idempotent."""

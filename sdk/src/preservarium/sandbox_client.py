@@ -14,6 +14,7 @@ from preservarium.lifecycle import AsyncLifecycle
 from preservarium.parse_stream import ParseStream, StreamBrokenError
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
+from preservarium.supervisor import Supervisor
 
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -90,9 +91,17 @@ def error_kind_name(kind: int) -> str:
 class SandboxClient(AsyncLifecycle):
     """Calls ParserSandbox with a deadline; reconnects by itself (gRPC channel)."""
 
-    def __init__(self, address: str, *, timeout_s: float = 1.0, streams: int = 0) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout_s: float = 1.0,
+        streams: int = 0,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         """`streams` > 0 sends parse() over that many long-lived ParseStream calls
-        (spread over the sandboxes by round robin) instead of one unary call each."""
+        (spread over the sandboxes by round robin) instead of one unary call each;
+        their readers run under `supervisor`."""
         self.address = address
         self.timeout_s = timeout_s
         self._channel: grpc.aio.Channel | None = None
@@ -100,6 +109,7 @@ class SandboxClient(AsyncLifecycle):
         self._stream_count = streams
         self._streams: list[ParseStream | None] = [None] * streams
         self._turn = 0
+        self._supervisor = supervisor or Supervisor()
 
     async def start(self) -> None:
         """Open the channel (connection happens lazily, and again after failures)."""
@@ -163,7 +173,9 @@ class SandboxClient(AsyncLifecycle):
         if stream is None or stream.broken is not None:
             if stream is not None:
                 await stream.close()
-            stream = self._streams[self._turn] = ParseStream(self._require_stub())
+            stream = self._streams[self._turn] = ParseStream(
+                self._require_stub(), supervisor=self._supervisor
+            )
         try:
             return await stream.request(request, timeout_s)
         except StreamBrokenError as exc:

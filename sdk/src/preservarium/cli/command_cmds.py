@@ -11,11 +11,21 @@ import contextlib
 import json
 import uuid
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import typer
 
 from preservarium.cli.common import err_console, fail, print_json, settings
+from preservarium.command_requests import (
+    MAX_NAME,
+    MAX_REQUEST_ID,
+    MAX_TTL_S,
+    CommandRequestError,
+    Rejection,
+    loads_strict,
+    validate_command_record,
+)
 from preservarium.ids import is_device_id
 from preservarium.kafka_records import quiet_aiokafka
 
@@ -28,9 +38,6 @@ STOP_TIMEOUT_S = 2.0
 # The gateway creates its topics with this many partitions; a topic the CLI creates
 # first must look the same.
 TOPIC_PARTITIONS = 3
-MAX_NAME = 128
-MAX_REQUEST_ID = 128
-MAX_TTL_S = 30 * 86_400
 MAX_RECORD_BYTES = 64 * 1024
 REQUEST_TOPIC = "command.request"
 
@@ -95,7 +102,11 @@ def build_request(
     ttl_text: str | None,
     request_id: str | None,
 ) -> dict[str, Any]:
-    """The `command.request` record the arguments describe; bad input exits 2."""
+    """The `command.request` record the arguments describe; bad input exits 2.
+
+    The record is checked by the rules the gateway applies to what it reads, so a
+    command this prints a request_id for is never `rejected` as invalid.
+    """
     if not is_device_id(device_id):
         refuse(f"invalid device id {device_id!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ : -")
     if not 1 <= len(name) <= MAX_NAME:
@@ -111,6 +122,9 @@ def build_request(
     }
     if ttl_text is not None:
         record["ttl_s"] = _ttl(ttl_text)
+    checked = validate_command_record(record, now=datetime.now(UTC))
+    if isinstance(checked, Rejection):
+        refuse(f"invalid command: {checked.reason}")
     if len(encode(record)) > MAX_RECORD_BYTES:
         refuse(f"the command is over {MAX_RECORD_BYTES} bytes once encoded")
     return record
@@ -120,9 +134,9 @@ def _params(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        params = json.loads(text)
-    except ValueError as exc:
-        refuse(f"--params is not JSON: {exc}")
+        params = loads_strict(text)
+    except CommandRequestError as exc:
+        refuse(f"--params: {exc.reason}")
     if not isinstance(params, dict):
         refuse(f"--params must be a JSON object, got {type(params).__name__}")
     return params

@@ -9,7 +9,7 @@ from enum import StrEnum
 from sqlalchemy import select, update
 
 from preservarium.db.models import Command, utcnow
-from preservarium.errors import ConflictError, NotFoundError
+from preservarium.errors import ConflictError, NotFoundError, RepositoryError
 from preservarium.repositories.base import SQLRepository
 
 
@@ -61,7 +61,11 @@ class SQLCommandRepository(SQLRepository):
     async def add(
         self, *, request_id: str, device_id: str, name: str, body: str, expires_at: datetime
     ) -> CommandRecord:
-        """Store a new queued command; ConflictError if the request id exists."""
+        """Store a new queued command; ConflictError if the request id exists.
+
+        A value the database driver cannot encode (a lone surrogate, a NUL on
+        PostgreSQL) is a RepositoryError that is not retriable: the same value fails again.
+        """
         row = Command(
             request_id=request_id,
             device_id=device_id,
@@ -76,6 +80,8 @@ class SQLCommandRepository(SQLRepository):
                 session.add(row)
         except ConflictError as exc:
             raise ConflictError(f"command request {request_id!r} exists already") from exc
+        except (UnicodeError, ValueError) as exc:
+            raise RepositoryError(f"the database refused the command: {exc!r}") from exc
         return _record(row)
 
     async def get(self, request_id: str) -> CommandRecord:

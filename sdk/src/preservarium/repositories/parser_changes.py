@@ -5,6 +5,8 @@ SQLParserRepository announces every activation (an upload that activates, or
 ParserChanges listens on a connection of its own and calls `on_change()` for each
 announcement, and once after every (re)connect, since announcements made while it was
 not listening are lost. On SQLite there is nothing to listen to: callers keep polling.
+A lost connection is expected (the loop reconnects, polling covers the gap); any other
+failure is left to the loop's supervisor, which logs, counts and restarts it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,20 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from preservarium.lifecycle import AsyncLifecycle
+from preservarium.supervisor import Supervisor
 
 log = logging.getLogger("preservarium.parser_changes")
 PARSER_CHANNEL = "preservarium_parsers"
+# How a listening connection is lost (asyncpg's own errors come unwrapped from add_listener).
+CONNECTION_ERRORS = (
+    OSError, TimeoutError, SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError,
+)  # fmt: skip
 
 
 class ParserChanges(AsyncLifecycle):
@@ -35,6 +44,7 @@ class ParserChanges(AsyncLifecycle):
         on_listening: Callable[[bool], None] = lambda listening: None,
         retry_s: float = 1.0,
         max_retry_s: float = 10.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._url = engine.url
         self._supported = engine.dialect.name == "postgresql"
@@ -44,6 +54,7 @@ class ParserChanges(AsyncLifecycle):
         self._max_retry_s = max_retry_s
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._supervisor = supervisor or Supervisor()
         self.listening = False
 
     @property
@@ -56,7 +67,7 @@ class ParserChanges(AsyncLifecycle):
         if not self._supported or self._task is not None:
             return
         self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="parser-changes")
+        self._task = self._supervisor.spawn("parser-changes", self._run)
 
     async def stop(self) -> None:
         """Stop listening and close the connection; idempotent."""
@@ -79,9 +90,7 @@ class ParserChanges(AsyncLifecycle):
             while not self._stopping.is_set():
                 try:
                     await self._listen(engine)
-                # Anything the driver raises (asyncpg's own errors come unwrapped from
-                # add_listener): this loop must outlive it, and polling covers the gap.
-                except Exception as exc:
+                except CONNECTION_ERRORS as exc:
                     log.warning("parser change listener lost", extra={"error": repr(exc)})
                 finally:
                     if self.listening:  # it had connected: the backoff starts afresh
