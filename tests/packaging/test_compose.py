@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from tests.packaging import compose_file
 from tests.packaging.replay import ROOT
-from tests.packaging.test_dockerfiles import spec_variables
+from tests.packaging.test_dockerfiles import documented_variables
 
 VARIABLES = {"POSTGRES_PASSWORD": "s3cret"}
 LONG_RUNNING = ("postgres", "kafka", "sandbox", "gateway")
@@ -162,9 +162,9 @@ def test_our_containers_drop_privileges(services: dict[str, dict[str, Any]], nam
     assert "no-new-privileges:true" in services[name]["security_opt"]
 
 
-def test_settings_are_the_specs(services: dict[str, dict[str, Any]]) -> None:
+def test_settings_are_documented(services: dict[str, dict[str, Any]]) -> None:
     used = {name for service in BUILT for name in env(services, service)}
-    assert used <= spec_variables()
+    assert used <= documented_variables()
 
 
 def test_settings_values(services: dict[str, dict[str, Any]]) -> None:
