@@ -1,0 +1,126 @@
+"""DTLS pre-shared keys for the tinydtls handshake, from the credential repository.
+
+tinydtls asks for a key synchronously, from inside its handshake code, so the keys
+must already be in memory: the keyring loads every PSK at start, reloads them all
+every `refresh_s` (rotations and removals take effect then), and on a miss fetches
+that one identity in the background, so a device registered after the last reload is
+refused once and accepted on its next handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from preservarium.errors import PreservariumError
+from preservarium.identity.kinds import DTLS_PSK_MAX_BYTES
+from preservarium.lifecycle import AsyncLifecycle
+
+log = logging.getLogger("preservarium.gateway.dtls")
+
+# Identities looked up and not found are not looked up again for this long, and at
+# most this many lookups run at once: a peer cycling through identities cannot turn
+# handshakes into a database flood.
+MISS_TTL_S = 10.0
+MAX_PENDING_LOOKUPS = 32
+
+
+class PskSource(Protocol):
+    """Where the keys come from (SQLCredentialRepository is the real one)."""
+
+    async def all_psks(self) -> dict[str, bytes]:
+        """Every PSK device's key by identity."""
+        ...
+
+    async def psk_for_identity(self, identity: str) -> bytes | None:
+        """One device's key, or None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PskClaim:
+    """What a DTLS session proved: the peer holds the PSK of this device."""
+
+    device_id: str
+
+
+class PskKeyring(AsyncLifecycle):
+    """aiocoap `server_credentials` for the tinydtls server: `find_dtls_psk` from memory."""
+
+    def __init__(self, *, source: PskSource, refresh_s: float = 30.0) -> None:
+        self._source = source
+        self._refresh_s = refresh_s
+        self._keys: dict[str, bytes] = {}
+        self._misses: dict[str, float] = {}
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load every key, then keep reloading them in the background."""
+        await self.refresh()
+        self._refresher = asyncio.create_task(self._refresh_forever(), name="psk keyring")
+
+    async def stop(self) -> None:
+        """Stop reloading and looking up; idempotent."""
+        tasks = [*self._pending.values(), *([self._refresher] if self._refresher else [])]
+        self._refresher = None
+        self._pending.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def refresh(self) -> None:
+        """Replace the keys in memory with the repository's."""
+        self._keys = await self._source.all_psks()
+        self._misses.clear()
+
+    def find_dtls_psk(self, identity: bytes) -> tuple[bytes, PskClaim]:
+        """The key and claim of a PSK identity, as aiocoap asks; KeyError if unknown."""
+        device_id = identity.decode("utf-8", errors="replace")
+        key = self._keys.get(device_id)
+        if key is not None and len(key) > DTLS_PSK_MAX_BYTES:
+            # DTLSSocket copies the key into tinydtls's 16-byte buffer without a bound.
+            log.warning("psk of %s is longer than tinydtls accepts; refused", device_id)
+            raise KeyError(device_id)
+        if key is None:
+            self._look_up_later(device_id)
+            raise KeyError(device_id)
+        return key, PskClaim(device_id)
+
+    def __bool__(self) -> bool:
+        # aiocoap replaces falsy server credentials with an empty map.
+        return True
+
+    def _look_up_later(self, device_id: str) -> None:
+        missed_at = self._misses.get(device_id)
+        if missed_at is not None and time.monotonic() - missed_at < MISS_TTL_S:
+            return
+        if device_id in self._pending or len(self._pending) >= MAX_PENDING_LOOKUPS:
+            return
+        self._pending[device_id] = asyncio.get_running_loop().create_task(
+            self._look_up(device_id), name="psk lookup"
+        )
+
+    async def _look_up(self, device_id: str) -> None:
+        try:
+            key = await self._source.psk_for_identity(device_id)
+        except PreservariumError as exc:
+            log.warning("psk lookup failed: %s", exc)
+            key = None
+        finally:
+            self._pending.pop(device_id, None)
+        if key is None:
+            self._misses[device_id] = time.monotonic()
+        else:
+            self._keys[device_id] = key
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                await self.refresh()
+            except PreservariumError as exc:
+                log.warning("psk keyring reload failed, keeping the keys in memory: %s", exc)
