@@ -6,7 +6,10 @@ import base64
 import json
 import math
 import re
+from pathlib import Path
+from typing import Any
 
+import aiocoap
 import pytest
 from aiocoap import oscore
 from preservarium.errors import ConfigError, SecretKeyError
@@ -212,3 +215,55 @@ class TestReplayWindow:
         theirs = oscore.ReplayWindow(ours.size, lambda: None)
         theirs.initialize_from_persisted({"index": ours.floor, "bitfield": ours.bitmap})
         assert [theirs.is_valid(n) for n in range(80)] == [ours.is_fresh(n) for n in range(80)]
+
+
+def _filesystem_context(
+    directory: Path, *, sender: str, recipient: str, oscore_doc: dict[str, str]
+) -> Any:
+    """An aiocoap context from the document's fields (aiocoap reads them from files)."""
+    directory.mkdir()
+    (directory / "settings.json").write_text(
+        json.dumps(
+            {
+                "sender-id_hex": sender,
+                "recipient-id_hex": recipient,
+                "algorithm": oscore_doc["algorithm"],
+                "kdf-hashfun": oscore_doc["hkdf"],
+            }
+        )
+    )
+    (directory / "secret.json").write_text(
+        json.dumps(
+            {
+                "secret_hex": oscore_doc["master_secret_hex"],
+                "salt_hex": oscore_doc["master_salt_hex"],
+            }
+        )
+    )
+    return oscore.FilesystemSecurityContext(str(directory))
+
+
+def test_the_oscore_document_is_the_devices_side_of_the_gateways_context(tmp_path: Path) -> None:
+    document = OscoreDocument("d1", generate.new_oscore_material()).to_json()["oscore"]
+    sender, recipient = document["sender_id_hex"], document["recipient_id_hex"]
+    device = _filesystem_context(
+        tmp_path / "device", sender=sender, recipient=recipient, oscore_doc=document
+    )
+    gateway = _filesystem_context(
+        tmp_path / "gateway", sender=recipient, recipient=sender, oscore_doc=document
+    )
+    request = aiocoap.Message(code=aiocoap.POST, uri="coap://gateway/d/d1", payload=b"reading")
+    protected, _ = device.protect(request)
+    unprotected_request, request_id = gateway.unprotect(over_the_wire(protected))
+    assert unprotected_request.payload == b"reading"
+    assert request_id.kid == bytes.fromhex(sender)  # the kid the gateway looks the device up by
+    response = aiocoap.Message(code=aiocoap.CREATED, payload=b"command")
+    protected_response, _ = gateway.protect(response, request_id)
+    answer = device.unprotect(over_the_wire(protected_response), request_id)[0]
+    assert answer.payload == b"command"
+
+
+def over_the_wire(message: aiocoap.Message) -> aiocoap.Message:
+    """The message as its receiver decodes it."""
+    message.mid, message.token, message.mtype = 1, b"t", aiocoap.CON
+    return aiocoap.Message.decode(message.encode())
