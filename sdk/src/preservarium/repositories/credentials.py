@@ -157,7 +157,7 @@ class SQLCredentialRepository(SQLRepository):
         }
 
     async def oscore_for_kid(self, kid: bytes) -> OscoreContextRecord | None:
-        """The OSCORE context whose device sends with this kid, or None."""
+        """The OSCORE context whose device sends with this kid (the gateway's recipient id)."""
         async with self.transaction() as session:
             row = await session.scalar(
                 select(DeviceCredential).where(
