@@ -15,6 +15,7 @@ from preservarium.identity import AuthKind, SecretBox
 from preservarium.repositories import SQLCredentialRepository, SQLDeviceRepository
 from preservarium.settings import HostPort
 from preservarium_gateway.dtls import DtlsPskListener, authenticated_device
+from preservarium_gateway.dtls_records import client_key_exchange_identity
 from preservarium_gateway.errors import GatewayStartError
 from preservarium_gateway.psk_keyring import PskKeyring
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -140,14 +141,30 @@ class TestBind:
 
 
 class TestKeyring:
-    async def test_a_device_added_after_start_is_fetched_on_its_first_attempt(self) -> None:
+    async def test_each_handshake_meets_the_current_key(self) -> None:
+        # The keyring reloads only hourly here: what changes is fetched per handshake.
         source = FakePsks()
         running = listener_for(source, HostPort("127.0.0.1", 0))
         async with running.listener:
+            port = running.listener.port
+            source.keys["dev-1"] = KEY.encode()  # registered after the start
+            assert await post(port, "dev-1", KEY) == ("2.01", "dev-1")
+            source.keys["dev-1"] = b"rotated-key-0016"
+            assert await post(port, "dev-1", KEY, wait_s=3) is None
+            assert await post(port, "dev-1", "rotated-key-0016") == ("2.01", "dev-1")
+            del source.keys["dev-1"]  # removed
+            assert await post(port, "dev-1", "rotated-key-0016", wait_s=3) is None
+        assert running.seen == ["dev-1", "dev-1"]
+
+    async def test_a_missed_identity_is_fetched_for_next_time(self) -> None:
+        source = FakePsks()
+        keyring = PskKeyring(source=source, refresh_s=3600)
+        async with keyring:
             source.keys["dev-1"] = KEY.encode()
-            assert await post(running.listener.port, "dev-1", KEY, wait_s=3) is None
+            with pytest.raises(KeyError):
+                keyring.find_dtls_psk(b"dev-1")
             await until(lambda: source.lookups == ["dev-1"])
-            assert await post(running.listener.port, "dev-1", KEY) == ("2.01", "dev-1")
+            assert keyring.find_dtls_psk(b"dev-1")[0] == KEY.encode()
 
     async def test_unknown_identities_are_not_looked_up_again_and_again(self) -> None:
         source = FakePsks()
@@ -170,6 +187,16 @@ class TestKeyring:
         async with running.listener:
             assert await post(running.listener.port, "dev-1", "k" * 24, wait_s=3) is None
             assert await post(running.listener.port, "dev-2", KEY) == ("2.01", "dev-2")
+
+    async def test_a_reload_applies_rotations_and_removals(self) -> None:
+        source = FakePsks({"dev-1": b"old", "dev-2": b"two"})
+        keyring = PskKeyring(source=source, refresh_s=0.05)
+        async with keyring:
+            assert keyring.find_dtls_psk(b"dev-1")[0] == b"old"
+            source.keys = {"dev-1": b"new"}
+            await until(lambda: keyring.find_dtls_psk(b"dev-1")[0] == b"new")
+            with pytest.raises(KeyError):
+                keyring.find_dtls_psk(b"dev-2")
 
     async def test_keys_from_the_credential_repository(self, engine: AsyncEngine) -> None:
         await SQLDeviceRepository(engine).register("dev-1", "generic")
@@ -208,3 +235,46 @@ async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+class TestRecords:
+    @staticmethod
+    def record(kind: int, epoch: int, body: bytes) -> bytes:
+        return (
+            bytes([kind, 0xFE, 0xFD])
+            + epoch.to_bytes(2, "big")
+            + bytes(6)
+            + (len(body).to_bytes(2, "big") + body)
+        )
+
+    @staticmethod
+    def client_key_exchange(identity: bytes, *, fragment_offset: int = 0) -> bytes:
+        message = len(identity).to_bytes(2, "big") + identity
+        size = len(message).to_bytes(3, "big")
+        header = bytes([16]) + size + bytes(2) + fragment_offset.to_bytes(3, "big") + size
+        return header + message
+
+    def test_the_identity_is_read_from_a_flight_of_records(self) -> None:
+        flight = (
+            self.record(22, 0, self.client_key_exchange(b"dev-1"))
+            + self.record(20, 0, b"\x01")
+            + self.record(22, 1, bytes(40))
+        )
+        assert client_key_exchange_identity(flight) == b"dev-1"
+
+    @pytest.mark.parametrize(
+        "datagram",
+        [
+            b"",
+            b"\x16\xfe\xfd" + bytes(10),
+            bytes([22, 0xFE, 0xFD, 0, 1]) + bytes(6) + b"\x00\x05" + bytes(5),  # epoch 1
+        ],
+    )
+    def test_anything_else_has_no_identity(self, datagram: bytes) -> None:
+        assert client_key_exchange_identity(datagram) is None
+
+    def test_a_later_fragment_or_a_truncated_one_has_no_identity(self) -> None:
+        later = self.client_key_exchange(b"dev-1", fragment_offset=7)
+        assert client_key_exchange_identity(self.record(22, 0, later)) is None
+        truncated = self.record(22, 0, self.client_key_exchange(b"dev-1"))[:-2]
+        assert client_key_exchange_identity(truncated) is None

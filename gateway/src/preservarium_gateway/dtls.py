@@ -7,6 +7,8 @@ its DTLS and CoAP machinery and replaces those four: the socket is bound to exac
 `bind`, the any-address is allowed (replies leave by the kernel's route, so on a host
 with several addresses bind the one devices use), the port is not shared, and at most
 `max_sessions` peers are kept (the least recently heard is dropped, and re-handshakes).
+It also holds a client's ClientKeyExchange until the keyring has fetched the key of
+the identity in it, so each handshake meets the device's current key.
 
 The private aiocoap names used here are pinned by the `aiocoap<0.5` requirement and
 covered by tests/gateway/test_dtls.py, which talks to the listener with libcoap.
@@ -25,10 +27,12 @@ from aiocoap.util import hostportjoin
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.settings import HostPort
 
+from preservarium_gateway.dtls_records import client_key_exchange_identity
 from preservarium_gateway.errors import GatewayStartError
 from preservarium_gateway.psk_keyring import PskClaim, PskKeyring
 
 DEFAULT_MAX_SESSIONS = 4096
+MAX_HELD_DATAGRAMS = 16
 
 
 def authenticated_device(request: aiocoap.Message) -> str | None:
@@ -59,14 +63,55 @@ class _ExactServerSocket(tinydtls_server._DatagramServerSocketSimpleDTLS):  # ty
         )
         self = await ready
         self._loop = loop
+        self._start_holding()
         self.sockname = transport.get_extra_info("sockname")
         self.hostinfo_local = hostportjoin(bind[0], self.sockname[1])
         return self
 
+    def _start_holding(self) -> None:
+        # Datagrams held per peer while its key is fetched, and the fetches themselves.
+        self._held: dict[Any, list[bytes]] = {}
+        self._fetches: set[asyncio.Task[None]] = set()
+        self._closed = False
+
     def datagram_received(self, data: bytes, sockaddr: Any) -> None:
+        held = self._held.get(sockaddr)
+        if held is not None:  # a fetch for this peer is running: keep its order
+            if len(held) < MAX_HELD_DATAGRAMS:  # beyond that, DTLS retransmits
+                held.append(data)
+            return
+        identity = client_key_exchange_identity(data)
+        keyring: PskKeyring = self._server_credentials
+        if identity is not None and keyring.can_fetch() and len(self._held) < self.max_sockets:
+            self._held[sockaddr] = [data]
+            task = self._loop.create_task(self._fetch_then_deliver(keyring, identity, sockaddr))
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
+            return
+        self._deliver(data, sockaddr)
+
+    async def _fetch_then_deliver(
+        self, keyring: PskKeyring, identity: bytes, sockaddr: Any
+    ) -> None:
+        try:
+            await keyring.fetch(identity)
+        finally:
+            for data in self._held.pop(sockaddr, []):
+                self._deliver(data, sockaddr)
+
+    def _deliver(self, data: bytes, sockaddr: Any) -> None:
+        if self._closed:
+            return
         if sockaddr not in self._connections:
             self._maybe_purge_sockets()
         super().datagram_received(data, sockaddr)
+
+    async def shutdown(self) -> None:
+        self._closed = True
+        for task in list(self._fetches):
+            task.cancel()
+        await asyncio.gather(*self._fetches, return_exceptions=True)
+        await super().shutdown()
 
 
 class _ExactBindTransport(tinydtls_server.MessageInterfaceTinyDTLSServer):  # type: ignore[misc]

@@ -1,10 +1,11 @@
 """DTLS pre-shared keys for the tinydtls handshake, from the credential repository.
 
 tinydtls asks for a key synchronously, from inside its handshake code, so the keys
-must already be in memory: the keyring loads every PSK at start, reloads them all
-every `refresh_s` (rotations and removals take effect then), and on a miss fetches
-that one identity in the background, so a device registered after the last reload is
-refused once and accepted on its next handshake.
+must already be in memory. The keyring loads every PSK at start and reloads them all
+every `refresh_s`; the listener also calls `fetch()` for the identity a client presents
+before tinydtls asks, so a new, rotated or removed key counts from the next handshake.
+When that was not possible (too many fetches at once), a miss fetches the identity in
+the background, and the device's next handshake finds it.
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ class PskClaim:
 class PskKeyring(AsyncLifecycle):
     """aiocoap `server_credentials` for the tinydtls server: `find_dtls_psk` from memory."""
 
-    def __init__(self, *, source: PskSource, refresh_s: float = 30.0) -> None:
+    def __init__(self, *, source: PskSource, refresh_s: float = 300.0) -> None:
         self._source = source
         self._refresh_s = refresh_s
         self._keys: dict[str, bytes] = {}
         self._misses: dict[str, float] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self._fetching = 0
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -76,6 +78,26 @@ class PskKeyring(AsyncLifecycle):
         """Replace the keys in memory with the repository's."""
         self._keys = await self._source.all_psks()
         self._misses.clear()
+
+    def can_fetch(self) -> bool:
+        """Whether another fetch may start now (at most MAX_PENDING_LOOKUPS at once)."""
+        return self._fetching + len(self._pending) < MAX_PENDING_LOOKUPS
+
+    async def fetch(self, identity: bytes) -> None:
+        """Bring one identity's key up to date (removed if it has none any more)."""
+        device_id = identity.decode("utf-8", errors="replace")
+        self._fetching += 1
+        try:
+            key = await self._source.psk_for_identity(device_id)
+        except PreservariumError as exc:
+            log.warning("psk lookup failed, keeping the key in memory: %s", exc)
+            return
+        finally:
+            self._fetching -= 1
+        if key is None:
+            self._keys.pop(device_id, None)
+        else:
+            self._keys[device_id] = key
 
     def find_dtls_psk(self, identity: bytes) -> tuple[bytes, PskClaim]:
         """The key and claim of a PSK identity, as aiocoap asks; KeyError if unknown."""
@@ -98,7 +120,7 @@ class PskKeyring(AsyncLifecycle):
         missed_at = self._misses.get(device_id)
         if missed_at is not None and time.monotonic() - missed_at < MISS_TTL_S:
             return
-        if device_id in self._pending or len(self._pending) >= MAX_PENDING_LOOKUPS:
+        if device_id in self._pending or not self.can_fetch():
             return
         self._pending[device_id] = asyncio.get_running_loop().create_task(
             self._look_up(device_id), name="psk lookup"
