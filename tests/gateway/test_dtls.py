@@ -198,6 +198,12 @@ class TestKeyring:
             with pytest.raises(KeyError):
                 keyring.find_dtls_psk(b"dev-2")
 
+    async def test_lookups_are_rate_limited(self) -> None:
+        keyring = PskKeyring(source=FakePsks(), refresh_s=3600)
+        allowed = [keyring.should_fetch(f"dev-{n}".encode()) for n in range(500)]
+        # One second's budget (100) at once, give or take the refill while this runs.
+        assert 100 <= sum(allowed) < 150
+
     async def test_keys_from_the_credential_repository(self, engine: AsyncEngine) -> None:
         await SQLDeviceRepository(engine).register("dev-1", "generic")
         credentials = SQLCredentialRepository(engine, secrets=SecretBox([KEY_A]))

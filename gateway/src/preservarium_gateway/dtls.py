@@ -82,7 +82,11 @@ class _ExactServerSocket(tinydtls_server._DatagramServerSocketSimpleDTLS):  # ty
             return
         identity = client_key_exchange_identity(data)
         keyring: PskKeyring = self._server_credentials
-        if identity is not None and keyring.can_fetch() and len(self._held) < self.max_sockets:
+        if (
+            identity is not None
+            and len(self._held) < self.max_sockets
+            and keyring.should_fetch(identity)
+        ):
             self._held[sockaddr] = [data]
             task = self._loop.create_task(self._fetch_then_deliver(keyring, identity, sockaddr))
             self._fetches.add(task)

@@ -22,11 +22,12 @@ from preservarium.lifecycle import AsyncLifecycle
 
 log = logging.getLogger("preservarium.gateway.dtls")
 
-# Identities looked up and not found are not looked up again for this long, and at
-# most this many lookups run at once: a peer cycling through identities cannot turn
-# handshakes into a database flood.
+# A peer can put any identity in a datagram, from any address: identities looked up and
+# not found are not looked up again for this long, at most this many lookups run at
+# once, and at most this many start per second, so datagrams cannot flood the database.
 MISS_TTL_S = 10.0
 MAX_PENDING_LOOKUPS = 32
+MAX_LOOKUPS_PER_S = 100.0
 
 
 class PskSource(Protocol):
@@ -58,6 +59,8 @@ class PskKeyring(AsyncLifecycle):
         self._misses: dict[str, float] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._fetching = 0
+        self._budget = MAX_LOOKUPS_PER_S
+        self._budget_at = time.monotonic()
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -79,9 +82,24 @@ class PskKeyring(AsyncLifecycle):
         self._keys = await self._source.all_psks()
         self._misses.clear()
 
-    def can_fetch(self) -> bool:
-        """Whether another fetch may start now (at most MAX_PENDING_LOOKUPS at once)."""
-        return self._fetching + len(self._pending) < MAX_PENDING_LOOKUPS
+    def should_fetch(self, identity: bytes) -> bool:
+        """Whether a lookup of this identity may start now; counts it if so."""
+        missed_at = self._misses.get(identity.decode("utf-8", errors="replace"))
+        if missed_at is not None and time.monotonic() - missed_at < MISS_TTL_S:
+            return False
+        if self._fetching + len(self._pending) >= MAX_PENDING_LOOKUPS:
+            return False
+        return self._spend()
+
+    def _spend(self) -> bool:
+        # A token bucket of one second's worth of lookups.
+        now = time.monotonic()
+        refill = (now - self._budget_at) * MAX_LOOKUPS_PER_S
+        self._budget, self._budget_at = min(MAX_LOOKUPS_PER_S, self._budget + refill), now
+        if self._budget < 1:
+            return False
+        self._budget -= 1
+        return True
 
     async def fetch(self, identity: bytes) -> None:
         """Bring one identity's key up to date (removed if it has none any more)."""
@@ -96,6 +114,7 @@ class PskKeyring(AsyncLifecycle):
             self._fetching -= 1
         if key is None:
             self._keys.pop(device_id, None)
+            self._misses[device_id] = time.monotonic()
         else:
             self._keys[device_id] = key
 
@@ -117,10 +136,7 @@ class PskKeyring(AsyncLifecycle):
         return True
 
     def _look_up_later(self, device_id: str) -> None:
-        missed_at = self._misses.get(device_id)
-        if missed_at is not None and time.monotonic() - missed_at < MISS_TTL_S:
-            return
-        if device_id in self._pending or not self.can_fetch():
+        if device_id in self._pending or not self.should_fetch(device_id.encode()):
             return
         self._pending[device_id] = asyncio.get_running_loop().create_task(
             self._look_up(device_id), name="psk lookup"
@@ -128,16 +144,9 @@ class PskKeyring(AsyncLifecycle):
 
     async def _look_up(self, device_id: str) -> None:
         try:
-            key = await self._source.psk_for_identity(device_id)
-        except PreservariumError as exc:
-            log.warning("psk lookup failed: %s", exc)
-            key = None
+            await self.fetch(device_id.encode())
         finally:
             self._pending.pop(device_id, None)
-        if key is None:
-            self._misses[device_id] = time.monotonic()
-        else:
-            self._keys[device_id] = key
 
     async def _refresh_forever(self) -> None:
         while True:
