@@ -1,4 +1,5 @@
-# The project's commands. Only Python and the package registries are assumed.
+# The project's commands. Only Python, the package registries and (on Debian) apt are
+# assumed: scripts/system-deps installs the few system packages a build needs.
 PYTHON ?= python3
 UV_VERSION := 0.9.5
 TOOLS := .tools
@@ -13,6 +14,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 install: $(UV)
+	scripts/system-deps
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --all-packages --all-extras --python $(PYTHON)
 
 run: install

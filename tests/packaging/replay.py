@@ -3,9 +3,9 @@
 The COPY instructions copy from the repository (honouring .dockerignore) into a scratch
 build directory, ENV instructions set the environment, and the RUN commands run as they
 are written in the Dockerfile, with three substitutions: the image's `/wheels` is a
-scratch directory, `pip` is that of a fresh virtual environment, and `uv` is the
+scratch directory, `pip` is that of a fresh virtual environment, `uv` is the
 workspace's own (the same version the Dockerfile installs, checked, instead of a pip
-install of it).
+install of it), and `apt-get install` checks that this machine has those packages.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 UV = ROOT / ".tools" / "bin" / "uv"
 IMAGE_WHEELS = "/wheels"
 UV_INSTALL = re.compile(r"^pip install\b.*[\"']?uv==(?P<version>[0-9.]+)[\"']?\s*$")
+APT_INSTALL = re.compile(r"apt-get install\b[^&;]*?--no-install-recommends(?P<packages>[^&;]*)")
 # Options of this machine's pip configuration that a Docker build does not have.
 MACHINE_PIP = ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT")
 
@@ -129,9 +130,28 @@ def replay_builder(stage: Stage, *, scratch: Path, builder: Venv) -> Path:
             if uv_pin:
                 assert uv_pin["version"] == uv_version(), "the image pins another uv than ours"
                 continue
+            if APT_INSTALL.search(command):
+                _assert_installed_here(command)
+                continue
             shell = command.replace(IMAGE_WHEELS, str(wheels))
             run(["/bin/sh", "-c", shell], cwd=workdir, env=env)
     return wheels
+
+
+def _assert_installed_here(command: str) -> None:
+    """An image's `apt-get install` is not replayed: this machine must have those packages.
+
+    `make install` put them here (scripts/system-deps); running apt from a test would
+    change the machine the suite runs on.
+    """
+    match = APT_INSTALL.search(command)
+    assert match is not None
+    for package in match["packages"].split():
+        done = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.stdout == "install ok installed", f"{package} is not installed here"
 
 
 def install_step(stage: Stage) -> Instruction:

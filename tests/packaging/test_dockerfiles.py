@@ -52,9 +52,12 @@ def test_builder_builds_wheels_from_the_lock(service: str) -> None:
     commands = " && ".join(runs(stages(service)[0]))
     package = f"preservarium-{service}"
     assert f"uv export --frozen --no-dev --package {package} --no-emit-workspace" in commands
-    assert (
-        "pip wheel --no-deps --only-binary=:all: --require-hashes -r requirements.txt" in commands
+    source_built = " --no-binary=dtlssocket" if service == "gateway" else ""
+    wheel = (
+        f"pip wheel --no-deps --only-binary=:all:{source_built} --require-hashes"
+        " -r requirements.txt"
     )
+    assert wheel in commands
     assert "uv build --wheel --package preservarium-sdk --out-dir /wheels" in commands
     assert f"uv build --wheel --package {package} --out-dir /wheels" in commands
     other = "gateway" if service == "sandbox" else "sandbox"
@@ -137,3 +140,13 @@ def test_dockerignore_keeps_what_the_builder_copies(service: str) -> None:
                 relative = path.relative_to(ROOT).as_posix()
                 if "__pycache__" not in relative:
                     assert not ignore.excluded(relative), relative
+
+
+def test_gateway_builder_alone_has_the_dtls_build_tools() -> None:
+    builder, runtime = stages("gateway")
+    (apt,) = [cmd for cmd in runs(builder) if "apt-get install" in cmd]
+    packages = set(apt.split("--no-install-recommends", 1)[1].split("&&")[0].split())
+    assert {"autoconf", "automake", "libtool", "make", "gcc", "libc6-dev"} <= packages
+    assert "rm -rf /var/lib/apt/lists/*" in apt
+    assert not [cmd for cmd in runs(runtime) if "apt-get" in cmd], "the runtime stays slim"
+    assert not [cmd for cmd in runs(stages("sandbox")[0]) if "apt-get" in cmd]

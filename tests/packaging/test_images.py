@@ -58,6 +58,7 @@ def test_sandbox_image_lacks(images: dict[str, Image], module: str) -> None:
     ("service", "modules"),
     [
         ("gateway", ["preservarium_gateway.main", "aiocoap", "aiokafka", "preservarium.cli.app"]),
+        ("gateway", ["DTLSSocket.dtls", "aiocoap.oscore", "aiocoap.transports.tinydtls_server"]),
         ("sandbox", ["preservarium_sandbox.main", "RestrictedPython", "grpc_reflection"]),
     ],
 )

@@ -29,6 +29,27 @@ class DatabaseUnavailableError(RepositoryError):
     retriable = True
 
 
+class SecretKeyError(PreservariumError):
+    """A secret at rest cannot be sealed or opened.
+
+    `kind` says why: `no_key` (PRESERVARIUM_SECRET_KEY is not set), `unknown_key` (the
+    secret was sealed under a key that is no longer configured), `damaged` (the stored
+    ciphertext does not authenticate).
+    """
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class CredentialError(PreservariumError):
+    """Credentials of this kind cannot be given to this device; `kind` says why."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class InvalidParserSourceError(PreservariumError):
     """A parser source is refused before it is stored (size, encoding, syntax)."""
 

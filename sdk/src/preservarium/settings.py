@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from preservarium.errors import ConfigError
@@ -57,6 +57,22 @@ def parse_routes(value: str) -> dict[str, str]:
     return routes
 
 
+SECRET_KEY_MIN_CHARS = 32
+SECRET_FIELDS = frozenset({"secret_key"})
+
+
+def parse_secret_keys(value: str) -> tuple[str, ...]:
+    """Split `current[,older...]` secret keys; raise ValueError naming what is wrong."""
+    keys = tuple(key.strip() for key in value.split(","))
+    for position, key in enumerate(keys, start=1):
+        if len(key) < SECRET_KEY_MIN_CHARS:
+            raise ValueError(
+                f"key {position} has {len(key)} characters; each key needs at least "
+                f"{SECRET_KEY_MIN_CHARS} (e.g. `openssl rand -base64 32`)"
+            )
+    return keys
+
+
 class Settings(BaseSettings):
     """Every PRESERVARIUM_* variable of the contract, with its default."""
 
@@ -74,6 +90,8 @@ class Settings(BaseSettings):
     sandbox_memory_mb: int = Field(default=256, ge=64, le=65536)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     db_auto_migrate: bool = False
+    # Current key first, older keys after it (comma-separated); never printed.
+    secret_key: SecretStr | None = None
 
     @field_validator("sandbox_listen", "coap_bind", mode="before")
     @classmethod
@@ -90,6 +108,14 @@ class Settings(BaseSettings):
     def _addresses(cls, value: str) -> str:
         for part in value.split(","):
             parse_host_port(part)
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parse_secret_keys(value.get_secret_value())
         return value
 
     @field_validator("database_url")
@@ -117,5 +143,6 @@ def load_settings(**overrides: Any) -> Settings:
         field = str(first["loc"][0]) if first["loc"] else "?"
         reason = str(first["msg"]).removeprefix("Value error, ")
         raw = first.get("input")
-        shown = f" (got {raw!r})" if isinstance(raw, str | int) else ""
+        secret = field in SECRET_FIELDS  # a bad secret is named, never echoed
+        shown = f" (got {raw!r})" if isinstance(raw, str | int) and not secret else ""
         raise ConfigError(f"{ENV_PREFIX}{field.upper()}: {reason}{shown}") from exc

@@ -1,4 +1,4 @@
-"""SQLAlchemy models: parsers and their versions, devices, pending commands."""
+"""SQLAlchemy models: parsers and their versions, devices, credentials, pending commands."""
 
 from __future__ import annotations
 
@@ -94,6 +94,52 @@ class Device(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     device_type: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeviceCredential(Base):
+    """How a device authenticates; secrets only as hashes or sealed (see identity.secretbox).
+
+    A registered device without a row authenticates with nothing (kind `none`).
+    """
+
+    __tablename__ = "device_credentials"
+    # The gateway finds an OSCORE context by the kid of a request: it must name one device.
+    __table_args__ = (Index("ix_device_credentials_oscore_kid", "oscore_kid", unique=True),)
+
+    device_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    auth: Mapped[str] = mapped_column(String(16))
+    token_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The PSK text or the OSCORE master secret, sealed; the key id says which key sealed it.
+    sealed_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    secret_key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Hex ids from the device's point of view: its sender id is the requests' kid.
+    oscore_kid: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    oscore_recipient_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    oscore_master_salt: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    oscore_algorithm: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    oscore_hkdf: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_authenticated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OscoreReplayWindow(Base):
+    """The replay window of one OSCORE security context, shared by every gateway.
+
+    `version` grows by one on each update: writers compare and set on it, so two
+    gateways cannot both accept the same sequence number.
+    """
+
+    __tablename__ = "oscore_replay_windows"
+
+    kid: Mapped[str] = mapped_column(String(16), primary_key=True)
+    device_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("device_credentials.device_id", ondelete="CASCADE"), index=True
+    )
+    floor: Mapped[int] = mapped_column(BigInteger)
+    bitmap: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 class Command(Base):

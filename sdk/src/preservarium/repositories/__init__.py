@@ -1,6 +1,11 @@
 """Repositories: the only code that talks SQL."""
 
 from preservarium.repositories.commands import CommandRecord, SQLCommandRepository
+from preservarium.repositories.credentials import (
+    CredentialSummary,
+    OscoreContextRecord,
+    SQLCredentialRepository,
+)
 from preservarium.repositories.devices import DeviceRecord, SQLDeviceRepository
 from preservarium.repositories.parsers import (
     ActiveParser,
@@ -8,14 +13,19 @@ from preservarium.repositories.parsers import (
     ParserSummary,
     SQLParserRepository,
 )
+from preservarium.repositories.replay_windows import SQLReplayWindowRepository
 
 __all__ = [
     "ActiveParser",
     "CommandRecord",
+    "CredentialSummary",
     "DeviceRecord",
+    "OscoreContextRecord",
     "ParserRecord",
     "ParserSummary",
     "SQLCommandRepository",
+    "SQLCredentialRepository",
     "SQLDeviceRepository",
     "SQLParserRepository",
+    "SQLReplayWindowRepository",
 ]
