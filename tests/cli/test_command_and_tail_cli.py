@@ -98,7 +98,7 @@ class TestCommandSend:
         try:
             done = await kafka.cli(
                 "command", "send", "dev-1", "set_period", "--params", '{"seconds": 900}',
-                "--ttl", "120",
+                "--ttl", "120", "--force",
             )  # fmt: skip
             assert done.returncode == 0, done.stderr
             request_id = done.stdout.strip()
@@ -119,7 +119,7 @@ class TestCommandSend:
         await reader.start()
         try:
             done = await kafka.cli(
-                "command", "send", "dev-2", "reboot", "--request-id", "r-1", "--json"
+                "command", "send", "dev-2", "reboot", "--request-id", "r-1", "--json", "--force"
             )
             assert done.returncode == 0, done.stderr
             [record] = await reader.wait_for(lambda r: r["request_id"] == "r-1")
@@ -143,7 +143,12 @@ class TestCommandSend:
     def test_unreachable_broker_is_one_line(self) -> None:
         address = f"127.0.0.1:{free_port()}"
         done = run_cli(
-            "command", "send", "dev-1", "reboot", env={"PRESERVARIUM_KAFKA_BOOTSTRAP": address}
+            "command",
+            "send",
+            "dev-1",
+            "reboot",
+            "--force",
+            env={"PRESERVARIUM_KAFKA_BOOTSTRAP": address},
         )
         assert_usage_error(done, address)
 
@@ -151,7 +156,9 @@ class TestCommandSend:
         blocker = tmp_path / "aiokafka"
         blocker.mkdir()
         (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")
-        done = run_cli("command", "send", "dev-1", "reboot", env={"PYTHONPATH": str(tmp_path)})
+        done = run_cli(
+            "command", "send", "dev-1", "reboot", "--force", env={"PYTHONPATH": str(tmp_path)}
+        )
         assert_usage_error(done, "preservarium-sdk[kafka]")
 
 

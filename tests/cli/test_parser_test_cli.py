@@ -81,11 +81,10 @@ async def sandbox_addr(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 
 @pytest.fixture
-def env(sandbox_addr: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "PRESERVARIUM_SANDBOX_ADDR": sandbox_addr,
-        "PRESERVARIUM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
-    }
+async def env(sandbox_addr: str, tmp_path: Path) -> dict[str, str]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    await upgrade(url)
+    return {"PRESERVARIUM_SANDBOX_ADDR": sandbox_addr, "PRESERVARIUM_DATABASE_URL": url}
 
 
 @pytest.fixture
@@ -249,7 +248,9 @@ class TestExamples:
         source = "def parse(payload, metadata):\n    return {'c': payload.__class__}\n"
         done = await cli("parser", "upload", "demo", write(tmp_path, "bad.py", source), env=env)
         assert done.returncode == 1, done.stdout + done.stderr
-        assert "compile_error: line 2" in one_line(done, 1)
+        line = one_line(done, 1)
+        assert "compile_error at line 2: " in line
+        assert line.count("line 2") == 1, line  # the line is named once
         listed = await cli("parser", "list", "--json", env=env)
         assert json.loads(listed.stdout) == []
 
