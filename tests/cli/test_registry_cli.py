@@ -156,11 +156,6 @@ class TestTheCommandItself:
         assert "_PRESERVARIUM_COMPLETE" in done.stdout
 
     def test_completion_offers_the_nouns(self) -> None:
-        done = run_cli(
-            env={
-                "_PRESERVARIUM_COMPLETE": "complete_bash",
-                "COMP_WORDS": "preservarium pa",
-                "COMP_CWORD": "1",
-            }  # fmt: skip
-        )
+        words = {"COMP_WORDS": "preservarium pa", "COMP_CWORD": "1"}
+        done = run_cli(env={"_PRESERVARIUM_COMPLETE": "complete_bash", **words})
         assert "parser" in done.stdout.split()
