@@ -11,7 +11,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
@@ -21,7 +21,9 @@ from preservarium.cli.database import migrated_database
 from preservarium.errors import NotFoundError
 from preservarium.ids import is_device_id
 from preservarium.kafka_records import quiet_aiokafka
-from preservarium.settings import Settings
+
+if TYPE_CHECKING:
+    from preservarium.settings import Settings
 
 T = TypeVar("T")
 app = typer.Typer(help="Send, list and cancel commands to devices.", no_args_is_help=True)

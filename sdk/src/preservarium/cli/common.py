@@ -8,14 +8,16 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
 
 from preservarium.cli.pipe_safe import pipe_safe
 from preservarium.errors import PreservariumError
-from preservarium.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # pydantic is imported when a command reads its settings, not for --help
+    from preservarium.settings import Settings
 
 T = TypeVar("T")
 # Output never raises once its reader has gone (see pipe_safe): a command keeps going,
@@ -32,6 +34,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def settings() -> Settings:
     """The settings, or a one-line error naming the bad variable (exit 2)."""
+    from preservarium.settings import load_settings
+
     try:
         return load_settings()
     except PreservariumError as exc:

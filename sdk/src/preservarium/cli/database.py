@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from preservarium.errors import PreservariumError
-from preservarium.settings import Settings
 
 if TYPE_CHECKING:  # SQLAlchemy is imported by the commands that open the database
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from preservarium.settings import Settings
 
 VARIABLE = "PRESERVARIUM_DATABASE_URL"
 UPGRADE = "run `preservarium db upgrade` (or start `preservarium up`)"

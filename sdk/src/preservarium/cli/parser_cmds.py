@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.syntax import Syntax
 from rich.table import Table
 
-from preservarium.cli import parser_test_cmd
 from preservarium.cli.common import (
     console,
     err_console,
@@ -23,10 +21,8 @@ from preservarium.cli.common import (
     when,
 )
 from preservarium.cli.database import migrated_database
-from preservarium.cli.parser_upload import identical_version, require_parse_function
 from preservarium.errors import InvalidParserSourceError
 from preservarium.ids import is_device_type
-from preservarium.parser_source import validate_source
 
 if TYPE_CHECKING:  # `parser test` never opens the database: SQLAlchemy waits until needed
     from preservarium.repositories import ParserRecord, ParserSummary
@@ -38,6 +34,8 @@ JSON = typer.Option(False, "--json", help="Machine-readable output.")
 def read_source(path: Path) -> str:
     """Read and check a parser file; refuse it with one line naming the problem: exit 2
     when it cannot be read (usage), 1 when it is not a valid parser (a script error)."""
+    from preservarium.parser_source import validate_source
+
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -76,6 +74,9 @@ def upload(
     activates that version unless --no-activate). Exit 0 stored, 1 the parser or an
     example was refused, 2 a usage or infrastructure error.
     """
+    from preservarium.cli import parser_test_cmd
+    from preservarium.cli.parser_upload import identical_version, require_parse_function
+
     if not is_device_type(device_type):
         fail(
             f"invalid device type {device_type!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ -",
@@ -146,6 +147,8 @@ def try_parser(
     as_json: bool = JSON,
 ) -> None:
     """Run FILE in the sandbox, unsaved: parse a payload, format a command, or run examples."""
+    from preservarium.cli import parser_test_cmd
+
     options = parser_test_cmd.TrialOptions(
         device_type=device_type or parser_test_cmd.default_device_type(file),
         path=path,
@@ -241,6 +244,8 @@ def show(
         )
     console.print(table)
     console.print(f"\n{record.device_type} version {record.version}:")
+    from rich.syntax import Syntax
+
     console.print(Syntax(record.source, "python", line_numbers=True))
 
 
