@@ -19,7 +19,8 @@ try:
     main()
 except SystemExit:
     pass
-heavy = ("sqlalchemy", "alembic", "grpc", "aiokafka", "pydantic_settings", "preservarium.cli.up_cmd")
+heavy = ("sqlalchemy", "alembic", "grpc", "aiokafka", "pydantic_settings",
+         "preservarium.cli.up_cmd")
 print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)
 """
 
