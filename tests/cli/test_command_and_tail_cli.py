@@ -281,3 +281,9 @@ class TestTailAcrossPartitions:
 def test_warnings_are_counted_in_english(count: int, shown: str) -> None:
     line = describe(Stream.parsed, {**PARSED, "warnings": ["w"] * count})
     assert line.endswith(shown)
+
+
+def test_a_failure_names_its_line_once() -> None:
+    error = {"kind": "runtime_error", "message": "line 4: ZeroDivisionError: x", "line": 4}
+    line = describe(Stream.failed, {**FAILED, "error": error})
+    assert line.endswith("runtime_error at line 4: ZeroDivisionError: x")

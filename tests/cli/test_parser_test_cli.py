@@ -169,6 +169,14 @@ class TestSingleRun:
             FAILING_LINE,
         )
 
+    async def test_human_runtime_error_names_the_line_once(
+        self, env: dict[str, str], demo: str
+    ) -> None:
+        done = await cli("parser", "test", demo, "--payload-hex", "ff", env=env)
+        assert done.returncode == 1, done.stderr
+        assert f"runtime_error at line {FAILING_LINE}" in done.stdout
+        assert done.stdout.lower().count(f"line {FAILING_LINE}") == 1, done.stdout
+
     async def test_failing_command_is_a_script_error(self, env: dict[str, str], demo: str) -> None:
         done = await cli(
             "parser", "test", demo, "--command", '{"command": "reboot"}', "--json", env=env

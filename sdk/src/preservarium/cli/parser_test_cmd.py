@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 from rich.markup import escape
 
 from preservarium.cli.common import console, err_console, fail, print_json
+from preservarium.cli.error_text import with_line, without_line
 from preservarium.examples import (
     METHODS,
     Example,
@@ -228,20 +228,8 @@ def check_compiles(address: str, source: str, *, force: bool) -> None:
 
 def script_error(error: pb.ScriptError) -> str:
     """`kind at line N: message`, naming the line once even when the message does too."""
-    kind = error_kind_name(error.kind)
-    message = " ".join(error.message.split())
-    if not error.HasField("line"):
-        return f"{kind}: {message}"
-    return f"{kind} at line {error.line}: {without_line(message, error.line)}"
-
-
-def without_line(message: str, line: int) -> str:
-    """`message` without the parser line it names, for a caller that names it already."""
-    mention = re.compile(
-        rf"\s*\(line {line}\)|\bline {line}:\s*|\s+at line {line}\b|,\s*line {line}\b",
-        re.IGNORECASE,
-    )
-    return mention.sub("", message).strip() or message
+    line = error.line if error.HasField("line") else None
+    return with_line(error_kind_name(error.kind), error.message, line)
 
 
 def with_sandbox(address: str, work: Callable[[SandboxClient], Awaitable[T]]) -> T:

@@ -30,6 +30,7 @@ from preservarium.cli.command_cmds import (
     stop_quietly,
 )
 from preservarium.cli.common import settings
+from preservarium.cli.error_text import without_line
 from preservarium.cli.tail_backlog import backlog
 from preservarium.ids import is_device_id
 from preservarium.kafka_records import Record, decode_record
@@ -204,8 +205,10 @@ def _failed(record: Record) -> str:
     error = record.get("error")
     error = error if isinstance(error, dict) else {}
     line = error.get("line")
-    where = f" line {line}" if line is not None else ""
-    return f"{_text(error.get('kind'))}{where}: {_text(error.get('message'))}"
+    message = _text(error.get("message"))
+    if isinstance(line, int) and not isinstance(line, bool):
+        return f"{_text(error.get('kind'))} at line {line}: {without_line(message, line)}"
+    return f"{_text(error.get('kind'))}: {message}"
 
 
 def _status(record: Record) -> str:
