@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from preservarium.db.migrate import shipped_head
 
 from tests.support.cli import BIN
 from tests.support.net import free_port
@@ -140,3 +141,14 @@ class TestBadSettings:
         assert cli("--help", env=env, cwd=places["a"]).returncode == 0
         version = cli("--version", env=env, cwd=places["a"])
         assert version.returncode == 0 and version.stdout.startswith("preservarium ")
+
+
+def test_db_upgrade_json_names_the_database(places: dict[str, Path]) -> None:
+    chosen = places["home"] / "chosen"
+    env = user_env(places["home"], PRESERVARIUM_DATA_DIR=str(chosen))
+    done = cli("db", "upgrade", "--json", env=env, cwd=places["a"])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "revision": shipped_head(),
+        "database_url": f"sqlite+aiosqlite:///{chosen}/preservarium.db",
+    }

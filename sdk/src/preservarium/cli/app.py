@@ -16,7 +16,13 @@ import typer
 
 import preservarium
 
-HELP = "Preservarium CoAP connector: parsers, devices, commands and the embedded stack."
+HELP = (
+    "Preservarium CoAP connector: parsers, devices, commands and the embedded stack.\n\n"
+    "The database is PRESERVARIUM_DATABASE_URL, by default SQLite in PRESERVARIUM_DATA_DIR "
+    "($XDG_DATA_HOME/preservarium, else ~/.local/share/preservarium), whatever the current "
+    "directory. `preservarium up` and `preservarium db upgrade` create and migrate it; the "
+    "other commands never do. Every PRESERVARIUM_* setting is checked before a command runs."
+)
 
 # noun -> (module in preservarium.cli, attribute, is a sub-app rather than one command,
 # its one-line help: the same as the module's own, which a test checks)
