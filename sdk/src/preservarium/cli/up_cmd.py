@@ -80,8 +80,8 @@ def up(
     otherwise). Metrics: gateway 9464, sandbox 9465; PRESERVARIUM_METRICS_PORT=N gives them
     N and N+1, and 0 turns both off. Every other PRESERVARIUM_* variable is passed on.
 
-    Exit status: 0 after Ctrl-C, 1 when a service fails, 2 when a port is in use or a
-    setting is bad.
+    Exit status: 0 after Ctrl-C (or SIGTERM, SIGHUP, SIGPIPE), 1 when a service fails,
+    2 when a port is in use or a setting is bad.
     """
     options = UpOptions(
         kafka_port=kafka_port,
