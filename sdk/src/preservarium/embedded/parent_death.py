@@ -18,7 +18,11 @@ PR_SET_PDEATHSIG = 1
 
 def die_with_parent(signum: signal.Signals = signal.SIGTERM) -> Callable[[], None] | None:
     """A `preexec_fn` that has the child receive `signum` when this process dies (None
-    where the system has no such thing)."""
+    where the system has no such thing).
+
+    Linux signals the child when the *thread* that started it ends: start children from
+    the thread that lives as long as the process (the one running asyncio.run).
+    """
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls into it
