@@ -5,7 +5,7 @@ A missing service is a failure, never a skip.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,16 @@ from tests.support.postgres import migrated_database
 ROOT = Path(__file__).resolve().parents[1]
 # The suite's own test data (attack corpus, device notes): everything lives in the repository.
 DATA = ROOT / "tests" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """PRESERVARIUM_DATA_DIR for the whole run: nothing a test starts (the CLI, `up`, a
+    service) ever writes into the user's own data directory."""
+    path = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PRESERVARIUM_DATA_DIR", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

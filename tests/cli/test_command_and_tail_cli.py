@@ -8,16 +8,19 @@ import json
 import os
 import signal
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from preservarium.cli.tail_cmd import Stream, describe
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium_gateway.command_requests import CommandRequest, read_command_request
 
 from tests.support.cli import BIN, run_cli
-from tests.support.kafka import TopicReader, prefix, produce
+from tests.support.kafka import TopicReader, ensure_topics, prefix, produce
 from tests.support.net import free_port
 
 AT = "2025-03-01T10:00:00.000Z"
@@ -98,7 +101,7 @@ class TestCommandSend:
         try:
             done = await kafka.cli(
                 "command", "send", "dev-1", "set_period", "--params", '{"seconds": 900}',
-                "--ttl", "120",
+                "--ttl", "120", "--force",
             )  # fmt: skip
             assert done.returncode == 0, done.stderr
             request_id = done.stdout.strip()
@@ -119,7 +122,7 @@ class TestCommandSend:
         await reader.start()
         try:
             done = await kafka.cli(
-                "command", "send", "dev-2", "reboot", "--request-id", "r-1", "--json"
+                "command", "send", "dev-2", "reboot", "--request-id", "r-1", "--json", "--force"
             )
             assert done.returncode == 0, done.stderr
             [record] = await reader.wait_for(lambda r: r["request_id"] == "r-1")
@@ -143,7 +146,12 @@ class TestCommandSend:
     def test_unreachable_broker_is_one_line(self) -> None:
         address = f"127.0.0.1:{free_port()}"
         done = run_cli(
-            "command", "send", "dev-1", "reboot", env={"PRESERVARIUM_KAFKA_BOOTSTRAP": address}
+            "command",
+            "send",
+            "dev-1",
+            "reboot",
+            "--force",
+            env={"PRESERVARIUM_KAFKA_BOOTSTRAP": address},
         )
         assert_usage_error(done, address)
 
@@ -151,7 +159,9 @@ class TestCommandSend:
         blocker = tmp_path / "aiokafka"
         blocker.mkdir()
         (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")
-        done = run_cli("command", "send", "dev-1", "reboot", env={"PYTHONPATH": str(tmp_path)})
+        done = run_cli(
+            "command", "send", "dev-1", "reboot", "--force", env={"PYTHONPATH": str(tmp_path)}
+        )
         assert_usage_error(done, "preservarium-sdk[kafka]")
 
 
@@ -231,3 +241,49 @@ class TestTail:
         address = f"127.0.0.1:{free_port()}"
         done = run_cli("tail", "raw", env={"PRESERVARIUM_KAFKA_BOOTSTRAP": address})
         assert_usage_error(done, address)
+
+
+class TestTailAcrossPartitions:
+    async def test_from_the_beginning_is_in_time_order(self, kafka: Kafka) -> None:
+        topic = kafka.topic("uplink.parsed")
+        await ensure_topics(kafka.bootstrap, (topic,), partitions=3)
+        start = int(time.time() * 1000) - 60_000
+        # Each partition in order; together interleaved: 1 on p0, 2 on p1, 3 on p2, 4 on p0...
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for n in range(1, 7):
+                record = json.dumps({**PARSED, "id": str(n), "device_id": f"d{n}"}).encode()
+                await producer.send_and_wait(
+                    topic, record, partition=(n - 1) % 3, timestamp_ms=start + n * 1000
+                )
+        finally:
+            await producer.stop()
+
+        done = await kafka.cli("tail", "parsed", "--from-beginning", "--count", "6", "--json")
+
+        assert done.returncode == 0, done.stderr
+        assert [json.loads(line)["id"] for line in done.stdout.splitlines()] == list("123456")
+
+    async def test_device_matches_the_record_key(self, kafka: Kafka) -> None:
+        await kafka.produce("uplink.raw", {**RAW, "device_id": None, "id": "other"})
+        key = b"dev-k"
+        value = json.dumps({**RAW, "device_id": None, "id": "keyed"}).encode()
+        await produce(kafka.bootstrap, kafka.topic("uplink.raw"), value, key=key)
+        done = await kafka.cli(
+            "tail", "raw", "--from-beginning", "--count", "1", "--device", "dev-k", "--json"
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["id"] == "keyed"
+
+
+@pytest.mark.parametrize(("count", "shown"), [(1, "(1 warning)"), (2, "(2 warnings)")])
+def test_warnings_are_counted_in_english(count: int, shown: str) -> None:
+    line = describe(Stream.parsed, {**PARSED, "warnings": ["w"] * count})
+    assert line.endswith(shown)
+
+
+def test_a_failure_names_its_line_once() -> None:
+    error = {"kind": "runtime_error", "message": "line 4: ZeroDivisionError: x", "line": 4}
+    line = describe(Stream.failed, {**FAILED, "error": error})
+    assert line.endswith("runtime_error at line 4: ZeroDivisionError: x")

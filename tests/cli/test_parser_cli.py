@@ -33,13 +33,23 @@ def assert_one_line_error(done, *fragments: str) -> None:  # type: ignore[no-unt
 
 def test_upload_list_show_activate(env: dict[str, str], tmp_path: Path) -> None:
     first = run_cli(
-        "parser", "upload", "efento", str(write(tmp_path, "a.py", GOOD.encode())), env=env
+        "parser",
+        "upload",
+        "efento",
+        str(write(tmp_path, "a.py", GOOD.encode())),
+        "--force",
+        env=env,
     )
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "1"
     second_source = GOOD.replace("'n'", "'size'")
     second = run_cli(
-        "parser", "upload", "efento", str(write(tmp_path, "b.py", second_source.encode())), env=env
+        "parser",
+        "upload",
+        "efento",
+        str(write(tmp_path, "b.py", second_source.encode())),
+        "--force",
+        env=env,
     )
     assert second.stdout.strip() == "2"
     listed = json.loads(run_cli("parser", "list", "--json", env=env).stdout)
@@ -55,8 +65,9 @@ def test_upload_list_show_activate(env: dict[str, str], tmp_path: Path) -> None:
 
 def test_upload_no_activate(env: dict[str, str], tmp_path: Path) -> None:
     path = write(tmp_path, "a.py", GOOD.encode())
-    run_cli("parser", "upload", "efento", str(path), env=env)
-    done = run_cli("parser", "upload", "efento", str(path), "--no-activate", env=env)
+    run_cli("parser", "upload", "efento", str(path), "--force", env=env)
+    other = write(tmp_path, "b.py", GOOD.replace("'n'", "'m'").encode())
+    done = run_cli("parser", "upload", "efento", str(other), "--no-activate", "--force", env=env)
     assert done.stdout.strip() == "2"
     shown = json.loads(run_cli("parser", "show", "efento", "--json", env=env).stdout)
     assert shown["version"] == 1
@@ -88,9 +99,11 @@ def test_unknown_type_is_one_line(env: dict[str, str]) -> None:
 
 
 def test_device_registry(env: dict[str, str]) -> None:
-    assert run_cli("device", "register", "dev-1", "--type", "dragino", env=env).returncode == 0
+    registered = run_cli("device", "register", "dev-1", "--type", "dragino", "--force", env=env)
+    assert registered.returncode == 0, registered.stderr
     assert_one_line_error(
-        run_cli("device", "register", "dev-1", "--type", "dragino", env=env), "already registered"
+        run_cli("device", "register", "dev-1", "--type", "dragino", "--force", env=env),
+        "already registered",
     )
     assert_one_line_error(
         run_cli("device", "register", "bad/id", "--type", "dragino", env=env), "invalid device id"

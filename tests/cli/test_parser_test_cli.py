@@ -81,11 +81,10 @@ async def sandbox_addr(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 
 @pytest.fixture
-def env(sandbox_addr: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "PRESERVARIUM_SANDBOX_ADDR": sandbox_addr,
-        "PRESERVARIUM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
-    }
+async def env(sandbox_addr: str, tmp_path: Path) -> dict[str, str]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    await upgrade(url)
+    return {"PRESERVARIUM_SANDBOX_ADDR": sandbox_addr, "PRESERVARIUM_DATABASE_URL": url}
 
 
 @pytest.fixture
@@ -170,6 +169,14 @@ class TestSingleRun:
             FAILING_LINE,
         )
 
+    async def test_human_runtime_error_names_the_line_once(
+        self, env: dict[str, str], demo: str
+    ) -> None:
+        done = await cli("parser", "test", demo, "--payload-hex", "ff", env=env)
+        assert done.returncode == 1, done.stderr
+        assert f"runtime_error at line {FAILING_LINE}" in done.stdout
+        assert done.stdout.lower().count(f"line {FAILING_LINE}") == 1, done.stdout
+
     async def test_failing_command_is_a_script_error(self, env: dict[str, str], demo: str) -> None:
         done = await cli(
             "parser", "test", demo, "--command", '{"command": "reboot"}', "--json", env=env
@@ -249,7 +256,9 @@ class TestExamples:
         source = "def parse(payload, metadata):\n    return {'c': payload.__class__}\n"
         done = await cli("parser", "upload", "demo", write(tmp_path, "bad.py", source), env=env)
         assert done.returncode == 1, done.stdout + done.stderr
-        assert "compile_error: line 2" in one_line(done, 1)
+        line = one_line(done, 1)
+        assert "compile_error at line 2: " in line
+        assert line.count("line 2") == 1, line  # the line is named once
         listed = await cli("parser", "list", "--json", env=env)
         assert json.loads(listed.stdout) == []
 
@@ -263,3 +272,54 @@ class TestExamples:
             examples = str(ROOT / "examples" / "parsers" / f"{name}.examples.yaml")
             done = await cli("parser", "upload", name, parser, "--examples", examples, env=env)
             assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr
+
+
+class TestUploadChecks:
+    async def test_no_parse_function_is_refused_sandbox_or_not(
+        self, env: dict[str, str], tmp_path: Path
+    ) -> None:
+        path = write(tmp_path, "noparse.py", "def nothing(payload, metadata):\n    return {}\n")
+        down = {**env, "PRESERVARIUM_SANDBOX_ADDR": f"127.0.0.1:{free_port()}"}
+        for where in (env, down):
+            done = await cli("parser", "upload", "demo", path, "--force", env=where)
+            assert "missing_function" in one_line(done, 1)
+        listed = await cli("parser", "list", "--json", env=env)
+        assert json.loads(listed.stdout) == []
+
+    async def test_what_the_sandbox_cannot_check_is_stored_only_with_force(
+        self, env: dict[str, str], demo: str
+    ) -> None:
+        address = f"127.0.0.1:{free_port()}"
+        down = {**env, "PRESERVARIUM_SANDBOX_ADDR": address}
+        line = one_line(await cli("parser", "upload", "demo", demo, env=down), 2)
+        assert address in line and "--force" in line
+        assert json.loads((await cli("parser", "list", "--json", env=env)).stdout) == []
+        forced = await cli("parser", "upload", "demo", demo, "--force", env=down)
+        assert (forced.returncode, forced.stdout.strip()) == (0, "1"), forced.stderr
+        assert "warning: not checked in the sandbox" in forced.stderr
+
+    async def test_the_same_source_again_makes_no_version(
+        self, env: dict[str, str], demo: str, tmp_path: Path
+    ) -> None:
+        first = await cli("parser", "upload", "demo", demo, env=env)
+        assert first.stdout.strip() == "1", first.stderr
+        other = write(tmp_path, "other.py", PARSER + "\n# v2\n")
+        assert (await cli("parser", "upload", "demo", other, env=env)).stdout.strip() == "2"
+
+        again = await cli("parser", "upload", "demo", demo, "--json", env=env)
+
+        assert again.returncode == 0, again.stderr
+        result = json.loads(again.stdout)
+        assert (result["version"], result["created"], result["active"]) == (1, False, True)
+        listed = json.loads((await cli("parser", "list", "--json", env=env)).stdout)
+        assert [(p["latest_version"], p["active_version"]) for p in listed] == [(2, 1)]
+
+    async def test_exit_codes_agree_with_parser_test(
+        self, env: dict[str, str], tmp_path: Path
+    ) -> None:
+        restricted = write(tmp_path, "restricted.py", RESTRICTED)
+        missing = str(tmp_path / "missing.py")
+        for path, code in ((restricted, 1), (missing, 2)):
+            tested = await cli("parser", "test", path, env=env)
+            uploaded = await cli("parser", "upload", "demo", path, env=env)
+            assert (tested.returncode, uploaded.returncode) == (code, code), uploaded.stderr

@@ -28,12 +28,16 @@ class UpPorts:
     sandbox: int = field(default_factory=free_port)
     gateway_metrics: int = field(default_factory=free_port)
     sandbox_metrics: int = field(default_factory=free_port)
+    # None: the run's own PRESERVARIUM_DATA_DIR (tests/conftest.py), never the user's.
+    data_dir: Path | None = None
 
     def env(self) -> dict[str, str]:
         """The environment `up` and its clients need, with no other PRESERVARIUM_* set."""
         clean = {k: v for k, v in os.environ.items() if not k.startswith("PRESERVARIUM_")}
+        data_dir = self.data_dir or Path(os.environ["PRESERVARIUM_DATA_DIR"])
         return {
             **clean,
+            "PRESERVARIUM_DATA_DIR": str(data_dir),
             "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{self.coap}",
             "PRESERVARIUM_SANDBOX_LISTEN": f"127.0.0.1:{self.sandbox}",
             "PRESERVARIUM_SANDBOX_ADDR": f"127.0.0.1:{self.sandbox}",

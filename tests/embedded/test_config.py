@@ -107,7 +107,8 @@ class TestSummary:
         assert next_commands(config()) == [
             "preservarium simulate efento",
             "preservarium command send 282c02000001 set_config "
-            """--params '{"measurement_period_base": 120, "transmission_interval": 600}'""",
+            """--params '{"measurement_period_base": 120, "transmission_interval": 600}' """
+            "--force",
             "preservarium tail parsed",
         ]
 

@@ -36,7 +36,7 @@ def workdir(tmp_path: Path) -> Path:
 @pytest.fixture
 def stack(workdir: Path) -> Iterator[tuple[UpProcess, UpPorts]]:
     """`preservarium up` started in `workdir` on free ports; killed if a test leaves it."""
-    ports = UpPorts()
+    ports = UpPorts(data_dir=workdir / "data")
     up = UpProcess(cwd=workdir, env=ports.env(), args=ports.args())
     try:
         yield up, ports
@@ -65,9 +65,10 @@ class TestUp:
         assert set(pids) == {"kafka", "sandbox", "gateway"}
         started = descendants(up.process.pid)
         assert set(pids.values()) <= started
-        # The shipped parser of the working directory only; SQLite under ./var/.
+        # The shipped parser of the working directory only; SQLite in the data directory.
         assert any(re.search(r"parsers\s+efento v1 \(uploaded\)$", line) for line in up.lines)
-        assert (workdir / "var" / "preservarium.db").is_file()
+        assert (workdir / "data" / "preservarium.db").is_file()
+        assert not (workdir / "var").exists()
         assert metrics_served(ports.gateway_metrics) and metrics_served(ports.sandbox_metrics)
 
         code, out, err = simulate(ports, "--devices", "2", "--count", "2", "--interval", "0.2")
@@ -107,7 +108,7 @@ class TestUp:
 class TestPortInUse:
     @pytest.mark.parametrize("protocol", ["udp", "tcp"])
     def test_one_line_and_exit_2(self, protocol: str, workdir: Path) -> None:
-        ports = UpPorts()
+        ports = UpPorts(data_dir=workdir / "data")
         kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
         taken = ports.coap if protocol == "udp" else ports.kafka
         with socket.socket(socket.AF_INET, kind) as holder:
@@ -119,7 +120,7 @@ class TestPortInUse:
         assert done.stderr.splitlines() == [
             f"error: port {taken}/{protocol} is in use: is another preservarium up running?"
         ]
-        assert not (workdir / "var").exists()  # nothing was started
+        assert not (workdir / "data").exists()  # nothing was started
 
 
 class TestSimulateWithoutGateway:

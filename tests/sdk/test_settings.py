@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from preservarium.errors import ConfigError
 from preservarium.settings import HostPort, load_settings
 
 VARIABLES = {
-    "PRESERVARIUM_DATABASE_URL": "sqlite+aiosqlite:///./var/preservarium.db",
     "PRESERVARIUM_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
     "PRESERVARIUM_TOPIC_PREFIX": "preservarium.",
     "PRESERVARIUM_SANDBOX_ADDR": "127.0.0.1:50051",
@@ -25,9 +25,15 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def test_defaults() -> None:
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     settings = load_settings()
-    assert settings.database_url == VARIABLES["PRESERVARIUM_DATABASE_URL"]
+    data_dir = tmp_path / ".local" / "share" / "preservarium"
+    assert settings.data_dir == data_dir
+    assert settings.database_url == f"sqlite+aiosqlite:///{data_dir}/preservarium.db"
+    assert settings.log_level == "INFO"
     assert settings.kafka_bootstrap == VARIABLES["PRESERVARIUM_KAFKA_BOOTSTRAP"]
     assert settings.topic_prefix == VARIABLES["PRESERVARIUM_TOPIC_PREFIX"]
     assert settings.sandbox_addr == VARIABLES["PRESERVARIUM_SANDBOX_ADDR"]
@@ -38,6 +44,22 @@ def test_defaults() -> None:
     assert (settings.sandbox_timeout_ms, settings.sandbox_memory_mb) == (100, 256)
     assert settings.metrics_port_or(9464) == 9464
     assert settings.topic("uplink.raw") == "preservarium.uplink.raw"
+
+
+def test_the_data_dir_is_the_same_from_any_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    seen = set()
+    for cwd in (tmp_path, Path("/")):
+        monkeypatch.chdir(cwd)
+        seen.add(load_settings().database_url)
+    assert seen == {f"sqlite+aiosqlite:///{tmp_path}/xdg/preservarium/preservarium.db"}
+    monkeypatch.setenv("PRESERVARIUM_DATA_DIR", "relative")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().data_dir == tmp_path / "relative"  # made absolute once
+    monkeypatch.setenv("PRESERVARIUM_DATABASE_URL", "postgresql+asyncpg://h/db")
+    assert load_settings().database_url == "postgresql+asyncpg://h/db"
 
 
 def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,6 +88,7 @@ def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("PRESERVARIUM_METRICS_PORT", "-1"),
         ("PRESERVARIUM_DATABASE_URL", "mysql://x"),
         ("PRESERVARIUM_KAFKA_BOOTSTRAP", "nohost"),
+        ("PRESERVARIUM_LOG_LEVEL", "LOUD"),
     ],
 )
 def test_a_bad_value_names_its_variable(
@@ -79,18 +102,19 @@ def test_a_bad_value_names_its_variable(
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("variable", ["PRESERVARIUM_SANDBOX_TIMEOUT_MS", "PRESERVARIUM_LOG_LEVEL"])
 @pytest.mark.parametrize(
     "command", ["preservarium-sandbox", "preservarium-gateway", "preservarium"]
 )
-def test_services_fail_at_start_with_one_line(command: str) -> None:
+def test_services_fail_at_start_with_one_line(command: str, variable: str) -> None:
     bin_dir = os.path.dirname(sys.executable)
     args = [os.path.join(bin_dir, command)] + (
         ["db", "upgrade"] if command == "preservarium" else []
     )
-    env = {**os.environ, "PRESERVARIUM_SANDBOX_TIMEOUT_MS": "9000"}
+    env = {**os.environ, variable: {"PRESERVARIUM_LOG_LEVEL": "LOUD"}.get(variable, "9000")}
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert "PRESERVARIUM_SANDBOX_TIMEOUT_MS" in lines[0]
+    assert variable in lines[0]
     assert "Traceback" not in done.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -28,7 +27,7 @@ def run_service(name: str, body: ServiceMain) -> None:
     except PreservariumError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logs.configure(os.environ.get("PRESERVARIUM_LOG_LEVEL", "INFO"))
+    logs.configure(settings.log_level)
     try:
         asyncio.run(_main(name, settings, body))
     except PreservariumError as exc:

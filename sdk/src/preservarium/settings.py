@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from preservarium.errors import ConfigError
@@ -15,6 +16,8 @@ ENV_PREFIX = "PRESERVARIUM_"
 TIMEOUT_CEILING_MS = 5000
 DEFAULT_GATEWAY_METRICS_PORT = 9464
 DEFAULT_SANDBOX_METRICS_PORT = 9465
+DATABASE_FILE = "preservarium.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +76,28 @@ def parse_secret_keys(value: str) -> tuple[str, ...]:
     return keys
 
 
+def default_data_dir() -> Path:
+    """The per-user data directory: `$XDG_DATA_HOME/preservarium`, else
+    `~/.local/share/preservarium` (the XDG base directory rules; a relative
+    XDG_DATA_HOME is ignored, as the rules say)."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "preservarium"
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of the SQLite file at `path` (absolute)."""
+    return f"sqlite+aiosqlite:///{path}"
+
+
 class Settings(BaseSettings):
     """Every PRESERVARIUM_* variable of the contract, with its default."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    database_url: str = "sqlite+aiosqlite:///./var/preservarium.db"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # Empty means SQLite in data_dir (filled in by _default_database).
+    database_url: str = ""
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = "preservarium."
     sandbox_listen: Annotated[HostPort, NoDecode] = HostPort("127.0.0.1", 50051)
@@ -90,8 +109,29 @@ class Settings(BaseSettings):
     sandbox_memory_mb: int = Field(default=256, ge=64, le=65536)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     db_auto_migrate: bool = False
+    log_level: str = "INFO"
     # Current key first, older keys after it (comma-separated); never printed.
     secret_key: SecretStr | None = None
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: Any) -> Any:
+        if isinstance(value, str | Path):
+            if not str(value).strip():
+                return default_data_dir()
+            # Absolute once, here: the same directory whatever the commands' cwd.
+            return Path(value).expanduser().absolute()
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            level = value.strip().upper()
+            if level not in LOG_LEVELS:
+                raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+            return level
+        return value
 
     @field_validator("sandbox_listen", "coap_bind", mode="before")
     @classmethod
@@ -121,9 +161,16 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            # The model is frozen to its users; this is still its construction.
+            object.__setattr__(self, "database_url", sqlite_url(self.data_dir / DATABASE_FILE))
+        return self
 
     def metrics_port_or(self, default: int) -> int:
         """The metrics port for a service whose own default is `default` (0 = off)."""

@@ -12,11 +12,13 @@ import json
 import uuid
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
-from preservarium.cli.common import err_console, fail, print_json, settings
+from preservarium.cli import command_list
+from preservarium.cli.common import err_console, fail, print_json, run, settings
+from preservarium.cli.database import migrated_database
 from preservarium.command_requests import (
     MAX_NAME,
     MAX_REQUEST_ID,
@@ -26,11 +28,15 @@ from preservarium.command_requests import (
     loads_strict,
     validate_command_record,
 )
+from preservarium.errors import NotFoundError
 from preservarium.ids import is_device_id
 from preservarium.kafka_records import quiet_aiokafka
 
+if TYPE_CHECKING:
+    from preservarium.settings import Settings
+
 T = TypeVar("T")
-app = typer.Typer(help="Send commands to devices.", no_args_is_help=True)
+app = typer.Typer(help="Send, list and cancel commands to devices.", no_args_is_help=True)
 
 CONNECT_TIMEOUT_S = 5.0
 ACK_TIMEOUT_S = 10.0
@@ -193,11 +199,22 @@ def send(
     request_id: str | None = typer.Option(
         None, "--request-id", metavar="RID", help="Your own request id (default: a new UUID)."
     ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Send to a device that is not registered: a device reached on a route needs no "
+        "registration, and its command waits for its first contact (until it expires).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the published record."),
 ) -> None:
-    """Publish a command request for device ID; print its request_id."""
+    """Publish a command request for device ID; print its request_id.
+
+    ID must be registered (`preservarium device register`), unless --force.
+    """
     record = build_request(device_id, name, params_json=params, ttl_text=ttl, request_id=request_id)
     config = settings()
+    if not force:
+        run(lambda: require_registered(config, device_id))
     require_aiokafka()
     topic = config.topic(REQUEST_TOPIC)
     body = publish(config.kafka_bootstrap, topic, key=device_id.encode(), value=encode(record))
@@ -207,3 +224,22 @@ def send(
         return
     note(f"{name} for {device_id} published on {topic}")
     print(record["request_id"])
+
+
+async def require_registered(config: Settings, device_id: str) -> None:
+    """NotFoundError, saying what to do, when `device_id` is not registered."""
+    from preservarium.repositories import SQLDeviceRepository
+
+    async with migrated_database(config) as engine:
+        try:
+            await SQLDeviceRepository(engine).get(device_id)
+        except NotFoundError:
+            raise NotFoundError(
+                f"device {device_id!r} is not registered: register it (preservarium device "
+                f"register {device_id} --type TYPE), or, for a device reached on a route "
+                "(no registration needed), pass --force"
+            ) from None
+
+
+app.command("list")(command_list.list_commands)
+app.command("cancel")(command_list.cancel)

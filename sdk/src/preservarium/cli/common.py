@@ -6,23 +6,24 @@ import asyncio
 import dataclasses
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
 
+from preservarium.cli.pipe_safe import pipe_safe
 from preservarium.errors import PreservariumError
-from preservarium.settings import Settings, load_settings
 
-if TYPE_CHECKING:  # SQLAlchemy is imported by the commands that open the database
-    from sqlalchemy.ext.asyncio import AsyncEngine
+if TYPE_CHECKING:  # pydantic is imported when a command reads its settings, not for --help
+    from preservarium.settings import Settings
 
 T = TypeVar("T")
-console = Console()
-err_console = Console(stderr=True)
+# Output never raises once its reader has gone (see pipe_safe): a command keeps going,
+# and `up` still stops its services.
+console = Console(file=pipe_safe(sys.stdout))
+err_console = Console(file=pipe_safe(sys.stderr))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -33,6 +34,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def settings() -> Settings:
     """The settings, or a one-line error naming the bad variable (exit 2)."""
+    from preservarium.settings import load_settings
+
     try:
         return load_settings()
     except PreservariumError as exc:
@@ -40,26 +43,25 @@ def settings() -> Settings:
 
 
 def run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run an async command body; SDK errors become one line and exit 1."""
+    """Run an async command body; SDK errors become one line and exit 1 (2 for an error
+    of the infrastructure, such as a database that cannot be reached)."""
     try:
         return asyncio.run(coro_factory())
     except PreservariumError as exc:
-        fail(str(exc))
+        code = getattr(exc, "exit_code", 2 if getattr(exc, "retriable", False) else 1)
+        fail(" ".join(str(exc).split()), code=code)
 
 
-@asynccontextmanager
-async def database(config: Settings) -> AsyncIterator[AsyncEngine]:
-    """An engine on a migrated database (the CLI migrates SQLite and opt-in deployments)."""
-    from preservarium.db.engine import is_sqlite, make_engine
-    from preservarium.db.migrate import upgrade
+def note(text: str) -> None:
+    """A line for the human on stderr, printed as is (it may quote user input)."""
+    err_console.print(text, highlight=False, markup=False, soft_wrap=True)
 
-    if config.db_auto_migrate or is_sqlite(config.database_url):
-        await upgrade(config.database_url)
-    engine = make_engine(config.database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+
+def stored_in(config: Settings) -> None:
+    """Say where a write went: the database and the variable that chooses it."""
+    from preservarium.cli.database import location
+
+    note(f"stored in {location(config.database_url)}")
 
 
 def _default(value: Any) -> Any:

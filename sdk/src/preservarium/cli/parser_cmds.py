@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 import getpass
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.syntax import Syntax
 from rich.table import Table
 
-from preservarium.cli import parser_test_cmd
 from preservarium.cli.common import (
     console,
-    database,
     err_console,
     fail,
     print_json,
     run,
     settings,
+    stored_in,
     when,
 )
+from preservarium.cli.database import migrated_database
 from preservarium.errors import InvalidParserSourceError
 from preservarium.ids import is_device_type
-from preservarium.parser_source import validate_source
 
 if TYPE_CHECKING:  # `parser test` never opens the database: SQLAlchemy waits until needed
     from preservarium.repositories import ParserRecord, ParserSummary
@@ -33,11 +32,14 @@ JSON = typer.Option(False, "--json", help="Machine-readable output.")
 
 
 def read_source(path: Path) -> str:
-    """Read and check a parser file; refuse it with one line naming the problem."""
+    """Read and check a parser file; refuse it with one line naming the problem: exit 2
+    when it cannot be read (usage), 1 when it is not a valid parser (a script error)."""
+    from preservarium.parser_source import validate_source
+
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}")
+        fail(f"cannot read {path}: {exc.strerror}", code=2)
     try:
         return validate_source(raw)
     except InvalidParserSourceError as exc:
@@ -59,38 +61,66 @@ def upload(
         None, "--examples", metavar="YAML", help="Examples that must pass in the sandbox first."
     ),
     no_activate: bool = typer.Option(False, "--no-activate", help="Store without activating."),
+    force: bool = typer.Option(
+        False, "--force", help="Store even when the sandbox cannot be reached to check FILE."
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """Validate FILE, store it as a new immutable version of TYPE and activate it."""
+    """Check FILE, store it as a new immutable version of TYPE and activate it.
+
+    FILE is compiled in the sandbox service first (and its --examples run there), so the
+    sandbox must be running (preservarium up), unless --force. Uploading the source (and
+    examples) of a stored version again makes no new version: it says "unchanged" (and
+    activates that version unless --no-activate). Exit 0 stored, 1 the parser or an
+    example was refused, 2 a usage or infrastructure error.
+    """
+    from preservarium.cli import parser_test_cmd
+    from preservarium.cli.parser_upload import identical_version, require_parse_function
+
     if not is_device_type(device_type):
-        fail(f"invalid device type {device_type!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ -")
+        fail(
+            f"invalid device type {device_type!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ -",
+            code=2,
+        )
     source = read_source(file)
+    require_parse_function(file, source)
     config = settings()
     examples_text = None
     if examples_file is not None:
         examples_text, examples = parser_test_cmd.read_examples(examples_file)
         parser_test_cmd.check_examples(config.sandbox_addr, source, examples, device_type)
     else:
-        parser_test_cmd.check_compiles(config.sandbox_addr, source)
+        parser_test_cmd.check_compiles(config.sandbox_addr, source, force=force)
 
-    async def body() -> ParserRecord:
+    async def body() -> tuple[ParserRecord, bool]:
         from preservarium.repositories import SQLParserRepository
 
-        async with database(config) as engine:
-            return await SQLParserRepository(engine).upload(
+        async with migrated_database(config) as engine:
+            repository = SQLParserRepository(engine)
+            same = await identical_version(repository, device_type, source, examples_text)
+            if same is not None:
+                if not no_activate and not same.active:
+                    same = await repository.activate(device_type, same.version)
+                return same, False
+            stored = await repository.upload(
                 device_type,
                 source,
                 uploaded_by=_uploader(),
                 examples=examples_text,
                 activate=not no_activate,
             )
+            return stored, True
 
-    record = run(body)
+    record, created = run(body)
+    stored_in(config)
     if as_json:
-        print_json(_summary(record))
+        print_json({**_summary(record), "created": created})
         return
     state = "active" if record.active else "stored, not active"
-    err_console.print(f"{record.device_type} version {record.version} ({state})", highlight=False)
+    what = "" if created else "unchanged, "
+    err_console.print(
+        f"{record.device_type} version {record.version} ({what}{state})", highlight=False
+    )
     print(record.version)
 
 
@@ -117,6 +147,8 @@ def try_parser(
     as_json: bool = JSON,
 ) -> None:
     """Run FILE in the sandbox, unsaved: parse a payload, format a command, or run examples."""
+    from preservarium.cli import parser_test_cmd
+
     options = parser_test_cmd.TrialOptions(
         device_type=device_type or parser_test_cmd.default_device_type(file),
         path=path,
@@ -162,7 +194,7 @@ def list_parsers(as_json: bool = JSON) -> None:
     async def body() -> list[ParserSummary]:
         from preservarium.repositories import SQLParserRepository
 
-        async with database(config) as engine:
+        async with migrated_database(config) as engine:
             return await SQLParserRepository(engine).list_parsers()
 
     summaries = run(body)
@@ -188,7 +220,7 @@ def show(
     async def body() -> tuple[ParserRecord, list[ParserRecord]]:
         from preservarium.repositories import SQLParserRepository
 
-        async with database(config) as engine:
+        async with migrated_database(config) as engine:
             repository = SQLParserRepository(engine)
             versions = await repository.list_versions(device_type)
             if version is None:
@@ -212,6 +244,8 @@ def show(
         )
     console.print(table)
     console.print(f"\n{record.device_type} version {record.version}:")
+    from rich.syntax import Syntax
+
     console.print(Syntax(record.source, "python", line_numbers=True))
 
 
@@ -219,6 +253,7 @@ def show(
 def activate(
     device_type: str = typer.Argument(..., metavar="TYPE"),
     version: int = typer.Argument(..., metavar="N"),
+    as_json: bool = JSON,
 ) -> None:
     """Make version N of TYPE the active one (roll back or forward)."""
     config = settings()
@@ -226,8 +261,53 @@ def activate(
     async def body() -> ParserRecord:
         from preservarium.repositories import SQLParserRepository
 
-        async with database(config) as engine:
+        async with migrated_database(config) as engine:
             return await SQLParserRepository(engine).activate(device_type, version)
 
     record = run(body)
+    stored_in(config)
+    if as_json:
+        print_json(_summary(record))
+        return
     console.print(f"{record.device_type} version {record.version} is active", highlight=False)
+
+
+@app.command("diff")
+def diff(
+    device_type: str = typer.Argument(..., metavar="TYPE"),
+    old: int = typer.Argument(..., metavar="A", help="The older version."),
+    new: int = typer.Argument(..., metavar="B", help="The newer version."),
+    as_json: bool = JSON,
+) -> None:
+    """Show how version B of TYPE differs from version A (a unified diff of the sources)."""
+    config = settings()
+
+    async def body() -> tuple[ParserRecord, ParserRecord]:
+        from preservarium.repositories import SQLParserRepository
+
+        async with migrated_database(config) as engine:
+            repository = SQLParserRepository(engine)
+            return (
+                await repository.get_version(device_type, old),
+                await repository.get_version(device_type, new),
+            )
+
+    first, second = run(body)
+    text = unified_diff(first, second)
+    if as_json:
+        print_json({"device_type": device_type, "from": old, "to": new, "diff": text})
+        return
+    sys.stdout.write(text)
+
+
+def unified_diff(first: ParserRecord, second: ParserRecord) -> str:
+    """The unified diff that turns `first`'s source into `second`'s."""
+    import difflib
+
+    lines = difflib.unified_diff(
+        first.source.splitlines(keepends=True),
+        second.source.splitlines(keepends=True),
+        fromfile=f"{first.device_type} v{first.version}",
+        tofile=f"{second.device_type} v{second.version}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from rich.markup import escape
 
 from preservarium.cli.common import console, err_console, fail, print_json
+from preservarium.cli.error_text import with_line, without_line
 from preservarium.examples import (
     METHODS,
     Example,
@@ -196,12 +197,12 @@ def check_examples(
     err_console.print(f"{len(results)} examples passed", highlight=False)
 
 
-def check_compiles(address: str, source: str) -> None:
-    """`parser upload`: compile in the sandbox when it is reachable; exit 1 on a refusal.
+def check_compiles(address: str, source: str, *, force: bool) -> None:
+    """`parser upload`: compile in the sandbox; exit 1 when it refuses the source.
 
-    The local checks (size, UTF-8, syntax, imports) already passed; what only the sandbox
-    knows is RestrictedPython's verdict. An unreachable sandbox is a warning, not a stop:
-    the version then fails at its first contact, in uplink.failed, if it does not compile.
+    The local checks (size, UTF-8, syntax, imports, a parse function) already passed;
+    what only the sandbox knows is RestrictedPython's verdict. A sandbox that cannot be
+    reached leaves the source unchecked: exit 2, unless `force` (then a warning).
     """
 
     async def body() -> pb.TestParserResponse:
@@ -211,14 +212,24 @@ def check_compiles(address: str, source: str) -> None:
     try:
         response = asyncio.run(body())
     except (SandboxUnavailableError, SandboxRequestError) as exc:
-        warning = " ".join(str(exc).split())
-        err_console.print(f"warning: not compiled in the sandbox ({escape(warning)})")
+        reason = " ".join(str(exc).split())
+        if not force:
+            fail(
+                f"cannot check the parser: {reason}; start the sandbox "
+                "(preservarium up), or pass --force to store it unchecked",
+                USAGE,
+            )
+        err_console.print(f"warning: not checked in the sandbox ({escape(reason)})", soft_wrap=True)
         return
     if response.HasField("error"):
         error = response.error
-        where = f"line {error.line}: " if error.HasField("line") else ""
-        kind = error_kind_name(error.kind)
-        fail(f"{kind}: {where}{error.message}; version not stored")
+        fail(f"{script_error(error)}; version not stored")
+
+
+def script_error(error: pb.ScriptError) -> str:
+    """`kind at line N: message`, naming the line once even when the message does too."""
+    line = error.line if error.HasField("line") else None
+    return with_line(error_kind_name(error.kind), error.message, line)
 
 
 def with_sandbox(address: str, work: Callable[[SandboxClient], Awaitable[T]]) -> T:
@@ -283,9 +294,12 @@ def _failure(error: pb.ScriptError, prefix: str = "") -> dict[str, Any]:
 def _print_report(outcome: dict[str, Any]) -> None:
     if not outcome["ok"]:
         error = outcome["error"]
-        line = "" if error["line"] is None else f" at line {error['line']}"
+        message = error["message"]
+        line = ""
+        if error["line"] is not None:
+            line, message = f" at line {error['line']}", without_line(message, error["line"])
         console.print(f"[bold red]{error['kind']}[/]{line}", highlight=False)
-        console.print(error["message"], highlight=False, markup=False)
+        console.print(message, highlight=False, markup=False)
         return
     console.print(f"[bold green]ok[/] in {outcome['duration_ms']:.1f} ms", highlight=False)
     for label, key in (

@@ -30,6 +30,8 @@ from preservarium.cli.command_cmds import (
     stop_quietly,
 )
 from preservarium.cli.common import settings
+from preservarium.cli.error_text import without_line
+from preservarium.cli.tail_backlog import backlog
 from preservarium.ids import is_device_id
 from preservarium.kafka_records import Record, decode_record
 
@@ -69,9 +71,20 @@ def tail(
         False, "--from-beginning", help="Start at the oldest record, not the newest."
     ),
     count: int | None = typer.Option(None, "--count", min=1, metavar="N", help="Stop after N."),
-    device: str | None = typer.Option(None, "--device", metavar="ID", help="Only this device."),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        metavar="ID",
+        help="Only records whose key or device_id names this device. A raw record from a "
+        "route device names nobody (it is written before identify() runs): follow "
+        "parsed or failed for those.",
+    ),
 ) -> None:
-    """Follow a topic and print its records until Ctrl-C (or --count N)."""
+    """Follow a topic and print its records until Ctrl-C (or --count N).
+
+    With --from-beginning, the records already there come first, in time order across
+    the topic's partitions.
+    """
     if device is not None and not is_device_id(device):
         refuse(f"invalid device id {device!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ : -")
     options = TailOptions(stream, as_json, from_beginning, count, device)
@@ -117,19 +130,33 @@ async def _attach(consumer: Any, bootstrap: str, topic: str) -> None:
 
 async def _print_records(consumer: Any, options: TailOptions) -> None:
     shown = 0
+    if options.from_beginning:
+        async for message in backlog(consumer):
+            if options.count is not None and shown >= options.count:
+                return
+            shown += _show(message, options)
     while options.count is None or shown < options.count:
-        message = await consumer.getone()
-        record = decode_record(message.value)
-        if record is None:
-            note(
-                "skipped a record that is not a JSON object "
-                f"(partition {message.partition}, offset {message.offset})"
-            )
-            continue
-        if options.device is not None and record.get("device_id") != options.device:
-            continue
-        _emit(_render(record, options))
-        shown += 1
+        shown += _show(await consumer.getone(), options)
+
+
+def _show(message: Any, options: TailOptions) -> int:
+    """Print one consumed record if it is wanted: 1 when printed, else 0."""
+    record = decode_record(message.value)
+    if record is None:
+        note(
+            "skipped a record that is not a JSON object "
+            f"(partition {message.partition}, offset {message.offset})"
+        )
+        return 0
+    if options.device is not None and not names_device(record, message.key, options.device):
+        return 0
+    _emit(_render(record, options))
+    return 1
+
+
+def names_device(record: Record, key: bytes | None, device: str) -> bool:
+    """True when the record's key or its device_id is `device`."""
+    return record.get("device_id") == device or key == device.encode()
 
 
 def _render(record: Record, options: TailOptions) -> str:
@@ -168,7 +195,9 @@ def _parsed(record: Record) -> str:
         name, version = parser.get("name"), parser.get("version")
     data = json.dumps(record.get("data"), ensure_ascii=False, separators=(",", ":"))
     warnings = record.get("warnings")
-    extra = f"  ({len(warnings)} warnings)" if isinstance(warnings, list) and warnings else ""
+    extra = ""
+    if isinstance(warnings, list) and warnings:
+        extra = f"  ({len(warnings)} warning{'' if len(warnings) == 1 else 's'})"
     return f"{_text(name)} v{_text(version)}  {_printable(data)}{extra}"
 
 
@@ -176,8 +205,10 @@ def _failed(record: Record) -> str:
     error = record.get("error")
     error = error if isinstance(error, dict) else {}
     line = error.get("line")
-    where = f" line {line}" if line is not None else ""
-    return f"{_text(error.get('kind'))}{where}: {_text(error.get('message'))}"
+    message = _text(error.get("message"))
+    if isinstance(line, int) and not isinstance(line, bool):
+        return f"{_text(error.get('kind'))} at line {line}: {without_line(message, line)}"
+    return f"{_text(error.get('kind'))}: {message}"
 
 
 def _status(record: Record) -> str:

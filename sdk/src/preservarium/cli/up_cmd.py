@@ -68,9 +68,11 @@ def up(
         10.0, "--grace", min=0.5, metavar="SECONDS", help="Time each service gets to stop."
     ),
 ) -> None:
-    """Run the embedded stack in the foreground; Ctrl-C (or SIGTERM) stops all of it.
+    """Run the embedded stack in the foreground; Ctrl-C (or SIGTERM, SIGHUP, a closed
+    output pipe) stops all of it, and the services die with up even when it is killed.
 
-    Starts, in order: migrations of the database (default SQLite under ./var/), the bundled
+    Starts, in order: migrations of the database (PRESERVARIUM_DATABASE_URL, by default
+    SQLite in PRESERVARIUM_DATA_DIR: ~/.local/share/preservarium), the bundled
     Kafka-compatible broker on 127.0.0.1:9092 unless PRESERVARIUM_KAFKA_BOOTSTRAP names a
     Kafka, the shipped parsers (each TYPE.py of the parsers directory, stored as a new
     version only when its source changed), the sandbox, and the gateway on 127.0.0.1:5683
@@ -78,8 +80,8 @@ def up(
     otherwise). Metrics: gateway 9464, sandbox 9465; PRESERVARIUM_METRICS_PORT=N gives them
     N and N+1, and 0 turns both off. Every other PRESERVARIUM_* variable is passed on.
 
-    Exit status: 0 after Ctrl-C, 1 when a service fails, 2 when a port is in use or a
-    setting is bad.
+    Exit status: 0 after Ctrl-C (or SIGTERM, SIGHUP, SIGPIPE), 1 when a service fails,
+    2 when a port is in use or a setting is bad.
     """
     options = UpOptions(
         kafka_port=kafka_port,
@@ -143,17 +145,26 @@ async def _first(task: asyncio.Task[None], stop: asyncio.Event) -> bool:
     return True
 
 
+# Every way the terminal or a pipeline can end `up`: Ctrl-C, kill, a closed terminal,
+# a reader of its output that left. (SIGKILL cannot be caught: the children's
+# parent-death signal covers it.)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
+
+
 @contextlib.contextmanager
 def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set `stop` while the block runs."""
+    """Each of STOP_SIGNALS sets `stop` while the block runs."""
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     try:
         yield
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
+        # Removing a handler restores the system default, which for SIGPIPE is death;
+        # Python's own choice is to ignore it and raise BrokenPipeError on the write.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
 class ConsoleObserver:

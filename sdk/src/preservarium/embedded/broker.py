@@ -10,6 +10,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from preservarium.embedded.parent_death import die_with_parent
 from preservarium.errors import PreservariumError
 from preservarium.lifecycle import AsyncLifecycle
 
@@ -92,6 +93,8 @@ class EmbeddedBroker(AsyncLifecycle):
             stdout=self._log,
             stderr=self._log,
             start_new_session=True,
+            # In-memory storage: nothing to lose, and a port to give back at once.
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )
         try:
             await wait_for_port(self.host, self.port, timeout=timeout)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO, Protocol
 
 from preservarium.embedded.broker import EmbeddedBroker
+from preservarium.embedded.parent_death import die_with_parent
 
 LineSink = Callable[[str, str], None]
 """Receives (child name, one line of its output)."""
@@ -142,6 +143,8 @@ class ChildProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            # Our stop() is the polite way; this is for when we die without running it.
+            preexec_fn=die_with_parent(),
             limit=LINE_LIMIT,
         )
         streams = (self._process.stdout, self._process.stderr)

@@ -59,7 +59,8 @@ def next_commands(config: StackConfig) -> list[str]:
     gateway = "" if reach == DEFAULT_GATEWAY else f" --gateway {reach}"
     return [
         f"{prefix}preservarium simulate efento{gateway}",
+        # --force: the Efento device reaches a route and needs no registration.
         f"{prefix}preservarium command send {EXAMPLE_DEVICE} set_config "
-        f"--params {shlex.quote(EXAMPLE_PARAMS)}",
+        f"--params {shlex.quote(EXAMPLE_PARAMS)} --force",
         f"{prefix}preservarium tail parsed",
     ]

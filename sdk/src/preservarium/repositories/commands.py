@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -91,6 +92,44 @@ class SQLCommandRepository(SQLRepository):
         if row is None:
             raise NotFoundError(f"no command request {request_id!r}")
         return _record(row)
+
+    async def list_commands(
+        self,
+        *,
+        device_id: str | None = None,
+        statuses: Collection[CommandStatus] = (),
+        limit: int = 1000,
+    ) -> list[CommandRecord]:
+        """Stored commands, newest first, of one device and/or in the given statuses."""
+        query = select(Command).order_by(Command.id.desc()).limit(limit)
+        if device_id is not None:
+            query = query.where(Command.device_id == device_id)
+        if statuses:
+            query = query.where(Command.status.in_([status.value for status in statuses]))
+        async with self.transaction() as session:
+            rows = (await session.scalars(query)).all()
+        return [_record(row) for row in rows]
+
+    async def cancel(self, request_id: str, *, reason: str) -> CommandRecord:
+        """Expire a queued command at once, with `reason`.
+
+        NotFoundError for an unknown request id; ConflictError when the command is no
+        longer queued (a gateway has it, or it has ended).
+        """
+        async with self.transaction() as session:
+            row = await session.scalar(
+                update(Command)
+                .where(
+                    Command.request_id == request_id,
+                    Command.status == CommandStatus.QUEUED.value,
+                )
+                .values(status=CommandStatus.EXPIRED.value, reason=reason)
+                .returning(Command)
+            )
+        if row is not None:
+            return _record(row)
+        current = await self.get(request_id)
+        raise ConflictError(f"command request {request_id!r} is {current.status}, not queued")
 
     async def pending_device_ids(self) -> set[str]:
         """Devices with at least one queued command (expired or not)."""

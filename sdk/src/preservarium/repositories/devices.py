@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from preservarium.db.models import Device, utcnow
 from preservarium.errors import ConflictError, NotFoundError
@@ -58,3 +58,16 @@ class SQLDeviceRepository(SQLRepository):
             result = await session.execute(delete(Device).where(Device.id == device_id))
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise NotFoundError(f"device {device_id!r} is not registered")
+
+    async def change_type(self, device_id: str, device_type: str) -> DeviceRecord:
+        """Give a registered device another type; NotFoundError if it is not registered."""
+        async with self.transaction() as session:
+            row = await session.scalar(
+                update(Device)
+                .where(Device.id == device_id)
+                .values(device_type=device_type)
+                .returning(Device)
+            )
+        if row is None:
+            raise NotFoundError(f"device {device_id!r} is not registered")
+        return _record(row)
