@@ -18,6 +18,8 @@
 | contact payload | 64 KiB | the gRPC edge (INVALID_ARGUMENT) |
 | command params | 64 KiB of strict JSON, depth 32 | the gRPC edge (INVALID_ARGUMENT) |
 | other request text | 1024 characters a field, 64 query entries | the gRPC edge |
+| ParseStream requests in flight | 64 a stream (answered or not yet read) | the service stops |
+| | | reading the stream (gRPC flow control) |
 | frames | sized from the limits above | both ends of the worker pipe |
 | worker replacements | 5 a version in 10 s (QuarantinePolicy) | quarantine.py |
 | TestParser lane | 1 worker + 1 spare of its own, 1 call at a time, 2 s wait, | trials.py |
@@ -65,6 +67,7 @@ class Limits:
     max_field_chars: int = 1024
     max_query_entries: int = 64
     max_device_id_chars: int = 64
+    max_stream_in_flight: int = 64
 
     def __post_init__(self) -> None:
         # A table whose largest legal frame the pipe cannot carry is refused at start,

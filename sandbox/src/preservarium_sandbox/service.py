@@ -34,6 +34,10 @@ from preservarium_sandbox.trials import TrialRunner
 
 log = logging.getLogger("preservarium.sandbox.service")
 Context = grpc.aio.ServicerContext[Any, Any]
+# The metrics label of calls naming no active parser; and how much of such a name the
+# answer repeats (the name is the caller's, of any length).
+UNKNOWN_PARSER = "(unknown)"
+MAX_NAME_SHOWN = 128
 
 
 class SandboxService(pb_grpc.ParserSandboxServicer):
@@ -81,9 +85,16 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
     async def ParseStream(
         self, requests: AsyncIterator[pb.ParseStreamRequest], context: Context
     ) -> AsyncIterator[pb.ParseStreamResponse]:
-        """Parse requests as they come on the stream; answer each as soon as it is done."""
+        """Parse requests as they come on the stream; answer each as soon as it is done.
+
+        At most `Limits.max_stream_in_flight` requests of a stream are being run or
+        waiting to be sent back; past that the stream is not read until an answer goes
+        out, so a client that floods one stream (or never reads its answers) is held back
+        by gRPC flow control instead of growing the server's tasks and queues.
+        """
         answers: asyncio.Queue[pb.ParseStreamResponse | BaseException | None] = asyncio.Queue()
         pending: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(self._limits.max_stream_in_flight)
 
         def finish_when_idle() -> None:
             if not pending:
@@ -106,6 +117,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             async for item in requests:
                 if self._closing:
                     break
+                await slots.acquire()  # released once its answer is taken to be sent
                 task = asyncio.create_task(answer(item))
                 pending.add(task)
                 task.add_done_callback(done)
@@ -118,6 +130,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             while (item := await answers.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
+                slots.release()
                 yield item
         finally:
             self._streams.discard(finish_when_idle)
@@ -130,7 +143,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         parser = self._catalog.lookup(request.device_type)
         command = request.command if request.HasField("command") else None
         outcome = await self._guarded(
-            "Parse", request.device_type,
+            "Parse", _label(parser),
             lambda: self._execute(
                 context, request.device_type, parser,
                 lambda: self._job(parser, request.contact, request.identify, command),
@@ -146,7 +159,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         started = time.perf_counter()
         parser = self._catalog.lookup(request.device_type)
         outcome = await self._guarded(
-            "FormatCommand", request.device_type,
+            "FormatCommand", _label(parser),
             lambda: self._execute(
                 context, request.device_type, parser,
                 lambda: self._job(parser, None, False, request.command),
@@ -239,8 +252,9 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         make_job: Callable[[], Job],
     ) -> Outcome:
         if parser is None:
+            shown = name[:MAX_NAME_SHOWN]
             return wire.failure_outcome(
-                ErrorKind.PARSER_NOT_FOUND, f"no active parser for device type {name!r}"
+                ErrorKind.PARSER_NOT_FOUND, f"no active parser for device type {shown!r}"
             )
         key = f"{parser.device_type}@{parser.sha256}"  # per parser version
         if left := self._quarantine.remaining(key):
@@ -291,6 +305,11 @@ def _quarantined(name: str, parser: ParserSource, left: float) -> Outcome:
         f"parser {name} v{parser.version} is quarantined for {max(left, 1):.0f} s more "
         "after repeated timeouts, memory failures or worker replacements",
     )
+
+
+def _label(parser: ParserSource | None) -> str:
+    """The metrics label of a call: a caller's unknown name would be a new series each."""
+    return UNKNOWN_PARSER if parser is None else parser.device_type
 
 
 def _ms(started: float) -> float:
