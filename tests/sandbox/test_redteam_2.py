@@ -9,14 +9,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import pytest
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 from preservarium.sandbox_client import SandboxClient
+from preservarium_sandbox.engine.compiler import compile_parser
+from preservarium_sandbox.engine.runner import run_job
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.server import SandboxServer
 
 from tests.sandbox.conftest import contact, sandbox_config, wait_for_version
+from tests.sandbox.test_display import CONTACT, run
 
 # Runs about 50 ms: far under its 2 s limit however loaded the machine, far over the
 # time the server needs to read a request.
@@ -85,3 +89,85 @@ def _parser_labels(sandbox: SandboxServer) -> set[str]:
         for sample in metric.samples
         if "parser" in sample.labels
     }
+
+
+class TestAddresses:
+    """No way parser code turns an object into text or a number shows a heap address."""
+
+    @pytest.mark.parametrize(
+        "expression",
+        [
+            "''.join(map(str, [parse]))",  # str as a value, not a direct call
+            "max(map(str, [parse, len]))",
+            "catch(lambda: [1].index(parse))",  # text a C error made from the object
+            "catch(lambda: {}[parse])",
+            "'' + S(parse)",  # a parser's own str subclass
+        ],
+    )
+    def test_text_made_from_objects_shows_no_address(self, expression: str) -> None:
+        source = (
+            "class S(str):\n    pass\n"
+            "def catch(call):\n    try:\n        call()\n    except Exception as exc:\n"
+            "        return exc.args[0] if type_name(exc) == 'ValueError' else repr(exc)\n"
+            "def type_name(exc):\n    return repr(exc).split('(')[0]\n"
+            f"def parse(payload, metadata):\n    return {{'text': {expression}}}\n"
+        )
+        kind, document = run(source)
+        assert kind == "ok", document
+        assert "0x" not in document["text"] and "parse" in document["text"] + "len"
+
+    def test_warnings_and_error_messages_show_no_address(self) -> None:
+        source = "def parse(payload, metadata):\n    warn(parse)\n    return {}\n"
+        answer = run_answer(source)
+        assert answer["ok"] and "0x" not in answer["warnings"][0], answer
+        for raising in ("{}[parse]", "[1].index(parse)", "ValueError(parse)"):
+            source = f"def parse(payload, metadata):\n    raise_it({raising})\n"
+            source += "def raise_it(value):\n    raise ValueError(value)\n"
+            answer = run_answer(source)
+            assert not answer["ok"] and "0x" not in answer["error"]["message"], answer
+
+    @pytest.mark.parametrize(
+        "value", ["parse", "(1, parse)", "frozenset([parse])", "S()", "None", "str", "..."]
+    )
+    def test_hash_of_an_object_hashed_by_address_is_refused(self, value: str) -> None:
+        source = (
+            "class S:\n    pass\n"
+            f"def parse(payload, metadata):\n    return {{'h': hash({value})}}\n"
+        )
+        kind, message = run(source)
+        assert kind == "runtime_error" and "TypeError" in message, (kind, message)
+
+    def test_hash_of_values_and_str_as_a_type_still_work(self) -> None:
+        source = (
+            "import datetime\n"
+            "class S(str):\n    pass\n"
+            "def parse(payload, metadata):\n"
+            "    day = datetime.date(2026, 1, 1)\n"
+            "    hashed = [hash(v) for v in ('a', b'b', 1, 2.5, (1, ('x', 2.0)), day,"
+            " frozenset([1]), S('s'))]\n"
+            "    return {'n': len(hashed), 'str': isinstance('a', str) and not"
+            " isinstance(1, str), 'sub': issubclass(S, str), 'text': str(b'ab', 'ascii'),"
+            " 'S': S('x') + str(5) + str(), 'joined': '-'.join(map(str, [1, 'a']))}\n"
+        )
+        assert run(source) == (
+            "ok",
+            {"n": 8, "str": True, "sub": True, "text": "ab", "S": "x5", "joined": "1-a"},
+        )
+
+
+class TestRealTypes:
+    """The builtins parser code gets stand in for real types it must never reach."""
+
+    @pytest.mark.parametrize("expression", ["tuple.mro()", "str.mro()", "Sub.mro()"])
+    def test_the_real_type_behind_a_builtin_is_out_of_reach(self, expression: str) -> None:
+        source = (
+            "class Sub(tuple):\n    pass\n"
+            f"def parse(payload, metadata):\n    return {{'n': len({expression})}}\n"
+        )
+        kind, message = run(source)
+        assert kind == "runtime_error" and "AttributeError" in message, (kind, message)
+
+
+def run_answer(source: str) -> dict[str, Any]:
+    """The worker's answer to one parse() call, run by the engine as the worker runs it."""
+    return run_job(compile_parser(source), {"contact": CONTACT, "blob": b"\x01"}, Limits())
