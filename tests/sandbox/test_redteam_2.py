@@ -4,6 +4,7 @@ through the real service."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,13 +14,14 @@ import pytest
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
-from preservarium.sandbox_client import SandboxClient
+from preservarium.sandbox_client import SandboxClient, SandboxUnavailableError
 from preservarium_sandbox.engine.compiler import compile_parser
 from preservarium_sandbox.engine.runner import run_job
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.server import SandboxServer
 
 from tests.sandbox.conftest import contact, sandbox_config, wait_for_version
+from tests.sandbox.support import outcome
 from tests.sandbox.test_display import CONTACT, run
 
 # Runs about 50 ms: far under its 2 s limit however loaded the machine, far over the
@@ -171,3 +173,35 @@ class TestRealTypes:
 def run_answer(source: str) -> dict[str, Any]:
     """The worker's answer to one parse() call, run by the engine as the worker runs it."""
     return run_job(compile_parser(source), {"contact": CONTACT, "blob": b"\x01"}, Limits())
+
+
+BUSY = (
+    "def parse(payload, metadata):\n"
+    "    total = 0\n"
+    "    for i in range(400000):\n"
+    "        total += i\n"
+    "    return {'n': len(payload)}\n"
+)
+
+
+class TestCallers:
+    """What a caller does (giving up on calls) costs no worker and benches no version."""
+
+    async def test_callers_that_give_up_cannot_bench_someone_elses_parser(
+        self, sandbox_db: str, parsers: SQLParserRepository
+    ) -> None:
+        limits = Limits(timeout_ms=2000)
+        config = sandbox_config(sandbox_db, limits=limits)
+        victim = f"victim{uuid.uuid4().hex[:8]}"
+        async with SandboxServer(config) as server, SandboxClient(config.listen) as client:
+            await parsers.upload(victim, BUSY)
+            await wait_for_version(client, victim, 1)
+            spawned = server.pool.spawned
+            for _ in range(2 * config.quarantine.churn_limit):
+                # Gives up while the victim's parser runs (a few hundred ms).
+                with contextlib.suppress(SandboxUnavailableError):
+                    await client.parse(contact(victim), timeout_s=0.05)
+                await asyncio.sleep(0.3)  # the parser may finish its call meanwhile
+            response = await client.parse(contact(victim, b"abc"), timeout_s=10)
+            assert outcome(response) == ("ok", {"n": 3})
+            assert server.pool.spawned == spawned  # no worker was killed for a caller

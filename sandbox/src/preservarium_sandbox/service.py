@@ -271,17 +271,21 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         def admit() -> bool:
             return not self._quarantine.remaining(key)
 
-        # A caller that gives up mid-call (its own deadline shorter than the parser's)
-        # still cost a worker: charged too, or cancelling would be free process churn.
-        def lost_call() -> None:
-            if self._quarantine.charge_replacement(key):
-                self._metrics.quarantine_entries.labels(name).inc()
+        # A call its caller gave up on still runs to its answer, which counts as any other.
+        def abandoned(answer: dict[str, Any]) -> None:
+            self._judge(answer, job, key, name, parser)
 
         if self._quarantine.on_probation(key):
             async with self._probation_slot(key):
-                answer = await self._pool.run(job, admit, lost_call)
+                answer = await self._pool.run(job, admit, abandoned)
         else:
-            answer = await self._pool.run(job, admit, lost_call)
+            answer = await self._pool.run(job, admit, abandoned)
+        return self._judge(answer, job, key, name, parser)
+
+    def _judge(
+        self, answer: dict[str, Any], job: Job, key: str, name: str, parser: ParserSource
+    ) -> Outcome:
+        """The call's outcome, counted for the cache metrics and the quarantine."""
         outcome = read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
         self._metrics.child(
             self._metrics.cache, "compiled", "miss" if outcome.compiled else "hit"
