@@ -205,3 +205,31 @@ class TestCallers:
             response = await client.parse(contact(victim, b"abc"), timeout_s=10)
             assert outcome(response) == ("ok", {"n": 3})
             assert server.pool.spawned == spawned  # no worker was killed for a caller
+
+
+class TestFairness:
+    """One version's flood of calls does not make other versions wait behind all of it."""
+
+    async def test_another_version_waits_for_a_turn_not_for_the_whole_flood(
+        self, sandbox_db: str, parsers: SQLParserRepository
+    ) -> None:
+        config = sandbox_config(sandbox_db, limits=Limits(timeout_ms=5000))
+        hog, victim = f"hog{uuid.uuid4().hex[:8]}", f"victim{uuid.uuid4().hex[:8]}"
+        async with SandboxServer(config), SandboxClient(config.listen, timeout_s=60) as client:
+            await parsers.upload(hog, BUSY)
+            await parsers.upload(victim, "def parse(payload, metadata):\n    return {}\n")
+            await wait_for_version(client, hog, 1)
+            await wait_for_version(client, victim, 1)
+            finished: list[int] = []
+
+            async def hog_call(number: int) -> None:
+                assert outcome(await client.parse(contact(hog)))[0] == "ok"
+                finished.append(number)
+
+            flood = [asyncio.create_task(hog_call(n)) for n in range(12)]
+            await asyncio.sleep(0.3)  # every hog call is waiting for a worker
+            assert outcome(await client.parse(contact(victim))) == ("ok", {})
+            ahead = len(finished)
+            await asyncio.gather(*flood)
+        # The two calls running when the victim came, perhaps one more turn: not all 12.
+        assert ahead <= 4, ahead

@@ -1,6 +1,7 @@
 """The worker pool: long-lived worker processes, killed and replaced at their deadline.
 
-`size` jobs run at once; `spares` extra workers stand ready, so that a worker killed for
+`size` jobs run at once, turns shared round robin between parser versions while jobs
+wait (preservarium_sandbox.fair); `spares` extra workers stand ready, so that a worker killed for
 a runaway parser is replaced at once and other devices never wait for a process start.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 from preservarium.lifecycle import AsyncLifecycle
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.fair import FairTurns
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.worker.protocol import ProtocolError, encode_frame, read_frame
 
@@ -142,7 +144,8 @@ class WorkerPool(AsyncLifecycle):
         self.spares = spares
         self._on_restart = on_restart or (lambda reason: None)
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
-        self._slots = asyncio.Semaphore(size)
+        # Turns shared round robin between parser versions (fair.py), not first come.
+        self._turns = FairTurns(size)
         self._all: set[WorkerProcess] = set()
         self._spawning: set[asyncio.Task[None]] = set()
         self._calls: set[asyncio.Future[dict[str, Any]]] = set()
@@ -291,7 +294,7 @@ class WorkerPool(AsyncLifecycle):
     async def _run_held(
         self, job: Job, frame: bytes, admit: Callable[[], bool] | None, sent: asyncio.Event
     ) -> dict[str, Any]:
-        async with self._slots:
+        async with self._turns.turn(job.sha):
             worker = await self._ready_worker()
             # Whatever happens below (a cancel at stop, an exception nobody foresaw), the
             # worker goes back to the idle set or is replaced: the pool never shrinks.
