@@ -233,3 +233,20 @@ class TestFairness:
             await asyncio.gather(*flood)
         # The two calls running when the victim came, perhaps one more turn: not all 12.
         assert ahead <= 4, ahead
+
+
+class TestConcurrentCalls:
+    """A caller cannot make the server hold any number of calls at once."""
+
+    async def test_calls_past_the_bound_are_refused_at_once(
+        self, sandbox_db: str, parsers: SQLParserRepository
+    ) -> None:
+        config = sandbox_config(sandbox_db, limits=Limits(timeout_ms=5000), max_concurrent_calls=3)
+        name = f"busy{uuid.uuid4().hex[:8]}"
+        async with SandboxServer(config), SandboxClient(config.listen, timeout_s=60) as client:
+            await parsers.upload(name, BUSY)
+            await wait_for_version(client, name, 1)
+            calls = [client.parse(contact(name)) for _ in range(10)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+        refused = [r for r in results if isinstance(r, SandboxUnavailableError)]
+        assert 7 <= len(refused) < 10 and "RESOURCE_EXHAUSTED" in str(refused[0])
