@@ -250,3 +250,36 @@ class TestConcurrentCalls:
             results = await asyncio.gather(*calls, return_exceptions=True)
         refused = [r for r in results if isinstance(r, SandboxUnavailableError)]
         assert 7 <= len(refused) < 10 and "RESOURCE_EXHAUSTED" in str(refused[0])
+
+
+class TestStreamRefusals:
+    """A request the edge refuses fails alone: the stream, and others' contacts on it, go on."""
+
+    async def test_one_refused_request_does_not_end_the_stream(
+        self, sandbox: SandboxServer, client: SandboxClient, parsers: SQLParserRepository
+    ) -> None:
+        name = f"echo{uuid.uuid4().hex[:8]}"
+        await parsers.upload(name, "def parse(payload, metadata):\n    return {}\n")
+        await wait_for_version(client, name, 1)
+        limits = sandbox.config.limits
+        # A device can send this many Uri-Query options in one small datagram.
+        query = {str(n): "" for n in range(limits.max_query_entries + 1)}
+        requests = [
+            pb.ParseStreamRequest(id=n, request=pb.ParseRequest(**fields))
+            for n, fields in enumerate(
+                [
+                    _parse_fields(name),
+                    {"device_type": name, "contact": contact(name, query=query).to_proto()},
+                    _parse_fields(name),
+                ]
+            )
+        ]
+        async with grpc.aio.insecure_channel(sandbox.config.listen) as channel:
+            stub: Any = pb_grpc.ParserSandboxStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.ParseStream(iter(requests), timeout=10)
+            answers = {item.id: item.response async for item in call}
+            assert await call.code() == grpc.StatusCode.OK
+        assert sorted(answers) == [0, 1, 2]
+        assert outcome(answers[0]) == outcome(answers[2]) == ("ok", {})
+        kind, error = outcome(answers[1])
+        assert kind == "sandbox_unavailable" and "query" in error.message

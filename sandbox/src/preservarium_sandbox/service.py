@@ -10,7 +10,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 import grpc
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
@@ -34,6 +34,32 @@ from preservarium_sandbox.trials import TrialRunner
 
 log = logging.getLogger("preservarium.sandbox.service")
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class Aborter(Protocol):
+    """What the service needs of a call's context: ending it with a status code."""
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        """End the call with `code` (raises)."""
+
+
+class RequestRefusedError(Exception):
+    """One ParseStream request ended with a status code, not the whole stream."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class _StreamRequest:
+    """The Aborter of one ParseStream request: its refusal is raised, for the stream to
+    answer that request alone (or end the stream, when the sandbox is stopping)."""
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        raise RequestRefusedError(code, details)
+
+
 # The metrics label of calls naming no active parser; and how much of such a name the
 # answer repeats (the name is the caller's, of any length).
 UNKNOWN_PARSER = "(unknown)"
@@ -102,8 +128,19 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
 
         async def answer(item: pb.ParseStreamRequest) -> None:
             try:
-                response = await self._parse(item.request, context)
-            except BaseException as exc:  # an abort ends the stream with its status
+                response = await self._parse(item.request, _StreamRequest())
+            except RequestRefusedError as refused:
+                if refused.code is not grpc.StatusCode.INVALID_ARGUMENT:
+                    answers.put_nowait(refused)  # the sandbox is stopping: end the stream
+                    return
+                # Refused alone: one device's odd contact must not fail every other
+                # contact in flight on the stream (the gateway shares it between devices).
+                response = pb.ParseResponse()
+                wire.fill_parse_answer(response, wire.failure_outcome(
+                    ErrorKind.SANDBOX_UNAVAILABLE,
+                    f"the sandbox refused the request: {refused.details}",
+                ))  # fmt: skip
+            except BaseException as exc:
                 answers.put_nowait(exc)
                 raise
             answers.put_nowait(pb.ParseStreamResponse(id=item.id, response=response))
@@ -128,6 +165,8 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         self._streams.add(finish_when_idle)
         try:
             while (item := await answers.get()) is not None:
+                if isinstance(item, RequestRefusedError):
+                    await context.abort(item.code, item.details)
                 if isinstance(item, BaseException):
                     raise item
                 slots.release()
@@ -138,7 +177,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             for task in list(pending):
                 task.cancel()
 
-    async def _parse(self, request: pb.ParseRequest, context: Context) -> pb.ParseResponse:
+    async def _parse(self, request: pb.ParseRequest, context: Aborter) -> pb.ParseResponse:
         started = time.perf_counter()
         parser = self._catalog.lookup(request.device_type)
         command = request.command if request.HasField("command") else None
@@ -221,7 +260,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             self._metrics.timeouts.labels(name).inc()
         return outcome
 
-    async def _checked_job(self, context: Context, make_job: Callable[[], Job]) -> Job:
+    async def _checked_job(self, context: Aborter, make_job: Callable[[], Job]) -> Job:
         """The job, or INVALID_ARGUMENT for a request the edge checks refuse."""
         try:
             return make_job()
@@ -229,7 +268,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise  # abort raises; this line only tells the type checker
 
-    async def _run_on(self, context: Context, run: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    async def _run_on(self, context: Aborter, run: Callable[[], Awaitable[Outcome]]) -> Outcome:
         """Run on a pool, with its infrastructure failures as gRPC status codes."""
         try:
             return await run()
@@ -240,13 +279,13 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise
 
-    async def _trial(self, context: Context, make_job: Callable[[], Job]) -> Outcome:
+    async def _trial(self, context: Aborter, make_job: Callable[[], Job]) -> Outcome:
         job = await self._checked_job(context, make_job)
         return await self._run_on(context, lambda: self._trials.run(job))
 
     async def _execute(
         self,
-        context: Context,
+        context: Aborter,
         name: str,
         parser: ParserSource | None,
         make_job: Callable[[], Job],
