@@ -103,7 +103,7 @@ def failure_from(exc: BaseException, limits: Limits) -> ScriptFailure:
         return ScriptFailure(ErrorKind.IMPORT_DENIED, str(exc), line)
     name = type(exc).__name__
     try:
-        detail = scrub(str(exc))  # C code puts objects' reprs in its messages
+        detail = scrub(str(exc)[:MAX_MESSAGE_CHARS])  # C code puts reprs in its messages
     except Exception:  # a parser-made exception whose str() fails
         detail = ""
     message = f"{name}: {detail}" if detail else name
