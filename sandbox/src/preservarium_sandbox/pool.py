@@ -287,8 +287,7 @@ class WorkerPool(AsyncLifecycle):
         except asyncio.CancelledError:
             if not sent.is_set():
                 call.cancel()
-            elif on_abandoned is not None:
-                call.add_done_callback(lambda done: _deliver(done, on_abandoned))
+            call.add_done_callback(lambda done: _deliver(done, on_abandoned))
             raise
 
     async def _run_held(
@@ -379,9 +378,12 @@ class WorkerPool(AsyncLifecycle):
         )
 
 
-def _deliver(call: asyncio.Future[dict[str, Any]], to: Callable[[dict[str, Any]], None]) -> None:
-    """Hand an abandoned call's answer to `to` (nothing when it ended without one)."""
-    if call.cancelled() or call.exception() is not None:
+def _deliver(
+    call: asyncio.Future[dict[str, Any]], to: Callable[[dict[str, Any]], None] | None
+) -> None:
+    """Hand an abandoned call's answer to `to` (nothing when it ended without one; its
+    exception is read, so asyncio does not report it as never retrieved)."""
+    if call.cancelled() or call.exception() is not None or to is None:
         return
     try:
         to(call.result())
