@@ -283,3 +283,42 @@ class TestStreamRefusals:
         assert outcome(answers[0]) == outcome(answers[2]) == ("ok", {})
         kind, error = outcome(answers[1])
         assert kind == "sandbox_unavailable" and "query" in error.message
+
+
+class TestRequestSize:
+    """gRPC refuses a request over the largest legal one before reading it into memory."""
+
+    async def test_the_largest_legal_request_is_served_and_a_larger_one_refused(
+        self, sandbox: SandboxServer, client: SandboxClient
+    ) -> None:
+        limits = sandbox.config.limits
+        wide = "\U0001f600" * limits.max_field_chars  # 4 bytes a character
+        head = "def parse(payload, metadata):\n    return {'n': len(metadata['query'])}\n#"
+        source = head + "x" * (limits.max_source_bytes - len(head))
+        params = '{"a": "' + "x" * (limits.max_params_bytes - 9) + '"}'
+        query = {f"{n:04d}" + wide[4:]: wide for n in range(limits.max_query_entries)}
+        largest = pb.TestParserRequest(
+            source=source,
+            contact=contact(
+                wide,
+                b"\xff" * limits.max_payload_bytes,
+                device_id=wide,
+                path=wide,
+                method=wide,
+                query=query,
+            ).to_proto(),
+            command=pb.Command(request_id=wide, device_id=wide, command=wide, params_json=params),
+        )
+        assert largest.ByteSize() < limits.request_bytes()
+        async with grpc.aio.insecure_channel(
+            sandbox.config.listen, options=[("grpc.max_send_message_length", -1)]
+        ) as channel:
+            stub: Any = pb_grpc.ParserSandboxStub(channel)  # type: ignore[no-untyped-call]
+            answer = await stub.TestParser(largest, timeout=30)
+            assert answer.WhichOneof("outcome") is not None
+            oversize = pb.ParseRequest(
+                device_type="x", contact=contact("x", b"\x00" * 2 * 1024 * 1024).to_proto()
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Parse(oversize, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

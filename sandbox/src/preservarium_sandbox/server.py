@@ -134,7 +134,10 @@ class SandboxServer(AsyncLifecycle):
             extra={"workers": self.config.workers, "layers": layers, "inactive": missing},
         )
         server = grpc.aio.server(
-            options=[("grpc.so_reuseport", 0)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", self.config.limits.request_bytes()),
+            ],
             maximum_concurrent_rpcs=self.config.max_concurrent_calls,
         )
         self._service = service = SandboxService(
