@@ -63,6 +63,9 @@ STRICTER = {
     # Imports outside the vetted list are refused when the source is compiled (docs/parsers.md),
     # before anything runs; the run-time importer refuses them too (test_policy.py).
     "a22_import_statements": ("import_denied", None),
+    # `mro` is refused: from the `tuple` and `str` builtins (stand-ins that check what
+    # they make) it would hand out the real, unchecked types (tests/sandbox/test_redteam_2.py).
+    "a25_mro_reaches_object": ("runtime_error", "AttributeError"),
 }
 
 

@@ -22,6 +22,7 @@ from tests.sandbox.support import outcome
 DEPTH = 300_000
 PROGRAM = """
 import json
+import re
 
 def pack(*items):
     return items
@@ -47,6 +48,7 @@ FAMILY = {
     "tuple_items_hash": ("()", "next(iter({0: X}.items()))", "hash(one)"),
     "tuple_popitem_hash": ("()", "{0: X}.popitem()", "hash(one)"),
     "tuple_exception_args_hash": ("()", "ValueError(X).args", "hash(one)"),
+    "tuple_match_groups_hash": ("()", "re.match('(a)?', '').groups(X)", "hash(one)"),
     "list_repr": ("[]", "[X]", "repr(one)"),
     "list_str": ("[]", "[X]", "str(one)"),
     "list_fstring": ("[]", "[X]", "f'{one}'"),
@@ -87,15 +89,15 @@ async def patient_client(patient: SandboxServer) -> AsyncIterator[SandboxClient]
 async def test_deep_nesting_is_a_runtime_error_not_a_dead_worker(
     case: str, patient: SandboxServer, patient_client: SandboxClient
 ) -> None:
-    before = set(patient.pool.pids)
+    before = set(patient.trials.pool.pids)  # TestParser runs on its own lane
     response = await patient_client.test_parser(program(case), contact=contact("test"))
     kind, error = outcome(response)
     assert kind == "runtime_error", (kind, error)
     assert "RecursionError" in error.message or "NestingError" in error.message, error.message
-    assert set(patient.pool.pids) == before  # the worker lived through it
+    assert set(patient.trials.pool.pids) == before  # the worker lived through it
     response = await patient_client.test_parser(BENIGN, contact=contact("test", b"abc"))
     assert outcome(response) == ("ok", {"pair": [3, 1]})
-    assert set(patient.pool.pids) == before
+    assert set(patient.trials.pool.pids) == before
 
 
 def test_shallow_and_wide_tuples_pass_untouched() -> None:

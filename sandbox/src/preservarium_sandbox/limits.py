@@ -15,9 +15,12 @@
 | source | 256 KiB | checked before compiling |
 | parse output | 256 KiB as JSON, depth 32 | worker, then the parent again |
 | reply / format_command output | 1024 bytes | worker, then the parent again |
+| a gRPC request | about 1 MiB (Limits.request_bytes) | gRPC (RESOURCE_EXHAUSTED) |
 | contact payload | 64 KiB | the gRPC edge (INVALID_ARGUMENT) |
 | command params | 64 KiB of strict JSON, depth 32 | the gRPC edge (INVALID_ARGUMENT) |
 | other request text | 1024 characters a field, 64 query entries | the gRPC edge |
+| ParseStream requests in flight | 64 a stream (answered or not yet read) | the service stops |
+| | | reading the stream (gRPC flow control) |
 | frames | sized from the limits above | both ends of the worker pipe |
 | worker replacements | 5 a version in 10 s (QuarantinePolicy) | quarantine.py |
 | TestParser lane | 1 worker + 1 spare of its own, 1 call at a time, 2 s wait, | trials.py |
@@ -65,6 +68,7 @@ class Limits:
     max_field_chars: int = 1024
     max_query_entries: int = 64
     max_device_id_chars: int = 64
+    max_stream_in_flight: int = 64
 
     def __post_init__(self) -> None:
         # A table whose largest legal frame the pipe cannot carry is refused at start,
@@ -93,6 +97,14 @@ class Limits:
         )
         base64_bytes = 2 * (4 * (self.max_bytes_output + 2) // 3)  # reply, command payload
         return self.max_output_bytes + text_chars * ESCAPE_FACTOR + base64_bytes + FRAME_SLACK
+
+    def request_bytes(self) -> int:
+        """The largest gRPC request a caller may legally send (TestParser with everything
+        at its limit, text at 4 bytes a character), and slack: gRPC refuses larger ones
+        before they are read into memory."""
+        text_chars = (5 + 2 * self.max_query_entries + 3) * self.max_field_chars
+        limited = self.max_source_bytes + self.max_payload_bytes + self.max_params_bytes
+        return limited + 4 * text_chars + FRAME_SLACK
 
     def job_frame_bytes(self) -> int:
         """The largest job the parent may send: the source, params and contact text at

@@ -1,6 +1,7 @@
 """The worker pool: long-lived worker processes, killed and replaced at their deadline.
 
-`size` jobs run at once; `spares` extra workers stand ready, so that a worker killed for
+`size` jobs run at once, turns shared round robin between parser versions while jobs
+wait (preservarium_sandbox.fair); `spares` extra workers stand ready, so that a worker killed for
 a runaway parser is replaced at once and other devices never wait for a process start.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 from preservarium.lifecycle import AsyncLifecycle
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.fair import FairTurns
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.worker.protocol import ProtocolError, encode_frame, read_frame
 
@@ -142,9 +144,11 @@ class WorkerPool(AsyncLifecycle):
         self.spares = spares
         self._on_restart = on_restart or (lambda reason: None)
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
-        self._slots = asyncio.Semaphore(size)
+        # Turns shared round robin between parser versions (fair.py), not first come.
+        self._turns = FairTurns(size)
         self._all: set[WorkerProcess] = set()
         self._spawning: set[asyncio.Task[None]] = set()
+        self._calls: set[asyncio.Future[dict[str, Any]]] = set()
         self._closed = True
         self._numbers = 0
         self._cwd: tempfile.TemporaryDirectory[str] | None = None
@@ -164,9 +168,11 @@ class WorkerPool(AsyncLifecycle):
         if self._closed:
             return
         self._closed = True
-        for task in list(self._spawning):
+        # Calls their callers gave up on still hold workers: end them (and those workers).
+        running: list[asyncio.Future[Any]] = [*self._spawning, *self._calls]
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self._spawning, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
         await asyncio.gather(*(w.close() for w in list(self._all)), return_exceptions=True)
         self._all.clear()
         if self._cwd is not None:
@@ -250,7 +256,7 @@ class WorkerPool(AsyncLifecycle):
         self,
         job: Job,
         admit: Callable[[], bool] | None = None,
-        on_lost_call: Callable[[], None] | None = None,
+        on_abandoned: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Run `job` on a worker and return its raw answer (checked by the caller).
 
@@ -261,16 +267,36 @@ class WorkerPool(AsyncLifecycle):
         cannot be encoded raises UnsendableJobError before any worker is taken.
 
         The answer's `worker_replaced` says whether the call cost its worker (a timeout,
-        a death, a memory recycle): the caller charges that to the parser version. A call
-        that cost its worker and gave no answer (cancelled mid-way) calls `on_lost_call`.
+        a death, a memory recycle): the caller charges that to the parser version.
+
+        A caller that gives up (is cancelled) before its job reached a worker withdraws
+        it. Once sent, the job runs to its answer (its own deadline bounds it) and the
+        worker is kept or replaced on that answer alone, which `on_abandoned` receives:
+        killing the worker would let any caller, by giving up, cost a process start and
+        charge the parser version with a replacement the parser never caused.
         """
         if self._closed:
             raise PoolClosedError("the sandbox is stopping")
         frame = self._encode(job, with_source=False)
-        async with self._slots:
+        sent = asyncio.Event()
+        call = asyncio.ensure_future(self._run_held(job, frame, admit, sent))
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            if not sent.is_set():
+                call.cancel()
+            call.add_done_callback(lambda done: _deliver(done, on_abandoned))
+            raise
+
+    async def _run_held(
+        self, job: Job, frame: bytes, admit: Callable[[], bool] | None, sent: asyncio.Event
+    ) -> dict[str, Any]:
+        async with self._turns.turn(job.sha):
             worker = await self._ready_worker()
-            # Whatever happens below (a cancel, an exception nobody foresaw), the worker
-            # goes back to the idle set or is replaced: the pool never shrinks.
+            # Whatever happens below (a cancel at stop, an exception nobody foresaw), the
+            # worker goes back to the idle set or is replaced: the pool never shrinks.
             replace: str | None = None
             try:
                 if admit is not None and not admit():
@@ -278,14 +304,13 @@ class WorkerPool(AsyncLifecycle):
                 # From the first byte sent, an interrupted call leaves the worker in an
                 # unknown state: it may still answer, so it is never handed to anyone else.
                 replace = "interrupted"
+                sent.set()
                 answer, replace = await self._on_worker(worker, job, frame)
                 answer["worker_died"] = replace == "died"
                 answer["worker_replaced"] = replace in CHARGED_REPLACEMENTS
                 return answer
             finally:
                 self._settle(worker, replace)
-                if replace == "interrupted" and on_lost_call is not None:
-                    on_lost_call()
 
     async def _ready_worker(self) -> WorkerProcess:
         """An idle worker that is still alive: one that died while idle (killed from
@@ -351,6 +376,19 @@ class WorkerPool(AsyncLifecycle):
             worker.calls >= self.limits.worker_max_calls
             or worker.cpu_s > self.limits.worker_cpu_budget_s / 2
         )
+
+
+def _deliver(
+    call: asyncio.Future[dict[str, Any]], to: Callable[[dict[str, Any]], None] | None
+) -> None:
+    """Hand an abandoned call's answer to `to` (nothing when it ended without one; its
+    exception is read, so asyncio does not report it as never retrieved)."""
+    if call.cancelled() or call.exception() is not None or to is None:
+        return
+    try:
+        to(call.result())
+    except Exception:  # an observer's failure must not surface as an unhandled callback
+        log.exception("the abandoned-call observer failed")
 
 
 def _failure(kind: ErrorKind, message: str) -> dict[str, Any]:

@@ -78,14 +78,6 @@ class Quarantine:
             return False
         return self._fail(key, bench=churning)
 
-    def charge_replacement(self, key: str) -> bool:
-        """Count a worker replaced by a call that gave no answer (cancelled mid-way by its
-        caller): no outcome to judge, but the worker is gone all the same. True when
-        this benched `key`."""
-        if self._churning(key):
-            return self._fail(key, bench=True)
-        return False
-
     def _fail(self, key: str, *, bench: bool) -> bool:
         state = self._states.setdefault(key, _State())
         state.failures = max(state.failures + 1, self.policy.threshold if bench else 0)

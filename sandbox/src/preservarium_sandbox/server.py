@@ -51,6 +51,9 @@ class SandboxConfig:
     refresh_interval_s: float = 0.5
     quarantine: QuarantinePolicy = field(default_factory=QuarantinePolicy)
     trial: TrialLimits = field(default_factory=TrialLimits)
+    # Calls (a ParseStream is one) served at once; past it gRPC answers RESOURCE_EXHAUSTED
+    # at once, instead of holding every request a caller opens until memory runs out.
+    max_concurrent_calls: int = 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxConfig:
@@ -130,7 +133,13 @@ class SandboxServer(AsyncLifecycle):
             "sandbox workers ready",
             extra={"workers": self.config.workers, "layers": layers, "inactive": missing},
         )
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", self.config.limits.request_bytes()),
+            ],
+            maximum_concurrent_rpcs=self.config.max_concurrent_calls,
+        )
         self._service = service = SandboxService(
             catalog=self.catalog,
             pool=self.pool,

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 import grpc
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
@@ -34,6 +34,36 @@ from preservarium_sandbox.trials import TrialRunner
 
 log = logging.getLogger("preservarium.sandbox.service")
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class Aborter(Protocol):
+    """What the service needs of a call's context: ending it with a status code."""
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        """End the call with `code` (raises)."""
+
+
+class RequestRefusedError(Exception):
+    """One ParseStream request ended with a status code, not the whole stream."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class _StreamRequest:
+    """The Aborter of one ParseStream request: its refusal is raised, for the stream to
+    answer that request alone (or end the stream, when the sandbox is stopping)."""
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        raise RequestRefusedError(code, details)
+
+
+# The metrics label of calls naming no active parser; and how much of such a name the
+# answer repeats (the name is the caller's, of any length).
+UNKNOWN_PARSER = "(unknown)"
+MAX_NAME_SHOWN = 128
 
 
 class SandboxService(pb_grpc.ParserSandboxServicer):
@@ -81,9 +111,16 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
     async def ParseStream(
         self, requests: AsyncIterator[pb.ParseStreamRequest], context: Context
     ) -> AsyncIterator[pb.ParseStreamResponse]:
-        """Parse requests as they come on the stream; answer each as soon as it is done."""
+        """Parse requests as they come on the stream; answer each as soon as it is done.
+
+        At most `Limits.max_stream_in_flight` requests of a stream are being run or
+        waiting to be sent back; past that the stream is not read until an answer goes
+        out, so a client that floods one stream (or never reads its answers) is held back
+        by gRPC flow control instead of growing the server's tasks and queues.
+        """
         answers: asyncio.Queue[pb.ParseStreamResponse | BaseException | None] = asyncio.Queue()
         pending: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(self._limits.max_stream_in_flight)
 
         def finish_when_idle() -> None:
             if not pending:
@@ -91,8 +128,19 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
 
         async def answer(item: pb.ParseStreamRequest) -> None:
             try:
-                response = await self._parse(item.request, context)
-            except BaseException as exc:  # an abort ends the stream with its status
+                response = await self._parse(item.request, _StreamRequest())
+            except RequestRefusedError as refused:
+                if refused.code is not grpc.StatusCode.INVALID_ARGUMENT:
+                    answers.put_nowait(refused)  # the sandbox is stopping: end the stream
+                    return
+                # Refused alone: one device's odd contact must not fail every other
+                # contact in flight on the stream (the gateway shares it between devices).
+                response = pb.ParseResponse()
+                wire.fill_parse_answer(response, wire.failure_outcome(
+                    ErrorKind.SANDBOX_UNAVAILABLE,
+                    f"the sandbox refused the request: {refused.details}",
+                ))  # fmt: skip
+            except BaseException as exc:
                 answers.put_nowait(exc)
                 raise
             answers.put_nowait(pb.ParseStreamResponse(id=item.id, response=response))
@@ -106,6 +154,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             async for item in requests:
                 if self._closing:
                     break
+                await slots.acquire()  # released once its answer is taken to be sent
                 task = asyncio.create_task(answer(item))
                 pending.add(task)
                 task.add_done_callback(done)
@@ -116,8 +165,11 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         self._streams.add(finish_when_idle)
         try:
             while (item := await answers.get()) is not None:
+                if isinstance(item, RequestRefusedError):
+                    await context.abort(item.code, item.details)
                 if isinstance(item, BaseException):
                     raise item
+                slots.release()
                 yield item
         finally:
             self._streams.discard(finish_when_idle)
@@ -125,12 +177,12 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             for task in list(pending):
                 task.cancel()
 
-    async def _parse(self, request: pb.ParseRequest, context: Context) -> pb.ParseResponse:
+    async def _parse(self, request: pb.ParseRequest, context: Aborter) -> pb.ParseResponse:
         started = time.perf_counter()
         parser = self._catalog.lookup(request.device_type)
         command = request.command if request.HasField("command") else None
         outcome = await self._guarded(
-            "Parse", request.device_type,
+            "Parse", _label(parser),
             lambda: self._execute(
                 context, request.device_type, parser,
                 lambda: self._job(parser, request.contact, request.identify, command),
@@ -146,7 +198,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         started = time.perf_counter()
         parser = self._catalog.lookup(request.device_type)
         outcome = await self._guarded(
-            "FormatCommand", request.device_type,
+            "FormatCommand", _label(parser),
             lambda: self._execute(
                 context, request.device_type, parser,
                 lambda: self._job(parser, None, False, request.command),
@@ -208,7 +260,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             self._metrics.timeouts.labels(name).inc()
         return outcome
 
-    async def _checked_job(self, context: Context, make_job: Callable[[], Job]) -> Job:
+    async def _checked_job(self, context: Aborter, make_job: Callable[[], Job]) -> Job:
         """The job, or INVALID_ARGUMENT for a request the edge checks refuse."""
         try:
             return make_job()
@@ -216,7 +268,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise  # abort raises; this line only tells the type checker
 
-    async def _run_on(self, context: Context, run: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    async def _run_on(self, context: Aborter, run: Callable[[], Awaitable[Outcome]]) -> Outcome:
         """Run on a pool, with its infrastructure failures as gRPC status codes."""
         try:
             return await run()
@@ -227,20 +279,21 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise
 
-    async def _trial(self, context: Context, make_job: Callable[[], Job]) -> Outcome:
+    async def _trial(self, context: Aborter, make_job: Callable[[], Job]) -> Outcome:
         job = await self._checked_job(context, make_job)
         return await self._run_on(context, lambda: self._trials.run(job))
 
     async def _execute(
         self,
-        context: Context,
+        context: Aborter,
         name: str,
         parser: ParserSource | None,
         make_job: Callable[[], Job],
     ) -> Outcome:
         if parser is None:
+            shown = name[:MAX_NAME_SHOWN]
             return wire.failure_outcome(
-                ErrorKind.PARSER_NOT_FOUND, f"no active parser for device type {name!r}"
+                ErrorKind.PARSER_NOT_FOUND, f"no active parser for device type {shown!r}"
             )
         key = f"{parser.device_type}@{parser.sha256}"  # per parser version
         if left := self._quarantine.remaining(key):
@@ -257,17 +310,21 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         def admit() -> bool:
             return not self._quarantine.remaining(key)
 
-        # A caller that gives up mid-call (its own deadline shorter than the parser's)
-        # still cost a worker: charged too, or cancelling would be free process churn.
-        def lost_call() -> None:
-            if self._quarantine.charge_replacement(key):
-                self._metrics.quarantine_entries.labels(name).inc()
+        # A call its caller gave up on still runs to its answer, which counts as any other.
+        def abandoned(answer: dict[str, Any]) -> None:
+            self._judge(answer, job, key, name, parser)
 
         if self._quarantine.on_probation(key):
             async with self._probation_slot(key):
-                answer = await self._pool.run(job, admit, lost_call)
+                answer = await self._pool.run(job, admit, abandoned)
         else:
-            answer = await self._pool.run(job, admit, lost_call)
+            answer = await self._pool.run(job, admit, abandoned)
+        return self._judge(answer, job, key, name, parser)
+
+    def _judge(
+        self, answer: dict[str, Any], job: Job, key: str, name: str, parser: ParserSource
+    ) -> Outcome:
+        """The call's outcome, counted for the cache metrics and the quarantine."""
         outcome = read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
         self._metrics.child(
             self._metrics.cache, "compiled", "miss" if outcome.compiled else "hit"
@@ -291,6 +348,11 @@ def _quarantined(name: str, parser: ParserSource, left: float) -> Outcome:
         f"parser {name} v{parser.version} is quarantined for {max(left, 1):.0f} s more "
         "after repeated timeouts, memory failures or worker replacements",
     )
+
+
+def _label(parser: ParserSource | None) -> str:
+    """The metrics label of a call: a caller's unknown name would be a new series each."""
+    return UNKNOWN_PARSER if parser is None else parser.device_type
 
 
 def _ms(started: float) -> float:

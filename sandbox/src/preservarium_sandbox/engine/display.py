@@ -27,6 +27,12 @@ _build_class: Any = builtins.__build_class__
 _OBJECT_REPR: Any = object.__repr__
 
 
+# Values whose hash is computed from what they hold. Anything else (functions, classes,
+# instances, None and Ellipsis in 3.11) hashes by its address.
+_HASHED_BY_VALUE = (str, bytes, int, float, complex, datetime.date, datetime.time,
+                    datetime.timedelta, datetime.timezone)  # fmt: skip
+
+
 def scrub(text: str) -> str:
     """`text` without the ` at 0x...` of CPython's default reprs."""
     return _ADDRESS.sub("", text) if " at 0x" in text else text
@@ -109,3 +115,56 @@ def build_class(function: Any, name: str, *bases: Any, **keywords: Any) -> Any:
     if isinstance(made, type) and getattr(made, "__repr__", None) is _OBJECT_REPR:
         type.__setattr__(made, "__repr__", _address_free_repr)
     return made
+
+
+def shown_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An exception's `.args`, its text without address: C code formats objects into the
+    messages it raises (`list.index` says `<function f at 0x...> is not in list`)."""
+    if not any(type(item) is str and " at 0x" in item for item in args):
+        return args
+    return tuple(scrub(item) if type(item) is str else item for item in args)
+
+
+def shown_hash(value: Any) -> int:
+    """`hash(value)` for a value hashed by what it holds; TypeError for one hashed by its
+    address (which `hash` would hand out: `hash(f) == id(f) >> 4`, rotated)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _HASHED_BY_VALUE):
+            continue
+        if isinstance(item, tuple | frozenset):
+            stack.extend(item)
+            continue
+        raise TypeError(f"hash() of {type(item).__name__} is not available to parsers")
+    return hash(value)
+
+
+class _StrType(type):
+    """`isinstance(x, str)` in parser code keeps meaning what it means in Python."""
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return isinstance(instance, str)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, str)
+
+
+class ParserStr(str, metaclass=_StrType):
+    """The `str` builtin of parser code: `str(x)` shows no address, however it is called.
+
+    The compiler rewrites a direct `str(x)`; this covers `str` passed as a value
+    (`map(str, items)`) and a parser's own str subclasses. `str(b, encoding)` and the
+    methods (`str.join`, ...) are those of `str`.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and not kwargs:
+            args = (shown_str(args[0]),)
+        if cls is ParserStr:
+            return str(*args, **kwargs)
+        return super().__new__(cls, *args, **kwargs)
+
+
+ParserStr.__name__ = ParserStr.__qualname__ = "str"
+ParserStr.__module__ = "builtins"

@@ -8,16 +8,17 @@ json.dumps of deep lists, dicts and tuples do check, and raise RecursionError.
 So every tuple a parser builds with a display (`(a, b)`, `return a, b`, `d[a, b]`) or
 receives as `*args` is checked here (engine.transformer inserts the calls), and so are
 those of `tuple(...)` (the builtin parsers get is `ParserTuple`), `zip`, `enumerate`,
-`dict.items()`, `dict.popitem()` and an exception's `.args` (engine.policy's getattr
-guard): one nested deeper than MAX_DEPTH raises RecursionError, which the parser sees
-as any other. The walk is
-depth-first and gives up (accepting) after BUDGET tuples: a structure built wide on
-purpose to exhaust it costs its builder BUDGET steps per level, so the depth that
-overflows the C stack (over 100,000 levels) stays out of reach within a call's time.
+`dict.items()`, `dict.popitem()`, `re.Match.groups()` and an exception's `.args`
+(engine.policy's getattr guard; it refuses `mro`, which would hand out the real tuple):
+one nested deeper than MAX_DEPTH raises RecursionError, which the parser sees as any
+other. The walk is depth-first and gives up (accepting) after BUDGET tuples: a structure
+built wide on purpose to exhaust it costs its builder BUDGET steps per level, so the
+depth that overflows the C stack (over 100,000 levels) stays out of reach within a call's time.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MAX_DEPTH = 200
@@ -91,8 +92,9 @@ def checked_enumerate(iterable: Any, start: int = 0) -> Any:
 
 
 # Attributes that hand parser code a tuple made of its own objects: dict.items() and
-# dict.popitem() (pairs), an exception's .args. Read through `checked_attribute`.
-NESTING_ATTRIBUTES = frozenset({"items", "popitem", "args"})
+# dict.popitem() (pairs), an exception's .args, re.Match.groups(default) (the default
+# fills each group that did not match). Read through `checked_attribute`.
+NESTING_ATTRIBUTES = frozenset({"items", "popitem", "args", "groups"})
 _NOT_CHECKED = object()
 
 
@@ -112,6 +114,9 @@ def checked_attribute(obj: Any, name: str) -> Any:
             return lambda: checked(mapping.popitem())
     if name == "args" and isinstance(obj, BaseException):
         return checked(obj.args)
+    if name == "groups" and isinstance(obj, re.Match):
+        match = obj
+        return lambda *args, **kwargs: checked(match.groups(*args, **kwargs))
     return _NOT_CHECKED
 
 

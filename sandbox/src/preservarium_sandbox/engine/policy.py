@@ -14,9 +14,12 @@ from RestrictedPython.Limits import limited_builtins
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from preservarium_sandbox.engine.display import (
+    ParserStr,
     build_class,
+    shown_args,
     shown_ascii,
     shown_format,
+    shown_hash,
     shown_mod,
     shown_repr,
     shown_str,
@@ -52,6 +55,8 @@ _EXTRA_BUILTINS: dict[str, Any] = {
     "dict": dict,
     "list": list,
     "tuple": ParserTuple,
+    "str": ParserStr,
+    "hash": shown_hash,
     "bytes": bytes,
     "bytearray": bytearray,
     "enumerate": checked_enumerate,
@@ -98,8 +103,12 @@ guarded_iter_unpack_sequence: Callable[..., Any] = Guards.guarded_iter_unpack_se
 _SPECIAL_NAMES = frozenset(
     {"format", "format_map", "Formatter"} | _FORMATTER_UNSAFE_METHODS | INSPECT_ATTRIBUTES
 )
-# Names that leave the fast path: RestrictedPython's, and those engine.nesting checks.
-_SLOW_NAMES = _SPECIAL_NAMES | NESTING_ATTRIBUTES
+# `type.mro()` lists a class's bases: from `tuple` and `str` (engine.nesting's and
+# engine.display's stand-ins) it hands out the real builtins they guard.
+REFUSED_ATTRIBUTES = frozenset({"mro"})
+# Names that leave the fast path: RestrictedPython's, those engine.nesting checks, the
+# exception `.args` engine.display scrubs, and those refused outright.
+_SLOW_NAMES = _SPECIAL_NAMES | NESTING_ATTRIBUTES | REFUSED_ATTRIBUTES
 
 
 def guarded_getattr(obj: Any, name: Any, default: Any = safer_getattr_raise) -> Any:
@@ -117,7 +126,9 @@ def guarded_getattr(obj: Any, name: Any, default: Any = safer_getattr_raise) -> 
     if name in NESTING_ATTRIBUTES:
         found = checked_attribute(obj, name)
         if not unchecked(found):
-            return found
+            return shown_args(found) if name == "args" else found
+    if name in REFUSED_ATTRIBUTES:
+        raise AttributeError(f'"{name}" is not available to parsers')
     if default is safer_getattr_raise:
         return safer_getattr_raise(obj, name)
     return safer_getattr_raise(obj, name, default)

@@ -18,6 +18,7 @@ from typing import Any
 from preservarium.parser_source import FILENAME
 
 from preservarium_sandbox.engine.compiler import CompiledParser
+from preservarium_sandbox.engine.display import scrub, shown_str
 from preservarium_sandbox.engine.errors import (
     MAX_MESSAGE_CHARS,
     ErrorKind,
@@ -58,7 +59,7 @@ class Warnings:
 
         def warn(message: object) -> None:
             if len(items) < limits.max_warnings:
-                items.append(clean_text(str(message)[: limits.max_warning_chars]))
+                items.append(clean_text(shown_str(message)[: limits.max_warning_chars]))
 
         return warn
 
@@ -102,7 +103,7 @@ def failure_from(exc: BaseException, limits: Limits) -> ScriptFailure:
         return ScriptFailure(ErrorKind.IMPORT_DENIED, str(exc), line)
     name = type(exc).__name__
     try:
-        detail = str(exc)
+        detail = scrub(str(exc)[:MAX_MESSAGE_CHARS])  # C code puts reprs in its messages
     except Exception:  # a parser-made exception whose str() fails
         detail = ""
     message = f"{name}: {detail}" if detail else name
