@@ -86,3 +86,28 @@ async def test_callers_past_the_wait_get_a_busy_answer(
     assert set(kinds) == {"sandbox_unavailable", "ok"}, kinds
     # Nobody waits much past the lane's bounded wait plus one compile.
     assert time.perf_counter() - started < sandbox.config.trial.max_wait_s + 8
+
+
+async def test_an_active_compile_bomb_never_reaches_a_live_worker(
+    client: SandboxClient, parsers: SQLParserRepository, sandbox: SandboxServer
+) -> None:
+    """A bomb stored without the upload's checks (a forced upload, a row written by hand)
+    is refused by the catalog's pre-scan: every Parse answers compile_error at once."""
+    bombed = f"t{uuid.uuid4().hex[:10]}"
+    await parsers.upload(bombed, BOMB)
+    await wait_for_version_kind(client, bombed, "compile_error")
+    spawned = sandbox.pool.spawned
+    started = time.perf_counter()
+    for _ in range(10):
+        assert outcome(await client.parse(contact(bombed)))[0] == "compile_error"
+    assert time.perf_counter() - started < 0.5
+    assert sandbox.pool.spawned == spawned
+
+
+async def wait_for_version_kind(client: SandboxClient, device_type: str, kind: str) -> None:
+    """Poll Parse until the active version of `device_type` answers `kind`."""
+    for _ in range(100):
+        if outcome(await client.parse(contact(device_type)))[0] == kind:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{device_type} never answered {kind}")

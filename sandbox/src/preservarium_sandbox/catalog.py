@@ -9,6 +9,7 @@ lookup: no query, no fetch, once warm.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from preservarium.periodic import Periodic
 from preservarium.repositories import ActiveParser, SQLParserRepository
 from preservarium.repositories.parser_changes import ParserChanges
 from preservarium.supervisor import Supervisor
+
+from preservarium_sandbox.engine.errors import ScriptFailure
 
 log = logging.getLogger("preservarium.sandbox.catalog")
 # The poll while notifications arrive: only for one that got lost.
@@ -33,6 +36,9 @@ class ParserSource:
     version: int
     sha256: str
     source: str
+    # What the static pre-scan refused, once per version: such a version never reaches
+    # a live worker (it would cost one its whole compile budget per try).
+    refusal: ScriptFailure | None = None
 
 
 class ParserCatalog(AsyncLifecycle):
@@ -45,8 +51,11 @@ class ParserCatalog(AsyncLifecycle):
         refresh_interval_s: float = 0.5,
         on_lookup: Callable[[bool], None] | None = None,
         supervisor: Supervisor | None = None,
+        scan: Callable[[str], ScriptFailure | None] | None = None,
     ) -> None:
         self._repository = repository
+        self._scan = scan
+        self._refusals: dict[str, ScriptFailure] = {}
         self._interval = refresh_interval_s
         self._on_lookup = on_lookup or (lambda hit: None)
         self._active: dict[str, ActiveParser] = {}
@@ -90,12 +99,22 @@ class ParserCatalog(AsyncLifecycle):
         self._active = active
         for sha in set(self._sources) - live:
             del self._sources[sha]
+            self._refusals.pop(sha, None)
 
     async def _fetch(self, parser: ActiveParser) -> None:
         try:
             record = await self._repository.get_version(parser.device_type, parser.version)
         except NotFoundError:
             return
+        if self._scan is not None:
+            # In a thread: tokenizing a large source takes a while, live calls go on.
+            refusal = await asyncio.to_thread(self._scan, record.source)
+            if refusal is not None:
+                self._refusals[record.sha256] = refusal
+                log.warning(
+                    "active parser refused by the pre-scan",
+                    extra={"parser": parser.device_type, "version": parser.version},
+                )
         self._sources[record.sha256] = record.source
 
     def lookup(self, device_type: str) -> ParserSource | None:
@@ -105,4 +124,7 @@ class ParserCatalog(AsyncLifecycle):
         self._on_lookup(source is not None)
         if parser is None or source is None:
             return None
-        return ParserSource(parser.device_type, parser.version, parser.sha256, source)
+        return ParserSource(
+            parser.device_type, parser.version, parser.sha256, source,
+            self._refusals.get(parser.sha256),
+        )  # fmt: skip

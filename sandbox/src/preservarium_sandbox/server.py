@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.pool import WorkerPool
 from preservarium_sandbox.quarantine import Quarantine, QuarantinePolicy
 from preservarium_sandbox.service import SandboxService
+from preservarium_sandbox.source_scan import scan_source
 from preservarium_sandbox.trials import TrialRunner
 from preservarium_sandbox.worker.hardening import make_not_dumpable
 
@@ -86,6 +88,7 @@ class SandboxServer(AsyncLifecycle):
             refresh_interval_s=config.refresh_interval_s,
             on_lookup=self.metrics.source_lookup,
             supervisor=self.supervisor,
+            scan=functools.partial(scan_source, limits=config.trial.scan),
         )
         self.pool = WorkerPool(
             size=config.workers,

@@ -295,6 +295,8 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             return wire.failure_outcome(
                 ErrorKind.PARSER_NOT_FOUND, f"no active parser for device type {shown!r}"
             )
+        if parser.refusal is not None:
+            return Outcome(failure=parser.refusal)
         key = f"{parser.device_type}@{parser.sha256}"  # per parser version
         if left := self._quarantine.remaining(key):
             return _quarantined(name, parser, left)
