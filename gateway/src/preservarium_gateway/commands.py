@@ -201,21 +201,23 @@ class CommandDesk(AsyncLifecycle):
     async def sent(self, command: CommandRecord, payload: bytes) -> None:
         """The command's bytes left in a CoAP response."""
         self._attempts.pop(command.request_id, None)
-        await self._repository.finish(command.request_id, CommandStatus.SENT)
+        await self._repository.finish(command.request_id, CommandStatus.SENT, claimer=self._claimer)
         self.emit("sent", request_id=command.request_id, device_id=command.device_id,
                   payload=payload)  # fmt: skip
 
     async def failed(self, command: CommandRecord, reason: str) -> None:
         """format_command() could not produce the command's bytes: final."""
         self._attempts.pop(command.request_id, None)
-        await self._repository.finish(command.request_id, CommandStatus.FAILED, reason=reason)
+        await self._repository.finish(
+            command.request_id, CommandStatus.FAILED, reason=reason, claimer=self._claimer
+        )
         self.emit("failed", request_id=command.request_id, device_id=command.device_id,
                   reason=reason)  # fmt: skip
 
     async def release(self, command: CommandRecord) -> None:
         """The contact could not carry the command (not the command's fault): queue it
         again for the next one."""
-        await self._repository.release(command.request_id)
+        await self._repository.release(command.request_id, claimer=self._claimer)
         self.index.add(command.device_id)
 
     async def retry_later(self, command: CommandRecord, reason: str) -> None:
