@@ -6,16 +6,47 @@ parser author could break what it checks.
 
 from __future__ import annotations
 
+import struct
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from preservarium import coapwire as cw
+from preservarium.coapwire import CoapClient
+from preservarium.db.engine import make_engine
 from preservarium.db.models import utcnow
+from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.errors import ConflictError
-from preservarium.repositories import CommandRecord, SQLCommandRepository
-from preservarium_gateway.commands import CommandDesk
+from preservarium.repositories import (
+    CommandRecord,
+    SQLCommandRepository,
+    SQLDeviceRepository,
+    SQLParserRepository,
+)
+from preservarium_gateway.commands import MAX_UNAVAILABLE_ATTEMPTS, CommandDesk
 from preservarium_gateway.config import GatewayLimits, Topics
 from preservarium_gateway.kafka import KafkaPublisher
+from preservarium_gateway.server import GatewayServer
+from preservarium_sandbox.server import SandboxServer
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.gateway.conftest import Topology
+from tests.gateway.parsers import THERMO
+from tests.gateway.test_commands import command, queued, send_command
+
+READING = bytes.fromhex("0a0b0c0d") + struct.pack(">h", 200)
+SET_PERIOD_900 = b"P" + struct.pack(">H", 900)
+DEVICES = ("rt-query", "rt-value", "rt-path")
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
+    engine = make_engine(gw_db)
+    await SQLParserRepository(engine).upload("thermo", THERMO)
+    for device in DEVICES:
+        await SQLDeviceRepository(engine).register(device, "thermo")
+    await engine.dispose()
+    await gw_sandbox.catalog.refresh()
 
 
 def _desk(engine: AsyncEngine, claimer: str) -> CommandDesk:
@@ -73,3 +104,36 @@ class TestExactlyOnceAcrossGateways:
             await desk_a.failed(mine, "late")
         await desk_b.sent(mine, b"P")  # the holder settles it
         assert (await SQLCommandRepository(engine).get("r1")).status == "sent"
+
+
+# What the sandbox's gRPC edge refuses (INVALID_ARGUMENT) in a contact: more than 64
+# query entries, a text field over 1024 characters. Each fits in one datagram.
+OVERSIZED_CONTACTS: dict[str, dict[str, Any]] = {
+    "rt-query": {"path": "/d/rt-query", "query": [f"k{n}=v" for n in range(65)]},
+    "rt-value": {"path": "/d/rt-value", "query": ["k=" + "v" * 1100]},
+    "rt-path": {"path": "/d/rt-path/" + "/".join(["s" * 200] * 6), "query": []},
+}
+
+
+@pytest.mark.parametrize("device_id", sorted(OVERSIZED_CONTACTS))
+async def test_a_contact_the_sandbox_would_refuse_is_a_bad_request_and_costs_no_command(
+    device_id: str,
+    coap: CoapClient,
+    topics: Topology,
+    broker: EmbeddedBroker,
+    gateway: GatewayServer,
+) -> None:
+    """Before: each such contact claimed the device's command, the sandbox refused the
+    call, and the gateway charged the command as if the sandbox were down: a few cheap
+    datagrams had the command given up as `failed`, and the uplinks failed as
+    `sandbox_unavailable`."""
+    request_id, value = command(device_id)
+    await send_command(broker, gateway, value)
+    await queued(topics, request_id)
+    shape = OVERSIZED_CONTACTS[device_id]
+    for _ in range(MAX_UNAVAILABLE_ATTEMPTS):
+        answer = await coap.call(cw.POST, shape["path"], READING, query=shape["query"])
+        assert answer.dotted_code == "4.00"
+    response = await coap.call(cw.POST, f"/d/{device_id}", READING)
+    assert response.dotted_code == "2.01"
+    assert response.payload == SET_PERIOD_900

@@ -78,9 +78,17 @@ def check_options(request: aiocoap.Message) -> None:
             raise error.BadOption(f"unrecognized critical option {int(number)}")
 
 
-def _query(request: aiocoap.Message) -> dict[str, str]:
+def read_query(request: aiocoap.Message, limits: GatewayLimits) -> dict[str, str]:
+    """The Uri-Query as a dict; 4.00 when the sandbox could not take it (its refusal
+    would fail the uplink and be charged to the device's pending command)."""
     pairs = (item.partition("=") for item in request.opt.uri_query)
-    return {key: value for key, _, value in pairs}
+    query = {key: value for key, _, value in pairs}
+    if len(query) > limits.query_entries:
+        raise error.BadRequest(f"more than {limits.query_entries} query entries")
+    chars = limits.text_chars
+    if any(len(key) > chars or len(value) > chars for key, value in query.items()):
+        raise error.BadRequest(f"a query key or value is over {chars} characters")
+    return query
 
 
 class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
@@ -175,6 +183,8 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
     ) -> aiocoap.Message:
         if not is_device_id(device_id):
             raise error.BadRequest("malformed device id")
+        if len(subpath) > self._limits.text_chars:
+            raise error.BadRequest(f"path over {self._limits.text_chars} characters")
         self._check(request, DEVICE_METHODS)
         try:
             device_type = await self._directory.device_type(device_id)
@@ -192,6 +202,7 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
     async def _contact(
         self, request: aiocoap.Message, device_id: str | None, device_type: str, path: str
     ) -> aiocoap.Message:
+        query = read_query(request, self._limits)
         answer = await self._pipeline.handle(
             ContactRequest(
                 device_id=device_id,
@@ -201,7 +212,7 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
                 confirmable=request.mtype is CON,
                 remote=_remote(request),
                 payload=bytes(request.payload),
-                query=_query(request),
+                query=query,
             )
         )
         if answer.outcome is Outcome.RETRY_LATER:

@@ -43,6 +43,11 @@ class GatewayLimits:
     # Room for the options of a datagram beyond its payload: Uri-Path (a 64-char id and a
     # sub-path), Uri-Query, Uri-Host, Content-Format, Block1 fit with room to spare.
     options_bytes: int = 512
+    # What the sandbox takes in a contact (more is INVALID_ARGUMENT there): query entries,
+    # and characters in a query key or value or in the path. Beyond, the gateway answers
+    # 4.00 before anything is published or a command claimed.
+    query_entries: int = 64
+    text_chars: int = 1024
     publish_timeout_s: float = 2.0
     sandbox_timeout_s: float = 0.5
     sandbox_streams: int = 2
