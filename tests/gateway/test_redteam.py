@@ -6,6 +6,7 @@ parser author could break what it checks.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from datetime import timedelta
 from typing import Any
@@ -25,9 +26,12 @@ from preservarium.repositories import (
 )
 from preservarium_gateway.commands import MAX_UNAVAILABLE_ATTEMPTS, CommandDesk
 from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.directory import UNKNOWN_LOOKUPS_PER_S, DeviceDirectory
+from preservarium_gateway.errors import DirectoryBusyError
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.gateway.conftest import Topology
@@ -137,3 +141,43 @@ async def test_a_contact_the_sandbox_would_refuse_is_a_bad_request_and_costs_no_
     response = await coap.call(cw.POST, f"/d/{device_id}", READING)
     assert response.dotted_code == "2.01"
     assert response.payload == SET_PERIOD_900
+
+
+class TestMadeUpDeviceIds:
+    """A flood of `/d/{id}` contacts naming ids nobody registered."""
+
+    async def test_cost_a_bounded_number_of_queries_and_never_a_false_unknown(
+        self, engine: AsyncEngine
+    ) -> None:
+        """Before: every new made-up id was one database query (the unknown-id memory
+        helps only for ids seen again), so each cheap datagram cost a query and the
+        flood queued in front of the claims of real devices on the connection pool."""
+        devices = SQLDeviceRepository(engine)
+        directory = DeviceDirectory(devices, refresh_s=3600, unknown_ttl_s=60)
+        await directory.start()
+        try:
+            await devices.register("fresh-1", "thermo")  # newer than the memory copy
+            statements = _count_statements(engine)
+            deferred = 0
+            for n in range(300):
+                try:
+                    assert await directory.device_type(f"made-up-{n}") is None
+                except DirectoryBusyError:
+                    deferred += 1
+            assert len(statements) <= 2 * UNKNOWN_LOOKUPS_PER_S
+            assert deferred >= 300 - 2 * UNKNOWN_LOOKUPS_PER_S
+            # The budget comes back: a device registered since the last reload is found.
+            await asyncio.sleep(1.5 / UNKNOWN_LOOKUPS_PER_S)
+            assert await directory.device_type("fresh-1") == "thermo"
+        finally:
+            await directory.stop()
+
+
+def _count_statements(engine: AsyncEngine) -> list[str]:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    return statements

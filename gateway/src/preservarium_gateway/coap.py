@@ -28,6 +28,7 @@ from preservarium.ids import is_device_id
 from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.contact import ContactPipeline, ContactRequest, Outcome
 from preservarium_gateway.directory import DeviceDirectory
+from preservarium_gateway.errors import DirectoryBusyError
 from preservarium_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("preservarium.gateway.coap")
@@ -188,6 +189,8 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         self._check(request, DEVICE_METHODS)
         try:
             device_type = await self._directory.device_type(device_id)
+        except DirectoryBusyError as exc:  # a flood of made-up ids: not worth a log line each
+            raise RetryLater(self._limits.retry_after_s) from exc
         except RepositoryError as exc:
             log.warning("device lookup failed", extra={"device_id": device_id, "error": str(exc)})
             raise RetryLater(self._limits.retry_after_s) from exc

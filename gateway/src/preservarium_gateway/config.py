@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from preservarium.settings import DEFAULT_GATEWAY_METRICS_PORT, HostPort, Settings
 
+from preservarium_gateway.directory import UNKNOWN_LOOKUPS_PER_S
+
 
 @dataclass(frozen=True, slots=True)
 class Topics:
@@ -59,6 +61,7 @@ class GatewayLimits:
     refusal_log_interval_s: float = 10.0
     directory_refresh_s: float = 10.0
     unknown_device_ttl_s: float = 1.0
+    unknown_lookups_per_s: float = UNKNOWN_LOOKUPS_PER_S
     commands_refresh_s: float = 1.0
     stale_claim_s: float = 60.0
     default_command_ttl_s: int = 86_400
