@@ -7,12 +7,14 @@ parser author could break what it checks.
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from preservarium import coapwire as cw
+from preservarium.cli.tail_cmd import Stream, TailOptions, render
 from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
 from preservarium.db.models import utcnow
@@ -181,3 +183,36 @@ def _count_statements(engine: AsyncEngine) -> list[str]:
 
     event.listen(engine.sync_engine, "before_cursor_execute", count)
     return statements
+
+
+# A record on a followed topic is anyone's to write (a hostile producer, a parser's
+# error message): what `preservarium tail` prints of it must not steer the terminal.
+TERMINAL_STEERING = (
+    "\x1b[2J",  # ESC: clears the screen
+    "\x9b2J",  # C1 CSI: the same in one character
+    "\u202e",  # RIGHT-TO-LEFT OVERRIDE: shows text reversed
+    "\u2066",  # LEFT-TO-RIGHT ISOLATE
+    "\u2028",  # LINE SEPARATOR: a new line in some terminals
+)
+STEERING_CHARACTERS = {"\x1b", "\x9b", "\u202e", "\u2066", "\u2028"}
+STEERING_RECORDS: dict[Stream, dict[str, Any]] = {
+    Stream.failed: {"device_id": "d", "error": {"kind": "k", "message": "m", "line": "{s}"}},
+    Stream.status: {"request_id": "r{s}", "status": "sent", "reason": "{s}"},
+    Stream.parsed: {"device_id": "d", "parser": {"name": "{s}"}, "data": {"t": "{s}"}},
+}
+
+
+@pytest.mark.parametrize("steering", TERMINAL_STEERING)
+@pytest.mark.parametrize("stream", sorted(STEERING_RECORDS))
+@pytest.mark.parametrize("as_json", [False, True])
+def test_tail_never_prints_characters_that_steer_the_terminal(
+    stream: Stream, steering: str, as_json: bool
+) -> None:
+    """Before: a failed record's `line` was printed as is, bidi overrides and line
+    separators passed everywhere, and --json wrote C1 controls raw."""
+    template = json.dumps(STEERING_RECORDS[stream])
+    record = json.loads(template.replace("{s}", json.dumps(steering)[1:-1]))
+    line = render(record, TailOptions(stream, as_json=as_json))
+    assert not set(line) & STEERING_CHARACTERS
+    if as_json:
+        assert json.loads(line) == record  # still the same record, only escaped
