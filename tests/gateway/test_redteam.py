@@ -7,6 +7,7 @@ parser author could break what it checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from datetime import timedelta
@@ -29,7 +30,7 @@ from preservarium.repositories import (
 from preservarium_gateway.commands import MAX_UNAVAILABLE_ATTEMPTS, CommandDesk
 from preservarium_gateway.config import GatewayLimits, Topics
 from preservarium_gateway.directory import UNKNOWN_LOOKUPS_PER_S, DeviceDirectory
-from preservarium_gateway.errors import DirectoryBusyError
+from preservarium_gateway.errors import DirectoryBusyError, PublishError
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
@@ -216,3 +217,63 @@ def test_tail_never_prints_characters_that_steer_the_terminal(
     assert not set(line) & STEERING_CHARACTERS
     if as_json:
         assert json.loads(line) == record  # still the same record, only escaped
+
+
+class BrokerDown:
+    """The publisher's contract in memory: every publish fails while `down` is set."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.acknowledged: list[dict[str, Any]] = []
+
+    async def publish(self, topic: str, value: bytes, key: bytes | None) -> None:
+        await asyncio.sleep(0)
+        if self.down:
+            raise PublishError("kafka did not acknowledge (test)")
+        self.acknowledged.append(json.loads(value))
+
+    def publish_later(self, topic: str, value: bytes, key: bytes | None) -> None:
+        async def send() -> None:
+            with contextlib.suppress(PublishError):
+                await self.publish(topic, value, key)
+
+        _background.add(task := asyncio.create_task(send()))
+        task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def test_status_records_of_a_kafka_outage_are_published_once_it_is_back(
+    engine: AsyncEngine,
+) -> None:
+    """Before: `command.status` records went out fire-and-forget, so every status of an
+    outage (commands expiring meanwhile, above all) was lost for good while the
+    database moved on: the integrator never learnt what became of those commands."""
+    broker = BrokerDown()
+    fake: Any = broker
+    desk = CommandDesk(
+        repository=SQLCommandRepository(engine), publisher=fake,
+        topics=Topics.with_prefix("redteam."), limits=GatewayLimits(), claimer="gw-a",
+    )  # fmt: skip
+    await desk.start()
+    try:
+        for n in range(3):
+            await SQLCommandRepository(engine).add(
+                request_id=f"brief-{n}", device_id="dev-y", name="set_period",
+                body='{"params":{}}', expires_at=utcnow() + timedelta(milliseconds=50),
+            )  # fmt: skip
+        await asyncio.sleep(0.1)
+        await desk.expire()  # the broker is down as they expire
+        await asyncio.sleep(0.3)
+        assert broker.acknowledged == []
+        broker.down = False
+        for _ in range(100):
+            if len(broker.acknowledged) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        assert [(r["request_id"], r["status"]) for r in broker.acknowledged] == [
+            (f"brief-{n}", "expired") for n in range(3)
+        ]
+    finally:
+        await desk.stop()

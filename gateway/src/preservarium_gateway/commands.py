@@ -25,7 +25,8 @@ from preservarium.text import clean_text
 from preservarium_gateway import records
 from preservarium_gateway.command_requests import CommandRequest, Rejection
 from preservarium_gateway.config import GatewayLimits, Topics
-from preservarium_gateway.kafka import KafkaPublisher
+from preservarium_gateway.status_outbox import StatusOutbox
+from preservarium_gateway.types import RecordPublisher
 
 log = logging.getLogger("preservarium.gateway.commands")
 StatusObserver = Callable[[str], None]
@@ -67,7 +68,7 @@ class CommandDesk(AsyncLifecycle):
         self,
         *,
         repository: SQLCommandRepository,
-        publisher: KafkaPublisher,
+        publisher: RecordPublisher,
         topics: Topics,
         limits: GatewayLimits,
         claimer: str,
@@ -76,8 +77,8 @@ class CommandDesk(AsyncLifecycle):
         supervisor: Supervisor | None = None,
     ) -> None:
         self._repository = repository
-        self._publisher = publisher
-        self._topics = topics
+        # Statuses are kept until Kafka has them: through an outage, not a crash.
+        self.outbox = StatusOutbox(publisher, topic=topics.command_status, supervisor=supervisor)
         self._limits = limits
         self._claimer = claimer
         self._on_status = on_status or (lambda status: None)
@@ -92,11 +93,13 @@ class CommandDesk(AsyncLifecycle):
     async def start(self) -> None:
         """Learn which devices have pending commands, then keep checking."""
         await self.refresh()
+        await self.outbox.start()
         self._housekeeper.start()
 
     async def stop(self) -> None:
-        """Stop housekeeping; idempotent."""
+        """Stop housekeeping, then publish the statuses held (bounded); idempotent."""
         await self._housekeeper.stop()
+        await self.outbox.stop()
 
     def emit(
         self,
@@ -107,7 +110,8 @@ class CommandDesk(AsyncLifecycle):
         reason: str | None = None,
         payload: bytes | None = None,
     ) -> None:
-        """Publish a `command.status` record (without holding up the caller)."""
+        """Publish a `command.status` record (without holding up the caller; held until
+        Kafka acknowledges it)."""
         record = records.status_record(
             request_id=request_id,
             device_id=device_id,
@@ -117,7 +121,7 @@ class CommandDesk(AsyncLifecycle):
             payload=payload,
         )
         key = clean_text(device_id).encode() if device_id else None
-        self._publisher.publish_later(self._topics.command_status, records.encode(record), key)
+        self.outbox.put(records.encode(record), key)
         self._on_status(status)
 
     async def refresh(self) -> None:
