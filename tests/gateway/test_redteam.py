@@ -27,6 +27,7 @@ from preservarium.repositories import (
     SQLDeviceRepository,
     SQLParserRepository,
 )
+from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium_gateway.commands import MAX_UNAVAILABLE_ATTEMPTS, CommandDesk
 from preservarium_gateway.config import GatewayLimits, Topics
 from preservarium_gateway.directory import UNKNOWN_LOOKUPS_PER_S, DeviceDirectory
@@ -37,9 +38,10 @@ from preservarium_sandbox.server import SandboxServer
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.gateway.conftest import Topology
+from tests.gateway.conftest import Topology, gateway_config
 from tests.gateway.parsers import THERMO
 from tests.gateway.test_commands import command, queued, send_command
+from tests.support.kafka import prefix
 
 READING = bytes.fromhex("0a0b0c0d") + struct.pack(">h", 200)
 SET_PERIOD_900 = b"P" + struct.pack(">H", 900)
@@ -277,3 +279,63 @@ async def test_status_records_of_a_kafka_outage_are_published_once_it_is_back(
         ]
     finally:
         await desk.stop()
+
+
+class HeldParser:
+    """A ParserService that holds every parse until `gate` opens (a slow sandbox)."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.calls = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.gate.set()
+
+    async def parse(self, contact: Any, **_: Any) -> pb.ParseResponse:
+        self.calls += 1
+        await self.gate.wait()
+        return pb.ParseResponse(result=pb.ParseResult(device_id="0a0b0c0d", data_json=b"{}"))
+
+    async def format_command(self, device_type: str, command: Any, **_: Any) -> Any:
+        raise AssertionError("no command is pending")
+
+
+async def test_one_source_cannot_hold_more_than_its_share_of_contacts_in_flight(
+    gw_db: str, broker: EmbeddedBroker
+) -> None:
+    """Before: nothing bounded the contacts in flight. Datagrams from one peer, each a
+    new contact, piled up behind a slow sandbox or broker, each holding a task, a
+    sandbox call and a Kafka send: memory and queued work grew as fast as UDP went."""
+    held = HeldParser()
+    config = gateway_config(
+        database_url=gw_db, bootstrap=broker.bootstrap, sandbox_addr="127.0.0.1:9",
+        topic_prefix=prefix(), source_contacts_in_flight=4, sandbox_timeout_s=30.0,
+    )  # fmt: skip
+    async with (
+        GatewayServer(config, parsers=held),
+        CoapClient("127.0.0.1", config.bind.port, timeout_s=10) as coap,
+    ):
+        calls = [
+            asyncio.create_task(coap.call(cw.POST, "/m", READING, confirmable=n % 2 == 0))
+            for n in range(12)
+        ]
+        refused = [a for a in await _first(calls, 8) if a.dotted_code == "5.03"]
+        assert len(refused) == 8 and all(a.uint_option(cw.MAX_AGE) for a in refused)
+        assert held.calls == 4
+        held.gate.set()
+        answers = await asyncio.gather(*calls)
+        assert sorted(a.dotted_code for a in answers) == ["2.01"] * 4 + ["5.03"] * 8
+        # Once answered, the places are free again.
+        assert (await coap.call(cw.POST, "/m", READING)).dotted_code == "2.01"
+
+
+async def _first(calls: list[asyncio.Task[Any]], count: int) -> list[Any]:
+    done: list[Any] = []
+    for next_done in asyncio.as_completed(calls, timeout=10):
+        done.append(await next_done)
+        if len(done) == count:
+            break
+    return done

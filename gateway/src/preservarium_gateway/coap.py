@@ -25,6 +25,7 @@ from aiocoap.resource import PathCapable, Resource
 from preservarium.errors import RepositoryError
 from preservarium.ids import is_device_id
 
+from preservarium_gateway.admission import Admission, source_host
 from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.contact import ContactPipeline, ContactRequest, Outcome
 from preservarium_gateway.directory import DeviceDirectory
@@ -112,6 +113,9 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         self._pipeline = pipeline
         self._limits = limits
         self._metrics = metrics
+        self._admission = Admission(
+            total=limits.contacts_in_flight, per_host=limits.source_contacts_in_flight
+        )
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -132,6 +136,10 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         """Answer one request; every error is a CoAP code, never an exception."""
         started = time.perf_counter()
         route = "?"
+        host = source_host(request)
+        if not self._admission.admit(host):  # before any work: the answer costs nothing
+            return self._answered("busy", RetryLater(self._limits.retry_after_s).to_message(),
+                                  started)  # fmt: skip
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -141,9 +149,13 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         except error.RenderableError as exc:
             response = exc.to_message()
         finally:
+            self._admission.release(host)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
+        return self._answered(route, response, started)
+
+    def _answered(self, route: str, response: aiocoap.Message, started: float) -> aiocoap.Message:
         metrics = self._metrics
         metrics.child(metrics.contacts, route, str(response.code.dotted)).inc()
         metrics.child(metrics.contact_latency, route).observe(time.perf_counter() - started)

@@ -50,6 +50,10 @@ class GatewayLimits:
     # 4.00 before anything is published or a command claimed.
     query_entries: int = 64
     text_chars: int = 1024
+    # Contacts handled at once (see `admission`): in all, and per source host. The
+    # per-host cap leaves room for many devices behind one NAT address.
+    contacts_in_flight: int = 4096
+    source_contacts_in_flight: int = 128
     publish_timeout_s: float = 2.0
     sandbox_timeout_s: float = 0.5
     sandbox_streams: int = 2
