@@ -25,9 +25,11 @@ from aiocoap.resource import PathCapable, Resource
 from preservarium.errors import RepositoryError
 from preservarium.ids import is_device_id
 
+from preservarium_gateway.admission import Admission, source_host
 from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.contact import ContactPipeline, ContactRequest, Outcome
 from preservarium_gateway.directory import DeviceDirectory
+from preservarium_gateway.errors import DirectoryBusyError
 from preservarium_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("preservarium.gateway.coap")
@@ -78,9 +80,17 @@ def check_options(request: aiocoap.Message) -> None:
             raise error.BadOption(f"unrecognized critical option {int(number)}")
 
 
-def _query(request: aiocoap.Message) -> dict[str, str]:
+def read_query(request: aiocoap.Message, limits: GatewayLimits) -> dict[str, str]:
+    """The Uri-Query as a dict; 4.00 when the sandbox could not take it (its refusal
+    would fail the uplink and be charged to the device's pending command)."""
     pairs = (item.partition("=") for item in request.opt.uri_query)
-    return {key: value for key, _, value in pairs}
+    query = {key: value for key, _, value in pairs}
+    if len(query) > limits.query_entries:
+        raise error.BadRequest(f"more than {limits.query_entries} query entries")
+    chars = limits.text_chars
+    if any(len(key) > chars or len(value) > chars for key, value in query.items()):
+        raise error.BadRequest(f"a query key or value is over {chars} characters")
+    return query
 
 
 class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
@@ -103,6 +113,9 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         self._pipeline = pipeline
         self._limits = limits
         self._metrics = metrics
+        self._admission = Admission(
+            total=limits.contacts_in_flight, per_host=limits.source_contacts_in_flight
+        )
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -123,6 +136,10 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         """Answer one request; every error is a CoAP code, never an exception."""
         started = time.perf_counter()
         route = "?"
+        host = source_host(request)
+        if not self._admission.admit(host):  # before any work: the answer costs nothing
+            return self._answered("busy", RetryLater(self._limits.retry_after_s).to_message(),
+                                  started)  # fmt: skip
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -132,9 +149,13 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         except error.RenderableError as exc:
             response = exc.to_message()
         finally:
+            self._admission.release(host)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
+        return self._answered(route, response, started)
+
+    def _answered(self, route: str, response: aiocoap.Message, started: float) -> aiocoap.Message:
         metrics = self._metrics
         metrics.child(metrics.contacts, route, str(response.code.dotted)).inc()
         metrics.child(metrics.contact_latency, route).observe(time.perf_counter() - started)
@@ -175,9 +196,13 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
     ) -> aiocoap.Message:
         if not is_device_id(device_id):
             raise error.BadRequest("malformed device id")
+        if len(subpath) > self._limits.text_chars:
+            raise error.BadRequest(f"path over {self._limits.text_chars} characters")
         self._check(request, DEVICE_METHODS)
         try:
             device_type = await self._directory.device_type(device_id)
+        except DirectoryBusyError as exc:  # a flood of made-up ids: not worth a log line each
+            raise RetryLater(self._limits.retry_after_s) from exc
         except RepositoryError as exc:
             log.warning("device lookup failed", extra={"device_id": device_id, "error": str(exc)})
             raise RetryLater(self._limits.retry_after_s) from exc
@@ -192,6 +217,7 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
     async def _contact(
         self, request: aiocoap.Message, device_id: str | None, device_type: str, path: str
     ) -> aiocoap.Message:
+        query = read_query(request, self._limits)
         answer = await self._pipeline.handle(
             ContactRequest(
                 device_id=device_id,
@@ -201,7 +227,7 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
                 confirmable=request.mtype is CON,
                 remote=_remote(request),
                 payload=bytes(request.payload),
-                query=_query(request),
+                query=query,
             )
         )
         if answer.outcome is Outcome.RETRY_LATER:

@@ -25,7 +25,8 @@ from preservarium.text import clean_text
 from preservarium_gateway import records
 from preservarium_gateway.command_requests import CommandRequest, Rejection
 from preservarium_gateway.config import GatewayLimits, Topics
-from preservarium_gateway.kafka import KafkaPublisher
+from preservarium_gateway.status_outbox import StatusOutbox
+from preservarium_gateway.types import RecordPublisher
 
 log = logging.getLogger("preservarium.gateway.commands")
 StatusObserver = Callable[[str], None]
@@ -67,7 +68,7 @@ class CommandDesk(AsyncLifecycle):
         self,
         *,
         repository: SQLCommandRepository,
-        publisher: KafkaPublisher,
+        publisher: RecordPublisher,
         topics: Topics,
         limits: GatewayLimits,
         claimer: str,
@@ -76,8 +77,8 @@ class CommandDesk(AsyncLifecycle):
         supervisor: Supervisor | None = None,
     ) -> None:
         self._repository = repository
-        self._publisher = publisher
-        self._topics = topics
+        # Statuses are kept until Kafka has them: through an outage, not a crash.
+        self.outbox = StatusOutbox(publisher, topic=topics.command_status, supervisor=supervisor)
         self._limits = limits
         self._claimer = claimer
         self._on_status = on_status or (lambda status: None)
@@ -92,11 +93,13 @@ class CommandDesk(AsyncLifecycle):
     async def start(self) -> None:
         """Learn which devices have pending commands, then keep checking."""
         await self.refresh()
+        await self.outbox.start()
         self._housekeeper.start()
 
     async def stop(self) -> None:
-        """Stop housekeeping; idempotent."""
+        """Stop housekeeping, then publish the statuses held (bounded); idempotent."""
         await self._housekeeper.stop()
+        await self.outbox.stop()
 
     def emit(
         self,
@@ -107,7 +110,8 @@ class CommandDesk(AsyncLifecycle):
         reason: str | None = None,
         payload: bytes | None = None,
     ) -> None:
-        """Publish a `command.status` record (without holding up the caller)."""
+        """Publish a `command.status` record (without holding up the caller; held until
+        Kafka acknowledges it)."""
         record = records.status_record(
             request_id=request_id,
             device_id=device_id,
@@ -117,7 +121,7 @@ class CommandDesk(AsyncLifecycle):
             payload=payload,
         )
         key = clean_text(device_id).encode() if device_id else None
-        self._publisher.publish_later(self._topics.command_status, records.encode(record), key)
+        self.outbox.put(records.encode(record), key)
         self._on_status(status)
 
     async def refresh(self) -> None:
@@ -201,21 +205,23 @@ class CommandDesk(AsyncLifecycle):
     async def sent(self, command: CommandRecord, payload: bytes) -> None:
         """The command's bytes left in a CoAP response."""
         self._attempts.pop(command.request_id, None)
-        await self._repository.finish(command.request_id, CommandStatus.SENT)
+        await self._repository.finish(command.request_id, CommandStatus.SENT, claimer=self._claimer)
         self.emit("sent", request_id=command.request_id, device_id=command.device_id,
                   payload=payload)  # fmt: skip
 
     async def failed(self, command: CommandRecord, reason: str) -> None:
         """format_command() could not produce the command's bytes: final."""
         self._attempts.pop(command.request_id, None)
-        await self._repository.finish(command.request_id, CommandStatus.FAILED, reason=reason)
+        await self._repository.finish(
+            command.request_id, CommandStatus.FAILED, reason=reason, claimer=self._claimer
+        )
         self.emit("failed", request_id=command.request_id, device_id=command.device_id,
                   reason=reason)  # fmt: skip
 
     async def release(self, command: CommandRecord) -> None:
         """The contact could not carry the command (not the command's fault): queue it
         again for the next one."""
-        await self._repository.release(command.request_id)
+        await self._repository.release(command.request_id, claimer=self._claimer)
         self.index.add(command.device_id)
 
     async def retry_later(self, command: CommandRecord, reason: str) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from preservarium.settings import DEFAULT_GATEWAY_METRICS_PORT, HostPort, Settings
 
+from preservarium_gateway.directory import UNKNOWN_LOOKUPS_PER_S
+
 
 @dataclass(frozen=True, slots=True)
 class Topics:
@@ -43,6 +45,15 @@ class GatewayLimits:
     # Room for the options of a datagram beyond its payload: Uri-Path (a 64-char id and a
     # sub-path), Uri-Query, Uri-Host, Content-Format, Block1 fit with room to spare.
     options_bytes: int = 512
+    # What the sandbox takes in a contact (more is INVALID_ARGUMENT there): query entries,
+    # and characters in a query key or value or in the path. Beyond, the gateway answers
+    # 4.00 before anything is published or a command claimed.
+    query_entries: int = 64
+    text_chars: int = 1024
+    # Contacts handled at once (see `admission`): in all, and per source host. The
+    # per-host cap leaves room for many devices behind one NAT address.
+    contacts_in_flight: int = 4096
+    source_contacts_in_flight: int = 128
     publish_timeout_s: float = 2.0
     sandbox_timeout_s: float = 0.5
     sandbox_streams: int = 2
@@ -54,6 +65,7 @@ class GatewayLimits:
     refusal_log_interval_s: float = 10.0
     directory_refresh_s: float = 10.0
     unknown_device_ttl_s: float = 1.0
+    unknown_lookups_per_s: float = UNKNOWN_LOOKUPS_PER_S
     commands_refresh_s: float = 1.0
     stale_claim_s: float = 60.0
     default_command_ttl_s: int = 86_400

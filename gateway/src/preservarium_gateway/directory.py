@@ -1,8 +1,12 @@
 """The device directory: device id -> type, in memory, so contacts need no query once warm.
 
 Known devices are a dict hit. An unknown id is looked up once and remembered as unknown
-for a moment, so a flood of made-up ids costs at most one query per id per TTL. A full
-reload now and then notices devices removed or re-typed.
+for a moment. Lookups of ids the copy does not hold share a budget (a token bucket,
+`UNKNOWN_LOOKUPS_PER_S`): a flood of made-up ids, each new, would otherwise cost one
+query per datagram and queue on the connection pool in front of real devices' claims.
+Past the budget the id is not looked up and `DirectoryBusyError` says so (the device is
+told to retry; a registration is never taken for "unknown" unasked). A full reload now
+and then notices devices removed or re-typed, and learns new ones.
 """
 
 from __future__ import annotations
@@ -16,8 +20,31 @@ from preservarium.periodic import Periodic
 from preservarium.repositories import SQLDeviceRepository
 from preservarium.supervisor import Supervisor
 
+from preservarium_gateway.errors import DirectoryBusyError
+
 log = logging.getLogger("preservarium.gateway.directory")
 MAX_UNKNOWN = 100_000
+# Registry lookups of ids the copy does not hold, a second (and at once): new devices
+# registered since the last reload, at a pace no registration process exceeds.
+UNKNOWN_LOOKUPS_PER_S = 20.0
+
+
+class LookupBudget:
+    """A token bucket: `rate` lookups a second on average, at most `rate` at once."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._tokens = rate
+        self._at = time.monotonic()
+
+    def take(self, now: float) -> bool:
+        """Spend one lookup if there is one left."""
+        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 class DeviceDirectory(AsyncLifecycle):
@@ -29,9 +56,11 @@ class DeviceDirectory(AsyncLifecycle):
         *,
         refresh_s: float,
         unknown_ttl_s: float,
+        lookups_per_s: float = UNKNOWN_LOOKUPS_PER_S,
         supervisor: Supervisor | None = None,
     ) -> None:
         self._repository = repository
+        self._budget = LookupBudget(lookups_per_s)
         self._refresh_s = refresh_s
         self._unknown_ttl_s = unknown_ttl_s
         self._types: dict[str, str] = {}
@@ -59,13 +88,16 @@ class DeviceDirectory(AsyncLifecycle):
         return self._types.get(device_id)
 
     async def device_type(self, device_id: str) -> str | None:
-        """The type of a registered device, or None when it is not registered."""
+        """The type of a registered device, or None when it is not registered;
+        DirectoryBusyError when it was not looked up (the lookup budget is spent)."""
         known = self._types.get(device_id)
         if known is not None:
             return known
         now = time.monotonic()
         if self._unknown.get(device_id, 0.0) > now:
             return None
+        if not self._budget.take(now):
+            raise DirectoryBusyError("too many lookups of unknown device ids; retry later")
         try:
             record = await self._repository.get(device_id)
         except NotFoundError:

@@ -54,6 +54,7 @@ class GatewayServer(AsyncLifecycle):
             SQLDeviceRepository(self._engine),
             refresh_s=limits.directory_refresh_s,
             unknown_ttl_s=limits.unknown_device_ttl_s,
+            lookups_per_s=limits.unknown_lookups_per_s,
             supervisor=self.supervisor,
         )
         self.publisher = KafkaPublisher(

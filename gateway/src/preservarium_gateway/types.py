@@ -33,3 +33,11 @@ class ParserService(Protocol):
     ) -> pb.FormatCommandResponse:
         """Format one command."""
         ...
+
+
+class RecordPublisher(Protocol):
+    """What publishes a record and waits for the broker (KafkaPublisher is the real one)."""
+
+    async def publish(self, topic: str, value: bytes, key: bytes | None) -> None:
+        """Return once the broker acknowledged the record; PublishError otherwise."""
+        ...

@@ -11,8 +11,8 @@ import base64
 import binascii
 import json
 import os
+import re
 import sys
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,6 +34,11 @@ from preservarium.cli.error_text import without_line
 from preservarium.cli.tail_backlog import backlog
 from preservarium.ids import is_device_id
 from preservarium.kafka_records import Record, decode_record
+
+# Characters that steer a terminal rather than show: C0 and C1 controls (ESC, CSI),
+# line and paragraph separators, and the bidirectional formatting characters (which
+# show text reversed, e.g. a file name or an id spelled backwards).
+STEERING = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 class Stream(StrEnum):
@@ -150,7 +155,7 @@ def _show(message: Any, options: TailOptions) -> int:
         return 0
     if options.device is not None and not names_device(record, message.key, options.device):
         return 0
-    _emit(_render(record, options))
+    _emit(render(record, options))
     return 1
 
 
@@ -159,9 +164,13 @@ def names_device(record: Record, key: bytes | None, device: str) -> bool:
     return record.get("device_id") == device or key == device.encode()
 
 
-def _render(record: Record, options: TailOptions) -> str:
+def render(record: Record, options: TailOptions) -> str:
+    """The line printed for `record`: JSON, or one line for humans. Either way no
+    character that steers a terminal is left as is (they are written escaped)."""
     if options.as_json:
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        # Outside strings JSON is ASCII, so a \uXXXX escape is always in a string.
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        return STEERING.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
     return describe(options.stream, record)
 
 
@@ -239,5 +248,11 @@ def _text(value: Any) -> str:
 
 
 def _printable(text: str) -> str:
-    # Records carry device-controlled text: never let it move the cursor or break a line.
-    return "".join(ch if unicodedata.category(ch) != "Cc" else f"\\x{ord(ch):02x}" for ch in text)
+    # Records carry device-controlled text: never let it move the cursor, break a line
+    # or reorder what is shown.
+    return STEERING.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 
 from preservarium.db.models import Command, utcnow
 from preservarium.errors import ConflictError, NotFoundError, RepositoryError
@@ -54,6 +54,13 @@ def _record(row: Command) -> CommandRecord:
         expires_at=row.expires_at,
         sent_at=row.sent_at,
     )
+
+
+def _held_by(claimer: str | None) -> tuple[ColumnElement[bool], ...]:
+    """The conditions for a row still claimed by `claimer` (none when it is None)."""
+    if claimer is None:
+        return ()
+    return (Command.status == CommandStatus.CLAIMED.value, Command.claimed_by == claimer)
 
 
 class SQLCommandRepository(SQLRepository):
@@ -171,31 +178,48 @@ class SQLCommandRepository(SQLRepository):
                     return _record(claimed)
 
     async def finish(
-        self, request_id: str, status: CommandStatus, *, reason: str | None = None
+        self,
+        request_id: str,
+        status: CommandStatus,
+        *,
+        reason: str | None = None,
+        claimer: str | None = None,
     ) -> CommandRecord:
-        """Record the outcome of a claimed command (`sent` or `failed`)."""
+        """Record the outcome of a claimed command (`sent` or `failed`).
+
+        With `claimer`, only while that claimer still holds the claim: a claim the stale
+        sweep handed to another gateway is that gateway's to settle, so this one gets
+        ConflictError and must not send the command (else it is sent twice).
+        """
         values: dict[str, object] = {"status": status.value, "reason": reason}
         if status is CommandStatus.SENT:
             values["sent_at"] = utcnow()
         async with self.transaction() as session:
             row = await session.scalar(
                 update(Command)
-                .where(Command.request_id == request_id)
+                .where(Command.request_id == request_id, *_held_by(claimer))
                 .values(**values)
                 .returning(Command)
             )
+        if row is None and claimer is not None:
+            raise ConflictError(f"command request {request_id!r} is not claimed by {claimer!r}")
         if row is None:
             raise NotFoundError(f"no command request {request_id!r}")
         return _record(row)
 
-    async def release(self, request_id: str) -> None:
-        """Put a claimed command back in the queue (its contact could not carry it)."""
+    async def release(self, request_id: str, *, claimer: str | None = None) -> None:
+        """Put a claimed command back in the queue (its contact could not carry it).
+
+        With `claimer`, only while that claimer still holds it: requeueing a claim another
+        gateway took over would let a third one claim and send it too.
+        """
         async with self.transaction() as session:
             await session.execute(
                 update(Command)
                 .where(
                     Command.request_id == request_id,
                     Command.status == CommandStatus.CLAIMED.value,
+                    *_held_by(claimer),
                 )
                 .values(status=CommandStatus.QUEUED.value, claimed_by=None, claimed_at=None)
             )
