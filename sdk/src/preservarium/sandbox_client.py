@@ -83,9 +83,18 @@ class CommandInput:
         )
 
 
+# A kind this client does not know (a newer sandbox during a rolling upgrade) is still a
+# script's failure: it is reported as the most general one instead of failing the contact.
+UNKNOWN_KIND = "runtime_error"
+
+
 def error_kind_name(kind: int) -> str:
-    """`ERROR_KIND_TIMEOUT` -> `timeout`."""
-    return pb.ErrorKind.Name(kind).removeprefix("ERROR_KIND_").lower()
+    """`ERROR_KIND_TIMEOUT` -> `timeout`; an unknown number -> `runtime_error`."""
+    try:
+        name = pb.ErrorKind.Name(kind)
+    except ValueError:
+        return UNKNOWN_KIND
+    return name.removeprefix("ERROR_KIND_").lower()
 
 
 class SandboxClient(AsyncLifecycle):
