@@ -3,15 +3,22 @@ both database backends: refusals of what cannot work, and what users of other CL
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from preservarium.db.engine import make_engine
+from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import SQLCommandRepository, SQLParserRepository
+from preservarium.repositories.commands import CommandStatus
+from preservarium_gateway import records as gateway_records
 
 from tests.support.cli import run_cli
+from tests.support.kafka import TopicReader, prefix
 from tests.support.net import free_port
 
 SOURCE = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
@@ -31,6 +38,34 @@ async def store_parser(database_url: str, device_type: str, *sources: str) -> No
     try:
         for source in sources:
             await SQLParserRepository(engine).upload(device_type, source)
+    finally:
+        await engine.dispose()
+
+
+def kafka_env(database_url: str, bootstrap: str) -> dict[str, str]:
+    """The CLI's environment with a reachable broker and a topic prefix of its own."""
+    return {
+        "PRESERVARIUM_DATABASE_URL": database_url,
+        "PRESERVARIUM_KAFKA_BOOTSTRAP": bootstrap,
+        "PRESERVARIUM_TOPIC_PREFIX": prefix(),
+    }
+
+
+@asynccontextmanager
+async def status_topic(broker: EmbeddedBroker, env: dict[str, str]) -> AsyncIterator[TopicReader]:
+    """Follow the command.status topic of `env` while the block runs."""
+    reader = TopicReader(broker.bootstrap, env["PRESERVARIUM_TOPIC_PREFIX"] + "command.status")
+    await reader.start()
+    try:
+        yield reader
+    finally:
+        await reader.stop()
+
+
+async def finish(database_url: str, request_id: str, status: CommandStatus) -> None:
+    engine = make_engine(database_url)
+    try:
+        await SQLCommandRepository(engine).finish(request_id, status)
     finally:
         await engine.dispose()
 
@@ -102,27 +137,68 @@ class TestDevices:
 
 
 class TestCommands:
-    async def test_list_and_cancel(self, env: dict[str, str], database_url: str) -> None:
+    async def test_list_and_refused_cancels(self, env: dict[str, str], database_url: str) -> None:
         await queue(database_url, "d1", "r1", "r2")
         await queue(database_url, "d2", "r3")
+        await finish(database_url, "r1", CommandStatus.SENT)
 
-        cancelled = run_cli("command", "cancel", "r1", "--json", env=env)
-
-        assert cancelled.returncode == 0, cancelled.stderr
-        assert (json.loads(cancelled.stdout)["status"], json.loads(cancelled.stdout)["reason"]) == (
-            "expired",
-            "cancelled",
-        )
-        assert "is expired, not queued" in failure(run_cli("command", "cancel", "r1", env=env))
+        assert "is sent, not queued" in failure(run_cli("command", "cancel", "r1", env=env))
         assert "no command request" in failure(run_cli("command", "cancel", "nope", env=env))
         listed = run_cli("command", "list", "--device", "d1", "--json", env=env)
         assert [(c["request_id"], c["status"]) for c in json.loads(listed.stdout)] == [
             ("r2", "queued"),
-            ("r1", "expired"),
+            ("r1", "sent"),
         ]
         queued = run_cli("command", "list", "--status", "queued", "--json", env=env)
         assert [c["request_id"] for c in json.loads(queued.stdout)] == ["r3", "r2"]
         assert "--status" in failure(run_cli("command", "list", "--status", "lost", env=env), 2)
+
+
+class TestCancel:
+    """A cancel ends the command in the database and tells command.status consumers."""
+
+    async def test_a_cancel_is_published_as_expired(
+        self, broker: EmbeddedBroker, database_url: str
+    ) -> None:
+        await queue(database_url, "d1", "r1", "r2")
+        env = kafka_env(database_url, broker.bootstrap)
+        async with status_topic(broker, env) as reader:
+            done = await asyncio.to_thread(run_cli, "command", "cancel", "r1", "--json", env=env)
+
+            assert done.returncode == 0, done.stderr
+            assert (json.loads(done.stdout)["status"], json.loads(done.stdout)["reason"]) == (
+                "expired",
+                "cancelled",
+            )
+            (status,) = await reader.wait_for(lambda record: record["request_id"] == "r1")
+        assert status == gateway_records.status_record(
+            request_id="r1",
+            device_id="d1",
+            status="expired",
+            at=datetime.fromisoformat(status["at"]),
+            reason="cancelled",
+        )
+        assert status["at"].endswith("Z")
+        assert [key for key, _ in reader.records] == [b"d1"]
+        listed = run_cli("command", "list", "--status", "queued", "--json", env=env)
+        assert [c["request_id"] for c in json.loads(listed.stdout)] == ["r2"]
+
+    async def test_a_status_kafka_did_not_take_is_published_by_cancelling_again(
+        self, env: dict[str, str], broker: EmbeddedBroker, database_url: str
+    ) -> None:
+        await queue(database_url, "d1", "r1")
+
+        line = failure(run_cli("command", "cancel", "r1", env=env), code=2)
+
+        assert "r1 is cancelled" in line and "cancel it again" in line
+        (stored,) = json.loads(run_cli("command", "list", "--json", env=env).stdout)
+        assert (stored["status"], stored["reason"]) == ("expired", "cancelled")
+        reachable = kafka_env(database_url, broker.bootstrap)
+        async with status_topic(broker, reachable) as reader:
+            again = await asyncio.to_thread(run_cli, "command", "cancel", "r1", env=reachable)
+            assert again.returncode == 0, again.stderr
+            (status,) = await reader.wait_for(lambda record: record["request_id"] == "r1")
+        assert (status["status"], status["reason"]) == ("expired", "cancelled")
 
 
 class TestParsers:

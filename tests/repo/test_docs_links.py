@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,19 @@ def test_the_adr_index_lists_every_record() -> None:
     records = sorted(folder.glob("[0-9][0-9][0-9][0-9]-*.md"))
     assert len(records) >= 6
     assert [path for path in records if path not in listed] == []
+
+
+# A repository path in backticks: a top-level folder, then a path (placeholders such as
+# `TYPE.py` or `gateway/.../records.py` name no one file and are left out).
+REPO_PATH = re.compile(
+    r"`((?:sdk|gateway|sandbox|tests|examples|bench|scripts|proto|docs)/[^`\s]*)`"
+)
+PLACEHOLDER = re.compile(r"\.\.\.|[A-Z]{3,}")
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_named_repository_paths_exist(document: Path) -> None:
+    text = document.read_text(encoding="utf-8")
+    named = {path for path in REPO_PATH.findall(text) if not PLACEHOLDER.search(path)}
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert not missing, f"{document.name} names paths that do not exist: {missing}"

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from preservarium.examples import load_examples
 from preservarium.parser_source import VETTED_IMPORTS
+from preservarium.settings import TIMEOUT_CEILING_MS
 from preservarium_sandbox.engine.compiler import compile_parser
-from preservarium_sandbox.engine.errors import ErrorKind
+from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS, ErrorKind
 from preservarium_sandbox.engine.facades import VETTED_MODULES
+from preservarium_sandbox.engine.nesting import MAX_DEPTH
 from preservarium_sandbox.engine.policy import BUILTINS
 from preservarium_sandbox.engine.runner import run_job
 from preservarium_sandbox.limits import DEFAULT_LIMITS
@@ -104,3 +106,33 @@ def test_the_readme_parser_compiles_in_the_sandbox_engine() -> None:
     (block,) = [b for b in code_blocks(ROOT / "README.md", "python") if "def parse" in b]
     compiled = compile_parser(block)
     assert {"parse", "identify", "reply", "format_command"} <= compiled.functions
+
+
+def limits_table() -> dict[str, str]:
+    """limit -> value, from the limits table of docs/parsers.md."""
+    rows = {}
+    for line in section(PARSERS, "Limits").splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 2 and not line.startswith("|---"):
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_the_limits_table_is_the_sandboxs() -> None:
+    limits, rows = DEFAULT_LIMITS, limits_table()
+    assert rows["source"].startswith(f"{limits.max_source_bytes // 1024} KiB")
+    assert f"default {limits.timeout_ms} ms, at most {TIMEOUT_CEILING_MS}" in rows["time per call"]
+    first_compile = rows["time for the first compile of a version in a worker"]
+    assert first_compile == f"{limits.compile_timeout_ms} ms more"
+    assert f"default {limits.memory_mb} MiB" in rows["memory"]
+    assert rows["`parse` output"] == (
+        f"{limits.max_output_bytes // 1024} KiB as JSON, {limits.max_output_depth} levels deep"
+    )
+    assert rows["`reply` and `format_command` output"] == f"{limits.max_bytes_output} bytes"
+    assert rows["warnings"] == (
+        f"{limits.max_warnings} per call, {limits.max_warning_chars} characters each"
+    )
+    assert rows["error messages"] == f"{MAX_MESSAGE_CHARS} characters"
+    assert rows["`print` output"] == f"{limits.max_print_chars} characters per call"
+    assert rows["tuple nesting"] == f"{MAX_DEPTH} levels"
+    assert rows["memory a call leaves behind"].startswith(f"{limits.max_residue_mb} MiB")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from preservarium.settings import ENV_PREFIX, Settings
+from preservarium.settings import DATABASE_FILE, ENV_PREFIX, Settings, sqlite_url
 from preservarium_gateway.config import GatewayConfig
 from preservarium_sandbox.server import SandboxConfig
 from pydantic_core import PydanticUndefined
@@ -28,7 +28,12 @@ SOURCES = [ROOT / "sdk" / "src", ROOT / "gateway" / "src", ROOT / "sandbox" / "s
 VARIABLE = re.compile(r"PRESERVARIUM_[A-Z0-9_]+")
 NO_DEFAULT = object()  # read with no literal default (None, or computed)
 # Defaults computed at start, checked by their own tests below.
-COMPUTED = {"PRESERVARIUM_SANDBOX_WORKERS", "PRESERVARIUM_METRICS_PORT"}
+COMPUTED = {
+    "PRESERVARIUM_SANDBOX_WORKERS",
+    "PRESERVARIUM_METRICS_PORT",
+    "PRESERVARIUM_DATA_DIR",
+    "PRESERVARIUM_DATABASE_URL",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +167,24 @@ def test_metrics_port_defaults_per_service() -> None:
         "gateway": str(GatewayConfig.from_settings(settings).metrics_port),
         "sandbox": str(SandboxConfig.from_settings(settings).metrics_port),
     }
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_the_data_dir_defaults_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    doc = DOCUMENTED["PRESERVARIUM_DATA_DIR"].default
+    assert "`$XDG_DATA_HOME/preservarium`" in doc and "`~/.local/share/preservarium`" in doc
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert Settings().data_dir == tmp_path / "preservarium"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Settings().data_dir == tmp_path / ".local" / "share" / "preservarium"
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_the_database_defaults_to_sqlite_in_the_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    doc = DOCUMENTED["PRESERVARIUM_DATABASE_URL"].default
+    assert f"`{DATABASE_FILE}`" in doc and "`PRESERVARIUM_DATA_DIR`" in doc
+    monkeypatch.setenv("PRESERVARIUM_DATA_DIR", str(tmp_path))
+    assert Settings().database_url == sqlite_url(tmp_path / DATABASE_FILE)

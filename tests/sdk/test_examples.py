@@ -170,8 +170,8 @@ def parsed(data: dict[str, Any], **fields: Any) -> pb.TestParserResponse:
     return pb.TestParserResponse(result=result)
 
 
-def failed(kind: str, line: int | None = None) -> pb.TestParserResponse:
-    error = pb.ScriptError(kind=f"ERROR_KIND_{kind.upper()}", message="boom", line=line)
+def failed(kind: str, line: int | None = None, message: str = "boom") -> pb.TestParserResponse:
+    error = pb.ScriptError(kind=f"ERROR_KIND_{kind.upper()}", message=message, line=line)
     return pb.TestParserResponse(error=error)
 
 
@@ -228,6 +228,14 @@ class TestCompare:
         ]
         assert await mismatches(expect_result, failed("compile_error")) == [
             ("expected a result, got error compile_error: boom",)
+        ]
+
+    async def test_an_error_names_its_line_once(self) -> None:
+        # The sandbox's runtime messages start with their line already.
+        expect_result = (UPLINK % "") + "  output: {}\n"
+        answer = failed("runtime_error", line=3, message="line 3: ZeroDivisionError: x")
+        assert await mismatches(expect_result, answer) == [
+            ("expected a result, got error runtime_error at line 3: ZeroDivisionError: x",)
         ]
 
     async def test_commands(self) -> None:

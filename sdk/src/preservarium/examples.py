@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from preservarium.cli.error_text import with_line
 from preservarium.errors import PreservariumError
 from preservarium.ids import is_device_id
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
@@ -405,8 +406,9 @@ def _error_mismatches(expected: str | None, error: pb.ScriptError | None) -> lis
     if kind == expected:
         return []
     wanted = "a result" if expected is None else f"error {expected}"
-    line = f" at line {error.line}" if error.HasField("line") else ""
-    return [f"expected {wanted}, got error {kind}{line}: {error.message}"]
+    line = error.line if error.HasField("line") else None
+    # with_line names the line once: the sandbox's messages often start "line N: ".
+    return [f"expected {wanted}, got error {with_line(kind, error.message, line)}"]
 
 
 def _differences(expected: Any, got: Any, where: str) -> Iterator[str]:

@@ -1,4 +1,5 @@
-"""`preservarium command send`, and the Kafka plumbing the CLI's Kafka commands share.
+"""`preservarium command send` and `command cancel`, and the Kafka plumbing the CLI's
+Kafka commands share.
 
 aiokafka is the optional extra `kafka` (the sandbox image installs the SDK without it),
 so it is imported only inside the commands that talk to Kafka.
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 
 from preservarium.cli import command_list
-from preservarium.cli.common import err_console, fail, print_json, run, settings
+from preservarium.cli.common import err_console, fail, print_json, run, settings, stored_in
 from preservarium.cli.database import migrated_database
 from preservarium.command_requests import (
     MAX_NAME,
@@ -33,6 +34,7 @@ from preservarium.ids import is_device_id
 from preservarium.kafka_records import quiet_aiokafka
 
 if TYPE_CHECKING:
+    from preservarium.repositories import CommandRecord
     from preservarium.settings import Settings
 
 T = TypeVar("T")
@@ -46,6 +48,8 @@ STOP_TIMEOUT_S = 2.0
 TOPIC_PARTITIONS = 3
 MAX_RECORD_BYTES = 64 * 1024
 REQUEST_TOPIC = "command.request"
+STATUS_TOPIC = "command.status"
+RECORD_VERSION = 1
 
 
 def refuse(message: str) -> NoReturn:
@@ -62,14 +66,15 @@ def require_aiokafka() -> None:
     quiet_aiokafka()
 
 
-def run_kafka(bootstrap: str, body: Coroutine[Any, Any, T]) -> T:
-    """Run a Kafka command body; a broker that cannot be reached is one line, exit 2."""
+def run_kafka(bootstrap: str, body: Coroutine[Any, Any, T], *, context: str = "") -> T:
+    """Run a Kafka command body; a broker that cannot be reached is one line, exit 2
+    (`context` first, when what was done before must be said)."""
     from aiokafka.errors import KafkaError
 
     try:
         return asyncio.run(body)
     except (KafkaError, OSError, TimeoutError) as exc:
-        unreachable(bootstrap, exc)
+        unreachable(bootstrap, exc, context=context)
 
 
 def note(text: str) -> None:
@@ -77,12 +82,12 @@ def note(text: str) -> None:
     err_console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
-def unreachable(bootstrap: str, exc: BaseException) -> NoReturn:
+def unreachable(bootstrap: str, exc: BaseException, *, context: str = "") -> NoReturn:
     """The one line for a broker that did not answer."""
     reason = str(exc) or type(exc).__name__
     if isinstance(exc, TimeoutError):
         reason = "no answer in time"
-    refuse(f"cannot reach Kafka at {bootstrap} (PRESERVARIUM_KAFKA_BOOTSTRAP): {reason}")
+    refuse(f"{context}cannot reach Kafka at {bootstrap} (PRESERVARIUM_KAFKA_BOOTSTRAP): {reason}")
 
 
 async def ensure_topic(bootstrap: str, topic: str) -> None:
@@ -242,4 +247,45 @@ async def require_registered(config: Settings, device_id: str) -> None:
 
 
 app.command("list")(command_list.list_commands)
-app.command("cancel")(command_list.cancel)
+
+
+@app.command("cancel")
+def cancel(
+    request_id: str = typer.Argument(..., metavar="REQUEST_ID"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Cancel a queued command: it is never sent, and is reported `expired` (reason
+    "cancelled") on command.status, as the gateway reports the commands it expires.
+
+    A command a gateway is sending right now, or that has ended, cannot be cancelled.
+
+    Cancelling it again publishes its status again (when Kafka was unreachable).
+    """
+    config = settings()
+    require_aiokafka()
+    record, now = run(lambda: command_list.cancel_stored(config, request_id))
+    topic = config.topic(STATUS_TOPIC)
+    value = encode(cancelled_status(record, at=datetime.now(UTC)))
+    # The database says what happened; the status record only tells consumers. Say
+    # so when it cannot be published, and how to publish it later.
+    context = f"{request_id} is cancelled, but its status is not published (cancel it again): "
+    body = publish(config.kafka_bootstrap, topic, key=record.device_id.encode(), value=value)
+    run_kafka(config.kafka_bootstrap, body, context=context)
+    stored_in(config)
+    if as_json:
+        print_json(command_list.command_json(record))
+        return
+    done = "cancelled" if now else "was cancelled already; status published again:"
+    print(f"{record.request_id} {done} ({record.name} for {record.device_id})")
+
+
+def cancelled_status(record: CommandRecord, *, at: datetime) -> dict[str, Any]:
+    """The `command.status` record of a cancelled command, as the gateway writes one."""
+    return {
+        "v": RECORD_VERSION,
+        "request_id": record.request_id,
+        "device_id": record.device_id,
+        "status": "expired",
+        "at": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "reason": command_list.CANCEL_REASON,
+    }

@@ -1,4 +1,5 @@
-"""`preservarium command list` and `command cancel`: the stored commands, from the database.
+"""The stored commands, from the database: `preservarium command list`, and the
+database half of `command cancel` (command_cmds publishes its status).
 
 A cancelled command is marked `expired` with the reason "cancelled": it is never sent,
 and `expired` is the contract's status for a command that ended unsent.
@@ -12,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from preservarium.cli.common import console, fail, print_json, run, settings, stored_in, when
+from preservarium.cli.common import console, fail, print_json, run, settings, when
 from preservarium.cli.database import migrated_database
 
 if TYPE_CHECKING:
     from preservarium.repositories import CommandRecord
+    from preservarium.settings import Settings
 
 CANCEL_REASON = "cancelled"
 STATUSES = ("queued", "claimed", "sent", "failed", "expired", "rejected")
@@ -90,25 +92,23 @@ def list_commands(
         console.print(command_table(records))
 
 
-def cancel(
-    request_id: str = typer.Argument(..., metavar="REQUEST_ID"),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-) -> None:
-    """Cancel a queued command: it is marked expired (reason "cancelled") and never sent.
+async def cancel_stored(config: Settings, request_id: str) -> tuple[CommandRecord, bool]:
+    """Mark a queued command expired with the reason "cancelled": (the command, True).
 
-    A command a gateway is sending right now, or that has ended, cannot be cancelled.
+    A command cancelled before comes back as it is, with False, so that its status can
+    be published again. NotFoundError for an unknown request id; ConflictError for a
+    command a gateway is sending right now, or that ended otherwise.
     """
-    config = settings()
+    from preservarium.errors import ConflictError
+    from preservarium.repositories import SQLCommandRepository
+    from preservarium.repositories.commands import CommandStatus
 
-    async def body() -> CommandRecord:
-        from preservarium.repositories import SQLCommandRepository
-
-        async with migrated_database(config) as engine:
-            return await SQLCommandRepository(engine).cancel(request_id, reason=CANCEL_REASON)
-
-    record = run(body)
-    stored_in(config)
-    if as_json:
-        print_json(command_json(record))
-    else:
-        console.print(f"cancelled {record.request_id} ({record.name} for {record.device_id})")
+    async with migrated_database(config) as engine:
+        repository = SQLCommandRepository(engine)
+        try:
+            return await repository.cancel(request_id, reason=CANCEL_REASON), True
+        except ConflictError:
+            current = await repository.get(request_id)
+            if (current.status, current.reason) == (CommandStatus.EXPIRED, CANCEL_REASON):
+                return current, False
+            raise
