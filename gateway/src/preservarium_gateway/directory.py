@@ -1,27 +1,44 @@
-"""The device directory: device id -> type, in memory, so contacts need no query once warm.
+"""The device directory: device id -> type and credential kind, in memory, so contacts need
+no query once warm.
 
 Known devices are a dict hit. An unknown id is looked up once and remembered as unknown
 for a moment, so a flood of made-up ids costs at most one query per id per TTL. A full
-reload now and then notices devices removed or re-typed.
+reload now and then notices devices removed or re-typed, and credentials set, rotated or
+removed (so a change reaches every gateway within `refresh_s`; a device met for the first
+time is read whole, type and credentials together).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
 from preservarium.errors import NotFoundError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import SQLDeviceRepository
+from preservarium.repositories.credentials import NO_CREDENTIALS, AuthEntry
 from preservarium.supervisor import Supervisor
 
 log = logging.getLogger("preservarium.gateway.directory")
 MAX_UNKNOWN = 100_000
 
 
+class CredentialSource(Protocol):
+    """Where credential kinds come from (SQLCredentialRepository is the real one)."""
+
+    async def auth_entries(self) -> dict[str, AuthEntry]:
+        """Every device with credentials."""
+        ...
+
+    async def auth_entry(self, device_id: str) -> AuthEntry:
+        """One device's credentials (`none` when it has none)."""
+        ...
+
+
 class DeviceDirectory(AsyncLifecycle):
-    """Registered devices and their types."""
+    """Registered devices, their types and how they authenticate."""
 
     def __init__(
         self,
@@ -29,9 +46,12 @@ class DeviceDirectory(AsyncLifecycle):
         *,
         refresh_s: float,
         unknown_ttl_s: float,
+        credentials: CredentialSource | None = None,
         supervisor: Supervisor | None = None,
     ) -> None:
         self._repository = repository
+        self._credentials = credentials
+        self._auth: dict[str, AuthEntry] = {}
         self._refresh_s = refresh_s
         self._unknown_ttl_s = unknown_ttl_s
         self._types: dict[str, str] = {}
@@ -52,7 +72,13 @@ class DeviceDirectory(AsyncLifecycle):
     async def reload(self) -> None:
         """Replace the copy with the registry as it is now."""
         devices = await self._repository.list()
+        auth = await self._credentials.auth_entries() if self._credentials else {}
         self._types = {device.id: device.device_type for device in devices}
+        self._auth = auth
+
+    def auth_entry(self, device_id: str) -> AuthEntry:
+        """How the device authenticates, as the in-memory copy has it (no query)."""
+        return self._auth.get(device_id, NO_CREDENTIALS)
 
     def known_type(self, device_id: str) -> str | None:
         """The type as the in-memory copy has it (no query; at most `refresh_s` old)."""
@@ -73,5 +99,7 @@ class DeviceDirectory(AsyncLifecycle):
                 self._unknown.clear()
             self._unknown[device_id] = now + self._unknown_ttl_s
             return None
+        if self._credentials is not None:
+            self._auth[record.id] = await self._credentials.auth_entry(record.id)
         self._types[record.id] = record.device_type
         return record.device_type
