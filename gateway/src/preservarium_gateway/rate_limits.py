@@ -66,11 +66,13 @@ class KeyedRateLimiter:
 def source_key(remote: str) -> str:
     """The rate key of a sender `ip:port` / `[ip6]:port`: the IPv4 address, or the IPv6 /64
     (one host easily holds a whole /64, so per-address limits would not hold it)."""
-    host = remote.rpartition(":")[0].strip("[]") or remote
+    host, sep, _ = remote.rpartition(":")
+    if not sep:
+        return remote
+    if not host.startswith("["):  # IPv4, the common case: no parsing on the hot path
+        return host
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.IPv6Address(host.strip("[]"))
     except ValueError:
         return host
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
+    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
