@@ -9,10 +9,14 @@ logged at most once per interval per reason, and spends the source's failure bud
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from typing import Protocol
 
 import aiocoap
 from aiocoap import error
+from preservarium.errors import PreservariumError
 
 from preservarium_gateway.authn import AuthFailure, DeviceAuthenticator, Presented, Verdict
 from preservarium_gateway.config import GatewayLimits
@@ -21,6 +25,18 @@ from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.rate_limits import KeyedRateLimiter, source_key
 
 log = logging.getLogger("preservarium.gateway.auth")
+# `device show` says when a device last authenticated: to the minute is enough, and it
+# keeps the write off nearly every contact (one per device per minute, in the background).
+MARK_INTERVAL_S = 60.0
+MAX_MARKS = 100_000
+
+
+class AuthenticationLog(Protocol):
+    """Where successful authentications are noted (SQLCredentialRepository is the real one)."""
+
+    async def mark_authenticated(self, device_id: str) -> None:
+        """Note that the device authenticated now."""
+        ...
 
 
 class TooManyRequests(error.TooManyRequests):  # type: ignore[misc]
@@ -55,8 +71,12 @@ class Admission:
         limits: GatewayLimits,
         metrics: GatewayMetrics,
         throttle: LogThrottle,
+        marks: AuthenticationLog | None = None,
     ) -> None:
         self.authenticator = authenticator
+        self._marks = marks
+        self._marked: dict[str, float] = {}
+        self._marking: set[asyncio.Task[None]] = set()
         entries = limits.rate_limit_entries
         self._sources = KeyedRateLimiter(per_min=limits.source_rate_per_min, max_entries=entries)
         self._devices = KeyedRateLimiter(per_min=limits.device_rate_per_min, max_entries=entries)
@@ -85,7 +105,34 @@ class Admission:
         verdict = self.authenticator.check(device_id, presented)
         if verdict.failure is not None:
             self.failed(verdict.failure, remote)
+        elif verdict.authenticated is not None:
+            self._mark(device_id)
         return verdict
+
+    async def drain(self) -> None:
+        """Wait for the notes of authentications still being written."""
+        await asyncio.gather(*self._marking, return_exceptions=True)
+
+    def _mark(self, device_id: str) -> None:
+        now = time.monotonic()
+        if self._marks is None or now - self._marked.get(device_id, -MARK_INTERVAL_S) < (
+            MARK_INTERVAL_S
+        ):
+            return
+        if len(self._marked) >= MAX_MARKS:
+            self._marked.clear()
+        self._marked[device_id] = now
+        task = asyncio.get_running_loop().create_task(self._write_mark(self._marks, device_id))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
+
+    @staticmethod
+    async def _write_mark(marks: AuthenticationLog, device_id: str) -> None:
+        try:
+            await marks.mark_authenticated(device_id)
+        except PreservariumError as exc:
+            log.warning("last authentication not stored", extra={"device_id": device_id,
+                        "error": str(exc)})  # fmt: skip
 
     def failed(self, reason: AuthFailure, remote: str) -> None:
         """Count, log and charge one failed authentication from `remote`."""

@@ -175,12 +175,10 @@ class ContactPipeline:
                 return None  # optional: the parser's failure is recorded as usual
             failure = AuthFailure.MISSING
         else:
-            verdict = self._admission.authenticator.check(device_id, request.presented)
-            if verdict.failure is None:
-                if refusal is None:
-                    self._admission.admit_device(device_id)
-                return None
-            failure = verdict.failure
+            verdict = self._admission.authenticate(device_id, request.presented, request.remote)
+            if verdict.failure is None and refusal is None:
+                self._admission.admit_device(device_id)
+            return verdict.failure
         self._admission.failed(failure, request.remote)
         return failure
 

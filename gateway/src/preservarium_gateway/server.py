@@ -75,6 +75,7 @@ class GatewayServer(AsyncLifecycle):
             limits=limits,
             metrics=self.metrics,
             throttle=self._throttle,
+            marks=self._credentials,
         )
         self.publisher = KafkaPublisher(
             config.kafka_bootstrap,
@@ -227,6 +228,7 @@ class GatewayServer(AsyncLifecycle):
             await context.shutdown()
         if self.dtls is not None:
             await self.dtls.stop()
+        await self.admission.drain()
         logging.getLogger(AIOCOAP_LOGGER).removeFilter(self._throttle)
         gauges, self._gauges = self._gauges, None
         if gauges is not None:
