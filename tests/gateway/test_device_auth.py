@@ -9,6 +9,7 @@ and for not taking the device's command.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import struct
 import tempfile
@@ -40,7 +41,13 @@ from tests.support.kafka import prefix
 
 ROUTE_SERIAL = "61626364"  # identify() of a payload starting with b"abcd"
 PSK_ROUTE = "70736b31"  # identify() of b"psk1...": a route device with a PSK
+TOKENED = "7778797a"  # identify() of b"wxyz...", a `tokened` device (route /k)
 COMMAND_BODY = b"P" + struct.pack(">H", 900)
+# A thermo parser whose payloads carry their token after the reading (route /k).
+PAYLOAD_TOKEN = """
+def token(payload, metadata):
+    return payload[6:].decode() or None
+"""
 # coap-client -v 6 logs the response (piggy-backed, or separate when slow); `-o` writes
 # its payload to a file.
 ANSWER = re.compile(r"t:(?:ACK|CON) c:(?P<code>[245]\.\d\d)")
@@ -55,6 +62,7 @@ def reading(tag: int, serial: bytes = b"\x00\x00\x00\x00") -> bytes:
 async def secrets(gw_db: str, gw_sandbox: SandboxServer) -> dict[str, Any]:
     engine = make_engine(gw_db)
     await SQLParserRepository(engine).upload("thermo", THERMO)
+    await SQLParserRepository(engine).upload("tokened", THERMO + PAYLOAD_TOKEN)
     devices = SQLDeviceRepository(engine)
     credentials = SQLCredentialRepository(engine, secrets=SecretBox([KEY_A]))
     documents: dict[str, Any] = {}
@@ -66,6 +74,8 @@ async def secrets(gw_db: str, gw_sandbox: SandboxServer) -> dict[str, Any]:
     for device_id, kind in kinds.items():
         await devices.register(device_id, "thermo")
         documents[device_id] = (await credentials.set_credentials(device_id, kind)).to_json()
+    await devices.register(TOKENED, "tokened")
+    documents[TOKENED] = (await credentials.set_credentials(TOKENED, AuthKind.TOKEN)).to_json()
     await engine.dispose()
     await gw_sandbox.catalog.refresh()
     return documents
@@ -80,6 +90,7 @@ async def strict(
         topic_prefix=prefix(), device_auth=DeviceAuthMode.REQUIRED,
         coaps_bind=HostPort("127.0.0.1", 0), secret_keys=(KEY_A,),
     )  # fmt: skip
+    config = dataclasses.replace(config, routes={**config.routes, "k": "tokened"})
     async with GatewayServer(config) as server:
         yield server
 
@@ -210,17 +221,19 @@ class TestCommandsGoOnlyToTheirDevice:
         raws = [r for r in seen.raw.values() if r["path"] == "m"]
         assert [r["id"] for r in raws] == [parsed["id"]]
 
-    async def test_a_route_contact_presenting_nothing_is_refused_without_a_parse(
-        self, udp: CoapClient, strict: GatewayServer
+    async def test_a_token_in_the_payload_found_by_the_parsers_token(
+        self, udp: CoapClient, seen: Topology, secrets: dict[str, Any]
     ) -> None:
-        calls = strict.metrics.registry.get_sample_value(
-            "preservarium_gateway_sandbox_call_seconds_count", {"method": "Parse"}
-        )
-        assert (await udp.call(cw.POST, "/m", reading(9, b"zzzz"))).dotted_code == "4.01"
-        after = strict.metrics.registry.get_sample_value(
-            "preservarium_gateway_sandbox_call_seconds_count", {"method": "Parse"}
-        )
-        assert after == calls
+        right = secrets[TOKENED]["token"].encode()
+        for token in (b"", b"W" * 43, secrets["tok-1"]["token"].encode()):
+            refused = await udp.call(cw.POST, "/k", reading(10, b"wxyz") + token)
+            assert refused.dotted_code == "4.01"
+        ok = await udp.call(cw.POST, "/k", reading(11, b"wxyz") + right)
+        assert ok.dotted_code == "2.01"
+        parsed = (await seen.parsed.wait_for(lambda r: r["device_id"] == TOKENED))[0]
+        assert "token" not in parsed["data"]
+        raws = [r for r in seen.raw.values() if r["path"] == "k"]
+        assert [r["id"] for r in raws] == [parsed["id"]]
 
 
 class TestDtls:

@@ -1,7 +1,8 @@
 """Does a contact authenticate as the device it names? The policy, from memory only.
 
 What a contact presents (`Presented`) is read before anything else: the device a DTLS
-session proved (its PSK identity), or a token (Uri-Query `t=`). The device's credential
+session proved (its PSK identity), or a token (Uri-Query `t=`, or on a route what the
+parser's `token()` found in the payload). The device's credential
 kind comes from the directory's copy in memory, so a check costs no query: an
 unauthenticated flood cannot cost a database round trip per datagram.
 
@@ -40,11 +41,6 @@ class Presented:
 
     dtls_device: str | None = None
     token: str | None = None
-
-    @property
-    def anything(self) -> bool:
-        """Whether the contact presented any credential at all."""
-        return self.dtls_device is not None or self.token is not None
 
     @property
     def label(self) -> str:
@@ -92,14 +88,6 @@ class DeviceAuthenticator:
         if entry.auth is not AuthKind.NONE or self.mode is DeviceAuthMode.REQUIRED:
             return Verdict(failure=AuthFailure.MISSING)
         return Verdict()
-
-    def refuses_upfront(self, presented: Presented) -> bool:
-        """Whether a route contact can be refused before its payload is looked at.
-
-        In `required` mode a contact that presents nothing cannot become authenticated
-        (route tokens come only from the Uri-Query), so it costs no parse and no record.
-        """
-        return self.mode is DeviceAuthMode.REQUIRED and not presented.anything
 
 
 def split_token(query: dict[str, str]) -> tuple[str | None, dict[str, str]]:

@@ -211,10 +211,9 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
 
     async def _route(self, request: aiocoap.Message, route: str, at: _At) -> aiocoap.Message:
         self._check(request, ROUTE_METHODS)
+        # No refusal before the parse: the parser's token() may find a credential in the
+        # payload. The source's failure budget bounds what refused contacts cost.
         self._admission.admit_source(at.remote)
-        if self._admission.authenticator.refuses_upfront(at.presented):
-            self._admission.failed(AuthFailure.MISSING, at.remote)
-            raise NotAuthenticated(AuthFailure.MISSING)
         return await self._contact(request, None, self._routes[route], route, at)
 
     async def _contact(

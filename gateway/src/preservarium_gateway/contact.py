@@ -6,9 +6,10 @@ ack); the device gets its success code only once the raw record is acknowledged.
 route contact's identity is checked (`identity`, then `authn`) before anything is
 delivered. A `/d/{id}` contact arrives here already authenticated (the CoAP layer checks
 it before any stage). A route contact in `required` mode is parsed first and its raw
-record written only once `identify()` has named a device it authenticated as: a contact
-that does not authenticate produces no uplink record at all (the cost: the raw publish
-waits for the parse on that path).
+record written only once `identify()` (and the optional `token()`, for a credential in
+the payload) has named a device it authenticated as: a contact that does not
+authenticate produces no uplink record at all (the cost: the raw publish waits for the
+parse on that path).
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class ContactPipeline:
                 await self._release(command)
             return ContactAnswer(Outcome.RETRY_LATER)
         identity = await self._identity(uplink, parsed, request.presented)
-        if self._authenticate(request, identity) is not None:
+        if self._authenticate(request, identity, parsed) is not None:
             # Optional mode: the raw record (device_id null) is written; nothing names
             # the device the contact failed to authenticate as.
             return ContactAnswer(Outcome.UNAUTHENTICATED)
@@ -152,13 +153,15 @@ class ContactPipeline:
         if parsed.response is None:  # who it is cannot be told now: the device retries
             return ContactAnswer(Outcome.RETRY_LATER)
         identity = await self._identity(uplink, parsed, request.presented)
-        if self._authenticate(request, identity) is not None:
+        if self._authenticate(request, identity, parsed) is not None:
             return ContactAnswer(Outcome.UNAUTHENTICATED)
         if identity.refusal is None and not await self._publish_raw(uplink):
             return ContactAnswer(Outcome.RETRY_LATER)
         return await self._finish(request, uplink, parsed, identity, None)
 
-    def _authenticate(self, request: ContactRequest, identity: Identity) -> AuthFailure | None:
+    def _authenticate(
+        self, request: ContactRequest, identity: Identity, parsed: Parsed
+    ) -> AuthFailure | None:
         """Why a route contact is not taken as the device identify() named (None: it is).
 
         Authentication comes first: a contact that does not prove it is the device named
@@ -175,7 +178,8 @@ class ContactPipeline:
                 return None  # optional: the parser's failure is recorded as usual
             failure = AuthFailure.MISSING
         else:
-            verdict = self._admission.authenticate(device_id, request.presented, request.remote)
+            presented = _with_payload_token(request.presented, parsed)
+            verdict = self._admission.authenticate(device_id, presented, request.remote)
             if verdict.failure is None and refusal is None:
                 self._admission.admit_device(device_id)
             return verdict.failure
@@ -382,6 +386,15 @@ class ContactPipeline:
             log.warning("command outcome not stored", extra={"request_id": command.request_id,
                         "error": str(exc)})  # fmt: skip
         return None
+
+
+def _with_payload_token(presented: Presented, parsed: Parsed) -> Presented:
+    """What a route contact presented, with the token its parser's token() found (a token
+    in the Uri-Query comes first)."""
+    response = parsed.response
+    if presented.token is not None or response is None or not response.result.HasField("token"):
+        return presented
+    return Presented(presented.dtls_device, response.result.token)
 
 
 def _command_input(command: CommandRecord) -> CommandInput:
