@@ -79,7 +79,9 @@ class DeviceAuthenticator:
                 return Verdict(failure=AuthFailure.OTHER_DEVICE)
             return Verdict(AuthKind.PSK)
         entry = self._directory.auth_entry(device_id)
-        if presented.token is not None:
+        # A token is checked only against a device with credentials: Efento devices send a
+        # cloud_token (often their IMEI) whether or not they were given one.
+        if presented.token is not None and entry.auth is not AuthKind.NONE:
             stored = entry.token_sha256 if entry.auth is AuthKind.TOKEN else None
             matches = token_matches(presented.token, stored or _NO_TOKEN_HASH)
             if stored is not None and matches:
