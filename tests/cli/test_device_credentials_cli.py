@@ -90,3 +90,10 @@ async def test_refusals_store_nothing(env: dict[str, str]) -> None:
     assert "KEY=VALUE" in line
     listed = run_cli("device", "list", "--json", env=env)
     assert json.loads(listed.stdout) == []
+
+
+def test_the_cli_offers_exactly_the_auth_kinds() -> None:
+    from preservarium.cli.device_credentials import AuthChoice
+    from preservarium.identity import AuthKind
+
+    assert [choice.value for choice in AuthChoice] == [kind.value for kind in AuthKind]

@@ -19,6 +19,9 @@ from preservarium.cli.common import (
 from preservarium.cli.database import migrated_database
 from preservarium.cli.device_credentials import (
     AUTH_HELP,
+    AuthChoice,
+    auth_kind,
+    auth_option,
     check_auth,
     credential_repository,
     credentials,
@@ -28,7 +31,6 @@ from preservarium.cli.device_credentials import (
     summary_line,
 )
 from preservarium.errors import NotFoundError
-from preservarium.identity.kinds import AuthKind
 from preservarium.ids import is_device_id, is_device_type
 
 if TYPE_CHECKING:
@@ -83,7 +85,7 @@ def _device_json(record: DeviceRecord) -> dict[str, Any]:
 def register(
     device_id: str = typer.Argument(..., metavar="ID"),
     device_type: str = typer.Option(..., "--type", help="Device type; names the parser."),
-    auth: AuthKind = typer.Option(AuthKind.NONE, "--auth", help=AUTH_HELP),
+    auth_value: AuthChoice = auth_option(AuthChoice.NONE, AUTH_HELP),
     attr: list[str] = typer.Option([], "--attr", help="An attribute KEY=VALUE (repeatable)."),
     force: bool = FORCE_TYPE,
     as_json: bool = JSON,
@@ -95,6 +97,7 @@ def register(
     _check_type(device_type)
     attributes = parse_attributes(attr)
     config = settings()
+    auth = auth_kind(auth_value)
     check_auth(device_id, auth, config)
 
     async def body() -> tuple[DeviceRecord, CredentialDocument]:

@@ -3,22 +3,47 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from preservarium.cli.common import console, fail, note, print_json, run, settings, stored_in, when
 from preservarium.cli.database import migrated_database
-from preservarium.identity.kinds import DTLS_PSK_IDENTITY_MAX_BYTES, AuthKind
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from preservarium.identity.documents import CredentialDocument
+    from preservarium.identity.kinds import AuthKind
     from preservarium.repositories import CredentialSummary, SQLCredentialRepository
     from preservarium.settings import Settings
 
 AUTH_HELP = "How the device proves who it is: none, token, psk (DTLS) or oscore."
+
+
+class AuthChoice(StrEnum):
+    """AuthKind's values, spelled here so that `--help` imports nothing heavy (the identity
+    package brings the settings and cryptography); a test checks them against AuthKind."""
+
+    NONE = "none"
+    TOKEN = "token"
+    PSK = "psk"
+    OSCORE = "oscore"
+
+
+def auth_option(default: AuthChoice | None, help_text: str) -> Any:
+    """The `--auth` option."""
+    return typer.Option(default, "--auth", help=help_text)
+
+
+def auth_kind(value: AuthChoice) -> AuthKind:
+    """The kind an `--auth` value names."""
+    from preservarium.identity.kinds import AuthKind
+
+    return AuthKind(value.value)
+
+
 ONCE = "shown once: store it now, it cannot be shown again (rotate to get new credentials)"
 
 
@@ -35,6 +60,8 @@ def parse_attributes(pairs: list[str]) -> dict[str, str]:
 
 def check_auth(device_id: str, auth: AuthKind, config: Settings) -> None:
     """Refuse, before anything is stored, credentials that cannot be issued."""
+    from preservarium.identity.kinds import DTLS_PSK_IDENTITY_MAX_BYTES, AuthKind
+
     if auth.has_secret_at_rest and config.secret_key is None:
         fail(f"PRESERVARIUM_SECRET_KEY is not set: {auth.value} credentials cannot be stored")
     if auth is AuthKind.PSK and len(device_id.encode()) > DTLS_PSK_IDENTITY_MAX_BYTES:
@@ -59,7 +86,7 @@ def show_document(document: CredentialDocument, *, as_json: bool, extra: dict[st
     if as_json:
         print_json({**extra, **shown})
         return
-    if shown["auth"] == AuthKind.NONE.value:
+    if shown["auth"] == "none":
         return
     console.print(f"credentials ({shown['auth']}), {ONCE}:", highlight=False)
     flat = {**shown.pop("oscore", {}), **shown}
@@ -85,13 +112,14 @@ def summary_line(summary: CredentialSummary) -> str:
 def credentials(
     device_id: str = typer.Argument(..., metavar="ID"),
     rotate: bool = typer.Option(False, "--rotate", help="Replace the credentials; print once."),
-    auth: AuthKind | None = typer.Option(
-        None, "--auth", help="Give the device credentials of this kind instead (implies new)."
+    auth_value: AuthChoice | None = auth_option(
+        None, "Give the device credentials of this kind instead (implies new)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show how a device authenticates (never the secret), or replace its credentials."""
     config = settings()
+    auth = None if auth_value is None else auth_kind(auth_value)
     if auth is not None:
         check_auth(device_id, auth, config)
 
