@@ -336,6 +336,16 @@ def identify(payload, metadata):
     return serial
 
 
+def token(payload, metadata):
+    """The credential the device sends: its cloud_token (field 16 of measurements and
+    device info messages), which the gateway checks as the device's token; or None."""
+    path = message_path(metadata)
+    if path not in ("m", "i"):
+        return None
+    what = PATHS[path] + " message"
+    return string_field(read_message(payload, what), 16, "cloud_token", what) or None
+
+
 # --- measurements (path m) ---------------------------------------------------------------
 
 
@@ -565,9 +575,9 @@ def parse_measurements(payload, metadata):
     config_hash = uint32_field(fields, 9, "configuration_hash", what)
     if config_hash is not None:
         data["configuration_hash"] = config_hash
-    token = string_field(fields, 16, "cloud_token", what)
-    if token is not None:
-        data["cloud_token"] = token
+    # cloud_token (field 16) is read by token(), not copied: it may be the device's
+    # credential, which no record may carry. Reading it here still checks its type.
+    string_field(fields, 16, "cloud_token", what)
     extended_hash = uint32_field(fields, 17, "extended_configuration_hash", what)
     if extended_hash is not None:
         data["extended_configuration_hash"] = extended_hash
@@ -660,9 +670,7 @@ def parse_device_info(payload, metadata):
     modem = bytes_field(fields, 14, "modem", what)
     if modem is not None:
         data["modem"] = parse_modem(modem)
-    token = string_field(fields, 16, "cloud_token", what)
-    if token is not None:
-        data["cloud_token"] = token
+    string_field(fields, 16, "cloud_token", what)  # token()'s, never recorded
     memory = repeated_uints(fields, 17, "memory_statistics", what)
     if memory:
         data["memory_statistics"] = memory

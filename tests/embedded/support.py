@@ -24,6 +24,7 @@ class UpPorts:
     """Free ports for one stack."""
 
     coap: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
+    coaps: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     kafka: int = field(default_factory=free_port)
     sandbox: int = field(default_factory=free_port)
     gateway_metrics: int = field(default_factory=free_port)
@@ -39,6 +40,7 @@ class UpPorts:
             **clean,
             "PRESERVARIUM_DATA_DIR": str(data_dir),
             "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{self.coap}",
+            "PRESERVARIUM_COAPS_BIND": f"127.0.0.1:{self.coaps}",
             "PRESERVARIUM_SANDBOX_LISTEN": f"127.0.0.1:{self.sandbox}",
             "PRESERVARIUM_SANDBOX_ADDR": f"127.0.0.1:{self.sandbox}",
             "PRESERVARIUM_SANDBOX_WORKERS": "1",

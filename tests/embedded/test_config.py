@@ -44,6 +44,7 @@ class TestDefaults:
         assert dict(stack.metrics_ports) == {"gateway": 9464, "sandbox": 9465}
         assert stack.ports() == [
             Port("127.0.0.1", 5683, "udp"),
+            Port("127.0.0.1", 5684, "udp"),
             Port("127.0.0.1", 9092),
             Port("127.0.0.1", 50051),
             Port("0.0.0.0", 9464),
@@ -61,9 +62,19 @@ class TestDefaults:
         assert gateway["PRESERVARIUM_KAFKA_BOOTSTRAP"] == "127.0.0.1:9092"
         assert gateway["PRESERVARIUM_DB_AUTO_MIGRATE"] == "0"
         assert gateway["PRESERVARIUM_LOG_LEVEL"] == "DEBUG"  # the rest is passed on
+        # The services default to `required`; the embedded stack lets simulate work.
+        assert gateway["PRESERVARIUM_DEVICE_AUTH"] == "optional"
+        assert gateway["PRESERVARIUM_COAPS_BIND"] == "127.0.0.1:5684"
 
 
 class TestOverrides:
+    def test_device_auth_and_the_dtls_listener_follow_the_settings(self) -> None:
+        stack = config(device_auth="required", coaps_bind="")
+        gateway = stack.child_env("gateway")
+        assert gateway["PRESERVARIUM_DEVICE_AUTH"] == "required"
+        assert gateway["PRESERVARIUM_COAPS_BIND"] == ""
+        assert [port.port for port in stack.ports() if port.protocol == "udp"] == [5683]
+
     def test_a_named_kafka_is_used_and_no_broker_started(self) -> None:
         stack = config(kafka_bootstrap="kafka:9093")
         assert (stack.kafka_bootstrap, stack.broker_port) == ("kafka:9093", None)

@@ -332,3 +332,14 @@ class TestOutcomeFeed:
     async def test_an_unreachable_broker_is_unavailable(self) -> None:
         with pytest.raises(FeedUnavailableError, match="cannot reach Kafka"):
             await self.feed(f"127.0.0.1:{free_port()}").start()
+
+
+async def test_every_device_can_send_a_given_token(
+    fake_gateway: tuple[FakeGateway, coapwire.CoapClient],
+) -> None:
+    _, client = fake_gateway
+    plan = SimulationPlan(gateway=HostPort("127.0.0.1", 0), count=1, timing=FAST, token="tok-1x")
+    reports: list[ContactReport] = []
+    await simulate(plan, client=client, feed=None, report=reports.append)
+    sent = {report.contact.path: report.contact.payload for report in reports}
+    assert b"tok-1x" in sent["m"] and b"tok-1x" in sent["i"]

@@ -11,7 +11,7 @@ import pytest
 from preservarium.coapwire import CoapClient
 from preservarium.db.migrate import upgrade
 from preservarium.embedded.broker import EmbeddedBroker
-from preservarium.settings import HostPort
+from preservarium.settings import DeviceAuthMode, HostPort
 from preservarium_gateway.config import GatewayConfig, GatewayLimits, Topics
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
@@ -23,8 +23,21 @@ from tests.support.net import free_port
 ROUTES = {"m": "thermo", "t": "thermo"}
 
 
+# Tests send many contacts from 127.0.0.1 as unauthenticated devices: the module's
+# gateways run `optional` with no rate limits unless a test asks otherwise.
+OPEN_LIMITS = {"device_rate_per_min": 0, "source_rate_per_min": 0, "auth_failures_per_min": 0}
+
+
 def gateway_config(
-    *, database_url: str, bootstrap: str, sandbox_addr: str, topic_prefix: str, **limits: Any
+    *,
+    database_url: str,
+    bootstrap: str,
+    sandbox_addr: str,
+    topic_prefix: str,
+    device_auth: DeviceAuthMode = DeviceAuthMode.OPTIONAL,
+    coaps_bind: HostPort | None = None,
+    secret_keys: tuple[str, ...] = (),
+    **limits: Any,
 ) -> GatewayConfig:
     return GatewayConfig(
         bind=HostPort("127.0.0.1", free_port(socket.SOCK_DGRAM)),
@@ -34,7 +47,12 @@ def gateway_config(
         sandbox_addr=sandbox_addr,
         database_url=database_url,
         metrics_port=0,
-        limits=dataclasses.replace(GatewayLimits(commands_refresh_s=0.2), **limits),
+        limits=dataclasses.replace(
+            GatewayLimits(commands_refresh_s=0.2), **{**OPEN_LIMITS, **limits}
+        ),
+        device_auth=device_auth,
+        coaps_bind=coaps_bind,
+        secret_keys=secret_keys,
         # One group per topic set: members of earlier tests must not slow the join.
         consumer_group=f"gw-{topic_prefix}",
     )

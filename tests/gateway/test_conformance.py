@@ -135,7 +135,7 @@ async def test_a_datagram_over_the_limit_is_refused_with_413(
 async def test_a_full_payload_with_ordinary_options_fits(
     coap: CoapClient, gateway: GatewayServer, topics: Topology
 ) -> None:
-    options = ((ELECTIVE, b"o" * 400), (cw.URI_QUERY, b"t=" + b"k" * 64))
+    options = ((ELECTIVE, b"o" * 400), (cw.URI_QUERY, b"x=" + b"k" * 64))
     request = message(coap, options=options, payload=READING + bytes(1024 - len(READING)))
     assert gateway.config.limits.max_datagram_bytes >= len(cw.encode(request)) > 1400
     assert (await coap.send(request)).dotted_code == "2.01"

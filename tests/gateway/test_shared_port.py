@@ -26,7 +26,8 @@ READING = bytes.fromhex("01020304") + struct.pack(">h", 123)
 
 def served(gateway: GatewayServer) -> float:
     value = gateway.metrics.registry.get_sample_value(
-        "preservarium_gateway_contacts_total", {"route": "d", "code": "2.01"}
+        "preservarium_gateway_contacts_total",
+        {"route": "d", "code": "2.01", "auth": "none", "outcome": "accepted"},
     )
     return value or 0.0
 

@@ -15,7 +15,7 @@ from tests.packaging import compose_file
 from tests.packaging.replay import ROOT
 from tests.packaging.test_dockerfiles import documented_variables
 
-VARIABLES = {"POSTGRES_PASSWORD": "s3cret"}
+VARIABLES = {"POSTGRES_PASSWORD": "s3cret", "PRESERVARIUM_SECRET_KEY": "k" * 44}
 LONG_RUNNING = ("postgres", "kafka", "sandbox", "gateway")
 BUILT = ("migrate", "sandbox", "gateway")
 PINNED = {
@@ -127,6 +127,15 @@ def test_kafka_is_a_single_kraft_node(services: dict[str, dict[str, Any]]) -> No
 
 def test_gateway_publishes_coap_over_udp(services: dict[str, dict[str, Any]]) -> None:
     assert "5683:5683/udp" in services["gateway"]["ports"]
+    assert "5684:5684/udp" in services["gateway"]["ports"]  # CoAP over DTLS
+
+
+def test_devices_must_authenticate(services: dict[str, dict[str, Any]]) -> None:
+    gateway = env(services, "gateway")
+    assert gateway["PRESERVARIUM_DEVICE_AUTH"] == "required"
+    assert gateway["PRESERVARIUM_COAPS_BIND"] == "0.0.0.0:5684"
+    # From the operator's environment (.env), never written in the file.
+    assert gateway["PRESERVARIUM_SECRET_KEY"] == VARIABLES["PRESERVARIUM_SECRET_KEY"]
 
 
 def test_sandbox_container_is_locked_down(

@@ -116,6 +116,7 @@ def test_image_settings_are_documented(service: str) -> None:
 
 def test_exposed_ports() -> None:
     assert "5683/udp" in stages("gateway")[1].last("EXPOSE").body().split()
+    assert "5684/udp" in stages("gateway")[1].last("EXPOSE").body().split()  # DTLS
     assert "50051/tcp" in stages("sandbox")[1].last("EXPOSE").body().split()
     assert stages("sandbox")[1].env()["PRESERVARIUM_SANDBOX_LISTEN"] == "0.0.0.0:50051"
 

@@ -251,7 +251,7 @@ async def test_status_fields(client: SandboxClient) -> None:
     assert data["next_transmission_at"] == TS + 900
     assert data["configuration_hash"] == 4242
     assert data["extended_configuration_hash"] == 99
-    assert data["cloud_token"] == "token-1"
+    assert "cloud_token" not in data  # a credential: token() reads it, no record carries it
     assert data["transfer_reason"] == {
         "raw": reason,
         "first_after_reset": False,
@@ -469,3 +469,12 @@ async def test_bad_commands_are_refused_by_name(
     kind, message = await run_command(client, SOURCE, name, params)
     assert kind == "runtime_error"
     assert isinstance(message, str) and "ValueError" in message and needle in message, message
+
+
+async def test_token_is_the_cloud_token(client: SandboxClient) -> None:
+    # The gateway checks it as the device's token; parse() does not copy it into data.
+    tokened = measurements(extra=[(16, "string", "token-1")])
+    response = await client.test_parser(SOURCE, contact=route("m", tokened), identify=True)
+    assert ok(response).token == "token-1" and "cloud_token" not in data_of(response)
+    plain = await client.test_parser(SOURCE, contact=route("m", measurements()), identify=True)
+    assert not ok(plain).HasField("token")

@@ -114,3 +114,42 @@ async def test_route_parser_without_identify_is_missing_function(client: Sandbox
 async def test_unknown_device_type_is_parser_not_found(client: SandboxClient) -> None:
     response = await client.parse(contact("no-such-type"))
     assert outcome(response)[0] == "parser_not_found"
+
+
+TOKEN_PARSER = (
+    "def identify(payload, metadata):\n    return 'sn-' + payload[:2].hex()\n"
+    "def token(payload, metadata):\n{body}"
+    "def parse(payload, metadata):\n    return {{'keys': sorted(metadata)}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "token"),
+    [
+        ("    return payload[2:].decode()\n", "ok", "secret-token"),
+        ("    return None\n", "ok", None),
+        ("    return payload[2:]\n", "invalid_output", None),  # bytes, not str
+        ("    return ''\n", "invalid_output", None),
+        ("    return 'x' * 257\n", "invalid_output", None),
+        ("    raise ValueError('no token field')\n", "runtime_error", None),
+    ],
+)
+async def test_token_finds_the_credential_in_the_payload(
+    client: SandboxClient, body: str, kind: str, token: str | None
+) -> None:
+    response = await client.test_parser(
+        TOKEN_PARSER.format(body=body),
+        contact=contact("test", b"\xab\xcdsecret-token", device_id=None, path="m"),
+        identify=True,
+    )
+    assert outcome(response)[0] == kind
+    if kind == "ok":
+        assert response.result.device_id == "sn-abcd"
+        assert (response.result.token if response.result.HasField("token") else None) == token
+
+
+async def test_token_runs_only_where_identify_does(client: SandboxClient) -> None:
+    # A /d/{id} contact is authenticated by the gateway before the parse: no token() call.
+    source = TOKEN_PARSER.format(body="    return 'never'\n")
+    response = await client.test_parser(source, contact=contact("test", b"\xab\xcd"))
+    assert outcome(response)[0] == "ok" and not response.result.HasField("token")

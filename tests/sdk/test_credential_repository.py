@@ -281,3 +281,30 @@ class TestReplayWindows:
         assert all(sorted(pair) == [False, True] for pair in per_seq), per_seq
         final = await SQLReplayWindowRepository(credentials.engine).window(kid)
         assert not any(final.is_fresh(seq) for seq in range(12))
+
+
+class TestAuthEntries:
+    """What a gateway holds in memory per device: the kind and a token's hash only."""
+
+    async def test_every_device_with_credentials_and_one_at_a_time(
+        self, credentials: SQLCredentialRepository
+    ) -> None:
+        from preservarium.identity.tokens import token_matches
+
+        token = (await credentials.set_credentials("d1", AuthKind.TOKEN)).to_json()["token"]
+        await credentials.set_credentials("d2", AuthKind.PSK)
+        entries = await credentials.auth_entries()
+        assert set(entries) == {"d1", "d2"}
+        assert entries["d1"].auth is AuthKind.TOKEN and entries["d1"].token_sha256
+        assert token_matches(token, entries["d1"].token_sha256)
+        assert entries["d2"].auth is AuthKind.PSK and entries["d2"].token_sha256 is None
+        assert await credentials.auth_entry("d1") == entries["d1"]
+        assert (await credentials.auth_entry("d3")).auth is AuthKind.NONE
+
+
+async def test_device_attributes_are_stored_as_an_object(engine: AsyncEngine) -> None:
+    devices = SQLDeviceRepository(engine)
+    await devices.register("a1", "generic", attributes={"site": "north", "floor": "2"})
+    await devices.register("a2", "generic")
+    assert (await devices.get("a1")).attributes == {"site": "north", "floor": "2"}
+    assert (await devices.get("a2")).attributes == {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from preservarium.errors import ConfigError
-from preservarium.settings import HostPort, load_settings
+from preservarium.settings import DeviceAuthMode, HostPort, load_settings
 
 VARIABLES = {
     "PRESERVARIUM_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
@@ -44,6 +44,9 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert (settings.sandbox_timeout_ms, settings.sandbox_memory_mb) == (100, 256)
     assert settings.metrics_port_or(9464) == 9464
     assert settings.topic("uplink.raw") == "preservarium.uplink.raw"
+    assert settings.device_auth is DeviceAuthMode.REQUIRED  # `up` sets optional
+    assert settings.coaps_bind == HostPort("0.0.0.0", 5684)
+    assert (settings.device_rate_per_min, settings.source_rate_per_min) == (120, 600)
 
 
 def test_the_data_dir_is_the_same_from_any_directory(
@@ -74,6 +77,18 @@ def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.sandbox_timeout_ms == 5000
 
 
+def test_device_identity_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRESERVARIUM_DEVICE_AUTH", " Optional ")
+    monkeypatch.setenv("PRESERVARIUM_COAPS_BIND", "")
+    monkeypatch.setenv("PRESERVARIUM_DEVICE_RATE_PER_MIN", "0")
+    settings = load_settings()
+    assert settings.device_auth is DeviceAuthMode.OPTIONAL
+    assert settings.coaps_bind is None  # empty turns the DTLS listener off
+    assert settings.device_rate_per_min == 0
+    monkeypatch.setenv("PRESERVARIUM_COAPS_BIND", "127.0.0.1:15684")
+    assert load_settings().coaps_bind == HostPort("127.0.0.1", 15684)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -89,6 +104,10 @@ def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("PRESERVARIUM_DATABASE_URL", "mysql://x"),
         ("PRESERVARIUM_KAFKA_BOOTSTRAP", "nohost"),
         ("PRESERVARIUM_LOG_LEVEL", "LOUD"),
+        ("PRESERVARIUM_DEVICE_AUTH", "sometimes"),
+        ("PRESERVARIUM_COAPS_BIND", "5684"),
+        ("PRESERVARIUM_DEVICE_RATE_PER_MIN", "-1"),
+        ("PRESERVARIUM_SOURCE_RATE_PER_MIN", "lots"),
     ],
 )
 def test_a_bad_value_names_its_variable(
@@ -117,4 +136,22 @@ def test_services_fail_at_start_with_one_line(command: str, variable: str) -> No
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert variable in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_the_gateway_refuses_required_mode_without_a_secret_key(tmp_path: Path) -> None:
+    bin_dir = os.path.dirname(sys.executable)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PRESERVARIUM_")},
+        "PRESERVARIUM_DEVICE_AUTH": "required",
+        "PRESERVARIUM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db'}",
+    }
+    done = subprocess.run(
+        [os.path.join(bin_dir, "preservarium-gateway")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    # One plain line says why (besides the service's JSON log lines).
+    lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("{")]
+    assert len(lines) == 1 and "PRESERVARIUM_SECRET_KEY" in lines[0], done.stderr
     assert "Traceback" not in done.stderr

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiocoap
@@ -25,14 +26,18 @@ from aiocoap.resource import PathCapable, Resource
 from preservarium.errors import RepositoryError
 from preservarium.ids import is_device_id
 
-from preservarium_gateway.admission import Admission, source_host
+from preservarium_gateway.admission import Admission, NotAuthenticated
+from preservarium_gateway.authn import AuthFailure, Presented, split_token
 from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.contact import ContactPipeline, ContactRequest, Outcome
 from preservarium_gateway.directory import DeviceDirectory
+from preservarium_gateway.dtls import authenticated_device, dtls_peer
 from preservarium_gateway.errors import DirectoryBusyError
+from preservarium_gateway.inflight import InFlightLimit, source_host
 from preservarium_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("preservarium.gateway.coap")
+NOTHING_PRESENTED = Presented()
 
 SUCCESS = {Code.POST: Code.CREATED, Code.PUT: Code.CHANGED, Code.GET: Code.CONTENT}
 DEVICE_METHODS = (Code.POST, Code.PUT)
@@ -42,6 +47,7 @@ ROUTE_METHODS = (Code.POST, Code.PUT, Code.GET)
 # answered with the whole (at most 1 KiB) body.
 KNOWN_CRITICAL = frozenset({3, 7, 11, 15, 17, 23, 27})
 PROXY_OPTIONS = frozenset({35, 39})
+OUTCOMES = {"4.01": "unauthenticated", "4.03": "forbidden", "4.29": "rate_limited"}
 
 
 class PayloadTooLarge(error.RequestEntityTooLarge):  # type: ignore[misc]
@@ -102,6 +108,7 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         routes: dict[str, str],
         directory: DeviceDirectory,
         pipeline: ContactPipeline,
+        admission: Admission,
         limits: GatewayLimits,
         metrics: GatewayMetrics,
         healthy: Callable[[], bool] = lambda: True,
@@ -111,9 +118,10 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         self._routes = routes
         self._directory = directory
         self._pipeline = pipeline
+        self._admission = admission
         self._limits = limits
         self._metrics = metrics
-        self._admission = Admission(
+        self._in_flight_limit = InFlightLimit(
             total=limits.contacts_in_flight, per_host=limits.source_contacts_in_flight
         )
         self._in_flight = 0
@@ -137,39 +145,50 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         started = time.perf_counter()
         route = "?"
         host = source_host(request)
-        if not self._admission.admit(host):  # before any work: the answer costs nothing
-            return self._answered("busy", RetryLater(self._limits.retry_after_s).to_message(),
-                                  started)  # fmt: skip
+        if not self._in_flight_limit.admit(host):  # before any work: the answer costs nothing
+            busy = RetryLater(self._limits.retry_after_s).to_message()
+            self._count("busy", busy, NOTHING_PRESENTED, time.perf_counter() - started)
+            return busy
         self._in_flight += 1
         self._idle.clear()
+        presented = NOTHING_PRESENTED
         try:
+            token, query = split_token(read_query(request, self._limits))
+            presented = Presented(authenticated_device(request), token)
             if self._draining:
                 raise RetryLater(self._limits.retry_after_s)
-            route, response = await self._render(request)
+            route, response = await self._render(request, presented, query)
         except error.RenderableError as exc:
             response = exc.to_message()
         finally:
-            self._admission.release(host)
+            self._in_flight_limit.release(host)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
-        return self._answered(route, response, started)
-
-    def _answered(self, route: str, response: aiocoap.Message, started: float) -> aiocoap.Message:
-        metrics = self._metrics
-        metrics.child(metrics.contacts, route, str(response.code.dotted)).inc()
-        metrics.child(metrics.contact_latency, route).observe(time.perf_counter() - started)
+        self._count(route, response, presented, time.perf_counter() - started)
         return response
 
-    async def _render(self, request: aiocoap.Message) -> tuple[str, aiocoap.Message]:
+    def _count(
+        self, route: str, response: aiocoap.Message, presented: Presented, seconds: float
+    ) -> None:
+        code = str(response.code.dotted)
+        outcome = "accepted" if response.code.is_successful() else OUTCOMES.get(code, "refused")
+        metrics = self._metrics
+        metrics.child(metrics.contacts, route, code, presented.label, outcome).inc()
+        metrics.child(metrics.contact_latency, route).observe(seconds)
+
+    async def _render(
+        self, request: aiocoap.Message, presented: Presented, query: dict[str, str]
+    ) -> tuple[str, aiocoap.Message]:
         check_options(request)
         path = request.opt.uri_path
         if path == (".well-known", "core"):
             return "well-known", self._well_known(request)
+        at = _At(_remote(request), presented, query)
         if len(path) >= 2 and path[0] == "d":
-            return "d", await self._device(request, path[1], "/".join(path[2:]))
+            return "d", await self._device(request, path[1], "/".join(path[2:]), at)
         if len(path) == 1 and path[0] in self._routes:
-            return path[0], await self._route(request, path[0])
+            return path[0], await self._route(request, path[0], at)
         raise error.NotFound("no such resource")
 
     def _well_known(self, request: aiocoap.Message) -> aiocoap.Message:
@@ -192,13 +211,14 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
             raise PayloadTooLarge(self._limits.payload_bytes)
 
     async def _device(
-        self, request: aiocoap.Message, device_id: str, subpath: str
+        self, request: aiocoap.Message, device_id: str, subpath: str, at: _At
     ) -> aiocoap.Message:
         if not is_device_id(device_id):
             raise error.BadRequest("malformed device id")
         if len(subpath) > self._limits.text_chars:
             raise error.BadRequest(f"path over {self._limits.text_chars} characters")
         self._check(request, DEVICE_METHODS)
+        self._admission.admit_source(at.remote)
         try:
             device_type = await self._directory.device_type(device_id)
         except DirectoryBusyError as exc:  # a flood of made-up ids: not worth a log line each
@@ -208,16 +228,27 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
             raise RetryLater(self._limits.retry_after_s) from exc
         if device_type is None:
             raise error.NotFound("unknown device")
-        return await self._contact(request, device_id, device_type, subpath)
+        verdict = self._admission.authenticate(device_id, at.presented, at.remote)
+        if verdict.failure is not None:
+            raise NotAuthenticated(verdict.failure)
+        self._admission.admit_device(device_id)
+        return await self._contact(request, device_id, device_type, subpath, at)
 
-    async def _route(self, request: aiocoap.Message, route: str) -> aiocoap.Message:
+    async def _route(self, request: aiocoap.Message, route: str, at: _At) -> aiocoap.Message:
         self._check(request, ROUTE_METHODS)
-        return await self._contact(request, None, self._routes[route], route)
+        # No refusal before the parse: the parser's token() may find a credential in the
+        # payload. The source's failure budget bounds what refused contacts cost.
+        self._admission.admit_source(at.remote)
+        return await self._contact(request, None, self._routes[route], route, at)
 
     async def _contact(
-        self, request: aiocoap.Message, device_id: str | None, device_type: str, path: str
+        self,
+        request: aiocoap.Message,
+        device_id: str | None,
+        device_type: str,
+        path: str,
+        at: _At,
     ) -> aiocoap.Message:
-        query = read_query(request, self._limits)
         answer = await self._pipeline.handle(
             ContactRequest(
                 device_id=device_id,
@@ -225,22 +256,35 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
                 path=path,
                 method=str(request.code),
                 confirmable=request.mtype is CON,
-                remote=_remote(request),
+                remote=at.remote,
                 payload=bytes(request.payload),
-                query=query,
+                query=at.query,
+                presented=at.presented,
             )
         )
         if answer.outcome is Outcome.RETRY_LATER:
             raise RetryLater(self._limits.retry_after_s)
         if answer.outcome is Outcome.FORBIDDEN:
-            raise error.Forbidden("device registered with another type")
+            raise error.Forbidden("not this device")
+        if answer.outcome is Outcome.UNAUTHENTICATED:
+            raise NotAuthenticated(AuthFailure.MISSING)
         return aiocoap.Message(code=SUCCESS[request.code], payload=answer.body)
+
+
+@dataclass(frozen=True, slots=True)
+class _At:
+    """Who sent a contact and what it presented, read once per request."""
+
+    remote: str
+    presented: Presented
+    query: dict[str, str]  # without the token
 
 
 def _remote(request: Any) -> str:
     """`ip:port` of the sender (aiocoap's own `hostinfo` parses the address: costly)."""
+    remote = request.remote
     try:
-        host, port = request.remote.sockaddr[:2]
+        host, port = (getattr(remote, "sockaddr", None) or dtls_peer(remote))[:2]
     except (AttributeError, ValueError, TypeError):
         return "?"
     host = host.removeprefix("::ffff:")

@@ -6,7 +6,13 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from preservarium.settings import DEFAULT_GATEWAY_METRICS_PORT, HostPort, Settings
+from preservarium.settings import (
+    DEFAULT_GATEWAY_METRICS_PORT,
+    DeviceAuthMode,
+    HostPort,
+    Settings,
+    parse_secret_keys,
+)
 
 from preservarium_gateway.directory import UNKNOWN_LOOKUPS_PER_S
 
@@ -50,7 +56,7 @@ class GatewayLimits:
     # 4.00 before anything is published or a command claimed.
     query_entries: int = 64
     text_chars: int = 1024
-    # Contacts handled at once (see `admission`): in all, and per source host. The
+    # Contacts handled at once (see `inflight`): in all, and per source host. The
     # per-host cap leaves room for many devices behind one NAT address.
     contacts_in_flight: int = 4096
     source_contacts_in_flight: int = 128
@@ -72,6 +78,14 @@ class GatewayLimits:
     max_command_ttl_s: int = 30 * 86_400
     drain_timeout_s: float = 5.0
     topic_partitions: int = 3
+    # Contacts per minute (0: no limit); each is a token bucket holding one minute's worth.
+    device_rate_per_min: int = 120
+    source_rate_per_min: int = 600
+    # Failed authentications per source address per minute: past it, the source is answered
+    # 4.29 before any lookup, so guessing tokens costs the guesser, not the gateway.
+    auth_failures_per_min: int = 10
+    # Sources and devices whose buckets are held; beyond it the least recently used goes.
+    rate_limit_entries: int = 50_000
 
     @property
     def max_datagram_bytes(self) -> int:
@@ -95,6 +109,10 @@ class GatewayConfig:
     database_url: str
     metrics_port: int
     auto_migrate: bool = False
+    device_auth: DeviceAuthMode = DeviceAuthMode.REQUIRED
+    coaps_bind: HostPort | None = None  # None: no DTLS listener
+    # PRESERVARIUM_SECRET_KEY split into keys, current first; opens the stored PSKs.
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
     limits: GatewayLimits = field(default_factory=GatewayLimits)
     instance_id: str = field(default_factory=_instance_id)
     consumer_group: str = "preservarium-gateway"
@@ -111,4 +129,29 @@ class GatewayConfig:
             database_url=settings.database_url,
             metrics_port=settings.metrics_port_or(DEFAULT_GATEWAY_METRICS_PORT),
             auto_migrate=settings.db_auto_migrate,
+            device_auth=settings.device_auth,
+            coaps_bind=settings.coaps_bind,
+            secret_keys=_secret_keys(settings),
+            limits=GatewayLimits(
+                device_rate_per_min=settings.device_rate_per_min,
+                source_rate_per_min=settings.source_rate_per_min,
+            ),
         )
+
+    def check(self) -> None:
+        """Refuse a configuration that cannot be served safely (GatewayStartError-worthy).
+
+        In `required` mode, devices with PSKs (or OSCORE contexts) may exist, and
+        without the secret key their secrets cannot be opened: such a gateway would
+        turn every one of them away, so it does not start at all.
+        """
+        if self.device_auth is DeviceAuthMode.REQUIRED and not self.secret_keys:
+            raise ValueError(
+                "PRESERVARIUM_SECRET_KEY: required when PRESERVARIUM_DEVICE_AUTH=required "
+                "(it opens the devices' stored PSKs)"
+            )
+
+
+def _secret_keys(settings: Settings) -> tuple[str, ...]:
+    secret = settings.secret_key
+    return parse_secret_keys(secret.get_secret_value()) if secret is not None else ()

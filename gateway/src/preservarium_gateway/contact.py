@@ -3,7 +3,13 @@ command, answer.
 
 The raw record and the sandbox call run at the same time (the parse does not need the
 ack); the device gets its success code only once the raw record is acknowledged. A
-route contact's identity is checked (`identity`) before anything is delivered.
+route contact's identity is checked (`identity`, then `authn`) before anything is
+delivered. A `/d/{id}` contact arrives here already authenticated (the CoAP layer checks
+it before any stage). A route contact in `required` mode is parsed first and its raw
+record written only once `identify()` (and the optional `token()`, for a credential in
+the payload) has named a device it authenticated as: a contact that does not
+authenticate produces no uplink record at all (the cost: the raw publish waits for the
+parse on that path).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
@@ -26,13 +32,16 @@ from preservarium.sandbox_client import (
     SandboxUnavailableError,
     error_kind_name,
 )
+from preservarium.settings import DeviceAuthMode
 
 from preservarium_gateway import records
+from preservarium_gateway.admission import Admission
+from preservarium_gateway.authn import AuthFailure, Presented
 from preservarium_gateway.commands import CommandDesk, command_params
 from preservarium_gateway.config import GatewayLimits, Topics
 from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.errors import PublishError
-from preservarium_gateway.identity import Identity, RouteIdentities
+from preservarium_gateway.identity import Identity, Refusal, RouteIdentities
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.types import ParserService
@@ -46,6 +55,7 @@ class Outcome(Enum):
     ACCEPTED = "accepted"
     RETRY_LATER = "retry_later"
     FORBIDDEN = "forbidden"
+    UNAUTHENTICATED = "unauthenticated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,7 @@ class ContactRequest:
     remote: str
     payload: bytes
     query: dict[str, str]
+    presented: Presented = field(default_factory=Presented)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +107,11 @@ class ContactPipeline:
         topics: Topics,
         limits: GatewayLimits,
         metrics: GatewayMetrics,
+        admission: Admission,
     ) -> None:
         self._publisher = publisher
+        self._admission = admission
+        self._authenticate_first = admission.authenticator.mode is DeviceAuthMode.REQUIRED
         self._sandbox = sandbox
         self._desk = desk
         self._identities = RouteIdentities(directory=directory, pending=desk.index)
@@ -114,6 +128,8 @@ class ContactPipeline:
             confirmable=request.confirmable, remote=request.remote, payload=request.payload,
             query=request.query,
         )  # fmt: skip
+        if request.device_id is None and self._authenticate_first:
+            return await self._handle_route_authenticated_first(request, uplink)
         command = await self._claim(request.device_id) if request.confirmable else None
         durable, parsed = await asyncio.gather(
             self._publish_raw(uplink), self._parse(uplink, command)
@@ -122,7 +138,63 @@ class ContactPipeline:
             if command is not None:
                 await self._release(command)
             return ContactAnswer(Outcome.RETRY_LATER)
-        identity = await self._identity(uplink, parsed)
+        identity = await self._identity(uplink, parsed, request.presented)
+        if self._authenticate(request, identity, parsed) is not None:
+            # Optional mode: the raw record (device_id null) is written; nothing names
+            # the device the contact failed to authenticate as.
+            return ContactAnswer(Outcome.UNAUTHENTICATED)
+        return await self._finish(request, uplink, parsed, identity, command)
+
+    async def _handle_route_authenticated_first(
+        self, request: ContactRequest, uplink: records.Uplink
+    ) -> ContactAnswer:
+        """A route contact in `required` mode: identify and authenticate, then record."""
+        parsed = await self._parse(uplink, None)
+        if parsed.response is None:  # who it is cannot be told now: the device retries
+            return ContactAnswer(Outcome.RETRY_LATER)
+        identity = await self._identity(uplink, parsed, request.presented)
+        if self._authenticate(request, identity, parsed) is not None:
+            return ContactAnswer(Outcome.UNAUTHENTICATED)
+        if identity.refusal is None and not await self._publish_raw(uplink):
+            return ContactAnswer(Outcome.RETRY_LATER)
+        return await self._finish(request, uplink, parsed, identity, None)
+
+    def _authenticate(
+        self, request: ContactRequest, identity: Identity, parsed: Parsed
+    ) -> AuthFailure | None:
+        """Why a route contact is not taken as the device identify() named (None: it is).
+
+        Authentication comes first: a contact that does not prove it is the device named
+        is refused 4.01 whatever else is wrong. A DTLS session that proved another device
+        did authenticate; that is a mismatch (4.03, `device_mismatch`, set by `_identity`).
+        """
+        if request.device_id is not None:
+            return None
+        device_id, refusal, dtls = identity.device_id, identity.refusal, request.presented
+        if dtls.dtls_device is not None and dtls.dtls_device != device_id:
+            return None
+        if device_id is None or (refusal is not None and not refusal.forbidden):
+            if not self._authenticate_first:
+                return None  # optional: the parser's failure is recorded as usual
+            failure = AuthFailure.MISSING
+        else:
+            presented = _with_payload_token(request.presented, parsed)
+            verdict = self._admission.authenticate(device_id, presented, request.remote)
+            if verdict.failure is None and refusal is None:
+                self._admission.admit_device(device_id)
+            return verdict.failure
+        self._admission.failed(failure, request.remote)
+        return failure
+
+    async def _finish(
+        self,
+        request: ContactRequest,
+        uplink: records.Uplink,
+        parsed: Parsed,
+        identity: Identity,
+        command: CommandRecord | None,
+    ) -> ContactAnswer:
+        """Publish what the contact produced, and answer it (with a command, if one waits)."""
         device_id, refusal = identity.device_id, identity.refusal
         if refusal is not None:
             if command is not None:
@@ -190,16 +262,23 @@ class ContactPipeline:
             )
         return Parsed(response)
 
-    async def _identity(self, uplink: records.Uplink, parsed: Parsed) -> Identity:
+    async def _identity(
+        self, uplink: records.Uplink, parsed: Parsed, presented: Presented
+    ) -> Identity:
         """The device id as now known, or why the contact must not be delivered."""
         if uplink.device_id is not None:  # a path id: checked, and registered with its type
             return Identity(uplink.device_id)
         response = parsed.response
         if response is None or not response.result.HasField("device_id"):
             return Identity(None)
-        return await self._identities.check(
+        identity = await self._identities.check(
             response.result.device_id, route=uplink.path, device_type=uplink.device_type
         )
+        dtls = presented.dtls_device
+        if identity.refusal is None and dtls is not None and dtls != identity.device_id:
+            message = f"the DTLS session authenticated {dtls}; identify() named another device"
+            return Identity(identity.device_id, Refusal("device_mismatch", message, True))
+        return identity
 
     def _publish_result(
         self, uplink: records.Uplink, device_id: str | None, parsed: Parsed
@@ -307,6 +386,15 @@ class ContactPipeline:
             log.warning("command outcome not stored", extra={"request_id": command.request_id,
                         "error": str(exc)})  # fmt: skip
         return None
+
+
+def _with_payload_token(presented: Presented, parsed: Parsed) -> Presented:
+    """What a route contact presented, with the token its parser's token() found (a token
+    in the Uri-Query comes first)."""
+    response = parsed.response
+    if presented.token is not None or response is None or not response.result.HasField("token"):
+        return presented
+    return Presented(presented.dtls_device, response.result.token)
 
 
 def _command_input(command: CommandRecord) -> CommandInput:

@@ -1,4 +1,5 @@
-"""The device directory: device id -> type, in memory, so contacts need no query once warm.
+"""The device directory: device id -> type and credential kind, in memory, so contacts need
+no query once warm.
 
 Known devices are a dict hit. An unknown id is looked up once and remembered as unknown
 for a moment. Lookups of ids the copy does not hold share a budget (a token bucket,
@@ -6,18 +7,22 @@ for a moment. Lookups of ids the copy does not hold share a budget (a token buck
 query per datagram and queue on the connection pool in front of real devices' claims.
 Past the budget the id is not looked up and `DirectoryBusyError` says so (the device is
 told to retry; a registration is never taken for "unknown" unasked). A full reload now
-and then notices devices removed or re-typed, and learns new ones.
+and then notices devices removed or re-typed, and credentials set, rotated or removed
+(so a change reaches every gateway within `refresh_s`; a device met for the first time
+is read whole, type and credentials together), and learns new ones.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
 from preservarium.errors import NotFoundError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import SQLDeviceRepository
+from preservarium.repositories.credentials import NO_CREDENTIALS, AuthEntry
 from preservarium.supervisor import Supervisor
 
 from preservarium_gateway.errors import DirectoryBusyError
@@ -47,8 +52,20 @@ class LookupBudget:
         return True
 
 
+class CredentialSource(Protocol):
+    """Where credential kinds come from (SQLCredentialRepository is the real one)."""
+
+    async def auth_entries(self) -> dict[str, AuthEntry]:
+        """Every device with credentials."""
+        ...
+
+    async def auth_entry(self, device_id: str) -> AuthEntry:
+        """One device's credentials (`none` when it has none)."""
+        ...
+
+
 class DeviceDirectory(AsyncLifecycle):
-    """Registered devices and their types."""
+    """Registered devices, their types and how they authenticate."""
 
     def __init__(
         self,
@@ -57,10 +74,13 @@ class DeviceDirectory(AsyncLifecycle):
         refresh_s: float,
         unknown_ttl_s: float,
         lookups_per_s: float = UNKNOWN_LOOKUPS_PER_S,
+        credentials: CredentialSource | None = None,
         supervisor: Supervisor | None = None,
     ) -> None:
         self._repository = repository
         self._budget = LookupBudget(lookups_per_s)
+        self._credentials = credentials
+        self._auth: dict[str, AuthEntry] = {}
         self._refresh_s = refresh_s
         self._unknown_ttl_s = unknown_ttl_s
         self._types: dict[str, str] = {}
@@ -81,7 +101,13 @@ class DeviceDirectory(AsyncLifecycle):
     async def reload(self) -> None:
         """Replace the copy with the registry as it is now."""
         devices = await self._repository.list()
+        auth = await self._credentials.auth_entries() if self._credentials else {}
         self._types = {device.id: device.device_type for device in devices}
+        self._auth = auth
+
+    def auth_entry(self, device_id: str) -> AuthEntry:
+        """How the device authenticates, as the in-memory copy has it (no query)."""
+        return self._auth.get(device_id, NO_CREDENTIALS)
 
     def known_type(self, device_id: str) -> str | None:
         """The type as the in-memory copy has it (no query; at most `refresh_s` old)."""
@@ -105,5 +131,7 @@ class DeviceDirectory(AsyncLifecycle):
                 self._unknown.clear()
             self._unknown[device_id] = now + self._unknown_ttl_s
             return None
+        if self._credentials is not None:
+            self._auth[record.id] = await self._credentials.auth_entry(record.id)
         self._types[record.id] = record.device_type
         return record.device_type

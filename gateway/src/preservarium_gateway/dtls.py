@@ -45,6 +45,12 @@ def authenticated_device(request: aiocoap.Message) -> str | None:
     return None
 
 
+def dtls_peer(remote: Any) -> Any:
+    """The UDP socket address behind a DTLS endpoint, or None for any other endpoint."""
+    underlying = getattr(remote, "_underlying_address", None)
+    return getattr(underlying, "address", None)
+
+
 class _ExactServerSocket(tinydtls_server._DatagramServerSocketSimpleDTLS):  # type: ignore[misc]
     """The DTLS server socket, bound as given; evicts the least recently heard peer."""
 

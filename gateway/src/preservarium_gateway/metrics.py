@@ -16,8 +16,20 @@ class GatewayMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.contacts = Counter(
-            "preservarium_gateway_contacts", "Device contacts by route and response code.",
-            ["route", "code"], registry=r,
+            "preservarium_gateway_contacts",
+            "Device contacts by route, response code, how they authenticated (none, token, "
+            "psk) and outcome (accepted, unauthenticated, forbidden, rate_limited, refused).",
+            ["route", "code", "auth", "outcome"], registry=r,
+        )  # fmt: skip
+        self.auth_failures = Counter(
+            "preservarium_gateway_auth_failures",
+            "Contacts that did not authenticate as the device they name, by reason.",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.rate_limited = Counter(
+            "preservarium_gateway_rate_limited",
+            "Contacts answered 4.29, by the limit they hit (source, device, auth_failures).",
+            ["scope"], registry=r,
         )  # fmt: skip
         self.contact_latency = Histogram(
             "preservarium_gateway_contact_seconds", "Contact latency, request in to response out.",

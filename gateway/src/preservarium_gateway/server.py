@@ -10,13 +10,20 @@ from typing import Any
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.errors import PreservariumError
+from preservarium.identity import SecretBox
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.metrics import MetricsEndpoint
-from preservarium.repositories import SQLCommandRepository, SQLDeviceRepository
+from preservarium.repositories import (
+    SQLCommandRepository,
+    SQLCredentialRepository,
+    SQLDeviceRepository,
+)
 from preservarium.sandbox_client import SandboxClient
 from preservarium.supervisor import Supervisor
 
 from preservarium_gateway import coap_tuning
+from preservarium_gateway.admission import Admission
+from preservarium_gateway.authn import DeviceAuthenticator
 from preservarium_gateway.coap import GatewaySite
 from preservarium_gateway.commands import CommandDesk
 from preservarium_gateway.config import GatewayConfig
@@ -25,10 +32,12 @@ from preservarium_gateway.contact import ContactPipeline
 from preservarium_gateway.datagrams import DatagramGuard
 from preservarium_gateway.dedup import BoundedDeduplication
 from preservarium_gateway.directory import DeviceDirectory
+from preservarium_gateway.dtls import DtlsPskListener
 from preservarium_gateway.errors import GatewayStartError
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.log_throttle import LogThrottle
 from preservarium_gateway.metrics import GatewayMetrics
+from preservarium_gateway.psk_keyring import PskKeyring
 from preservarium_gateway.types import ParserService
 
 log = logging.getLogger("preservarium.gateway")
@@ -50,12 +59,24 @@ class GatewayServer(AsyncLifecycle):
             on_health=lambda healthy: self.metrics.tasks.healthy.set(int(healthy)),
         )
         self._engine = make_engine(config.database_url)
+        self._credentials = SQLCredentialRepository(
+            self._engine, secrets=SecretBox(config.secret_keys)
+        )
         self.directory = DeviceDirectory(
             SQLDeviceRepository(self._engine),
             refresh_s=limits.directory_refresh_s,
             unknown_ttl_s=limits.unknown_device_ttl_s,
             lookups_per_s=limits.unknown_lookups_per_s,
+            credentials=self._credentials,
             supervisor=self.supervisor,
+        )
+        self._throttle = LogThrottle(interval_s=limits.refusal_log_interval_s)
+        self.admission = Admission(
+            authenticator=DeviceAuthenticator(mode=config.device_auth, directory=self.directory),
+            limits=limits,
+            metrics=self.metrics,
+            throttle=self._throttle,
+            marks=self._credentials,
         )
         self.publisher = KafkaPublisher(
             config.kafka_bootstrap,
@@ -95,11 +116,13 @@ class GatewayServer(AsyncLifecycle):
             topics=config.topics,
             limits=limits,
             metrics=self.metrics,
+            admission=self.admission,
         )
         self.site = GatewaySite(
             routes=config.routes,
             directory=self.directory,
             pipeline=self.pipeline,
+            admission=self.admission,
             limits=limits,
             metrics=self.metrics,
             healthy=lambda: self.supervisor.healthy,
@@ -107,12 +130,23 @@ class GatewayServer(AsyncLifecycle):
         self._metrics_endpoint = MetricsEndpoint(self.metrics.registry, port=config.metrics_port)
         self._context: Any = None
         self._dedup: list[BoundedDeduplication] = []
-        self._throttle = LogThrottle(interval_s=limits.refusal_log_interval_s)
+        # The DTLS port serves the same site: a PSK session names its device.
+        self.dtls: DtlsPskListener | None = None
+        if config.coaps_bind is not None:
+            self.dtls = DtlsPskListener(
+                site=self.site,
+                bind=config.coaps_bind,
+                keyring=PskKeyring(source=self._credentials),
+            )
         self._gauges: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
-        """Start the parts a contact needs, then open the CoAP port."""
+        """Start the parts a contact needs, then open the CoAP port(s)."""
+        try:
+            self.config.check()
+        except ValueError as exc:
+            raise GatewayStartError(str(exc)) from None
         try:
             if self.config.auto_migrate:
                 await upgrade(self.config.database_url)
@@ -138,6 +172,7 @@ class GatewayServer(AsyncLifecycle):
             raise GatewayStartError(f"cannot listen on {bind} (udp): {exc.strerror}") from exc
         self._guard_coap(self._context)
         self.port = bind.port or 5683
+        await self._start_dtls()
         try:
             self._metrics_endpoint.start()
         except OSError as exc:
@@ -146,7 +181,21 @@ class GatewayServer(AsyncLifecycle):
                 f"cannot serve metrics on port {self.config.metrics_port}: {exc.strerror}"
             ) from exc
         self._gauges = self.supervisor.spawn("gateway-gauges", self._update_gauges)
-        log.info("gateway serving", extra={"coap_bind": str(bind), "routes": self.config.routes})
+        config = self.config
+        where = {"coap_bind": str(bind), "coaps_bind": str(config.coaps_bind)}
+        log.info("gateway serving", extra={**where, "routes": config.routes,
+                 "device_auth": config.device_auth})  # fmt: skip
+
+    async def _start_dtls(self) -> None:
+        if self.dtls is None:
+            return
+        try:
+            await self.dtls.start()
+        except (GatewayStartError, PreservariumError) as exc:
+            await self.stop()
+            if isinstance(exc, GatewayStartError):
+                raise
+            raise GatewayStartError(f"cannot load the DTLS keys: {exc}") from exc
 
     def _guard_coap(self, context: Any) -> None:
         limits = self.config.limits
@@ -178,6 +227,9 @@ class GatewayServer(AsyncLifecycle):
             if left:
                 log.warning("stopping with contacts in flight", extra={"in_flight": left})
             await context.shutdown()
+        if self.dtls is not None:
+            await self.dtls.stop()
+        await self.admission.drain()
         logging.getLogger(AIOCOAP_LOGGER).removeFilter(self._throttle)
         gauges, self._gauges = self._gauges, None
         if gauges is not None:

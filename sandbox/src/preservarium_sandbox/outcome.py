@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure, clean_text
-from preservarium_sandbox.engine.outputs import check_decoded, checked_bytes, checked_device_id
+from preservarium_sandbox.engine.outputs import (
+    check_decoded,
+    checked_bytes,
+    checked_device_id,
+    checked_token,
+)
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.worker.protocol import ProtocolError, decode_body
 
@@ -27,6 +32,7 @@ class Outcome:
 
     failure: ScriptFailure | None = None
     device_id: str | None = None
+    token: str | None = None  # token() output: a credential, for the gateway to check
     data_json: bytes | None = None
     reply: bytes | None = None
     warnings: tuple[str, ...] = ()
@@ -110,11 +116,13 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
                 worker_replaced=replaced,
             )
         device_id = answer.get("device_id")
+        token = None
         data_json = None
         reply = None
         if has_contact:
             if device_id is not None:
                 device_id = checked_device_id(device_id)
+            token = checked_token(answer.get("token"))
             data_json = _document(answer.get("blob"), limits)
             reply = _bytes_field(
                 answer.get("reply_b64"),
@@ -124,6 +132,7 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
             )
         return Outcome(
             device_id=device_id,
+            token=token,
             data_json=data_json,
             reply=reply,
             warnings=_warnings(answer.get("warnings", []), limits),

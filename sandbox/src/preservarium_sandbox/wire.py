@@ -147,6 +147,8 @@ def fill_parse_answer(response: pb.ParseResponse | pb.TestParserResponse, outcom
     result.warnings.extend(outcome.warnings)
     if outcome.device_id is not None:
         result.device_id = outcome.device_id
+    if outcome.token is not None:
+        result.token = outcome.token
     if outcome.data_json is not None:
         result.data_json = outcome.data_json
     if outcome.reply is not None:

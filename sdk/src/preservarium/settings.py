@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,6 +43,18 @@ def parse_host_port(value: str) -> HostPort:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"port must be a number from 0 to 65535, got {port_text!r}")
     return HostPort(host, int(port_text))
+
+
+class DeviceAuthMode(StrEnum):
+    """How strictly the gateway asks devices to prove who they are."""
+
+    REQUIRED = "required"  # every contact authenticates as the device it names
+    OPTIONAL = "optional"  # devices registered without credentials (and route devices) pass
+
+
+def parse_optional_host_port(value: str) -> HostPort | None:
+    """`host:port`, or None for an empty value (the listener is off)."""
+    return parse_host_port(value) if value.strip() else None
 
 
 def parse_routes(value: str) -> dict[str, str]:
@@ -104,6 +117,12 @@ class Settings(BaseSettings):
     sandbox_addr: str = "127.0.0.1:50051"
     coap_bind: Annotated[HostPort, NoDecode] = HostPort("0.0.0.0", 5683)
     coap_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # The service's own default is the safe one; `preservarium up` sets `optional`.
+    device_auth: DeviceAuthMode = DeviceAuthMode.REQUIRED
+    # The DTLS-PSK listener; empty turns it off.
+    coaps_bind: Annotated[HostPort | None, NoDecode] = HostPort("0.0.0.0", 5684)
+    device_rate_per_min: int = Field(default=120, ge=0, le=1_000_000)
+    source_rate_per_min: int = Field(default=600, ge=0, le=1_000_000)
     sandbox_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     sandbox_timeout_ms: int = Field(default=100, ge=1, le=TIMEOUT_CEILING_MS)
     sandbox_memory_mb: int = Field(default=256, ge=64, le=65536)
@@ -137,6 +156,16 @@ class Settings(BaseSettings):
     @classmethod
     def _host_port(cls, value: Any) -> Any:
         return parse_host_port(value) if isinstance(value, str) else value
+
+    @field_validator("coaps_bind", mode="before")
+    @classmethod
+    def _optional_host_port(cls, value: Any) -> Any:
+        return parse_optional_host_port(value) if isinstance(value, str) else value
+
+    @field_validator("device_auth", mode="before")
+    @classmethod
+    def _device_auth(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("coap_routes", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from RestrictedPython.compile import compile_restricted_exec
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
 from preservarium_sandbox.engine.transformer import ParserTransformer
 
-ENTRY_POINTS = ("parse", "identify", "reply", "format_command")
+ENTRY_POINTS = ("parse", "identify", "token", "reply", "format_command")
 _LINE = re.compile(r"Line (\d+)")
 
 

@@ -154,3 +154,17 @@ def checked_device_id(value: Any) -> str | None:
     if not is_device_id(value):
         raise _invalid("identify() must return 1 to 64 characters of A-Z a-z 0-9 . _ : -")
     return value
+
+
+MAX_TOKEN_CHARS = 256
+
+
+def checked_token(value: Any) -> str | None:
+    """token() output: the credential a payload carries (1 to 256 characters), or None."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise _invalid(f"token() must return str or None, not {type(value).__name__}")
+    if not 0 < len(value) <= MAX_TOKEN_CHARS:
+        raise _invalid(f"token() must return 1 to {MAX_TOKEN_CHARS} characters")
+    return value

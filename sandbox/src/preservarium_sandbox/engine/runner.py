@@ -29,6 +29,7 @@ from preservarium_sandbox.engine.facades import ImportDenied
 from preservarium_sandbox.engine.outputs import (
     checked_bytes,
     checked_device_id,
+    checked_token,
     document_json,
 )
 from preservarium_sandbox.engine.policy import fresh_globals
@@ -139,9 +140,12 @@ def _run_contact(
     limits: Limits,
 ) -> dict[str, Any]:
     device_id = contact.get("device_id")
+    token = None
     if identify:
         found = _entry(namespace, "identify")(payload, _metadata(contact, device_id))
         device_id = checked_device_id(found)
+        if callable(namespace.get("token")):  # optional: a credential in the payload
+            token = checked_token(namespace["token"](payload, _metadata(contact, device_id)))
     parsed = _entry(namespace, "parse")(payload, _metadata(contact, device_id))
     data_json = document_json(
         parsed, max_depth=limits.max_output_depth, max_bytes=limits.max_output_bytes
@@ -154,6 +158,7 @@ def _run_contact(
         )
     return {
         "device_id": device_id,
+        "token": token,
         "data_json": data_json,
         "reply_b64": None if reply is None else base64.b64encode(reply).decode(),
     }

@@ -17,15 +17,30 @@ from preservarium.cli.common import (
     when,
 )
 from preservarium.cli.database import migrated_database
+from preservarium.cli.device_credentials import (
+    AUTH_HELP,
+    AuthChoice,
+    auth_kind,
+    auth_option,
+    check_auth,
+    credential_repository,
+    credentials,
+    parse_attributes,
+    show_document,
+    summary_json,
+    summary_line,
+)
 from preservarium.errors import NotFoundError
 from preservarium.ids import is_device_id, is_device_type
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from preservarium.repositories import CommandRecord, DeviceRecord
+    from preservarium.identity.documents import CredentialDocument
+    from preservarium.repositories import CommandRecord, CredentialSummary, DeviceRecord
 
 app = typer.Typer(help="Register and inspect devices.", no_args_is_help=True)
+app.command("credentials")(credentials)
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 FORCE_TYPE = typer.Option(
     False, "--force", help="Accept a type that has no active parser yet (upload one before use)."
@@ -58,36 +73,58 @@ async def require_parser(engine: AsyncEngine, device_type: str) -> None:
 
 
 def _device_json(record: DeviceRecord) -> dict[str, Any]:
-    return {"id": record.id, "device_type": record.device_type, "created_at": record.created_at}
+    return {
+        "id": record.id,
+        "device_type": record.device_type,
+        "created_at": record.created_at,
+        "attributes": record.attributes,
+    }
 
 
 @app.command("register")
 def register(
     device_id: str = typer.Argument(..., metavar="ID"),
     device_type: str = typer.Option(..., "--type", help="Device type; names the parser."),
+    auth_value: AuthChoice = auth_option(AuthChoice.NONE, AUTH_HELP),
+    attr: list[str] = typer.Option([], "--attr", help="An attribute KEY=VALUE (repeatable)."),
     force: bool = FORCE_TYPE,
     as_json: bool = JSON,
 ) -> None:
-    """Register a device reached on /d/ID. Its type must have an active parser, unless
-    --force. (Devices reached on a route need no registration: the route gives the type.)"""
+    """Register a device reached on /d/ID, with generated credentials (printed once). Its
+    type must have an active parser, unless --force. (Devices reached on a route need no
+    registration: the route gives the type; register them to give them credentials.)"""
     _check_id(device_id)
     _check_type(device_type)
+    attributes = parse_attributes(attr)
     config = settings()
+    auth = auth_kind(auth_value)
+    check_auth(device_id, auth, config)
 
-    async def body() -> DeviceRecord:
+    async def body() -> tuple[DeviceRecord, CredentialDocument]:
         from preservarium.repositories import SQLDeviceRepository
 
         async with migrated_database(config) as engine:
             if not force:
                 await require_parser(engine, device_type)
-            return await SQLDeviceRepository(engine).register(device_id, device_type)
+            devices = SQLDeviceRepository(engine)
+            record = await devices.register(device_id, device_type, attributes=attributes)
+            try:
+                document = await credential_repository(engine, config).set_credentials(
+                    device_id, auth
+                )
+            except Exception:
+                await devices.remove(device_id)  # all or nothing: no device without its kind
+                raise
+            return record, document
 
-    record = run(body)
+    record, document = run(body)
     stored_in(config)
-    if as_json:
-        print_json(_device_json(record))
-    else:
-        console.print(f"registered {record.id} (type {record.device_type})", highlight=False)
+    if not as_json:
+        console.print(
+            f"registered {record.id} (type {record.device_type}, auth {auth.value})",
+            highlight=False,
+        )
+    show_document(document, as_json=as_json, extra=_device_json(record))
 
 
 @app.command("update")
@@ -141,32 +178,38 @@ def list_devices(as_json: bool = JSON) -> None:
 
 @app.command("show")
 def show(device_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON) -> None:
-    """Show one device and the commands waiting for its next contact."""
+    """Show one device, how it authenticates (never the secret) and its waiting commands."""
     config = settings()
 
-    async def body() -> tuple[DeviceRecord, list[CommandRecord]]:
+    async def body() -> tuple[DeviceRecord, CredentialSummary, list[CommandRecord]]:
         from preservarium.repositories import SQLCommandRepository, SQLDeviceRepository
         from preservarium.repositories.commands import CommandStatus
 
         async with migrated_database(config) as engine:
             record = await SQLDeviceRepository(engine).get(device_id)
+            summary = await credential_repository(engine, config).summary(device_id)
             pending = await SQLCommandRepository(engine).list_commands(
                 device_id=device_id,
                 statuses=(CommandStatus.QUEUED, CommandStatus.CLAIMED),
                 limit=PENDING_LIMIT,
             )
-            return record, pending
+            return record, summary, pending
 
-    record, pending = run(body)
+    record, summary, pending = run(body)
     if as_json:
         from preservarium.cli.command_list import command_json
 
-        print_json({**_device_json(record), "pending_commands": [command_json(c) for c in pending]})
+        print_json({**_device_json(record), **summary_json(summary),
+                    "pending_commands": [command_json(c) for c in pending]})  # fmt: skip
         return
     console.print(
-        f"{record.id}  type {record.device_type}  registered {when(record.created_at)}",
+        f"{record.id}  type {record.device_type}  registered {when(record.created_at)}  "
+        f"{summary_line(summary)}",
         highlight=False,
     )
+    if record.attributes:
+        pairs = "  ".join(f"{key}={value}" for key, value in sorted(record.attributes.items()))
+        console.print(f"attributes  {pairs}", highlight=False, markup=False)
     if not pending:
         console.print("no pending commands", highlight=False)
         return

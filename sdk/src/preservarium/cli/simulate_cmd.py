@@ -66,6 +66,12 @@ def efento(
     no_records: bool = typer.Option(
         False, "--no-records", help="Do not follow the parsed and failed topics."
     ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        metavar="TOKEN",
+        help="The cloud_token each device sends: its token from `device register --auth token`.",
+    ),
 ) -> None:
     """Send realistic Efento uplinks over CoAP; show the answers, downlinks and parsed records.
 
@@ -82,6 +88,7 @@ def efento(
         interval_s=interval,
         confirm_every=confirm_every,
         first_serial=_serial(first_serial),
+        token=token,
     )
     config = settings()
     tally = Tally()

@@ -20,6 +20,7 @@ from preservarium.settings import (
     DEFAULT_GATEWAY_METRICS_PORT,
     DEFAULT_SANDBOX_METRICS_PORT,
     ENV_PREFIX,
+    DeviceAuthMode,
     HostPort,
     Settings,
 )
@@ -28,6 +29,10 @@ Service = Literal["sandbox", "gateway"]
 
 EFENTO_ROUTES = {"m": "efento", "i": "efento", "c": "efento", "t": "efento"}
 DEFAULT_COAP_BIND = HostPort("127.0.0.1", 5683)
+DEFAULT_COAPS_BIND = HostPort("127.0.0.1", 5684)
+# The services default to `required`; the embedded stack is for trying things out, so
+# `simulate` and unregistered devices work (credentialed devices must still present them).
+DEFAULT_DEVICE_AUTH = DeviceAuthMode.OPTIONAL
 DEFAULT_KAFKA_PORT = 9092
 BROKER_HOST = "127.0.0.1"
 PROGRAMS: dict[Service, str] = {
@@ -66,6 +71,8 @@ class StackConfig:
     broker_port: int | None
     coap_bind: HostPort
     coap_routes: Mapping[str, str]
+    coaps_bind: HostPort | None
+    device_auth: DeviceAuthMode
     sandbox_listen: HostPort
     sandbox_addr: str
     metrics_ports: Mapping[Service, int]
@@ -97,6 +104,8 @@ class StackConfig:
             broker_port=None if external_kafka else options.kafka_port,
             coap_bind=settings.coap_bind if "coap_bind" in explicit else DEFAULT_COAP_BIND,
             coap_routes=settings.coap_routes if "coap_routes" in explicit else EFENTO_ROUTES,
+            coaps_bind=settings.coaps_bind if "coaps_bind" in explicit else DEFAULT_COAPS_BIND,
+            device_auth=settings.device_auth if "device_auth" in explicit else DEFAULT_DEVICE_AUTH,
             sandbox_listen=listen,
             sandbox_addr=settings.sandbox_addr
             if "sandbox_addr" in explicit
@@ -117,6 +126,8 @@ class StackConfig:
     def ports(self) -> list[Port]:
         """Every port the stack's own processes will bind."""
         ports = [Port(self.coap_bind.host, self.coap_bind.port, "udp")]
+        if self.coaps_bind is not None:
+            ports.append(Port(self.coaps_bind.host, self.coaps_bind.port, "udp"))
         if self.broker_port is not None:
             ports.append(Port(BROKER_HOST, self.broker_port))
         ports.append(Port(self.sandbox_listen.host, self.sandbox_listen.port))
@@ -135,6 +146,8 @@ class StackConfig:
             "SANDBOX_ADDR": self.sandbox_addr,
             "COAP_BIND": str(self.coap_bind),
             "COAP_ROUTES": routes,
+            "COAPS_BIND": "" if self.coaps_bind is None else str(self.coaps_bind),
+            "DEVICE_AUTH": self.device_auth.value,
             "METRICS_PORT": str(self.metrics_ports[service]),
             # `up` has migrated already; two services migrating at once would race.
             "DB_AUTO_MIGRATE": "0",

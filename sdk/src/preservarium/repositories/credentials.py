@@ -46,6 +46,21 @@ class CredentialSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthEntry:
+    """What a gateway holds in memory to check a contact: the kind and a token's hash.
+
+    The hash of a 256-bit token reveals nothing usable; PSKs and OSCORE secrets are not
+    here (the DTLS keyring and the OSCORE layer fetch those themselves).
+    """
+
+    auth: AuthKind
+    token_sha256: str | None = None
+
+
+NO_CREDENTIALS = AuthEntry(AuthKind.NONE)
+
+
+@dataclass(frozen=True, slots=True)
 class OscoreContextRecord:
     """The OSCORE context of the device whose requests carry this kid."""
 
@@ -114,6 +129,26 @@ class SQLCredentialRepository(SQLRepository):
         return CredentialSummary(
             device_id, AuthKind(row.auth), row.created_at, row.last_authenticated_at
         )
+
+    async def auth_entries(self) -> dict[str, AuthEntry]:
+        """Every device with credentials: its kind and token hash (no other secret)."""
+        async with self.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        DeviceCredential.device_id,
+                        DeviceCredential.auth,
+                        DeviceCredential.token_sha256,
+                    )
+                )
+            ).all()
+        return {device_id: AuthEntry(AuthKind(auth), digest) for device_id, auth, digest in rows}
+
+    async def auth_entry(self, device_id: str) -> AuthEntry:
+        """One device's kind and token hash (`none` when it has no credentials row)."""
+        async with self.transaction() as session:
+            row = await session.get(DeviceCredential, device_id)
+        return NO_CREDENTIALS if row is None else AuthEntry(AuthKind(row.auth), row.token_sha256)
 
     async def verify_token(self, device_id: str, token: str) -> bool:
         """Whether `token` is the device's token (constant-time compare of the hashes)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 
@@ -19,18 +20,24 @@ class DeviceRecord:
     id: str
     device_type: str
     created_at: datetime
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 def _record(row: Device) -> DeviceRecord:
-    return DeviceRecord(row.id, row.device_type, row.created_at)
+    return DeviceRecord(row.id, row.device_type, row.created_at, dict(row.attributes or {}))
 
 
 class SQLDeviceRepository(SQLRepository):
     """Devices in SQL."""
 
-    async def register(self, device_id: str, device_type: str) -> DeviceRecord:
+    async def register(
+        self, device_id: str, device_type: str, *, attributes: dict[str, Any] | None = None
+    ) -> DeviceRecord:
         """Register a new device; ConflictError if the id is taken."""
-        row = Device(id=device_id, device_type=device_type, created_at=utcnow())
+        row = Device(
+            id=device_id, device_type=device_type, created_at=utcnow(),
+            attributes=dict(attributes or {}),
+        )  # fmt: skip
         try:
             async with self.transaction() as session:
                 session.add(row)

@@ -43,6 +43,9 @@ class SimulationPlan:
     first_serial: bytes = field(default_factory=default_first_serial)
     outcome_timeout_s: float = 5.0
     timing: Retransmission = field(default_factory=Retransmission)
+    # The cloud_token every device sends (its credential when registered with a token);
+    # None: each sends an IMEI-like number, as unconfigured sensors do.
+    token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,9 @@ async def simulate(
     """Run every device of `plan` at once, each staggered a little after the previous."""
     now = int(time.time())
     devices = [EfentoDevice.numbered(plan.first_serial, i, now=now) for i in range(plan.devices)]
+    if plan.token is not None:
+        for device in devices:
+            device.cloud_token = plan.token
     stagger_s = plan.interval_s / max(1, plan.devices)
     async with asyncio.TaskGroup() as group:
         for index, device in enumerate(devices):

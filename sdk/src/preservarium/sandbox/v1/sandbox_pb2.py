@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%preservarium/sandbox/v1/sandbox.proto\x12\x17preservarium.sandbox.v1\"l\n\x0bScriptError\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".preservarium.sandbox.v1.ErrorKind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\x04line\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x07\n\x05_line\"\x87\x02\n\x07\x43ontact\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x16\n\tdevice_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65vice_type\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfirmable\x18\x06 \x01(\x08\x12\x13\n\x0breceived_at\x18\x07 \x01(\x03\x12:\n\x05query\x18\x08 \x03(\x0b\x32+.preservarium.sandbox.v1.Contact.QueryEntry\x1a,\n\nQueryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_device_id\"V\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\x12\x13\n\x0bparams_json\x18\x04 \x01(\t\":\n\tParserRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"v\n\x0bParseResult\x12\x16\n\tdevice_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x11\n\tdata_json\x18\x02 \x01(\x0c\x12\x12\n\x05reply\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x12\x10\n\x08warnings\x18\x04 \x03(\tB\x0c\n\n_device_idB\x08\n\x06_reply\"d\n\rCommandResult\x12\x11\n\x07payload\x18\x01 \x01(\x0cH\x00\x12\x35\n\x05\x65rror\x18\x02 \x01(\x0b\x32$.preservarium.sandbox.v1.ScriptErrorH\x00\x42\t\n\x07outcome\"\xac\x01\n\x0cParseRequest\x12\x13\n\x0b\x64\x65vice_type\x18\x01 \x01(\t\x12\x31\n\x07\x63ontact\x18\x02 \x01(\x0b\x32 .preservarium.sandbox.v1.Contact\x12\x10\n\x08identify\x18\x03 \x01(\x08\x12\x36\n\x07\x63ommand\x18\x04 \x01(\x0b\x32 .preservarium.sandbox.v1.CommandH\x00\x88\x01\x01\x42\n\n\x08_command\"\x9c\x02\n\rParseResponse\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32$.preservarium.sandbox.v1.ParseResultH\x00\x12\x35\n\x05\x65rror\x18\x02 \x01(\x0b\x32$.preservarium.sandbox.v1.ScriptErrorH\x00\x12\x32\n\x06parser\x18\x03 \x01(\x0b\x32\".preservarium.sandbox.v1.ParserRef\x12<\n\x07\x63ommand\x18\x04 \x01(\x0b\x32&.preservarium.sandbox.v1.CommandResultH\x01\x88\x01\x01\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01\x42\t\n\x07outcomeB\n\n\x08_command\"^\n\x14\x46ormatCommandRequest\x12\x13\n\x0b\x64\x65vice_type\x18\x01 \x01(\t\x12\x31\n\x07\x63ommand\x18\x02 \x01(\x0b\x32 .preservarium.sandbox.v1.Command\"\x98\x01\n\x15\x46ormatCommandResponse\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32&.preservarium.sandbox.v1.CommandResult\x12\x32\n\x06parser\x18\x02 \x01(\x0b\x32\".preservarium.sandbox.v1.ParserRef\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01\"\xbd\x01\n\x11TestParserRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x36\n\x07\x63ontact\x18\x02 \x01(\x0b\x32 .preservarium.sandbox.v1.ContactH\x00\x88\x01\x01\x12\x10\n\x08identify\x18\x03 \x01(\x08\x12\x36\n\x07\x63ommand\x18\x04 \x01(\x0b\x32 .preservarium.sandbox.v1.CommandH\x01\x88\x01\x01\x42\n\n\x08_contactB\n\n\x08_command\"\xed\x01\n\x12TestParserResponse\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32$.preservarium.sandbox.v1.ParseResultH\x00\x12\x35\n\x05\x65rror\x18\x02 \x01(\x0b\x32$.preservarium.sandbox.v1.ScriptErrorH\x00\x12<\n\x07\x63ommand\x18\x03 \x01(\x0b\x32&.preservarium.sandbox.v1.CommandResultH\x01\x88\x01\x01\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\x42\t\n\x07outcomeB\n\n\x08_command\"X\n\x12ParseStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x36\n\x07request\x18\x02 \x01(\x0b\x32%.preservarium.sandbox.v1.ParseRequest\"[\n\x13ParseStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x38\n\x08response\x18\x02 \x01(\x0b\x32&.preservarium.sandbox.v1.ParseResponse*\xd7\x02\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45RROR_KIND_COMPILE_ERROR\x10\x01\x12\x1f\n\x1b\x45RROR_KIND_MISSING_FUNCTION\x10\x02\x12\x1c\n\x18\x45RROR_KIND_IMPORT_DENIED\x10\x03\x12\x1c\n\x18\x45RROR_KIND_RUNTIME_ERROR\x10\x04\x12\x16\n\x12\x45RROR_KIND_TIMEOUT\x10\x05\x12\x1b\n\x17\x45RROR_KIND_MEMORY_LIMIT\x10\x06\x12\x1d\n\x19\x45RROR_KIND_INVALID_OUTPUT\x10\x07\x12\x1a\n\x16\x45RROR_KIND_QUARANTINED\x10\x08\x12\x1f\n\x1b\x45RROR_KIND_PARSER_NOT_FOUND\x10\t\x12\"\n\x1e\x45RROR_KIND_SANDBOX_UNAVAILABLE\x10\n2\xac\x03\n\rParserSandbox\x12V\n\x05Parse\x12%.preservarium.sandbox.v1.ParseRequest\x1a&.preservarium.sandbox.v1.ParseResponse\x12n\n\rFormatCommand\x12-.preservarium.sandbox.v1.FormatCommandRequest\x1a..preservarium.sandbox.v1.FormatCommandResponse\x12\x65\n\nTestParser\x12*.preservarium.sandbox.v1.TestParserRequest\x1a+.preservarium.sandbox.v1.TestParserResponse\x12l\n\x0bParseStream\x12+.preservarium.sandbox.v1.ParseStreamRequest\x1a,.preservarium.sandbox.v1.ParseStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%preservarium/sandbox/v1/sandbox.proto\x12\x17preservarium.sandbox.v1\"l\n\x0bScriptError\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".preservarium.sandbox.v1.ErrorKind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\x04line\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x07\n\x05_line\"\x87\x02\n\x07\x43ontact\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x16\n\tdevice_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65vice_type\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfirmable\x18\x06 \x01(\x08\x12\x13\n\x0breceived_at\x18\x07 \x01(\x03\x12:\n\x05query\x18\x08 \x03(\x0b\x32+.preservarium.sandbox.v1.Contact.QueryEntry\x1a,\n\nQueryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_device_id\"V\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\x12\x13\n\x0bparams_json\x18\x04 \x01(\t\":\n\tParserRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x94\x01\n\x0bParseResult\x12\x16\n\tdevice_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x11\n\tdata_json\x18\x02 \x01(\x0c\x12\x12\n\x05reply\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\x12\n\x05token\x18\x05 \x01(\tH\x02\x88\x01\x01\x42\x0c\n\n_device_idB\x08\n\x06_replyB\x08\n\x06_token\"d\n\rCommandResult\x12\x11\n\x07payload\x18\x01 \x01(\x0cH\x00\x12\x35\n\x05\x65rror\x18\x02 \x01(\x0b\x32$.preservarium.sandbox.v1.ScriptErrorH\x00\x42\t\n\x07outcome\"\xac\x01\n\x0cParseRequest\x12\x13\n\x0b\x64\x65vice_type\x18\x01 \x01(\t\x12\x31\n\x07\x63ontact\x18\x02 \x01(\x0b\x32 .preservarium.sandbox.v1.Contact\x12\x10\n\x08identify\x18\x03 \x01(\x08\x12\x36\n\x07\x63ommand\x18\x04 \x01(\x0b\x32 .preservarium.sandbox.v1.CommandH\x00\x88\x01\x01\x42\n\n\x08_command\"\x9c\x02\n\rParseResponse\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32$.preservarium.sandbox.v1.ParseResultH\x00\x12\x35\n\x05\x65rror\x18\x02 \x01(\x0b\x32$.preservarium.sandbox.v1.ScriptErrorH\x00\x12\x32\n\x06parser\x18\x03 \x01(\x0b\x32\".preservarium.sandbox.v1.ParserRef\x12<\n\x07\x63ommand\x18\x04 \x01(\x0b\x32&.preservarium.sandbox.v1.CommandResultH\x01\x88\x01\x01\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01\x42\t\n\x07outcomeB\n\n\x08_command\"^\n\x14\x46ormatCommandRequest\x12\x13\n\x0b\x64\x65vice_type\x18\x01 \x01(\t\x12\x31\n\x07\x63ommand\x18\x02 \x01(\x0b\x32 .preservarium.sandbox.v1.Command\"\x98\x01\n\x15\x46ormatCommandResponse\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32&.preservarium.sandbox.v1.CommandResult\x12\x32\n\x06parser\x18\x02 \x01(\x0b\x32\".preservarium.sandbox.v1.ParserRef\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01\"\xbd\x01\n\x11TestParserRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x36\n\x07\x63ontact\x18\x02 \x01(\x0b\x32 .preservarium.sandbox.v1.ContactH\x00\x88\x01\x01\x12\x10\n\x08identify\x18\x03 \x01(\x08\x12\x36\n\x07\x63ommand\x18\x04 \x01(\x0b\x32 .preservarium.sandbox.v1.CommandH\x01\x88\x01\x01\x42\n\n\x08_contactB\n\n\x08_command\"\xed\x01\n\x12TestParserResponse\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32$.preservarium.sandbox.v1.ParseResultH\x00\x12\x35\n\x05\x65rror\x18\x02 \x01(\x0b\x32$.preservarium.sandbox.v1.ScriptErrorH\x00\x12<\n\x07\x63ommand\x18\x03 \x01(\x0b\x32&.preservarium.sandbox.v1.CommandResultH\x01\x88\x01\x01\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\x42\t\n\x07outcomeB\n\n\x08_command\"X\n\x12ParseStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x36\n\x07request\x18\x02 \x01(\x0b\x32%.preservarium.sandbox.v1.ParseRequest\"[\n\x13ParseStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x38\n\x08response\x18\x02 \x01(\x0b\x32&.preservarium.sandbox.v1.ParseResponse*\xd7\x02\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45RROR_KIND_COMPILE_ERROR\x10\x01\x12\x1f\n\x1b\x45RROR_KIND_MISSING_FUNCTION\x10\x02\x12\x1c\n\x18\x45RROR_KIND_IMPORT_DENIED\x10\x03\x12\x1c\n\x18\x45RROR_KIND_RUNTIME_ERROR\x10\x04\x12\x16\n\x12\x45RROR_KIND_TIMEOUT\x10\x05\x12\x1b\n\x17\x45RROR_KIND_MEMORY_LIMIT\x10\x06\x12\x1d\n\x19\x45RROR_KIND_INVALID_OUTPUT\x10\x07\x12\x1a\n\x16\x45RROR_KIND_QUARANTINED\x10\x08\x12\x1f\n\x1b\x45RROR_KIND_PARSER_NOT_FOUND\x10\t\x12\"\n\x1e\x45RROR_KIND_SANDBOX_UNAVAILABLE\x10\n2\xac\x03\n\rParserSandbox\x12V\n\x05Parse\x12%.preservarium.sandbox.v1.ParseRequest\x1a&.preservarium.sandbox.v1.ParseResponse\x12n\n\rFormatCommand\x12-.preservarium.sandbox.v1.FormatCommandRequest\x1a..preservarium.sandbox.v1.FormatCommandResponse\x12\x65\n\nTestParser\x12*.preservarium.sandbox.v1.TestParserRequest\x1a+.preservarium.sandbox.v1.TestParserResponse\x12l\n\x0bParseStream\x12+.preservarium.sandbox.v1.ParseStreamRequest\x1a,.preservarium.sandbox.v1.ParseStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONTACT_QUERYENTRY']._loaded_options = None
   _globals['_CONTACT_QUERYENTRY']._serialized_options = b'8\001'
-  _globals['_ERRORKIND']._serialized_start=2141
-  _globals['_ERRORKIND']._serialized_end=2484
+  _globals['_ERRORKIND']._serialized_start=2172
+  _globals['_ERRORKIND']._serialized_end=2515
   _globals['_SCRIPTERROR']._serialized_start=66
   _globals['_SCRIPTERROR']._serialized_end=174
   _globals['_CONTACT']._serialized_start=177
@@ -45,26 +45,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMAND']._serialized_end=528
   _globals['_PARSERREF']._serialized_start=530
   _globals['_PARSERREF']._serialized_end=588
-  _globals['_PARSERESULT']._serialized_start=590
-  _globals['_PARSERESULT']._serialized_end=708
-  _globals['_COMMANDRESULT']._serialized_start=710
-  _globals['_COMMANDRESULT']._serialized_end=810
-  _globals['_PARSEREQUEST']._serialized_start=813
-  _globals['_PARSEREQUEST']._serialized_end=985
-  _globals['_PARSERESPONSE']._serialized_start=988
-  _globals['_PARSERESPONSE']._serialized_end=1272
-  _globals['_FORMATCOMMANDREQUEST']._serialized_start=1274
-  _globals['_FORMATCOMMANDREQUEST']._serialized_end=1368
-  _globals['_FORMATCOMMANDRESPONSE']._serialized_start=1371
-  _globals['_FORMATCOMMANDRESPONSE']._serialized_end=1523
-  _globals['_TESTPARSERREQUEST']._serialized_start=1526
-  _globals['_TESTPARSERREQUEST']._serialized_end=1715
-  _globals['_TESTPARSERRESPONSE']._serialized_start=1718
-  _globals['_TESTPARSERRESPONSE']._serialized_end=1955
-  _globals['_PARSESTREAMREQUEST']._serialized_start=1957
-  _globals['_PARSESTREAMREQUEST']._serialized_end=2045
-  _globals['_PARSESTREAMRESPONSE']._serialized_start=2047
-  _globals['_PARSESTREAMRESPONSE']._serialized_end=2138
-  _globals['_PARSERSANDBOX']._serialized_start=2487
-  _globals['_PARSERSANDBOX']._serialized_end=2915
+  _globals['_PARSERESULT']._serialized_start=591
+  _globals['_PARSERESULT']._serialized_end=739
+  _globals['_COMMANDRESULT']._serialized_start=741
+  _globals['_COMMANDRESULT']._serialized_end=841
+  _globals['_PARSEREQUEST']._serialized_start=844
+  _globals['_PARSEREQUEST']._serialized_end=1016
+  _globals['_PARSERESPONSE']._serialized_start=1019
+  _globals['_PARSERESPONSE']._serialized_end=1303
+  _globals['_FORMATCOMMANDREQUEST']._serialized_start=1305
+  _globals['_FORMATCOMMANDREQUEST']._serialized_end=1399
+  _globals['_FORMATCOMMANDRESPONSE']._serialized_start=1402
+  _globals['_FORMATCOMMANDRESPONSE']._serialized_end=1554
+  _globals['_TESTPARSERREQUEST']._serialized_start=1557
+  _globals['_TESTPARSERREQUEST']._serialized_end=1746
+  _globals['_TESTPARSERRESPONSE']._serialized_start=1749
+  _globals['_TESTPARSERRESPONSE']._serialized_end=1986
+  _globals['_PARSESTREAMREQUEST']._serialized_start=1988
+  _globals['_PARSESTREAMREQUEST']._serialized_end=2076
+  _globals['_PARSESTREAMRESPONSE']._serialized_start=2078
+  _globals['_PARSESTREAMRESPONSE']._serialized_end=2169
+  _globals['_PARSERSANDBOX']._serialized_start=2518
+  _globals['_PARSERSANDBOX']._serialized_end=2946
 # @@protoc_insertion_point(module_scope)

@@ -92,16 +92,18 @@ class ParserRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ParseResult(_message.Message):
-    __slots__ = ("device_id", "data_json", "reply", "warnings")
+    __slots__ = ("device_id", "data_json", "reply", "warnings", "token")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     data_json: bytes
     reply: bytes
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, device_id: _Optional[str] = ..., data_json: _Optional[bytes] = ..., reply: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    token: str
+    def __init__(self, device_id: _Optional[str] = ..., data_json: _Optional[bytes] = ..., reply: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ..., token: _Optional[str] = ...) -> None: ...
 
 class CommandResult(_message.Message):
     __slots__ = ("payload", "error")
