@@ -12,6 +12,7 @@ import ast
 import re
 from pathlib import Path
 
+import preservarium_gateway.admission as admission_module
 import preservarium_gateway.coap as coap_module
 import preservarium_gateway.datagrams as datagrams_module
 from aiocoap import error
@@ -21,7 +22,9 @@ from preservarium_gateway.config import GatewayLimits
 from tests.repo.markdown import ROOT, first_cells, section
 
 COAP_DOC = ROOT / "docs" / "coap.md"
-MODULES = [Path(str(coap_module.__file__)), Path(str(datagrams_module.__file__))]
+MODULES = [
+    Path(str(module.__file__)) for module in (coap_module, datagrams_module, admission_module)
+]
 DOTTED = re.compile(r"^`(\d\.\d\d) [A-Z][A-Za-z ]+`$")
 
 
