@@ -10,7 +10,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from preservarium.embedded.parent_death import die_with_parent
+from preservarium.embedded.parent_death import dying_with_parent
 from preservarium.errors import PreservariumError
 from preservarium.lifecycle import AsyncLifecycle
 
@@ -80,7 +80,7 @@ class EmbeddedBroker(AsyncLifecycle):
     async def start(self, *, timeout: float = 15.0) -> None:
         """Start the broker and wait until it accepts connections."""
         url = f"tcp://{self.host}:{self.port}"
-        self._process = await asyncio.create_subprocess_exec(
+        argv = [
             str(tansu_binary()),
             "broker",
             "--listener-url",
@@ -89,12 +89,14 @@ class EmbeddedBroker(AsyncLifecycle):
             url,
             "--storage-engine",
             "memory://tansu/",
+        ]
+        self._process = await asyncio.create_subprocess_exec(
+            # In-memory storage: nothing to lose, and a port to give back at once.
+            *dying_with_parent(argv, signal.SIGKILL),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
             start_new_session=True,
-            # In-memory storage: nothing to lose, and a port to give back at once.
-            preexec_fn=die_with_parent(signal.SIGKILL),
         )
         try:
             await wait_for_port(self.host, self.port, timeout=timeout)

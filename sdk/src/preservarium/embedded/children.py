@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO, Protocol
 
 from preservarium.embedded.broker import EmbeddedBroker
-from preservarium.embedded.parent_death import die_with_parent
+from preservarium.embedded.parent_death import dying_with_parent
 
 LineSink = Callable[[str, str], None]
 """Receives (child name, one line of its output)."""
@@ -137,14 +137,13 @@ class ChildProcess:
     async def start(self) -> None:
         """Start the program; OSError when it cannot be executed."""
         self._process = await asyncio.create_subprocess_exec(
-            *self._argv,
+            # Our stop() is the polite way; this is for when we die without running it.
+            *dying_with_parent(self._argv),
             env=self._env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            # Our stop() is the polite way; this is for when we die without running it.
-            preexec_fn=die_with_parent(),
             limit=LINE_LIMIT,
         )
         streams = (self._process.stdout, self._process.stderr)

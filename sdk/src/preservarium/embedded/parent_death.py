@@ -3,35 +3,38 @@
 `preservarium up` stops its services itself when it can; when it cannot (SIGKILL, a
 crash), Linux's PR_SET_PDEATHSIG still signals each child as `up` dies, so no broker
 or sandbox is left holding its port. Elsewhere this is a no-op.
+
+The signal is arranged by a tiny launcher that then execs the real program (the
+setting survives execve), not by a `preexec_fn`: code run between fork and exec in a
+child of a threaded process (gRPC and asyncio run threads) can deadlock or crash, and
+did (a segfault, an abort) under load.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
-from collections.abc import Callable
 
-PR_SET_PDEATHSIG = 1
+# argv: signal number, the parent's pid, then the program and its arguments.
+LAUNCHER = """\
+import ctypes, os, sys
+signum, parent = int(sys.argv[1]), int(sys.argv[2])
+ctypes.CDLL(None, use_errno=True).prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG
+if os.getppid() != parent:  # the parent died before prctl: nobody would signal us
+    os.kill(os.getpid(), signum)
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
 
 
-def die_with_parent(signum: signal.Signals = signal.SIGTERM) -> Callable[[], None] | None:
-    """A `preexec_fn` that has the child receive `signum` when this process dies (None
-    where the system has no such thing).
+def dying_with_parent(argv: list[str], signum: signal.Signals = signal.SIGTERM) -> list[str]:
+    """`argv` run so that it receives `signum` when this process dies (as is where the
+    system has no such thing).
 
     Linux signals the child when the *thread* that started it ends: start children from
     the thread that lives as long as the process (the one running asyncio.run).
     """
     if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls into it
-    parent = os.getpid()
-
-    def arrange() -> None:
-        libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signum), 0, 0, 0)
-        # The parent may have died between fork and prctl: then nobody would signal us.
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signum)
-
-    return arrange
+        return argv
+    guard = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(int(signum)), str(os.getpid())]
+    return [*guard, *argv]
