@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,9 @@ def test_starts_and_stops_on_sigterm(command: str, tmp_path: Path) -> None:
         "PRESERVARIUM_DB_AUTO_MIGRATE": "1",
         "PRESERVARIUM_SANDBOX_LISTEN": f"127.0.0.1:{free_port()}",
         "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{free_port()}",
+        # The gateway's default is `required` device auth, which needs the secret key.
+        "PRESERVARIUM_SECRET_KEY": "k" * 44,
+        "PRESERVARIUM_COAPS_BIND": f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
         "PRESERVARIUM_METRICS_PORT": "0",
         "PRESERVARIUM_SANDBOX_WORKERS": "1",
     }

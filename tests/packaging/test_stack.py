@@ -29,7 +29,7 @@ from tests.packaging.replay import ROOT
 from tests.support.net import free_port
 from tests.support.postgres import create_database, drop_database
 
-VARIABLES = {"POSTGRES_PASSWORD": "unused-here"}
+VARIABLES = {"POSTGRES_PASSWORD": "unused-here", "PRESERVARIUM_SECRET_KEY": "k" * 44}
 START_TIMEOUT_S = 40.0
 STOP_TIMEOUT_S = 20.0
 METRIC = re.compile(r"^# TYPE (preservarium_\w+) (\w+)$", re.MULTILINE)
@@ -133,11 +133,13 @@ class Ports:
     coap: int
     sandbox_metrics: int
     gateway_metrics: int
+    coaps: int
 
     @classmethod
     def free(cls) -> Ports:
         """Ports nobody listens on now."""
-        return cls(free_port(), free_port(socket.SOCK_DGRAM), free_port(), free_port())
+        udp = socket.SOCK_DGRAM
+        return cls(free_port(), free_port(udp), free_port(), free_port(), free_port(udp))
 
 
 def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs: Path) -> None:
@@ -167,6 +169,7 @@ def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs:
             "PRESERVARIUM_TOPIC_PREFIX": f"pkg{uuid.uuid4().hex[:8]}.",
             "PRESERVARIUM_SANDBOX_ADDR": sandbox_addr,
             "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{ports.coap}",
+            "PRESERVARIUM_COAPS_BIND": f"127.0.0.1:{ports.coaps}",
             "PRESERVARIUM_METRICS_PORT": str(ports.gateway_metrics),
         },
     )

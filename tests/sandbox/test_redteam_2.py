@@ -216,7 +216,7 @@ class TestFairness:
         config = sandbox_config(sandbox_db, limits=Limits(timeout_ms=5000))
         hog, victim = f"hog{uuid.uuid4().hex[:8]}", f"victim{uuid.uuid4().hex[:8]}"
         async with SandboxServer(config), SandboxClient(config.listen, timeout_s=60) as client:
-            await parsers.upload(hog, BUSY)
+            await parsers.upload(hog, BUSY.replace("400000", "4000000"))
             await parsers.upload(victim, "def parse(payload, metadata):\n    return {}\n")
             await wait_for_version(client, hog, 1)
             await wait_for_version(client, victim, 1)
@@ -233,7 +233,8 @@ class TestFairness:
             ahead = len(finished) - before
             await asyncio.gather(*flood)
         # Counted from when the victim came (a loaded machine may have finished a few hog
-        # calls before): enough were still queued for a first-come queue to show...
+        # calls before; each hog call takes about half a second here): enough were still
+        # queued for a first-come queue to show...
         assert 12 - before >= 8, before
         # ...yet only the two calls running then, perhaps one more turn, went ahead of it.
         assert ahead <= 4, ahead

@@ -37,10 +37,16 @@ MAX_UNAVAILABLE_ATTEMPTS = 3
 
 
 class PendingCommandIndex:
-    """Device ids with at least one queued command."""
+    """Device ids with at least one queued command.
+
+    A refresh reads the database's view, which may predate a command queued while the
+    query ran: what was added meanwhile is kept, or that device's next contact would
+    miss its command until the next refresh.
+    """
 
     def __init__(self) -> None:
         self._devices: set[str] = set()
+        self._added_since_read: set[str] = set()
 
     def __contains__(self, device_id: object) -> bool:
         return device_id in self._devices
@@ -51,14 +57,21 @@ class PendingCommandIndex:
     def add(self, device_id: str) -> None:
         """A command was queued for `device_id`."""
         self._devices.add(device_id)
+        self._added_since_read.add(device_id)
 
     def discard(self, device_id: str) -> None:
         """`device_id` has nothing queued any more."""
         self._devices.discard(device_id)
 
+    def reading(self) -> None:
+        """A read of the database's view starts now."""
+        self._added_since_read = set()
+
     def replace(self, device_ids: set[str]) -> None:
-        """Take the database's view."""
-        self._devices = device_ids
+        """Take the database's view, read since the last `reading()`, with what was
+        added after it began."""
+        self._devices = device_ids | self._added_since_read
+        self._added_since_read = set()
 
 
 class CommandDesk(AsyncLifecycle):
@@ -126,6 +139,7 @@ class CommandDesk(AsyncLifecycle):
 
     async def refresh(self) -> None:
         """Re-read the devices with queued commands."""
+        self.index.reading()
         self.index.replace(await self._repository.pending_device_ids())
 
     async def _housekeeping(self) -> None:
