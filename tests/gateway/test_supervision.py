@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,9 +21,10 @@ from preservarium_sandbox.server import SandboxServer
 
 from tests.gateway.conftest import Topology, gateway_config
 from tests.support.kafka import prefix, produce
+from tests.support.supervision import HeldPause
 
 # Long enough for the probe to see the loop down on a loaded machine.
-BACKOFF = Backoff(initial_s=1.5, max_s=1.5)
+BACKOFF = Backoff(initial_s=0.2, max_s=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +69,21 @@ async def until_probe(server: GatewayServer, healthy: bool) -> None:
     raise AssertionError(f"the probe never said {'healthy' if healthy else 'unhealthy'}")
 
 
-async def unhealthy_then_healthy(server: GatewayServer) -> None:
+@pytest.fixture
+def held(supervised: GatewayServer) -> Iterator[HeldPause]:
+    """Failed loops of the gateway stay down until the test releases them."""
+    pause = HeldPause()
+    supervised.supervisor.pause = pause
+    yield pause
+    pause.release()
+    supervised.supervisor.pause = asyncio.sleep
+
+
+async def unhealthy_then_healthy(server: GatewayServer, held: HeldPause) -> None:
+    """The probe says unhealthy while a failed loop is held down, healthy once it runs."""
     await until_probe(server, healthy=False)
     assert server.metrics.registry.get_sample_value("preservarium_tasks_healthy") == 0
+    held.release()
     await until_probe(server, healthy=True)
 
 
@@ -88,13 +101,13 @@ def fail_once(original: Callable[..., Any]) -> Callable[..., Any]:
 
 async def test_the_command_consumer_is_restarted_after_a_failure(
     supervised: GatewayServer, status: Topology, broker: EmbeddedBroker,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, held: HeldPause,
 ) -> None:  # fmt: skip
     assert await probe(supervised)
     monkeypatch.setattr(supervised.desk, "reject", fail_once(supervised.desk.reject))
     junk = json.dumps({"request_id": f"j-{uuid.uuid4().hex}", "device_id": "bad id!"})
     await produce(broker.bootstrap, supervised.config.topics.command_request, junk.encode())
-    await unhealthy_then_healthy(supervised)
+    await unhealthy_then_healthy(supervised, held)
     assert restarts(supervised, "command-consumer") == 1
     # The record that met the failure was not committed: read again and settled once.
     rejected = await status.status.wait_for(lambda r: r["status"] == "rejected", timeout_s=20)
@@ -103,7 +116,7 @@ async def test_the_command_consumer_is_restarted_after_a_failure(
 
 async def test_the_expiry_sweep_is_restarted_after_a_failure(
     supervised: GatewayServer, status: Topology, broker: EmbeddedBroker,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, held: HeldPause,
 ) -> None:  # fmt: skip
     original = SQLCommandRepository.expire_due
     calls: list[int] = []
@@ -115,7 +128,7 @@ async def test_the_expiry_sweep_is_restarted_after_a_failure(
         return await original(self)
 
     monkeypatch.setattr(SQLCommandRepository, "expire_due", expire_due)
-    await unhealthy_then_healthy(supervised)
+    await unhealthy_then_healthy(supervised, held)
     assert restarts(supervised, "command-housekeeping") == 1
     request_id = uuid.uuid4().hex
     record = {"request_id": request_id, "device_id": "sup-1", "command": "c", "ttl_s": 0.5}

@@ -22,8 +22,9 @@ from preservarium_sandbox.server import SandboxServer
 
 from tests.sandbox.conftest import sandbox_config, wait_for_version
 from tests.support.postgres import migrated_database
+from tests.support.supervision import HeldPause
 
-BACKOFF = Backoff(initial_s=1.5, max_s=1.5)
+BACKOFF = Backoff(initial_s=0.2, max_s=0.2)
 ECHO = "def parse(payload, metadata):\n    return {'v': VERSION}\nVERSION = 1\n"
 
 
@@ -57,6 +58,8 @@ async def test_a_failing_catalog_poll_is_restarted_and_reported(
     await parsers.upload("polled", ECHO)
     server = SandboxServer(sandbox_config(url))
     server.supervisor.backoff = BACKOFF
+    held = HeldPause()
+    server.supervisor.pause = held
     try:
         async with server, SandboxClient(server.config.listen, timeout_s=5) as client:
             assert await serving(server)
@@ -71,6 +74,7 @@ async def test_a_failing_catalog_poll_is_restarted_and_reported(
 
             monkeypatch.setattr(SQLParserRepository, "active_parsers", active_parsers)
             await until_serving(server, False)
+            held.release()
             await until_serving(server, True)
             restarts = server.metrics.registry.get_sample_value(
                 "preservarium_task_restarts_total", {"task": "parser-catalog"}

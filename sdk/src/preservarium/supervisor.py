@@ -22,6 +22,7 @@ log = logging.getLogger("preservarium.supervisor")
 T = TypeVar("T")
 
 Loop = Callable[[], Awaitable[None]]
+Pause = Callable[[float], Awaitable[None]]
 RestartObserver = Callable[[str], None]
 HealthObserver = Callable[[bool], None]
 
@@ -69,6 +70,9 @@ class Supervisor:
         on_health: HealthObserver | None = None,
     ) -> None:
         self.backoff = backoff or Backoff()  # read at each restart: may be changed
+        # How a failed loop waits out its delay; read at each restart. Tests replace it
+        # to hold a loop down for exactly as long as they need to observe it down.
+        self.pause: Pause = asyncio.sleep
         self._on_restart = on_restart or (lambda task: None)
         self._on_health = on_health or (lambda healthy: None)
         self._down: dict[object, str] = {}
@@ -106,7 +110,7 @@ class Supervisor:
                     self._notify(self._on_restart, name)
                 if clock.time() - started >= self.backoff.reset_after_s:
                     delay = self.backoff.initial_s
-                await asyncio.sleep(delay)
+                await self.pause(delay)
                 delay = min(delay * 2, self.backoff.max_s)
                 self._mark(token, name, down=False)
         finally:
