@@ -8,6 +8,7 @@ from the database, so it stays right across restarts and beside other gateways.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,10 @@ StatusObserver = Callable[[str], None]
 # is given up as `failed`: a command that hangs the sandbox must not ride on every
 # contact of its device forever. Counted per gateway process.
 MAX_UNAVAILABLE_ATTEMPTS = 3
+# Commands whose sandbox-unavailable attempts are counted at once. A command settled by
+# another gateway (or cancelled) never comes back here to clear its count: the oldest
+# counts are dropped past this bound, which costs such a command at most a few more tries.
+MAX_COUNTED_COMMANDS = 10_000
 
 
 class PendingCommandIndex:
@@ -87,6 +92,7 @@ class CommandDesk(AsyncLifecycle):
         claimer: str,
         on_status: StatusObserver | None = None,
         max_attempts: int = MAX_UNAVAILABLE_ATTEMPTS,
+        max_counted: int = MAX_COUNTED_COMMANDS,
         supervisor: Supervisor | None = None,
     ) -> None:
         self._repository = repository
@@ -97,7 +103,8 @@ class CommandDesk(AsyncLifecycle):
         self._on_status = on_status or (lambda status: None)
         self.index = PendingCommandIndex()
         self._max_attempts = max_attempts
-        self._attempts: dict[str, int] = {}
+        self._max_counted = max_counted
+        self._attempts: OrderedDict[str, int] = OrderedDict()
         self._housekeeper = Periodic(
             self._housekeeping, interval_s=limits.commands_refresh_s,
             name="command-housekeeping", supervisor=supervisor,
@@ -190,6 +197,11 @@ class CommandDesk(AsyncLifecycle):
             request.request_id, request.device_id,
         ))  # fmt: skip
 
+    @property
+    def counted(self) -> int:
+        """How many commands have sandbox-unavailable attempts counted now."""
+        return len(self._attempts)
+
     def reject(self, rejection: Rejection) -> None:
         """Report an invalid request."""
         self.emit(
@@ -246,6 +258,9 @@ class CommandDesk(AsyncLifecycle):
             await self.failed(command, f"sandbox_unavailable after {attempts} attempts: {reason}")
             return
         self._attempts[command.request_id] = attempts
+        self._attempts.move_to_end(command.request_id)
+        while len(self._attempts) > self._max_counted:
+            self._attempts.popitem(last=False)
         await self.release(command)
 
 

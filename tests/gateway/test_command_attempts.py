@@ -1,0 +1,62 @@
+"""The gateway counts a command's sandbox-unavailable attempts in memory, and that count
+stays bounded: a command settled elsewhere (another gateway sent it, an operator
+cancelled it) never returns to clear its count, so the oldest counts give way."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from preservarium.db.engine import make_engine
+from preservarium.db.migrate import upgrade
+from preservarium.db.models import utcnow
+from preservarium.repositories import SQLCommandRepository
+from preservarium_gateway.commands import CommandDesk
+from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.kafka import KafkaPublisher
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'attempts.db'}"
+    await upgrade(url)
+    created = make_engine(url)
+    yield created
+    await created.dispose()
+
+
+async def test_counted_attempts_are_bounded_and_the_oldest_give_way(engine: AsyncEngine) -> None:
+    repository = SQLCommandRepository(engine)
+    desk = CommandDesk(
+        repository=repository,
+        # Never started: status records are dropped (counted), all this test needs.
+        publisher=KafkaPublisher("127.0.0.1:9", timeout_s=0.1),
+        topics=Topics.with_prefix("attempts."),
+        limits=GatewayLimits(),
+        claimer="gw-a",
+        max_attempts=3,
+        max_counted=2,
+    )
+    for n in range(3):
+        await repository.add(
+            request_id=f"r{n}", device_id=f"d{n}", name="c", body='{"params":{}}',
+            expires_at=utcnow() + timedelta(seconds=600),
+        )  # fmt: skip
+        desk.index.add(f"d{n}")
+        command = await desk.claim(f"d{n}")
+        assert command is not None
+        await desk.retry_later(command, "down")
+    assert desk.counted == 2
+    # r0's count gave way: its next unavailable contact counts from one again, while r2,
+    # still counted, fails on its third.
+    for n in (0, 2):
+        for _ in range(2):
+            desk.index.add(f"d{n}")
+            command = await desk.claim(f"d{n}")
+            assert command is not None
+            await desk.retry_later(command, "down")
+    assert (await repository.get("r0")).status == "queued"
+    assert (await repository.get("r2")).status == "failed"
