@@ -70,3 +70,18 @@ async def test_expired_commands_are_never_claimed(engine: AsyncEngine) -> None:
     assert [c.request_id for c in expired] == ["old"]
     claimed = await commands.claim_next("d1", claimer="g")
     assert claimed is not None and claimed.request_id == "new"
+
+
+async def test_queued_count_counts_waiting_and_claimed_commands_of_one_device(
+    engine: AsyncEngine,
+) -> None:
+    commands = SQLCommandRepository(engine)
+    for n in range(3):
+        await _command(commands, f"c{n}")
+    await _command(commands, "elsewhere", device="d2")
+    claimed = await commands.claim_next("d1", claimer="gw")
+    assert claimed is not None
+    assert await commands.queued_count("d1") == 3
+    await commands.finish(claimed.request_id, CommandStatus.SENT, claimer="gw")
+    assert await commands.queued_count("d1") == 2
+    assert await commands.queued_count("nobody") == 0

@@ -165,8 +165,22 @@ class CommandDesk(AsyncLifecycle):
         """Store a valid request durably and report it queued.
 
         The same request again (a redelivery, an integrator's retry) is a no-op; a
-        request id already used for another device or command is rejected.
+        request id already used for another device or command is rejected, and so is a
+        request for a device that has `command_queue_limit` commands waiting already.
         """
+        limit = self._limits.command_queue_limit
+        if await self._repository.queued_count(request.device_id) >= limit:
+            try:
+                await self._repository.get(request.request_id)
+            except NotFoundError:
+                self.reject(Rejection(
+                    f"the device has {limit} commands waiting already "
+                    "(PRESERVARIUM_COMMAND_QUEUE_LIMIT)",
+                    request.request_id, request.device_id,
+                ))  # fmt: skip
+                return
+            await self._seen_before(request)
+            return
         try:
             await self._repository.add(
                 request_id=request.request_id,

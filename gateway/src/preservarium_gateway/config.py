@@ -75,6 +75,9 @@ class GatewayLimits:
     commands_refresh_s: float = 1.0
     stale_claim_s: float = 60.0
     default_command_ttl_s: int = 86_400
+    # Commands queued for one device at once; past it a request is `rejected`, so one
+    # producer cannot grow a device's queue (and the database) without bound.
+    command_queue_limit: int = 100
     max_command_ttl_s: int = 30 * 86_400
     drain_timeout_s: float = 5.0
     topic_partitions: int = 3
@@ -135,6 +138,7 @@ class GatewayConfig:
             limits=GatewayLimits(
                 device_rate_per_min=settings.device_rate_per_min,
                 source_rate_per_min=settings.source_rate_per_min,
+                command_queue_limit=settings.command_queue_limit,
             ),
         )
 

@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     coaps_bind: Annotated[HostPort | None, NoDecode] = HostPort("0.0.0.0", 5684)
     device_rate_per_min: int = Field(default=120, ge=0, le=1_000_000)
     source_rate_per_min: int = Field(default=600, ge=0, le=1_000_000)
+    command_queue_limit: int = Field(default=100, ge=1, le=1_000_000)
     sandbox_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     sandbox_timeout_ms: int = Field(default=100, ge=1, le=TIMEOUT_CEILING_MS)
     sandbox_memory_mb: int = Field(default=256, ge=64, le=65536)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, func, select, update
 
 from preservarium.db.models import Command, utcnow
 from preservarium.errors import ConflictError, NotFoundError, RepositoryError
@@ -137,6 +137,21 @@ class SQLCommandRepository(SQLRepository):
             return _record(row)
         current = await self.get(request_id)
         raise ConflictError(f"command request {request_id!r} is {current.status}, not queued")
+
+    async def queued_count(self, device_id: str) -> int:
+        """How many commands of `device_id` are queued (expired or not) or claimed."""
+        async with self.transaction() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(Command)
+                .where(
+                    Command.device_id == device_id,
+                    Command.status.in_(
+                        (CommandStatus.QUEUED.value, CommandStatus.CLAIMED.value)
+                    ),
+                )
+            )
+            return int(count or 0)
 
     async def pending_device_ids(self) -> set[str]:
         """Devices with at least one queued command (expired or not)."""
