@@ -4,17 +4,16 @@ count, so the oldest counts give way), and the commands queued for one device.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-import json
-
 import pytest
+from preservarium.command_requests import CommandRequest, read_command_request
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.db.models import utcnow
-from preservarium.command_requests import CommandRequest, read_command_request
 from preservarium.repositories import SQLCommandRepository
 from preservarium_gateway.commands import CommandDesk
 from preservarium_gateway.config import GatewayLimits, Topics

@@ -146,9 +146,7 @@ class SQLCommandRepository(SQLRepository):
                 .select_from(Command)
                 .where(
                     Command.device_id == device_id,
-                    Command.status.in_(
-                        (CommandStatus.QUEUED.value, CommandStatus.CLAIMED.value)
-                    ),
+                    Command.status.in_((CommandStatus.QUEUED.value, CommandStatus.CLAIMED.value)),
                 )
             )
             return int(count or 0)
