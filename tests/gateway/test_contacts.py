@@ -136,3 +136,37 @@ async def test_malformed_datagrams_are_survived(coap: CoapClient, gateway: Gatew
         coap.send_raw(junk)
     await asyncio.sleep(0.1)
     assert (await coap.call(cw.POST, "/d/dev-1", READING)).dotted_code == "2.01"
+
+
+CHATTY = (
+    "def parse(payload, metadata):\n"
+    "    print('bytes:', len(payload))\n"
+    "    if payload == b'bad':\n"
+    "        raise ValueError('no')\n"
+    "    return {}\n"
+)
+
+
+async def test_what_a_parser_printed_is_kept_with_its_record(
+    gw_db: str,
+    gw_sandbox,
+    coap: CoapClient,
+    topics: Topology,  # type: ignore[no-untyped-def]
+) -> None:
+    from preservarium.db.engine import make_engine
+
+    engine = make_engine(gw_db)
+    await SQLParserRepository(engine).upload("chatty", CHATTY)
+    await SQLDeviceRepository(engine).register("chatty-1", "chatty")
+    await engine.dispose()
+    await gw_sandbox.catalog.refresh()
+    assert (await coap.call(cw.POST, "/d/chatty-1", b"ok")).dotted_code == "2.01"
+    parsed = (await topics.parsed.wait_for(lambda r: r["device_id"] == "chatty-1"))[0]
+    assert parsed["printed"] == "bytes: 2\n"
+    assert (await coap.call(cw.POST, "/d/chatty-1", b"bad")).dotted_code == "2.01"
+    failed = (await topics.failed.wait_for(lambda r: r["device_id"] == "chatty-1"))[0]
+    assert failed["printed"] == "bytes: 3\n" and failed["error"]["kind"] == "runtime_error"
+    # A parser that prints nothing adds no field.
+    assert (await coap.call(cw.POST, "/d/dev-1", READING)).dotted_code == "2.01"
+    quiet = (await topics.parsed.wait_for(lambda r: r["device_id"] == "dev-1"))[0]
+    assert "printed" not in quiet

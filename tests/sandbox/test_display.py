@@ -117,3 +117,37 @@ PLAIN = {
 @pytest.mark.parametrize(("expression", "expected"), PLAIN.items())
 def test_plain_values_format_exactly_as_in_python(expression: str, expected: str) -> None:
     assert run(SHOWN.replace("EXPRESSION", expression)) == ("ok", {"text": expected})
+
+
+def test_what_a_call_prints_from_any_function_comes_back_with_its_answer() -> None:
+    parser = compile_parser(
+        "def helper(n):\n    print('helper', n)\n    return n\n"
+        "def parse(payload, metadata):\n    print('parse\\x1b')\n    return {'n': helper(2)}\n"
+    )
+    answer = run_job(parser, {"contact": CONTACT, "blob": b"\x01"}, Limits())
+    assert answer["ok"] and answer["printed"] == "parse\x1b\nhelper 2\n"
+
+
+def test_what_a_failing_call_printed_comes_back_too() -> None:
+    parser = compile_parser(
+        "def parse(payload, metadata):\n    print('got', len(payload))\n    return 1 / 0\n"
+    )
+    answer = run_job(parser, {"contact": CONTACT, "blob": b"\x01\x02"}, Limits())
+    assert not answer["ok"] and answer["printed"] == "got 2\n"
+
+
+def test_the_cap_bounds_all_of_a_calls_functions_together() -> None:
+    parser = compile_parser(
+        "def helper():\n    print('y' * 80)\n    return len(printed)\n"
+        "def parse(payload, metadata):\n    print('x' * 80)\n"
+        "    return {'helper': helper(), 'own': len(printed)}\n"
+    )
+    answer = run_job(parser, {"contact": CONTACT, "blob": b"\x01"}, Limits(max_print_chars=100))
+    # `printed` stays per function; the call's output is capped as a whole.
+    assert json.loads(answer["data_json"]) == {"helper": 19, "own": 81}
+    assert answer["printed"] == "x" * 80 + "\n" + "y" * 19
+
+
+def test_a_call_that_prints_nothing_sends_no_printed_text() -> None:
+    parser = compile_parser("def parse(payload, metadata):\n    return {}\n")
+    assert "printed" not in run_job(parser, {"contact": CONTACT, "blob": b"\x01"}, Limits())

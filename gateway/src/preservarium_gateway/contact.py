@@ -293,16 +293,19 @@ class ContactPipeline:
                 parser={"name": response.parser.name, "version": response.parser.version},
                 data_json=result.data_json,
                 warnings=list(result.warnings),
+                printed=response.printed,
             )
             self._send(self._topics.parsed, value, device_id)
             return
+        printed = ""
         if response is None:
             kind, message, line = "sandbox_unavailable", parsed.unavailable or "", None
         else:
             error = response.error
             kind, message = error_kind_name(error.kind), error.message
             line = error.line if error.HasField("line") else None
-        self._publish_failure(uplink, device_id, kind, message, line)
+            printed = response.printed
+        self._publish_failure(uplink, device_id, kind, message, line, printed)
 
     def _publish_failure(
         self,
@@ -311,12 +314,13 @@ class ContactPipeline:
         kind: str,
         message: str,
         line: int | None,
+        printed: str = "",
     ) -> None:
         self._metrics.parse_errors.labels(kind).inc()
         log.info("uplink failed", extra={"uplink_id": uplink.id, "device_id": device_id,
                  "kind": kind})  # fmt: skip
         failed = records.failed_record(
-            uplink, device_id=device_id, kind=kind, message=message, line=line
+            uplink, device_id=device_id, kind=kind, message=message, line=line, printed=printed
         )
         self._send(self._topics.failed, records.encode(failed), device_id)
 

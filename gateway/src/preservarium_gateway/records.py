@@ -73,9 +73,11 @@ def parsed_record(
     parser: dict[str, Any],
     data_json: bytes,
     warnings: list[str],
+    printed: str = "",
 ) -> bytes:
-    """`uplink.parsed`, with the parser's data spliced in as the sandbox encoded it."""
-    head = {
+    """`uplink.parsed`, with the parser's data spliced in as the sandbox encoded it;
+    `printed` (what the parser print()ed, bounded by the sandbox) only when there is some."""
+    head: dict[str, Any] = {
         "v": VERSION,
         "id": uplink.id,
         "received_at": rfc3339(uplink.received_at),
@@ -84,15 +86,23 @@ def parsed_record(
         "parser": parser,
         "warnings": warnings,
     }
+    if printed:
+        head["printed"] = printed
     # The sandbox already checked and encoded `data`: splice it instead of re-encoding.
     return encode(head)[:-1] + b',"data":' + (data_json or b"{}") + b"}"
 
 
 def failed_record(
-    uplink: Uplink, *, device_id: str | None, kind: str, message: str, line: int | None
+    uplink: Uplink,
+    *,
+    device_id: str | None,
+    kind: str,
+    message: str,
+    line: int | None,
+    printed: str = "",
 ) -> dict[str, Any]:
-    """`uplink.failed`."""
-    return {
+    """`uplink.failed`; `printed` only when the parser print()ed something."""
+    record: dict[str, Any] = {
         "v": VERSION,
         "id": uplink.id,
         "received_at": rfc3339(uplink.received_at),
@@ -101,6 +111,9 @@ def failed_record(
         "payload_b64": b64(uplink.payload),
         "error": {"kind": kind, "message": message, "line": line},
     }
+    if printed:
+        record["printed"] = printed
+    return record
 
 
 def status_record(

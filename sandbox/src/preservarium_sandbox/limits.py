@@ -93,6 +93,7 @@ class Limits:
         text_chars = (
             self.max_warnings * self.max_warning_chars
             + 2 * MAX_MESSAGE_CHARS  # the call's error, or the command's
+            + self.max_print_chars  # what the call printed
             + self.max_device_id_chars
         )
         base64_bytes = 2 * (4 * (self.max_bytes_output + 2) // 3)  # reply, command payload

@@ -36,6 +36,7 @@ class Outcome:
     data_json: bytes | None = None
     reply: bytes | None = None
     warnings: tuple[str, ...] = ()
+    printed: str = ""  # what the call print()ed, up to the limits' cap, ok or not
     command: CommandOutcome | None = None
     compiled: bool = False
     worker_died: bool = False
@@ -103,14 +104,24 @@ def _warnings(value: Any, limits: Limits) -> tuple[str, ...]:
     return tuple(clean_text(item[: limits.max_warning_chars]) for item in value)
 
 
+def _printed(value: Any, limits: Limits) -> str:
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise _malformed("print output")
+    return clean_text(value[: limits.max_print_chars])
+
+
 def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) -> Outcome:
     """Turn a worker's JSON answer into an Outcome, refusing anything out of contract."""
     compiled = answer.get("compiled") is True
     replaced = answer.get("worker_replaced") is True
     try:
+        printed = _printed(answer.get("printed"), limits)
         if answer.get("ok") is not True:
             return Outcome(
                 failure=ScriptFailure.from_wire(answer.get("error")),
+                printed=printed,
                 compiled=compiled,
                 worker_died=answer.get("worker_died") is True,
                 worker_replaced=replaced,
@@ -136,6 +147,7 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
             data_json=data_json,
             reply=reply,
             warnings=_warnings(answer.get("warnings", []), limits),
+            printed=printed,
             command=_command(answer.get("command"), limits),
             compiled=compiled,
             worker_replaced=replaced,

@@ -139,6 +139,8 @@ def command_result(outcome: CommandOutcome) -> pb.CommandResult:
 def fill_parse_answer(response: pb.ParseResponse | pb.TestParserResponse, outcome: Outcome) -> None:
     """The outcome part of a Parse or TestParser answer: an error, or the result and the
     command's outcome. Filled in place: the document is copied into the answer once."""
+    if outcome.printed:
+        response.printed = outcome.printed
     if outcome.failure is not None:
         response.error.CopyFrom(script_error(outcome.failure))
         return

@@ -12,6 +12,10 @@ import re
 SURROGATES = re.compile("[\ud800-\udfff]")
 CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 REPLACEMENT = "\ufffd"
+# Characters that steer a terminal rather than show: C0 and C1 controls (ESC, CSI),
+# line and paragraph separators, and the bidirectional formatting characters (which
+# show text reversed, e.g. a file name or an id spelled backwards).
+STEERING = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def has_surrogates(text: str) -> bool:
@@ -29,3 +33,14 @@ def clean_text(text: str, *, limit: int | None = None) -> str:
     if limit is not None:
         text = text[:limit]
     return SURROGATES.sub(REPLACEMENT, text) if has_surrogates(text) else text
+
+
+def terminal_text(text: str) -> str:
+    """`text` with every character that steers a terminal written escaped (`\\x1b`,
+    `\\u202e`): device- and parser-controlled text may be shown, never obeyed."""
+    return STEERING.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

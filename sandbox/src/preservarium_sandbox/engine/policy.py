@@ -34,7 +34,7 @@ from preservarium_sandbox.engine.nesting import (
     checked_zip,
     unchecked,
 )
-from preservarium_sandbox.engine.printing import print_factory
+from preservarium_sandbox.engine.printing import CallOutput, print_factory
 from preservarium_sandbox.engine.transformer import FORMAT_HELPERS, MOD_HELPER, NESTING_HELPER
 from preservarium_sandbox.limits import DEFAULT_LIMITS
 
@@ -183,9 +183,12 @@ BUILTINS = _builtins()
 
 
 def fresh_globals(
-    warn: Callable[[object], None], *, max_print_chars: int = DEFAULT_LIMITS.max_print_chars
+    warn: Callable[[object], None], *, output: CallOutput | None = None
 ) -> dict[str, Any]:
-    """A new globals dict for one call: nothing a previous call stored is in it."""
+    """A new globals dict for one call: nothing a previous call stored is in it; what
+    the call prints goes to `output` (a new one, at the default cap, when none)."""
+    if output is None:
+        output = CallOutput(DEFAULT_LIMITS.max_print_chars)
     return {
         **_COMPILED_HELPERS,
         "__builtins__": dict(BUILTINS),
@@ -197,7 +200,7 @@ def fresh_globals(
         "_iter_unpack_sequence_": guarded_iter_unpack,
         "_unpack_sequence_": guarded_unpack,
         "_write_": full_write_guard,
-        "_print_": print_factory(max_print_chars),
+        "_print_": print_factory(output),
         "_inplacevar_": _inplacevar,
         "_apply_": _apply,
         "warn": warn,

@@ -15,14 +15,41 @@ from typing import Any
 from preservarium_sandbox.engine.display import shown_str
 
 
-class PrintBuffer:
-    """The text a parser's function printed, up to `room` characters."""
+class CallOutput:
+    """Everything one call printed, from any of its functions, up to `room` characters.
+
+    The answer carries it back (`parser test` shows it, live records keep it), so an
+    integrator sees what their parser printed without anything reaching a file.
+    """
 
     __slots__ = ("_parts", "_room")
 
     def __init__(self, room: int) -> None:
         self._parts: list[str] = []
         self._room = room
+
+    def keep(self, text: str) -> str:
+        """Take as much of `text` as there is room for; return what was taken."""
+        kept = text[: max(self._room, 0)]
+        self._room -= len(kept)
+        if kept:
+            self._parts.append(kept)
+        return kept
+
+    def text(self) -> str:
+        """What the call printed, in order."""
+        return "".join(self._parts)
+
+
+class PrintBuffer:
+    """The text one of a parser's functions printed (what its `printed` reads); every
+    part is also the call's output, and the call's room bounds them all."""
+
+    __slots__ = ("_output", "_parts")
+
+    def __init__(self, output: CallOutput) -> None:
+        self._parts: list[str] = []
+        self._output = output
 
     def _call_print(
         self, *objects: Any, sep: Any = " ", end: Any = "\n", file: Any = None, flush: Any = False
@@ -34,12 +61,10 @@ class PrintBuffer:
         end = "\n" if end is None else end
         if type(sep) is not str or type(end) is not str:
             raise TypeError("sep and end must be None or str")
-        if self._room <= 0:
-            return
         text = sep.join([shown_str(item) for item in objects]) + end
-        kept = text[: self._room]
-        self._room -= len(kept)
-        self._parts.append(kept)
+        kept = self._output.keep(text)
+        if kept:
+            self._parts.append(kept)
 
     def __call__(self) -> str:
         """What `printed` reads."""
@@ -49,10 +74,10 @@ class PrintBuffer:
         return "<print>"
 
 
-def print_factory(max_chars: int) -> Callable[..., PrintBuffer]:
+def print_factory(output: CallOutput) -> Callable[..., PrintBuffer]:
     """The `_print_` of one call: RestrictedPython calls it with `_getattr_`, unused here."""
 
     def make(_getattr_: Any = None) -> PrintBuffer:
-        return PrintBuffer(max_chars)
+        return PrintBuffer(output)
 
     return make

@@ -33,6 +33,7 @@ from preservarium_sandbox.engine.outputs import (
     document_json,
 )
 from preservarium_sandbox.engine.policy import fresh_globals
+from preservarium_sandbox.engine.printing import CallOutput
 from preservarium_sandbox.engine.residue import forget_call_state
 from preservarium_sandbox.limits import Limits
 
@@ -191,7 +192,8 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
     Raises nothing but Deadline: every script failure becomes an error answer.
     """
     warnings = Warnings(limits)
-    namespace = fresh_globals(warnings.warner(), max_print_chars=limits.max_print_chars)
+    output = CallOutput(limits.max_print_chars)
+    namespace = fresh_globals(warnings.warner(), output=output)
     answer: dict[str, Any] = {"ok": True}
     try:
         exec(parser.code, namespace)
@@ -209,6 +211,10 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
         answer = {"ok": False, "error": failure_from(exc, limits).to_wire()}
     else:
         answer["warnings"] = warnings.items
+    # What it printed helps most when it failed: sent back either way.
+    printed = output.text()
+    if printed:
+        answer["printed"] = clean_text(printed)
     collect_leftovers(namespace)
     return answer
 

@@ -37,6 +37,7 @@ from preservarium.sandbox_client import (
     SandboxUnavailableError,
     error_kind_name,
 )
+from preservarium.text import terminal_text
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 10.0  # above the sandbox's own per-call ceiling (5 s) plus queueing
@@ -132,7 +133,12 @@ def run_trial(address: str, source: str, trial: Trial, *, as_json: bool) -> None
 
 
 def trial_report(response: pb.TestParserResponse) -> dict[str, Any]:
-    """The `--json` shape of a TestParser answer (a failing command fails the run)."""
+    """The `--json` shape of a TestParser answer (a failing command fails the run), with
+    `printed` added when the parser print()ed something."""
+    return _report(response) | ({"printed": response.printed} if response.printed else {})
+
+
+def _report(response: pb.TestParserResponse) -> dict[str, Any]:
     if response.HasField("error"):
         return _failure(response.error)
     if response.HasField("command") and response.command.HasField("error"):
@@ -291,7 +297,18 @@ def _failure(error: pb.ScriptError, prefix: str = "") -> dict[str, Any]:
     }
 
 
+def _print_printed(text: str) -> None:
+    """What the parser print()ed, each line marked as its output (escaped: the parser
+    chose these characters)."""
+    if not text:
+        return
+    console.print("printed", style="dim", highlight=False)
+    for line in text.removesuffix("\n").split("\n"):
+        console.print(f"  | {terminal_text(line)}", highlight=False, markup=False)
+
+
 def _print_report(outcome: dict[str, Any]) -> None:
+    _print_printed(outcome.get("printed", ""))
     if not outcome["ok"]:
         error = outcome["error"]
         message = error["message"]

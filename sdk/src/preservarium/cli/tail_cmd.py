@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,11 +33,9 @@ from preservarium.cli.error_text import without_line
 from preservarium.cli.tail_backlog import backlog
 from preservarium.ids import is_device_id
 from preservarium.kafka_records import Record, decode_record
+from preservarium.text import STEERING, terminal_text
 
-# Characters that steer a terminal rather than show: C0 and C1 controls (ESC, CSI),
-# line and paragraph separators, and the bidirectional formatting characters (which
-# show text reversed, e.g. a file name or an id spelled backwards).
-STEERING = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+PRINTED_SHOWN = 120  # characters of a record's `printed` shown on its line
 
 
 class Stream(StrEnum):
@@ -207,7 +204,7 @@ def _parsed(record: Record) -> str:
     extra = ""
     if isinstance(warnings, list) and warnings:
         extra = f"  ({len(warnings)} warning{'' if len(warnings) == 1 else 's'})"
-    return f"{_text(name)} v{_text(version)}  {_printable(data)}{extra}"
+    return f"{_text(name)} v{_text(version)}  {_printable(data)}{extra}{_printed(record)}"
 
 
 def _failed(record: Record) -> str:
@@ -216,8 +213,21 @@ def _failed(record: Record) -> str:
     line = error.get("line")
     message = _text(error.get("message"))
     if isinstance(line, int) and not isinstance(line, bool):
-        return f"{_text(error.get('kind'))} at line {line}: {without_line(message, line)}"
-    return f"{_text(error.get('kind'))}: {message}"
+        head = f"{_text(error.get('kind'))} at line {line}: {without_line(message, line)}"
+    else:
+        head = f"{_text(error.get('kind'))}: {message}"
+    return head + _printed(record)
+
+
+def _printed(record: Record) -> str:
+    """What the parser print()ed, on the same line (newlines shown as `|`), cut short:
+    `--json` has all of it."""
+    printed = record.get("printed")
+    if not isinstance(printed, str) or not printed:
+        return ""
+    text = " | ".join(printed.removesuffix("\n").split("\n"))
+    cut = text[:PRINTED_SHOWN] + ("..." if len(text) > PRINTED_SHOWN else "")
+    return f"  printed: {_printable(cut)}"
 
 
 def _status(record: Record) -> str:
@@ -250,9 +260,4 @@ def _text(value: Any) -> str:
 def _printable(text: str) -> str:
     # Records carry device-controlled text: never let it move the cursor, break a line
     # or reorder what is shown.
-    return STEERING.sub(_escaped, text)
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return terminal_text(text)

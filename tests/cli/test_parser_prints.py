@@ -1,0 +1,51 @@
+"""What a parser print()ed, as `parser test` and `tail` show it: marked as the parser's
+output, with no character that could steer the terminal."""
+
+from __future__ import annotations
+
+import io
+
+from preservarium.cli import parser_test_cmd
+from preservarium.cli.tail_cmd import Stream, TailOptions, render
+from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from rich.console import Console
+
+
+def test_the_json_report_has_what_was_printed_whether_it_failed_or_not() -> None:
+    ok = pb.TestParserResponse(printed="a\n", result=pb.ParseResult(data_json=b"{}"))
+    failed = pb.TestParserResponse(
+        printed="b\n", error=pb.ScriptError(kind=pb.ERROR_KIND_RUNTIME_ERROR, message="boom")
+    )
+    assert parser_test_cmd.trial_report(ok)["printed"] == "a\n"
+    report = parser_test_cmd.trial_report(failed)
+    assert report["printed"] == "b\n" and report["ok"] is False
+
+
+def test_the_human_report_shows_each_printed_line_escaped(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    out = io.StringIO()
+    monkeypatch.setattr(parser_test_cmd, "console", Console(file=out, width=200))
+    response = pb.TestParserResponse(
+        printed="one\n\x1b[2Jtwo\u202e\n", result=pb.ParseResult(data_json=b"{}")
+    )
+    parser_test_cmd._print_report(parser_test_cmd.trial_report(response))
+    text = out.getvalue()
+    assert "  | one\n" in text and "  | \\x1b[2Jtwo\\u202e\n" in text
+    assert "\x1b" not in text and "\u202e" not in text
+
+
+def test_tail_shows_printed_text_on_the_records_line() -> None:
+    record = {
+        "received_at": "2026-11-30T12:00:00Z", "device_id": "d", "parser": {"name": "t",
+        "version": 1}, "data": {}, "warnings": [], "printed": "x\n\x1by\n" + "z" * 300,
+    }  # fmt: skip
+    line = render(record, TailOptions(stream=Stream.parsed))
+    assert "printed: x | \\x1by | zzz" in line and line.endswith("...")
+    assert "\x1b" not in line and "\n" not in line
+    failed = {"received_at": "t", "device_id": "d", "error": {"kind": "k", "message": "m",
+              "line": None}, "printed": "p\n"}  # fmt: skip
+    assert render(failed, TailOptions(stream=Stream.failed)).endswith("k: m  printed: p")
+
+
+def test_a_parser_that_prints_nothing_keeps_the_documented_keys() -> None:
+    report = parser_test_cmd.trial_report(pb.TestParserResponse(result=pb.ParseResult()))
+    assert "printed" not in report
