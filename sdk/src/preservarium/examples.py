@@ -2,8 +2,10 @@
 
 An examples file is a YAML list. Each example has a `description` and is either an
 uplink case (`input`, then `output` or `error`) or a command case (`command`, then
-`output_hex` or `error`). `load_examples` checks the structure; `run_examples` runs
-each example through the sandbox's TestParser and says how the answer differs.
+`output_hex` or `error`). A file in The Things Stack's device repository codec format
+(a mapping with `uplinkDecoder` / `downlinkEncoder` examples) is read too
+(`examples_tts`). `load_examples` checks the structure; `run_examples` runs each
+example through the sandbox's TestParser and says how the answer differs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ ERROR_KINDS = frozenset(error_kind_name(kind) for kind in pb.ErrorKind.values() 
 METHODS = ("GET", "POST", "PUT")
 DEFAULT_REQUEST_ID = "test"
 DEFAULT_COMMAND_DEVICE_ID = "test-device"
+# An expected error of any kind (The Things Stack's examples name messages, not kinds).
+ANY_ERROR = "any"
 MAX_MISMATCHES = 20
 
 _UPLINK_KEYS = frozenset({"description", "input", "output", "error"})
@@ -64,6 +68,8 @@ class UplinkExample:
     received_at: int | None = None
     output: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # Texts the error message must contain (each), when an error is expected.
+    error_texts: tuple[str, ...] = ()
 
     def contact(self, device_type: str) -> ContactInput:
         """The contact as the sandbox receives it (received now unless the example says)."""
@@ -88,6 +94,7 @@ class CommandExample:
     command: CommandInput
     output: bytes | None = None
     error: str | None = None
+    error_texts: tuple[str, ...] = ()
 
 
 Example = UplinkExample | CommandExample
@@ -128,8 +135,16 @@ def load_examples(text: str) -> list[Example]:
         document = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ExamplesError(f"examples are not valid YAML: {_yaml_reason(exc)}") from None
+    if isinstance(document, dict):
+        from preservarium.examples_tts import codec_examples, is_codec_document
+
+        if is_codec_document(document):
+            return codec_examples(document)
     if not isinstance(document, list):
-        raise ExamplesError(f"examples must be a YAML list of examples, not {_type_name(document)}")
+        raise ExamplesError(
+            "examples must be a YAML list of examples (or a device repository codec file "
+            f"with uplinkDecoder / downlinkEncoder examples), not {_type_name(document)}"
+        )
     return [_example(index, item) for index, item in enumerate(document, start=1)]
 
 
@@ -334,6 +349,11 @@ def _hex(value: object, name: str) -> bytes:
         raise ExamplesError(f"{name} is not hex: {value!r}") from None
 
 
+def check_json(value: object, where: str) -> None:
+    """Refuse what a JSON document cannot hold, naming `where` (ExamplesError)."""
+    _check_json(value, where)
+
+
 def _check_json(value: object, where: str) -> None:
     """Refuse what a JSON document cannot hold (non-string keys, NaN, dates...)."""
     if isinstance(value, dict):
@@ -367,7 +387,7 @@ def _type_name(value: object) -> str:
 
 def _uplink_mismatches(example: UplinkExample, response: pb.TestParserResponse) -> list[str]:
     error = response.error if response.HasField("error") else None
-    found = _error_mismatches(example.error, error)
+    found = _error_mismatches(example.error, error, example.error_texts)
     if found is not None:
         return found
     result = response.result
@@ -390,7 +410,7 @@ def _command_mismatches(example: CommandExample, response: pb.TestParserResponse
         error = response.error
     elif response.HasField("command") and response.command.HasField("error"):
         error = response.command.error
-    found = _error_mismatches(example.error, error)
+    found = _error_mismatches(example.error, error, example.error_texts)
     if found is not None:
         return found
     got = response.command.payload.hex()
@@ -398,13 +418,22 @@ def _command_mismatches(example: CommandExample, response: pb.TestParserResponse
     return [] if got == expected else [f"output_hex: expected {expected}, got {got}"]
 
 
-def _error_mismatches(expected: str | None, error: pb.ScriptError | None) -> list[str] | None:
+def _error_mismatches(
+    expected: str | None, error: pb.ScriptError | None, texts: Sequence[str] = ()
+) -> list[str] | None:
     """Mismatches in the error part, or None when both sides succeeded (compare outputs)."""
     if error is None:
-        return None if expected is None else [f"expected error {expected}, got a result"]
+        if expected is None:
+            return None
+        return [f"expected {'an error' if expected == ANY_ERROR else 'error ' + expected}, "
+                "got a result"]  # fmt: skip
     kind = error_kind_name(error.kind)
-    if kind == expected:
-        return []
+    if kind == expected or expected == ANY_ERROR:
+        return [
+            f"expected the error to say {_show(text)}, got {_show(error.message)}"
+            for text in texts
+            if text not in error.message
+        ]
     wanted = "a result" if expected is None else f"error {expected}"
     line = error.line if error.HasField("line") else None
     # with_line names the line once: the sandbox's messages often start "line N: ".
