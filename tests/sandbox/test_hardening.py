@@ -20,21 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from preservarium_sandbox.limits import Limits
-from preservarium_sandbox.worker.hardening import (
+from preservarium_sandbox.worker.hardening import LAYERS, HardeningReport
+from preservarium_sandbox.worker.hardening.seccomp import (
     _DENIED,
     _SYSCALLS_AARCH64,
     _SYSCALLS_X86_64,
     AUDIT_ARCH_AARCH64,
     AUDIT_ARCH_X86_64,
-    LAYERS,
     SECCOMP_RET_ALLOW,
     SECCOMP_RET_ERRNO,
     SECCOMP_RET_KILL_PROCESS,
     X32_SYSCALL_BIT,
-    HardeningReport,
     _seccomp_program,
-    probe_layers,
 )
 
 DENY = SECCOMP_RET_ERRNO | errno.EPERM
@@ -171,8 +168,18 @@ def test_hardened_worker_cannot_escape_but_can_work(tmp_path: Path) -> None:
     assert verdict["signal_self"] == {"ok": True, "value": True}
 
 
-def test_probe_reports_every_layer_here() -> None:
-    report = probe_layers(Limits(memory_mb=256))
+EVERY_LAYER = r"""
+import dataclasses, json
+from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.worker.hardening import harden
+
+print(json.dumps(dataclasses.asdict(harden(Limits(memory_mb=256)))))
+"""
+
+
+def test_a_worker_gets_every_layer_here() -> None:
+    verdict = run_child(EVERY_LAYER)
+    report = HardeningReport(**{**verdict, "notes": tuple(verdict["notes"])})
     assert report.rlimits
     assert report.no_new_privs
     assert report.seccomp
