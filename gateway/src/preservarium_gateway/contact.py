@@ -10,6 +10,12 @@ record written only once `identify()` (and the optional `token()`, for a credent
 the payload) has named a device it authenticated as: a contact that does not
 authenticate produces no uplink record at all (the cost: the raw publish waits for the
 parse on that path).
+
+Parsers see the device's attributes (`metadata["attributes"]`) from the directory's
+in-memory copy, never from a query. On a route the device is not known before identify()
+names it, so identify() (and the parse() of the same call) sees {}: when the device it
+named has attributes, parse() and reply() run again for that device, with them (one more
+sandbox call, only for route devices that have attributes).
 """
 
 from __future__ import annotations
@@ -114,6 +120,7 @@ class ContactPipeline:
         self._authenticate_first = admission.authenticator.mode is DeviceAuthMode.REQUIRED
         self._sandbox = sandbox
         self._desk = desk
+        self._directory = directory
         self._identities = RouteIdentities(directory=directory, pending=desk.index)
         self._topics = topics
         self._limits = limits
@@ -201,6 +208,8 @@ class ContactPipeline:
                 await self._release(command)
             self._publish_failure(uplink, device_id, refusal.kind, refusal.message, None)
             return ContactAnswer(Outcome.FORBIDDEN if refusal.forbidden else Outcome.ACCEPTED)
+        if uplink.device_id is None and device_id is not None:
+            parsed = await self._parse_as_named(uplink, device_id, parsed)
         self._publish_result(uplink, device_id, parsed)
         body = b""
         if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):
@@ -240,18 +249,38 @@ class ContactPipeline:
             return False
         return True
 
-    async def _parse(self, uplink: records.Uplink, command: CommandRecord | None) -> Parsed:
+    async def _parse_as_named(
+        self, uplink: records.Uplink, device_id: str, parsed: Parsed
+    ) -> Parsed:
+        """A route contact's answer for the device identify() named: parsed again with its
+        attributes when it has some (the first call could not know them)."""
+        if parsed.response is None or not self._directory.attributes_json(device_id):
+            return parsed
+        self._metrics.route_reparses.inc()
+        return await self._parse(uplink, None, device_id=device_id)
+
+    async def _parse(
+        self,
+        uplink: records.Uplink,
+        command: CommandRecord | None,
+        *,
+        device_id: str | None = None,
+    ) -> Parsed:
+        """The sandbox's answer for the contact; `device_id` parses a route contact as that
+        device (identify() already named it), else the contact's own id is used."""
+        named = device_id or uplink.device_id
         contact = ContactInput(
-            payload=uplink.payload, device_type=uplink.device_type, device_id=uplink.device_id,
+            payload=uplink.payload, device_type=uplink.device_type, device_id=named,
             path=uplink.path, method=uplink.method, confirmable=uplink.confirmable,
             received_at=int(uplink.received_at.timestamp()), query=uplink.query,
+            attributes_json=self._directory.attributes_json(named), uplink_id=uplink.id,
         )  # fmt: skip
         started = time.perf_counter()
         try:
             response = await self._sandbox.parse(
                 contact,
-                identify=uplink.device_id is None,
-                command=None if command is None else _command_input(command),
+                identify=named is None,
+                command=None if command is None else self._command_input(command),
                 timeout_s=self._limits.sandbox_timeout_s,
             )
         except (SandboxUnavailableError, SandboxRequestError) as exc:
@@ -349,6 +378,15 @@ class ContactPipeline:
             return None
         return await self._settle(command, result)
 
+    def _command_input(self, command: CommandRecord) -> CommandInput:
+        return CommandInput(
+            request_id=command.request_id,
+            device_id=command.device_id,
+            command=command.name,
+            params=command_params(command),
+            attributes_json=self._directory.attributes_json(command.device_id),
+        )
+
     async def _retry_later(self, command: CommandRecord, reason: str) -> None:
         try:
             await self._desk.retry_later(command, reason)
@@ -362,7 +400,7 @@ class ContactPipeline:
         started = time.perf_counter()
         try:
             response = await self._sandbox.format_command(
-                device_type, _command_input(command), timeout_s=self._limits.sandbox_timeout_s
+                device_type, self._command_input(command), timeout_s=self._limits.sandbox_timeout_s
             )
         except SandboxUnavailableError as exc:
             return str(exc)
@@ -395,12 +433,3 @@ def _with_payload_token(presented: Presented, parsed: Parsed) -> Presented:
     if presented.token is not None or response is None or not response.result.HasField("token"):
         return presented
     return Presented(presented.dtls_device, response.result.token)
-
-
-def _command_input(command: CommandRecord) -> CommandInput:
-    return CommandInput(
-        request_id=command.request_id,
-        device_id=command.device_id,
-        command=command.name,
-        params=command_params(command),
-    )

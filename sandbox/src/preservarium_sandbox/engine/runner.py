@@ -8,6 +8,7 @@ trick costs only this call's time budget.
 from __future__ import annotations
 
 import base64
+import copy
 import dis
 import gc
 from collections.abc import Callable
@@ -121,6 +122,7 @@ def _entry(namespace: dict[str, Any], name: str) -> Callable[..., Any]:
 
 
 def _metadata(contact: dict[str, Any], device_id: str | None) -> dict[str, Any]:
+    # Fresh containers for every call: what one entry point changes, the next never sees.
     return {
         "device_id": device_id,
         "device_type": contact["device_type"],
@@ -129,6 +131,8 @@ def _metadata(contact: dict[str, Any], device_id: str | None) -> dict[str, Any]:
         "confirmable": contact["confirmable"],
         "received_at": contact["received_at"],
         "query": dict(contact["query"]),
+        "attributes": copy.deepcopy(contact.get("attributes") or {}),
+        "uplink_id": contact.get("uplink_id"),
     }
 
 
@@ -173,6 +177,7 @@ def _run_command(
             "device_id": command["device_id"],
             "command": command["command"],
             "params": command["params"],
+            "attributes": copy.deepcopy(command.get("attributes") or {}),
         }
         raw = _entry(namespace, "format_command")(record)
         payload = checked_bytes(

@@ -43,7 +43,7 @@ class ScriptError(_message.Message):
     def __init__(self, kind: _Optional[_Union[ErrorKind, str]] = ..., message: _Optional[str] = ..., line: _Optional[int] = ...) -> None: ...
 
 class Contact(_message.Message):
-    __slots__ = ("payload", "device_id", "device_type", "path", "method", "confirmable", "received_at", "query")
+    __slots__ = ("payload", "device_id", "device_type", "path", "method", "confirmable", "received_at", "query", "attributes_json", "uplink_id")
     class QueryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,8 @@ class Contact(_message.Message):
     CONFIRMABLE_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
+    UPLINK_ID_FIELD_NUMBER: _ClassVar[int]
     payload: bytes
     device_id: str
     device_type: str
@@ -67,19 +69,23 @@ class Contact(_message.Message):
     confirmable: bool
     received_at: int
     query: _containers.ScalarMap[str, str]
-    def __init__(self, payload: _Optional[bytes] = ..., device_id: _Optional[str] = ..., device_type: _Optional[str] = ..., path: _Optional[str] = ..., method: _Optional[str] = ..., confirmable: _Optional[bool] = ..., received_at: _Optional[int] = ..., query: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    attributes_json: str
+    uplink_id: str
+    def __init__(self, payload: _Optional[bytes] = ..., device_id: _Optional[str] = ..., device_type: _Optional[str] = ..., path: _Optional[str] = ..., method: _Optional[str] = ..., confirmable: _Optional[bool] = ..., received_at: _Optional[int] = ..., query: _Optional[_Mapping[str, str]] = ..., attributes_json: _Optional[str] = ..., uplink_id: _Optional[str] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("request_id", "device_id", "command", "params_json")
+    __slots__ = ("request_id", "device_id", "command", "params_json", "attributes_json")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     device_id: str
     command: str
     params_json: str
-    def __init__(self, request_id: _Optional[str] = ..., device_id: _Optional[str] = ..., command: _Optional[str] = ..., params_json: _Optional[str] = ...) -> None: ...
+    attributes_json: str
+    def __init__(self, request_id: _Optional[str] = ..., device_id: _Optional[str] = ..., command: _Optional[str] = ..., params_json: _Optional[str] = ..., attributes_json: _Optional[str] = ...) -> None: ...
 
 class ParserRef(_message.Message):
     __slots__ = ("name", "version", "sha256")
