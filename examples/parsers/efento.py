@@ -4,15 +4,20 @@ Efento sensors send protobuf messages (github.com/efento/Proto-files) to four pa
 
     m  measurements (ProtoMeasurements)        -> parse() decodes every channel
     i  device information (ProtoDeviceInfo)    -> parse() decodes what an operator needs
-    c  configuration (ProtoConfig)             -> parse() decodes settings and errors
-    t  time request (body ignored)             -> reply() answers the Unix time, 4 bytes
+    c  configuration (ProtoConfig)             -> parse() decodes settings, errors, rules,
+                                                  the hash and its timestamp, and which
+                                                  part of a split configuration it is
+    t  time request, GET or POST (body ignored) -> reply() answers the Unix time, 4 bytes
 
 The device id is the 6-byte serial number inside the payload, written as 12 lower-case
 hex digits: field 1 of the measurements and device-info messages, field 25 of the
 configuration message (field 1 is reserved there).
 
 Downlinks are serialised ProtoConfig messages: format_command() builds them for the
-`set_config`, `request_device_info` and `request_configuration` commands.
+`set_config` (every setting an operator sets: periods, intervals, requests, time, servers,
+endpoints, APN, PLMN, DNS, cloud token, supervision, rules and calendars; see SETTABLE),
+`request_device_info` and `request_configuration` commands, written as protobuf writes
+them (field-number order, no proto3 defaults). docs/efento.md documents each setting.
 
 parse() output of a measurements message follows the project's measurement convention:
 `measurements` is a list of {"channel", "type", "timestamp", "value"} (or "error_code" in
