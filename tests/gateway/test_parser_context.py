@@ -32,6 +32,8 @@ def identify(payload, metadata):
     return payload[:4].hex()
 
 def parse(payload, metadata):
+    if payload[4:] == b"!" and not metadata["attributes"]:
+        raise KeyError("this payload needs the device's attributes")
     metadata["attributes"]["touched"] = True  # a parser's change must not leak to reply()
     return {"attributes": metadata["attributes"], "uplink_id": metadata["uplink_id"],
             "device_id": metadata["device_id"]}
@@ -110,6 +112,24 @@ async def test_an_unregistered_route_device_is_parsed_once_with_no_attributes(
     parsed = (await topics.parsed.wait_for(lambda r: r["device_id"] == "5e5e0002"))[0]
     assert parsed["data"]["attributes"] == {"touched": True}
     assert gateway.metrics.route_reparses._value.get() == before
+
+
+async def test_a_route_parse_that_fails_without_attributes_runs_again_with_them(
+    devices: SQLDeviceRepository, coap: CoapClient, topics: Topology, gateway: GatewayServer
+) -> None:
+    before = gateway.metrics.route_reparses._value.get()
+    response = await coap.call(cw.POST, "/m", ROUTE_SERIAL + b"!")
+    assert response.dotted_code == "2.01" and response.payload == _body({"route": "yes"})
+    raw = (await topics.raw.wait_for(lambda r: r["path"] == "m"))[0]
+    parsed = (await topics.parsed.wait_for(lambda r: r["id"] == raw["id"]))[0]
+    assert parsed["device_id"] == ROUTE_DEVICE
+    assert parsed["data"]["attributes"] == {"route": "yes", "touched": True}
+    assert gateway.metrics.route_reparses._value.get() == before + 1
+    # A device without attributes has nothing to run again with: its failure stands.
+    await coap.call(cw.POST, "/m", bytes.fromhex("5e5e0002") + b"!")
+    failed = (await topics.failed.wait_for(lambda r: r["error"]["kind"] == "runtime_error"))[0]
+    assert "needs the device's attributes" in failed["error"]["message"]
+    assert gateway.metrics.route_reparses._value.get() == before + 1
 
 
 async def test_format_command_gets_the_devices_attributes(

@@ -3,10 +3,14 @@ entry point that is given them, each call gets its own copy, and examples can se
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 
 from preservarium.attributes import encode_attributes
 from preservarium.examples import load_examples, run_examples
+from preservarium.repositories import SQLParserRepository
+from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import CommandInput, ContactInput, SandboxClient
 
 SOURCE = """
@@ -101,3 +105,39 @@ async def test_examples_set_attributes_for_a_device_and_a_command(client: Sandbo
     )
     results = await run_examples(client, SOURCE, examples, "ctx")
     assert [result.mismatch for result in results] == [None, None]
+
+
+STRICT = """
+def identify(payload, metadata):
+    return "dev-" + payload.hex()
+
+def token(payload, metadata):
+    return "tok-" + payload.hex()
+
+def parse(payload, metadata):
+    return {"offset": metadata["attributes"]["offset"]}
+"""
+
+
+async def test_a_failure_after_identify_says_which_device_and_token_it_named(
+    client: SandboxClient, parsers: SQLParserRepository
+) -> None:
+    device_type = f"t{uuid.uuid4().hex[:10]}"
+    await parsers.upload(device_type, STRICT)
+    route = ContactInput(payload=b"\x0a\x0b", device_type=device_type, path="m")
+    for _ in range(100):  # until the sandbox's catalog has the version
+        response = await client.parse(route, identify=True)
+        if response.error.kind != pb.ERROR_KIND_PARSER_NOT_FOUND:
+            break
+        await asyncio.sleep(0.05)
+    assert response.HasField("error") and "KeyError" in response.error.message
+    assert (response.identified_device_id, response.identified_token) == ("dev-0a0b", "tok-0a0b")
+    again = ContactInput(
+        payload=b"\x0a\x0b", device_type=device_type, path="m", device_id="dev-0a0b",
+        attributes_json=encode_attributes({"offset": 2}),
+    )  # fmt: skip
+    answered = await client.parse(again)
+    assert json.loads(answered.result.data_json) == {"offset": 2}
+    # A registered device's failure (no identify()) names nothing more than the contact did.
+    failed = await client.parse(ContactInput(payload=b"", device_type=device_type, device_id="d"))
+    assert failed.HasField("error") and not failed.HasField("identified_device_id")

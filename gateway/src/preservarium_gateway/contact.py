@@ -15,7 +15,8 @@ Parsers see the device's attributes (`metadata["attributes"]`) from the director
 in-memory copy, never from a query. On a route the device is not known before identify()
 names it, so identify() (and the parse() of the same call) sees {}: when the device it
 named has attributes, parse() and reply() run again for that device, with them (one more
-sandbox call, only for route devices that have attributes).
+sandbox call, only for route devices that have attributes), also when the first parse()
+failed (the sandbox's error says which device identify() had named).
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ class Parsed:
 
     response: pb.ParseResponse | None
     unavailable: str | None = None
+    # The attributes the parser was given (compact JSON, "" for {}).
+    attributes_json: str = ""
 
     @property
     def ok(self) -> bool:
@@ -141,6 +144,7 @@ class ContactPipeline:
         durable, parsed = await asyncio.gather(
             self._publish_raw(uplink), self._parse(uplink, command)
         )
+        parsed = await self._parse_after_failure(uplink, parsed)
         if not durable:
             if command is not None:
                 await self._release(command)
@@ -156,7 +160,7 @@ class ContactPipeline:
         self, request: ContactRequest, uplink: records.Uplink
     ) -> ContactAnswer:
         """A route contact in `required` mode: identify and authenticate, then record."""
-        parsed = await self._parse(uplink, None)
+        parsed = await self._parse_after_failure(uplink, await self._parse(uplink, None))
         if parsed.response is None:  # who it is cannot be told now: the device retries
             return ContactAnswer(Outcome.RETRY_LATER)
         identity = await self._identity(uplink, parsed, request.presented)
@@ -254,10 +258,29 @@ class ContactPipeline:
     ) -> Parsed:
         """A route contact's answer for the device identify() named: parsed again with its
         attributes when it has some (the first call could not know them)."""
-        if parsed.response is None or not self._directory.attributes_json(device_id):
+        attributes = self._directory.attributes_json(device_id)
+        if parsed.response is None or parsed.attributes_json == attributes:
             return parsed
         self._metrics.route_reparses.inc()
         return await self._parse(uplink, None, device_id=device_id)
+
+    async def _parse_after_failure(self, uplink: records.Uplink, parsed: Parsed) -> Parsed:
+        """A route contact whose parse() (or reply()) failed after identify() named a device
+        that has attributes: parsed again as that device, with them, since the failure may
+        come from their absence. The token token() found still counts."""
+        response = parsed.response
+        if uplink.device_id is not None or response is None or response.HasField("result"):
+            return parsed
+        if not response.HasField("identified_device_id"):
+            return parsed
+        device_id = response.identified_device_id
+        if not self._directory.attributes_json(device_id):
+            return parsed
+        self._metrics.route_reparses.inc()
+        again = await self._parse(uplink, None, device_id=device_id)
+        if again.ok and again.response is not None and response.HasField("identified_token"):
+            again.response.result.token = response.identified_token
+        return again
 
     async def _parse(
         self,
@@ -269,11 +292,12 @@ class ContactPipeline:
         """The sandbox's answer for the contact; `device_id` parses a route contact as that
         device (identify() already named it), else the contact's own id is used."""
         named = device_id or uplink.device_id
+        attributes = self._directory.attributes_json(named)
         contact = ContactInput(
             payload=uplink.payload, device_type=uplink.device_type, device_id=named,
             path=uplink.path, method=uplink.method, confirmable=uplink.confirmable,
             received_at=int(uplink.received_at.timestamp()), query=uplink.query,
-            attributes_json=self._directory.attributes_json(named), uplink_id=uplink.id,
+            attributes_json=attributes, uplink_id=uplink.id,
         )  # fmt: skip
         started = time.perf_counter()
         try:
@@ -284,12 +308,12 @@ class ContactPipeline:
                 timeout_s=self._limits.sandbox_timeout_s,
             )
         except (SandboxUnavailableError, SandboxRequestError) as exc:
-            return Parsed(None, unavailable=str(exc))
+            return Parsed(None, unavailable=str(exc), attributes_json=attributes)
         finally:
             self._metrics.child(self._metrics.sandbox_latency, "Parse").observe(
                 time.perf_counter() - started
             )
-        return Parsed(response)
+        return Parsed(response, attributes_json=attributes)
 
     async def _identity(
         self, uplink: records.Uplink, parsed: Parsed, presented: Presented

@@ -158,6 +158,10 @@ def fill_parse_answer(response: pb.ParseResponse | pb.TestParserResponse, outcom
     command's outcome. Filled in place: the document is copied into the answer once."""
     if outcome.failure is not None:
         response.error.CopyFrom(script_error(outcome.failure))
+        if isinstance(response, pb.ParseResponse) and outcome.identified_device_id is not None:
+            response.identified_device_id = outcome.identified_device_id
+            if outcome.identified_token is not None:
+                response.identified_token = outcome.identified_token
         return
     result = response.result
     result.SetInParent()  # a result with nothing set is still a result

@@ -142,14 +142,20 @@ def _run_contact(
     payload: bytes,
     identify: bool,
     limits: Limits,
+    identified: dict[str, Any],
 ) -> dict[str, Any]:
+    """identify() and token() when asked, then parse() and reply(). What identify() and
+    token() found goes into `identified` as soon as it is known, so that a failure later
+    in the call can still say which device the contact named."""
     device_id = contact.get("device_id")
     token = None
     if identify:
         found = _entry(namespace, "identify")(payload, _metadata(contact, device_id))
         device_id = checked_device_id(found)
+        identified["device_id"] = device_id
         if callable(namespace.get("token")):  # optional: a credential in the payload
             token = checked_token(namespace["token"](payload, _metadata(contact, device_id)))
+            identified["token"] = token
     parsed = _entry(namespace, "parse")(payload, _metadata(contact, device_id))
     data_json = document_json(
         parsed, max_depth=limits.max_output_depth, max_bytes=limits.max_output_bytes
@@ -198,13 +204,13 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
     warnings = Warnings(limits)
     namespace = fresh_globals(warnings.warner(), max_print_chars=limits.max_print_chars)
     answer: dict[str, Any] = {"ok": True}
+    identified: dict[str, Any] = {}
     try:
         exec(parser.code, namespace)
         if job.get("contact") is not None:
+            contact, identify = job["contact"], bool(job.get("identify"))
             answer.update(
-                _run_contact(
-                    namespace, job["contact"], job["blob"], bool(job.get("identify")), limits
-                )
+                _run_contact(namespace, contact, job["blob"], identify, limits, identified)
             )
         if job.get("command") is not None:
             answer["command"] = _run_command(namespace, job["command"], limits)
@@ -212,6 +218,8 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
         raise
     except BaseException as exc:
         answer = {"ok": False, "error": failure_from(exc, limits).to_wire()}
+        if identified.get("device_id") is not None:
+            answer["identified"] = identified
     else:
         answer["warnings"] = warnings.items
     collect_leftovers(namespace)

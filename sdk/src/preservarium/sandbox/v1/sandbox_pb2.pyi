@@ -132,18 +132,22 @@ class ParseRequest(_message.Message):
     def __init__(self, device_type: _Optional[str] = ..., contact: _Optional[_Union[Contact, _Mapping]] = ..., identify: _Optional[bool] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
 
 class ParseResponse(_message.Message):
-    __slots__ = ("result", "error", "parser", "command", "duration_ms")
+    __slots__ = ("result", "error", "parser", "command", "duration_ms", "identified_device_id", "identified_token")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PARSER_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIED_DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIED_TOKEN_FIELD_NUMBER: _ClassVar[int]
     result: ParseResult
     error: ScriptError
     parser: ParserRef
     command: CommandResult
     duration_ms: float
-    def __init__(self, result: _Optional[_Union[ParseResult, _Mapping]] = ..., error: _Optional[_Union[ScriptError, _Mapping]] = ..., parser: _Optional[_Union[ParserRef, _Mapping]] = ..., command: _Optional[_Union[CommandResult, _Mapping]] = ..., duration_ms: _Optional[float] = ...) -> None: ...
+    identified_device_id: str
+    identified_token: str
+    def __init__(self, result: _Optional[_Union[ParseResult, _Mapping]] = ..., error: _Optional[_Union[ScriptError, _Mapping]] = ..., parser: _Optional[_Union[ParserRef, _Mapping]] = ..., command: _Optional[_Union[CommandResult, _Mapping]] = ..., duration_ms: _Optional[float] = ..., identified_device_id: _Optional[str] = ..., identified_token: _Optional[str] = ...) -> None: ...
 
 class FormatCommandRequest(_message.Message):
     __slots__ = ("device_type", "command")
