@@ -460,6 +460,53 @@ BAD_COMMANDS = [
     ("set_config", {"measurement_period_base": 0}, "out of range [1, 65535]"),
     ("set_config", {"current_time": -1}, "current_time = -1 is out of range"),
     ("request_device_info", {"now": True}, "takes no parameters"),
+    ("set_config", {"configuration_request": False}, "every value given is false or empty"),
+    ("set_config", {"apn": "x" * 50}, "apn must be 1 to 49 printable ASCII characters"),
+    ("set_config", {"apn": "bad\napn"}, "apn must be 1 to 49 printable ASCII"),
+    ("set_config", {"plmn_selection": 99}, "plmn_selection = 99 is out of range [100, 1000000]"),
+    ("set_config", {"cloud_token_config": 3}, "out of range [1, 2] (or 255)"),
+    ("set_config", {"supervision_period": 60}, "out of range [180, 604800] (or 4294967295)"),
+    ("set_config", {"dns_server_ip": [1, 2, 3, 4, 5]}, "holds 5 numbers, expected 1 to 4"),
+    ("set_config", {"dns_server_ip": [1, 2, 3, 999]}, "holds 999, out of range [0, 255]"),
+    ("set_config", {"rules": {"condition": "disabled"}}, "rules must be a list of at most 16"),
+    ("set_config", {"rules": [{"condition": "disabled"}] * 17}, "at most 16 objects"),
+    ("set_config", {"rules": [{"action": "no_action"}]}, "rules[0] needs condition"),
+    (
+        "set_config",
+        {"rules": [{"condition": "on_measurement", "parameters": []}]},
+        "rules[0] takes 1 or 2 or 3 parameters, got 0",
+    ),
+    (
+        "set_config",
+        {"rules": [{"condition": "disabled", "channels": [7]}]},
+        "rules[0].channels holds 7, out of range [1, 6]",
+    ),
+    (
+        "set_config",
+        {"rules": [{"condition": "disabled", "channels": [1], "channel_mask": 1}]},
+        "gives both channels and channel_mask",
+    ),
+    ("set_config", {"rules": [{"condition": "disabled", "when": 1}]}, "unknown keys when"),
+    (
+        "set_config",
+        {"rules": [{"condition": "disabled", "action": "explode"}]},
+        "rules[0].action must be one of trigger_transmission",
+    ),
+    (
+        "set_config",
+        {"rules": [{"condition": "diff_threshold", "parameters": [1, 2, 3, 1 << 31]}]},
+        "out of range [-2147483648, 2147483647]",
+    ),
+    (
+        "set_config",
+        {"calendars": [{"type": "week", "parameters": [1]}]},
+        "calendars[0] takes 4 parameters, got 1",
+    ),
+    (
+        "set_config",
+        {"calendars": [{"type": "week", "rules": [17], "parameters": [1, 2, 3, 4]}]},
+        "calendars[0].rules holds 17",
+    ),
 ]
 
 
