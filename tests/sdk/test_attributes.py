@@ -100,6 +100,13 @@ async def test_every_registry_write_moves_the_revision(engine: AsyncEngine) -> N
     seen.append(await devices.revision())
     await devices.change_type("d1", "dragino")
     seen.append(await devices.revision())
+    from preservarium.identity import SecretBox
+    from preservarium.identity.kinds import AuthKind
+    from preservarium.repositories import SQLCredentialRepository
+
+    credentials = SQLCredentialRepository(engine, secrets=SecretBox.from_setting(None))
+    await credentials.set_credentials("d1", AuthKind.TOKEN)
+    seen.append(await devices.revision())
     await devices.remove("d1")
     seen.append(await devices.revision())
     assert seen == sorted(set(seen)), seen  # strictly growing

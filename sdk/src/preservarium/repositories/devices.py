@@ -121,10 +121,16 @@ class SQLDeviceRepository(SQLRepository):
         return int(found or 0)
 
     async def _bump(self, session: AsyncSession) -> None:
-        statement = self.insert(RegistryRevision).values(id=1, revision=1)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[RegistryRevision.id],
-                set_={"revision": RegistryRevision.revision + 1},
-            )
+        await bump_registry_revision(self, session)
+
+
+async def bump_registry_revision(repository: SQLRepository, session: AsyncSession) -> None:
+    """Move the registry revision, in the caller's transaction: every write of what a
+    gateway's directory holds (devices, their attributes, their credentials) calls it."""
+    statement = repository.insert(RegistryRevision).values(id=1, revision=1)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[RegistryRevision.id],
+            set_={"revision": RegistryRevision.revision + 1},
         )
+    )
