@@ -4,15 +4,20 @@ Efento sensors send protobuf messages (github.com/efento/Proto-files) to four pa
 
     m  measurements (ProtoMeasurements)        -> parse() decodes every channel
     i  device information (ProtoDeviceInfo)    -> parse() decodes what an operator needs
-    c  configuration (ProtoConfig)             -> parse() decodes settings and errors
-    t  time request (body ignored)             -> reply() answers the Unix time, 4 bytes
+    c  configuration (ProtoConfig)             -> parse() decodes settings, errors, rules,
+                                                  the hash and its timestamp, and which
+                                                  part of a split configuration it is
+    t  time request, GET or POST (body ignored) -> reply() answers the Unix time, 4 bytes
 
 The device id is the 6-byte serial number inside the payload, written as 12 lower-case
 hex digits: field 1 of the measurements and device-info messages, field 25 of the
 configuration message (field 1 is reserved there).
 
 Downlinks are serialised ProtoConfig messages: format_command() builds them for the
-`set_config`, `request_device_info` and `request_configuration` commands.
+`set_config` (every setting an operator sets: periods, intervals, requests, time, servers,
+endpoints, APN, PLMN, DNS, cloud token, supervision, rules and calendars; see SETTABLE),
+`request_device_info` and `request_configuration` commands, written as protobuf writes
+them (field-number order, no proto3 defaults). docs/efento.md documents each setting.
 
 parse() output of a measurements message follows the project's measurement convention:
 `measurements` is a list of {"channel", "type", "timestamp", "value"} (or "error_code" in
@@ -129,7 +134,6 @@ CONFIG_FIELDS = {
     16: ("apn", "string"),
     17: ("plmn_selection", "uint"),
     20: ("configuration_errors", "uints"),
-    21: ("configuration_hash", "uint"),
     23: ("cloud_token_config", "uint"),
     24: ("cloud_token", "string"),
     26: ("measurement_period_factor", "uint"),
@@ -141,12 +145,10 @@ CONFIG_FIELDS = {
     35: ("time_endpoint", "string"),
     36: ("ble_tx_power_level", "uint"),
     38: ("configuration_error_timestamp", "uint"),
-    39: ("configuration_hash_timestamp", "uint"),
     40: ("cloud_token_coap_option", "uint"),
     41: ("payload_signature_coap_option", "uint"),
     42: ("dns_server_ip", "uints"),
     43: ("dns_ttl_config", "uint"),
-    44: ("payload_split_info", "sint"),
     51: ("network_troubleshooting", "uint"),
     52: ("modem_identification_coap_option", "uint"),
     55: ("apn_username", "string"),
@@ -155,23 +157,99 @@ CONFIG_FIELDS = {
 }
 CONFIG_SERIAL_FIELD = 25
 CONFIG_CHANNEL_TYPES_FIELD = 27
+CONFIG_HASH_FIELD = 21
+CONFIG_HASH_TIMESTAMP_FIELD = 39
+CONFIG_SPLIT_FIELD = 44
+CONFIG_RULES_FIELD = 28
+CONFIG_CALENDARS_FIELD = 47
 
-# What set_config may change: name -> (field number, kind, lowest, highest, special value).
-# Ranges are those of Efento's ProtoConfig; strings give (.., "string", 1, max length, None).
+# What set_config may change, from Efento's ProtoConfig (proto_config.proto):
+# name -> (field number, kind, lowest, highest, special values).
+# kind: "uint" (varint), "bool", "string" (printable ASCII, lowest..highest characters;
+# the special value "\x7f" (DEL) is Efento's "automatic" or "not used"), "octets" (a list
+# of lowest..highest numbers 0..255, packed), "rules", "calendars" (lists of messages).
+# Ranges are those Efento documents; special values lie outside them.
+ALWAYS = UINT32_MAX
 SETTABLE = {
-    "measurement_period_base": (2, "uint", 1, 65535, None),
-    "transmission_interval": (3, "uint", 60, 604800, None),
-    "ack_interval": (5, "uint", 180, 2592000, UINT32_MAX),  # UINT32_MAX: always ACK
-    "device_info_request": (6, "bool", 0, 1, None),
-    "current_time": (8, "uint", 0, UINT32_MAX, None),
-    "data_server_ip": (11, "string", 1, 31, None),
-    "data_server_port": (12, "uint", 1, 65535, None),
-    "configuration_request": (19, "bool", 0, 1, None),
-    "measurement_period_factor": (26, "uint", 1, 65535, None),
-    "data_endpoint": (32, "string", 1, 12, None),
+    # periods and intervals
+    "measurement_period_base": (2, "uint", 1, 65535, ()),
+    "transmission_interval": (3, "uint", 60, 604800, ()),
+    "ble_turnoff_time": (4, "uint", 60, 604800, (ALWAYS,)),  # UINT32_MAX: always on
+    "ack_interval": (5, "uint", 180, 2592000, (ALWAYS,)),  # UINT32_MAX: always ACK
+    "transfer_limit": (9, "uint", 1, 65535, ()),  # 65535: no limit
+    "transfer_limit_timer": (10, "uint", 1, 65535, ()),  # 65535: no limit
+    "measurement_period_factor": (26, "uint", 1, 65535, ()),
+    "supervision_period": (29, "uint", 180, 604800, (ALWAYS,)),  # UINT32_MAX: disabled
+    "ble_tx_power_level": (36, "uint", 1, 4, ()),
+    # requests
+    "device_info_request": (6, "bool", 0, 1, ()),
+    "update_software_request": (7, "bool", 0, 1, ()),
+    "current_time": (8, "uint", 1, UINT32_MAX, ()),
+    "disable_modem_request": (18, "uint", 60, 604800, ()),
+    "configuration_request": (19, "bool", 0, 1, ()),
+    "accept_without_testing_request": (22, "bool", 0, 1, ()),
+    "reset_memory_request": (30, "bool", 0, 1, ()),
+    "clear_runtime_errors_request": (37, "bool", 0, 1, ()),
+    "update_modem_request": (45, "string", 1, 48, ()),
+    "extended_configuration_request": (63, "bool", 0, 1, ()),
+    "restart_memory_stats_request": (64, "bool", 0, 1, ()),
+    "data_transfer_start_timestamp_request": (65, "uint", 1, UINT32_MAX, ()),
+    # servers and endpoints
+    "data_server_ip": (11, "string", 1, 31, ()),
+    "data_server_port": (12, "uint", 1, 65535, ()),
+    "update_server_ip": (13, "string", 1, 31, ()),
+    "update_server_port_udp": (14, "uint", 1, 65535, ()),
+    "update_server_port_coap": (15, "uint", 1, 65535, ()),
+    "data_endpoint": (32, "string", 1, 11, ()),
+    "configuration_endpoint": (33, "string", 1, 11, ()),
+    "device_info_endpoint": (34, "string", 1, 11, ()),
+    "time_endpoint": (35, "string", 1, 11, ()),
+    "extended_configuration_endpoint": (61, "string", 1, 11, ()),
+    # cellular network
+    "apn": (16, "string", 1, 49, ("\x7f",)),  # DEL: automatic APN
+    "plmn_selection": (17, "uint", 100, 1000000, (ALWAYS,)),  # 1000000: automatic
+    "modem_bands_mask": (31, "uint", 1, UINT32_MAX, ()),
+    "dns_server_ip": (42, "octets", 1, 4, ()),  # [255, 255, 255, 255]: the network's DNS
+    "dns_ttl_config": (43, "uint", 1, 864002, ()),
+    "network_troubleshooting": (51, "uint", 1, 2, ()),  # 1 disabled, 2 enabled
+    "apn_username": (55, "string", 1, 31, ("\x7f",)),  # DEL: no username
+    "apn_password": (56, "string", 1, 31, ("\x7f",)),  # DEL: no password
+    # cloud token and CoAP options
+    "cloud_token_config": (23, "uint", 1, 2, (255,)),  # 1 cloud_token, 2 IMEI, 255 none
+    "cloud_token": (24, "string", 1, 36, ()),
+    "cloud_token_coap_option": (40, "uint", 1, 65000, ()),  # 65000: in the payload
+    "payload_signature_coap_option": (41, "uint", 1, 65000, ()),  # 65000: not sent
+    "modem_identification_coap_option": (52, "uint", 1, 65000, ()),  # 65000: not sent
+    # edge logic
+    "rules": (28, "rules", 0, 16, ()),
+    "calendars": (47, "calendars", 0, 6, ()),
 }
 DEVICE_INFO_REQUEST_FIELD = 6
 CONFIGURATION_REQUEST_FIELD = 19
+SINT32_MIN = -2147483648
+SINT32_MAX = 2147483647
+
+# ProtoRule (proto_config_rule.proto): condition -> (number, how many parameters).
+RULE_CONDITIONS = {
+    "disabled": (1, (0,)),
+    "high_threshold": (2, (5,)),
+    "low_threshold": (3, (5,)),
+    "diff_threshold": (4, (4,)),
+    "binary_change_state": (5, (0,)),
+    "logic_operator": (6, (5,)),
+    "on_measurement": (7, (1, 2, 3)),
+    "on_sensor_error": (8, (0,)),
+}
+RULE_ACTIONS = {
+    "trigger_transmission": 1,
+    "no_action": 2,
+    "trigger_transmission_with_ack": 3,
+    "fast_advertising_mode": 4,
+}
+RULE_CHANNELS = 6
+RULE_COUNT = 16
+# ProtoCalendar: type -> (number, how many parameters).
+CALENDAR_TYPES = {"disabled": (1, (0,)), "week": (2, (4,))}
 
 PATHS = {"m": "measurements", "i": "device info", "c": "configuration", "t": "time request"}
 
@@ -327,10 +405,15 @@ def identify(payload, metadata):
     and is still answered with the time by reply().
     """
     path = message_path(metadata)
+    if path == "t":
+        # The body of a time request is not read: a device that sends one it cannot name
+        # itself by (or an odd one) still gets the time.
+        try:
+            return find_serial(payload, path)
+        except ValueError:
+            return None
     serial = find_serial(payload, path)
     if serial is None:
-        if path == "t":
-            return None
         number = CONFIG_SERIAL_FIELD if path == "c" else 1
         raise ValueError(f"{PATHS[path]} message has no serial_number (field {number})")
     return serial
@@ -690,6 +773,69 @@ def parse_device_info(payload, metadata):
 # --- configuration (path c) --------------------------------------------------------------
 
 
+def payload_part(split_info):
+    """payload_split_info (field 44) as {"index", "count", "last"}.
+
+    A device that cannot fit its configuration in one message sends it in parts, one
+    contact each: a negative value is part |value| with more to come (the count is not
+    known yet), a positive one the last part, whose number is the count; 0 (or absent)
+    means one whole message. Each part is parsed, and recorded, on its own.
+    """
+    if not split_info:
+        return {"index": 1, "count": 1, "last": True}
+    if split_info < 0:
+        return {"index": -split_info, "count": None, "last": False}
+    return {"index": split_info, "count": split_info, "last": True}
+
+
+def decode_rules(fields, what):
+    """The edge-logic rules (field 28) as {"channels", "condition", "parameters", "action"}."""
+    conditions = {spec[0]: name for name, spec in RULE_CONDITIONS.items()}
+    conditions[0] = "unspecified"
+    actions = {number: name for name, number in RULE_ACTIONS.items()}
+    actions[0] = "unspecified"
+    rules = []
+    for index, entry in enumerate(fields.get(CONFIG_RULES_FIELD, [])):
+        name = f"{what} rule {index + 1}"
+        if entry[0] != LEN:
+            raise ValueError(f"{name} (field 28) has wire type {WIRE_TYPES[entry[0]]}")
+        rule = read_message(entry[1], name)
+        mask = uint32_field(rule, 1, "channel_mask", name) or 0
+        condition = uint32_field(rule, 2, "condition", name) or 0
+        action = uint32_field(rule, 4, "action", name) or 0
+        rules.append(
+            {
+                "channels": [bit + 1 for bit in range(32) if (mask >> bit) & 1],
+                "condition": conditions.get(condition, f"unknown_{condition}"),
+                "parameters": repeated_sints(rule, 3, "parameters", name),
+                "action": actions.get(action, f"unknown_{action}"),
+            }
+        )
+    return rules
+
+
+def decode_calendars(fields, what):
+    """The rule calendars (field 47) as {"rules", "type", "parameters"}."""
+    types = {spec[0]: name for name, spec in CALENDAR_TYPES.items()}
+    types[0] = "unspecified"
+    calendars = []
+    for index, entry in enumerate(fields.get(CONFIG_CALENDARS_FIELD, [])):
+        name = f"{what} calendar {index + 1}"
+        if entry[0] != LEN:
+            raise ValueError(f"{name} (field 47) has wire type {WIRE_TYPES[entry[0]]}")
+        calendar = read_message(entry[1], name)
+        mask = uint32_field(calendar, 1, "rule_mask", name) or 0
+        kind = uint32_field(calendar, 3, "type", name) or 0
+        calendars.append(
+            {
+                "rules": [bit + 1 for bit in range(32) if (mask >> bit) & 1],
+                "type": types.get(kind, f"unknown_{kind}"),
+                "parameters": repeated_sints(calendar, 2, "parameters", name),
+            }
+        )
+    return calendars
+
+
 def parse_configuration(payload, metadata):
     what = "configuration message"
     fields = read_message(payload, what)
@@ -698,11 +844,17 @@ def parse_configuration(payload, metadata):
         raise ValueError(
             f"configuration message has no serial_number (field {CONFIG_SERIAL_FIELD})"
         )
+    split = sint32_field(fields, CONFIG_SPLIT_FIELD, "payload_split_info", what)
     data = {
         "message": "configuration",
         "serial_number": serial_hex(raw_serial, CONFIG_SERIAL_FIELD, what),
-        # Always present, so that "no errors" is explicit.
+        "part": payload_part(split),
+        # Always present, so that "no errors" and "not sent in this part" are explicit.
         "configuration_errors": repeated_uints(fields, 20, "configuration_errors", what),
+        "configuration_hash": uint32_field(fields, CONFIG_HASH_FIELD, "configuration_hash", what),
+        "configuration_hash_timestamp": uint32_field(
+            fields, CONFIG_HASH_TIMESTAMP_FIELD, "configuration_hash_timestamp", what
+        ),
     }
     for number, spec in CONFIG_FIELDS.items():
         name, kind = spec
@@ -727,6 +879,12 @@ def parse_configuration(payload, metadata):
             else:
                 names.append(f"unknown_{type_number}")
         data["channel_types"] = names
+    rules = decode_rules(fields, what)
+    if rules:
+        data["rules"] = rules
+    calendars = decode_calendars(fields, what)
+    if calendars:
+        data["calendars"] = calendars
     return data
 
 
@@ -742,21 +900,186 @@ def parse(payload, metadata):
         return parse_device_info(payload, metadata)
     if path == "c":
         return parse_configuration(payload, metadata)
-    return {"message": "time_request", "time_request": True}
+    return {"message": "time_request", "time_request": True, "current_time": served_time(metadata)}
+
+
+def served_time(metadata):
+    """The time a time request is answered with: when the gateway received it."""
+    now = metadata.get("received_at")
+    if not isinstance(now, int) or isinstance(now, bool) or not 0 < now <= UINT32_MAX:
+        now = int(datetime.datetime.now(datetime.UTC).timestamp())
+    return now
 
 
 def reply(payload, metadata):
-    """Answer a time request with the current Unix time, 4 bytes big-endian."""
+    """Answer a time request (GET or POST on the time endpoint) with the current Unix
+    time, 4 bytes big-endian, as Efento's devices read it."""
     if str(metadata.get("path") or "").strip("/") != "t":
         return None
-    now = metadata.get("received_at")
-    if not isinstance(now, int) or isinstance(now, bool) or now <= 0:
-        now = int(datetime.datetime.now(datetime.UTC).timestamp())
-    return struct.pack(">I", now)
+    return struct.pack(">I", served_time(metadata))
 
 
-def check_param(name, value):
-    """Validate one set_config parameter; return its (field number, protowire kind, value)."""
+# --- commands ----------------------------------------------------------------------------
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_uint(name, value, low, high, special):
+    if not is_int(value):
+        raise ValueError(f"set_config: {name} must be an integer, not {value!r}")
+    if not (low <= value <= high or value in special):
+        extra = "" if not special else f" (or {', '.join(str(v) for v in special)})"
+        raise ValueError(f"set_config: {name} = {value} is out of range [{low}, {high}]{extra}")
+    return value
+
+
+def check_string(name, value, low, high, special):
+    if not isinstance(value, str):
+        raise ValueError(f"set_config: {name} must be a string, not {value!r}")
+    if value in special:
+        return value
+    if not low <= len(value) <= high or not value.isascii() or not value.isprintable():
+        extra = ' (or "\\x7f")' if special else ""
+        raise ValueError(
+            f"set_config: {name} must be {low} to {high} printable ASCII characters{extra}"
+        )
+    return value
+
+
+def check_int_list(name, value, low, high, count_low, count_high):
+    if not isinstance(value, list) or not all(is_int(item) for item in value):
+        raise ValueError(f"set_config: {name} must be a list of integers, not {value!r}")
+    if not count_low <= len(value) <= count_high:
+        raise ValueError(
+            f"set_config: {name} holds {len(value)} numbers, expected {count_low} to {count_high}"
+        )
+    for item in value:
+        if not low <= item <= high:
+            raise ValueError(f"set_config: {name} holds {item}, out of range [{low}, {high}]")
+    return value
+
+
+def enum_number(name, value, names):
+    """An enum given by name (as in the tables above) or by its number."""
+    numbers = {}
+    for key, spec in names.items():
+        numbers[key] = spec if is_int(spec) else spec[0]
+    if isinstance(value, str) and value in numbers:
+        return numbers[value]
+    if is_int(value) and value in numbers.values():
+        return value
+    raise ValueError(f"set_config: {name} must be one of {', '.join(names)}, not {value!r}")
+
+
+def parameter_counts(table, number):
+    """How many parameters the condition or calendar type `number` of `table` takes."""
+    for spec in table.values():
+        if spec[0] == number:
+            return spec[1]
+    raise ValueError(f"set_config: no parameter counts for {number}")
+
+
+def check_keys(name, item, allowed, required):
+    if not isinstance(item, dict):
+        raise ValueError(f"set_config: {name} must be an object, not {item!r}")
+    unknown = sorted(key for key in item if key not in allowed)
+    if unknown:
+        raise ValueError(
+            f"set_config: {name} has unknown keys {', '.join(unknown)}; known: {', '.join(allowed)}"
+        )
+    missing = [key for key in required if key not in item]
+    if missing:
+        raise ValueError(f"set_config: {name} needs {', '.join(missing)}")
+
+
+def channel_mask(name, item):
+    """A rule's channels: `channels` (numbers from 1) or `channel_mask` (bit 0 = channel 1)."""
+    if "channels" in item and "channel_mask" in item:
+        raise ValueError(f"set_config: {name} gives both channels and channel_mask")
+    if "channel_mask" in item:
+        limit = (1 << RULE_CHANNELS) - 1
+        return check_uint(f"{name}.channel_mask", item["channel_mask"], 0, limit, ())
+    channels = check_int_list(
+        f"{name}.channels", item.get("channels", []), 1, RULE_CHANNELS, 0, RULE_CHANNELS
+    )
+    mask = 0
+    for number in channels:
+        mask |= 1 << (number - 1)
+    return mask
+
+
+def checked_parameters(name, item, counts):
+    parameters = check_int_list(
+        f"{name}.parameters", item.get("parameters", []), SINT32_MIN, SINT32_MAX, 0, 16
+    )
+    if len(parameters) not in counts:
+        expected = " or ".join(str(count) for count in counts)
+        raise ValueError(f"set_config: {name} takes {expected} parameters, got {len(parameters)}")
+    return parameters
+
+
+def message_fields(fields):
+    """A nested message's fields without proto3 defaults (0, empty), as protobuf writes it."""
+    kept = []
+    for number, kind, value in fields:
+        if value:
+            kept.append((number, kind, value))
+    return protowire.encode(kept)
+
+
+def encode_rule(index, item):
+    """One ProtoRule: channel_mask 1, condition 2, parameters 3 (packed sint32), action 4."""
+    name = f"rules[{index}]"
+    check_keys(
+        name,
+        item,
+        ("channels", "channel_mask", "condition", "parameters", "action"),
+        ("condition",),
+    )
+    condition = enum_number(f"{name}.condition", item["condition"], RULE_CONDITIONS)
+    counts = parameter_counts(RULE_CONDITIONS, condition)
+    action = 0
+    if "action" in item:
+        action = enum_number(f"{name}.action", item["action"], RULE_ACTIONS)
+    return message_fields(
+        [
+            (1, "varint", channel_mask(name, item)),
+            (2, "varint", condition),
+            (3, "packed_sint", checked_parameters(name, item, counts)),
+            (4, "varint", action),
+        ]
+    )
+
+
+def encode_calendar(index, item):
+    """One ProtoCalendar: rule_mask 1, parameters 2 (packed sint32), type 3."""
+    name = f"calendars[{index}]"
+    check_keys(name, item, ("rules", "rule_mask", "type", "parameters"), ("type",))
+    if "rules" in item and "rule_mask" in item:
+        raise ValueError(f"set_config: {name} gives both rules and rule_mask")
+    if "rule_mask" in item:
+        mask = check_uint(f"{name}.rule_mask", item["rule_mask"], 0, (1 << RULE_COUNT) - 1, ())
+    else:
+        rules = check_int_list(f"{name}.rules", item.get("rules", []), 1, RULE_COUNT, 0, RULE_COUNT)
+        mask = 0
+        for number in rules:
+            mask |= 1 << (number - 1)
+    kind = enum_number(f"{name}.type", item["type"], CALENDAR_TYPES)
+    counts = parameter_counts(CALENDAR_TYPES, kind)
+    return message_fields(
+        [
+            (1, "varint", mask),
+            (2, "packed_sint", checked_parameters(name, item, counts)),
+            (3, "varint", kind),
+        ]
+    )
+
+
+def encode_param(name, value):
+    """One set_config parameter as the (field number, protowire kind, value) triples it
+    becomes, in order; proto3 defaults (false) are left out, as protobuf does."""
     spec = SETTABLE.get(name)
     if spec is None:
         known = ", ".join(sorted(SETTABLE))
@@ -765,19 +1088,17 @@ def check_param(name, value):
     if kind == "bool":
         if not isinstance(value, bool):
             raise ValueError(f"set_config: {name} must be true or false, not {value!r}")
-        return (number, "bool", value)
+        return [(number, "bool", True)] if value else []
     if kind == "string":
-        if not isinstance(value, str):
-            raise ValueError(f"set_config: {name} must be a string, not {value!r}")
-        if not low <= len(value) <= high or not value.isascii() or not value.isprintable():
-            raise ValueError(f"set_config: {name} must be 1 to {high} printable ASCII characters")
-        return (number, "string", value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"set_config: {name} must be an integer, not {value!r}")
-    if not (low <= value <= high or value == special):
-        extra = "" if special is None else f" (or {special})"
-        raise ValueError(f"set_config: {name} = {value} is out of range [{low}, {high}]{extra}")
-    return (number, "varint", value)
+        return [(number, "string", check_string(name, value, low, high, special))]
+    if kind == "octets":
+        return [(number, "packed_varint", check_int_list(name, value, 0, 255, low, high))]
+    if kind in ("rules", "calendars"):
+        if not isinstance(value, list) or not low <= len(value) <= high:
+            raise ValueError(f"set_config: {name} must be a list of at most {high} objects")
+        encode = encode_rule if kind == "rules" else encode_calendar
+        return [(number, "message", encode(i, item)) for i, item in enumerate(value)]
+    return [(number, "varint", check_uint(name, value, low, high, special))]
 
 
 def command_params(command):
@@ -789,6 +1110,16 @@ def command_params(command):
     return params
 
 
+def encode_config(params):
+    """A ProtoConfig with the given settings, fields in field-number order."""
+    fields = []
+    for name in sorted(params, key=lambda key: SETTABLE.get(key, (0,))[0]):
+        fields.extend(encode_param(name, params[name]))
+    if not fields:
+        raise ValueError("set_config: every value given is false or empty: nothing to send")
+    return protowire.encode(fields)
+
+
 def format_command(command):
     """Encode a command as the ProtoConfig downlink the device reads from the ACK."""
     name = command.get("command")
@@ -796,9 +1127,7 @@ def format_command(command):
     if name == "set_config":
         if not params:
             raise ValueError("set_config needs at least one parameter")
-        fields = [check_param(key, value) for key, value in params.items()]
-        fields = sorted(fields, key=lambda field: field[0])  # field-number order
-        return protowire.encode(fields)
+        return encode_config(params)
     if name in ("request_device_info", "request_configuration"):
         if params:
             raise ValueError(f"{name} takes no parameters, got {', '.join(sorted(params))}")

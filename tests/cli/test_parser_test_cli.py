@@ -152,6 +152,28 @@ class TestSingleRun:
         assert (outcome["data"]["method"], outcome["data"]["confirmable"]) == ("POST", True)
         assert outcome["command_hex"] == "0f"
 
+    async def test_attributes_of_the_device_reach_parse_and_the_command(
+        self, env: dict[str, str], tmp_path: Path
+    ) -> None:
+        source = (
+            "def parse(payload, metadata):\n"
+            "    return {'attributes': metadata['attributes'], 'uplink': metadata['uplink_id']}\n"
+            "def format_command(command):\n"
+            "    return command['attributes']['unit'].encode()\n"
+        )
+        parser = write(tmp_path, "ctx.py", source)
+        done = await cli(
+            "parser", "test", parser, "--payload-hex", "01", "--device-id", "d1",
+            "--attr", "unit=C", "--attr", "site=north", "--command", '{"command": "x"}',
+            "--json", env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        outcome = json.loads(done.stdout)
+        assert outcome["data"] == {"attributes": {"unit": "C", "site": "north"}, "uplink": None}
+        assert bytes.fromhex(outcome["command_hex"]) == b"C"
+        refused = await cli("parser", "test", parser, "--attr", "unit=C", env=env)
+        assert "--attr needs --device-id" in one_line(refused, 2)
+
     async def test_human_output(self, env: dict[str, str], demo: str) -> None:
         done = await cli("parser", "test", demo, "--payload-hex", "0a0b", env=env)
         assert done.returncode == 0, done.stderr

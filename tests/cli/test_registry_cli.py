@@ -135,6 +135,37 @@ class TestDevices:
         removed = run_cli("device", "remove", "d1", "--json", env=env)
         assert json.loads(removed.stdout) == {"id": "d1", "removed": True}
 
+    async def test_attributes_are_set_changed_and_bounded(
+        self, env: dict[str, str], database_url: str
+    ) -> None:
+        await store_parser(database_url, "alpha", SOURCE)
+        registered = run_cli(
+            "device", "register", "d1", "--type", "alpha", "--attr", "site=north",
+            "--attr", "floor=3", "--json", env=env,
+        )  # fmt: skip
+        assert json.loads(registered.stdout)["attributes"] == {"site": "north", "floor": "3"}
+        updated = run_cli(
+            "device", "update", "d1", "--attr", "floor=4", "--unset-attr", "site", "--json",
+            env=env,
+        )  # fmt: skip
+        assert json.loads(updated.stdout)["attributes"] == {"floor": "4"}, updated.stderr
+        cleared = run_cli("device", "update", "d1", "--clear-attrs", "--attr", "a=b", "--json",
+                          env=env)  # fmt: skip
+        assert json.loads(cleared.stdout)["attributes"] == {"a": "b"}
+        assert "nothing to change" in failure(run_cli("device", "update", "d1", env=env))
+        big = "k=" + "x" * 16 * 1024
+        assert "over the limit of 16384" in failure(
+            run_cli("device", "update", "d1", "--attr", big, env=env)
+        )
+        assert "over the limit" in failure(
+            run_cli("device", "register", "d2", "--type", "alpha", "--attr", big, env=env)
+        )
+        shown = json.loads(run_cli("device", "show", "d1", "--json", env=env).stdout)
+        assert shown["attributes"] == {"a": "b"}
+        assert [
+            d["id"] for d in json.loads(run_cli("device", "list", "--json", env=env).stdout)
+        ] == ["d1"]
+
 
 class TestCommands:
     async def test_list_and_refused_cancels(self, env: dict[str, str], database_url: str) -> None:

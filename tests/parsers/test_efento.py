@@ -300,9 +300,10 @@ async def test_configuration_lists_errors_even_when_there_are_none(client: Sandb
     assert data == {
         "message": "configuration",
         "serial_number": "282c02000001",
+        "part": {"index": 1, "count": None, "last": False},
         "configuration_errors": [],
         "configuration_hash": 77,
-        "payload_split_info": -1,
+        "configuration_hash_timestamp": None,
     }
 
 
@@ -319,6 +320,7 @@ async def test_time_request_is_answered_with_received_at(client: SandboxClient) 
     assert data_of(await client.test_parser(SOURCE, contact=contact)) == {
         "message": "time_request",
         "time_request": True,
+        "current_time": 1_749_674_100,
     }
 
 
@@ -411,7 +413,7 @@ async def test_set_config_encodes_every_field_in_field_number_order(
     params = {
         "data_endpoint": "m",
         "measurement_period_factor": 5,
-        "configuration_request": False,
+        "configuration_request": False,  # proto3 writes no false: nor does the parser
         "data_server_port": 5683,
         "data_server_ip": "coap.example.org",
         "current_time": 1_749_674_100,
@@ -429,7 +431,6 @@ async def test_set_config_encodes_every_field_in_field_number_order(
             (8, "varint", 1_749_674_100),
             (11, "string", "coap.example.org"),
             (12, "varint", 5683),
-            (19, "bool", False),
             (26, "varint", 5),
             (32, "string", "m"),
         ]
@@ -454,11 +455,58 @@ BAD_COMMANDS = [
     ("set_config", {"measurement_period_base": True}, "must be an integer"),
     ("set_config", {"device_info_request": 1}, "device_info_request must be true or false"),
     ("set_config", {"data_server_ip": 10}, "data_server_ip must be a string"),
-    ("set_config", {"data_endpoint": "much-too-long-endpoint"}, "data_endpoint must be 1 to 12"),
+    ("set_config", {"data_endpoint": "much-too-long-endpoint"}, "data_endpoint must be 1 to 11"),
     ("set_config", {"transmission_interval": 10}, "out of range [60, 604800]"),
     ("set_config", {"measurement_period_base": 0}, "out of range [1, 65535]"),
     ("set_config", {"current_time": -1}, "current_time = -1 is out of range"),
     ("request_device_info", {"now": True}, "takes no parameters"),
+    ("set_config", {"configuration_request": False}, "every value given is false or empty"),
+    ("set_config", {"apn": "x" * 50}, "apn must be 1 to 49 printable ASCII characters"),
+    ("set_config", {"apn": "bad\napn"}, "apn must be 1 to 49 printable ASCII"),
+    ("set_config", {"plmn_selection": 99}, "plmn_selection = 99 is out of range [100, 1000000]"),
+    ("set_config", {"cloud_token_config": 3}, "out of range [1, 2] (or 255)"),
+    ("set_config", {"supervision_period": 60}, "out of range [180, 604800] (or 4294967295)"),
+    ("set_config", {"dns_server_ip": [1, 2, 3, 4, 5]}, "holds 5 numbers, expected 1 to 4"),
+    ("set_config", {"dns_server_ip": [1, 2, 3, 999]}, "holds 999, out of range [0, 255]"),
+    ("set_config", {"rules": {"condition": "disabled"}}, "rules must be a list of at most 16"),
+    ("set_config", {"rules": [{"condition": "disabled"}] * 17}, "at most 16 objects"),
+    ("set_config", {"rules": [{"action": "no_action"}]}, "rules[0] needs condition"),
+    (
+        "set_config",
+        {"rules": [{"condition": "on_measurement", "parameters": []}]},
+        "rules[0] takes 1 or 2 or 3 parameters, got 0",
+    ),
+    (
+        "set_config",
+        {"rules": [{"condition": "disabled", "channels": [7]}]},
+        "rules[0].channels holds 7, out of range [1, 6]",
+    ),
+    (
+        "set_config",
+        {"rules": [{"condition": "disabled", "channels": [1], "channel_mask": 1}]},
+        "gives both channels and channel_mask",
+    ),
+    ("set_config", {"rules": [{"condition": "disabled", "when": 1}]}, "unknown keys when"),
+    (
+        "set_config",
+        {"rules": [{"condition": "disabled", "action": "explode"}]},
+        "rules[0].action must be one of trigger_transmission",
+    ),
+    (
+        "set_config",
+        {"rules": [{"condition": "diff_threshold", "parameters": [1, 2, 3, 1 << 31]}]},
+        "out of range [-2147483648, 2147483647]",
+    ),
+    (
+        "set_config",
+        {"calendars": [{"type": "week", "parameters": [1]}]},
+        "calendars[0] takes 4 parameters, got 1",
+    ),
+    (
+        "set_config",
+        {"calendars": [{"type": "week", "rules": [17], "parameters": [1, 2, 3, 4]}]},
+        "calendars[0].rules holds 17",
+    ),
 ]
 
 

@@ -124,6 +124,36 @@ async def test_oversized_request_fields_are_invalid_argument(
     await assert_still_serving(client, device_type, sandbox)
 
 
+@pytest.mark.parametrize(
+    "attributes_json",
+    [
+        '{"k": "' + "x" * 16 * 1024 + '"}',
+        '{"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}',
+        "[1]",
+        '{"k": NaN}',
+        '{"k": "\\ud800"}',
+    ],
+    ids=["oversized", "deep", "not-object", "nan", "surrogate"],
+)
+async def test_attributes_that_break_their_bounds_are_invalid_argument(
+    stub: Any, device_type: str, client: SandboxClient, sandbox: SandboxServer,
+    attributes_json: str,
+) -> None:  # fmt: skip
+    proto = contact(device_type).to_proto()
+    proto.attributes_json = attributes_json
+    assert (
+        await answered(stub.Parse, pb.ParseRequest(device_type=device_type, contact=proto)) is None
+    )
+    assert (
+        await answered(stub.TestParser, pb.TestParserRequest(source=SOURCE, contact=proto)) is None
+    )
+    with_attributes = command("{}")
+    with_attributes.attributes_json = attributes_json
+    request = pb.FormatCommandRequest(device_type=device_type, command=with_attributes)
+    assert await answered(stub.FormatCommand, request) is None
+    await assert_still_serving(client, device_type, sandbox)
+
+
 # Arbitrary JSON-ish values, serialized loosely (NaN, Infinity, escaped lone surrogates).
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),

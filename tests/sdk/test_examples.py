@@ -126,6 +126,20 @@ class TestLoad:
                 "- description: d\n  command: {command: x, params: 5}\n  output_hex: ''\n",
                 ["params"],
             ),
+            (
+                "- description: d\n  input: {payload_hex: '', attributes: {a: 1}}\n  output: {}\n",
+                ["input.attributes needs input.device_id"],
+            ),
+            (
+                "- description: d\n  input: {payload_hex: '', device_id: d, attributes: [1]}\n"
+                "  output: {}\n",
+                ["input.attributes", "JSON object"],
+            ),
+            (
+                "- description: d\n  command: {command: x, attributes: {a: {b: {c: {d: {e: {f: "
+                "{g: {h: {}}}}}}}}}}\n  output_hex: ''\n",
+                ["command.attributes", "deeper than 8"],
+            ),
         ],
     )
     def test_refused_with_a_reason(self, text: str, fragments: list[str]) -> None:
@@ -194,6 +208,20 @@ class TestCompare:
         assert (route.device_id, route_identify) == (None, True)
         assert (registered.device_id, registered_identify) == ("d1", False)
         assert route.device_type == "efento"
+
+    async def test_attributes_reach_the_contact_and_the_command(self) -> None:
+        sandbox = FakeSandbox(parsed({}), pb.TestParserResponse(command=pb.CommandResult()))
+        text = (
+            (UPLINK % ", device_id: d1, attributes: {site: north, n: [1]}") + "  output: {}\n"
+            "- description: c\n  command: {command: x, attributes: {site: south}}\n"
+            "  output_hex: ''\n"
+        )
+        await run_examples(sandbox, "s", load_examples(text), "efento")  # type: ignore[arg-type]
+        (contact, _, _), (_, _, command) = sandbox.calls
+        assert contact is not None and command is not None
+        assert json.loads(contact.attributes_json) == {"site": "north", "n": [1]}
+        assert json.loads(command.attributes_json) == {"site": "south"}
+        assert contact.uplink_id is None  # no uplink record behind an example
 
     async def test_numbers_compare_by_value(self) -> None:
         text = (UPLINK % "") + "  output: {data: {a: 1, b: [2.0, {c: 3}]}}\n"

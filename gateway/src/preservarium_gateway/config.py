@@ -70,6 +70,8 @@ class GatewayLimits:
     dedup_source_entries: int = 2_000
     refusal_log_interval_s: float = 10.0
     directory_refresh_s: float = 10.0
+    # How often the registry revision is read: a registry change reaches contacts this fast.
+    directory_watch_s: float = 1.0
     unknown_device_ttl_s: float = 1.0
     unknown_lookups_per_s: float = UNKNOWN_LOOKUPS_PER_S
     commands_refresh_s: float = 1.0

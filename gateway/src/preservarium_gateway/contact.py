@@ -10,6 +10,13 @@ record written only once `identify()` (and the optional `token()`, for a credent
 the payload) has named a device it authenticated as: a contact that does not
 authenticate produces no uplink record at all (the cost: the raw publish waits for the
 parse on that path).
+
+Parsers see the device's attributes (`metadata["attributes"]`) from the directory's
+in-memory copy, never from a query. On a route the device is not known before identify()
+names it, so identify() (and the parse() of the same call) sees {}: when the device it
+named has attributes, parse() and reply() run again for that device, with them (one more
+sandbox call, only for route devices that have attributes), also when the first parse()
+failed (the sandbox's error says which device identify() had named).
 """
 
 from __future__ import annotations
@@ -87,6 +94,8 @@ class Parsed:
 
     response: pb.ParseResponse | None
     unavailable: str | None = None
+    # The attributes the parser was given (compact JSON, "" for {}).
+    attributes_json: str = ""
 
     @property
     def ok(self) -> bool:
@@ -114,6 +123,7 @@ class ContactPipeline:
         self._authenticate_first = admission.authenticator.mode is DeviceAuthMode.REQUIRED
         self._sandbox = sandbox
         self._desk = desk
+        self._directory = directory
         self._identities = RouteIdentities(directory=directory, pending=desk.index)
         self._topics = topics
         self._limits = limits
@@ -134,6 +144,7 @@ class ContactPipeline:
         durable, parsed = await asyncio.gather(
             self._publish_raw(uplink), self._parse(uplink, command)
         )
+        parsed = await self._parse_after_failure(uplink, parsed)
         if not durable:
             if command is not None:
                 await self._release(command)
@@ -149,7 +160,7 @@ class ContactPipeline:
         self, request: ContactRequest, uplink: records.Uplink
     ) -> ContactAnswer:
         """A route contact in `required` mode: identify and authenticate, then record."""
-        parsed = await self._parse(uplink, None)
+        parsed = await self._parse_after_failure(uplink, await self._parse(uplink, None))
         if parsed.response is None:  # who it is cannot be told now: the device retries
             return ContactAnswer(Outcome.RETRY_LATER)
         identity = await self._identity(uplink, parsed, request.presented)
@@ -201,6 +212,8 @@ class ContactPipeline:
                 await self._release(command)
             self._publish_failure(uplink, device_id, refusal.kind, refusal.message, None)
             return ContactAnswer(Outcome.FORBIDDEN if refusal.forbidden else Outcome.ACCEPTED)
+        if uplink.device_id is None and device_id is not None:
+            parsed = await self._parse_as_named(uplink, device_id, parsed)
         self._publish_result(uplink, device_id, parsed)
         body = b""
         if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):
@@ -240,27 +253,67 @@ class ContactPipeline:
             return False
         return True
 
-    async def _parse(self, uplink: records.Uplink, command: CommandRecord | None) -> Parsed:
+    async def _parse_as_named(
+        self, uplink: records.Uplink, device_id: str, parsed: Parsed
+    ) -> Parsed:
+        """A route contact's answer for the device identify() named: parsed again with its
+        attributes when it has some (the first call could not know them)."""
+        attributes = self._directory.attributes_json(device_id)
+        if parsed.response is None or parsed.attributes_json == attributes:
+            return parsed
+        self._metrics.route_reparses.inc()
+        return await self._parse(uplink, None, device_id=device_id)
+
+    async def _parse_after_failure(self, uplink: records.Uplink, parsed: Parsed) -> Parsed:
+        """A route contact whose parse() (or reply()) failed after identify() named a device
+        that has attributes: parsed again as that device, with them, since the failure may
+        come from their absence. The token token() found still counts."""
+        response = parsed.response
+        if uplink.device_id is not None or response is None or response.HasField("result"):
+            return parsed
+        if not response.HasField("identified_device_id"):
+            return parsed
+        device_id = response.identified_device_id
+        if not self._directory.attributes_json(device_id):
+            return parsed
+        self._metrics.route_reparses.inc()
+        again = await self._parse(uplink, None, device_id=device_id)
+        if again.ok and again.response is not None and response.HasField("identified_token"):
+            again.response.result.token = response.identified_token
+        return again
+
+    async def _parse(
+        self,
+        uplink: records.Uplink,
+        command: CommandRecord | None,
+        *,
+        device_id: str | None = None,
+    ) -> Parsed:
+        """The sandbox's answer for the contact; `device_id` parses a route contact as that
+        device (identify() already named it), else the contact's own id is used."""
+        named = device_id or uplink.device_id
+        attributes = self._directory.attributes_json(named)
         contact = ContactInput(
-            payload=uplink.payload, device_type=uplink.device_type, device_id=uplink.device_id,
+            payload=uplink.payload, device_type=uplink.device_type, device_id=named,
             path=uplink.path, method=uplink.method, confirmable=uplink.confirmable,
             received_at=int(uplink.received_at.timestamp()), query=uplink.query,
+            attributes_json=attributes, uplink_id=uplink.id,
         )  # fmt: skip
         started = time.perf_counter()
         try:
             response = await self._sandbox.parse(
                 contact,
-                identify=uplink.device_id is None,
-                command=None if command is None else _command_input(command),
+                identify=named is None,
+                command=None if command is None else self._command_input(command),
                 timeout_s=self._limits.sandbox_timeout_s,
             )
         except (SandboxUnavailableError, SandboxRequestError) as exc:
-            return Parsed(None, unavailable=str(exc))
+            return Parsed(None, unavailable=str(exc), attributes_json=attributes)
         finally:
             self._metrics.child(self._metrics.sandbox_latency, "Parse").observe(
                 time.perf_counter() - started
             )
-        return Parsed(response)
+        return Parsed(response, attributes_json=attributes)
 
     async def _identity(
         self, uplink: records.Uplink, parsed: Parsed, presented: Presented
@@ -353,6 +406,15 @@ class ContactPipeline:
             return None
         return await self._settle(command, result)
 
+    def _command_input(self, command: CommandRecord) -> CommandInput:
+        return CommandInput(
+            request_id=command.request_id,
+            device_id=command.device_id,
+            command=command.name,
+            params=command_params(command),
+            attributes_json=self._directory.attributes_json(command.device_id),
+        )
+
     async def _retry_later(self, command: CommandRecord, reason: str) -> None:
         try:
             await self._desk.retry_later(command, reason)
@@ -366,7 +428,7 @@ class ContactPipeline:
         started = time.perf_counter()
         try:
             response = await self._sandbox.format_command(
-                device_type, _command_input(command), timeout_s=self._limits.sandbox_timeout_s
+                device_type, self._command_input(command), timeout_s=self._limits.sandbox_timeout_s
             )
         except SandboxUnavailableError as exc:
             return str(exc)
@@ -399,12 +461,3 @@ def _with_payload_token(presented: Presented, parsed: Parsed) -> Presented:
     if presented.token is not None or response is None or not response.result.HasField("token"):
         return presented
     return Presented(presented.dtls_device, response.result.token)
-
-
-def _command_input(command: CommandRecord) -> CommandInput:
-    return CommandInput(
-        request_id=command.request_id,
-        device_id=command.device_id,
-        command=command.name,
-        params=command_params(command),
-    )

@@ -1,5 +1,5 @@
-"""The device directory: device id -> type and credential kind, in memory, so contacts need
-no query once warm.
+"""The device directory: device id -> type, attributes and credential kind, in memory, so
+contacts need no query once warm.
 
 Known devices are a dict hit. An unknown id is looked up once and remembered as unknown
 for a moment. Lookups of ids the copy does not hold share a budget (a token bucket,
@@ -9,7 +9,10 @@ Past the budget the id is not looked up and `DirectoryBusyError` says so (the de
 told to retry; a registration is never taken for "unknown" unasked). A full reload now
 and then notices devices removed or re-typed, and credentials set, rotated or removed
 (so a change reaches every gateway within `refresh_s`; a device met for the first time
-is read whole, type and credentials together), and learns new ones.
+is read whole, type and credentials together), and learns new ones. Between reloads the
+registry revision (one primary-key read every `watch_s`) tells whether a device was
+registered, removed, re-typed or given new attributes: the copy is reloaded at once, so
+such a change reaches the next contact within `watch_s` and a reload.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import time
 from typing import Protocol
 
+from preservarium.attributes import encode_attributes
 from preservarium.errors import NotFoundError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
@@ -73,6 +77,7 @@ class DeviceDirectory(AsyncLifecycle):
         *,
         refresh_s: float,
         unknown_ttl_s: float,
+        watch_s: float = 1.0,
         lookups_per_s: float = UNKNOWN_LOOKUPS_PER_S,
         credentials: CredentialSource | None = None,
         supervisor: Supervisor | None = None,
@@ -84,9 +89,13 @@ class DeviceDirectory(AsyncLifecycle):
         self._refresh_s = refresh_s
         self._unknown_ttl_s = unknown_ttl_s
         self._types: dict[str, str] = {}
+        # Only devices that have attributes, as compact JSON: what the sandbox request carries.
+        self._attributes: dict[str, str] = {}
+        self._revision = -1
+        self._next_full = 0.0
         self._unknown: dict[str, float] = {}
         self._refresher = Periodic(
-            self.reload, interval_s=refresh_s, name="device-directory", supervisor=supervisor
+            self._refresh, interval_s=watch_s, name="device-directory", supervisor=supervisor
         )
 
     async def start(self) -> None:
@@ -100,10 +109,36 @@ class DeviceDirectory(AsyncLifecycle):
 
     async def reload(self) -> None:
         """Replace the copy with the registry as it is now."""
+        # The revision is read first: a write that lands during the reload moves it again,
+        # and the next watch reloads once more.
+        revision = await self._repository.revision()
         devices = await self._repository.list()
         auth = await self._credentials.auth_entries() if self._credentials else {}
         self._types = {device.id: device.device_type for device in devices}
+        self._attributes = {
+            device.id: encode_attributes(device.attributes)
+            for device in devices
+            if device.attributes
+        }
         self._auth = auth
+        self._revision = revision
+        self._next_full = time.monotonic() + self._refresh_s
+
+    async def _refresh(self) -> None:
+        """Reload when the registry changed, or when the periodic full reload is due (it
+        also picks up credential changes, which do not move the registry revision)."""
+        if time.monotonic() >= self._next_full:
+            await self.reload()
+        elif await self._repository.revision() != self._revision:
+            log.info("device registry changed: reloading")
+            await self.reload()
+
+    def attributes_json(self, device_id: str | None) -> str:
+        """The device's attributes as compact JSON, "" when it has none or is not
+        registered (no query; at most `watch_s` and one reload old)."""
+        if device_id is None:
+            return ""
+        return self._attributes.get(device_id, "")
 
     def auth_entry(self, device_id: str) -> AuthEntry:
         """How the device authenticates, as the in-memory copy has it (no query)."""
@@ -133,5 +168,7 @@ class DeviceDirectory(AsyncLifecycle):
             return None
         if self._credentials is not None:
             self._auth[record.id] = await self._credentials.auth_entry(record.id)
+        if record.attributes:
+            self._attributes[record.id] = encode_attributes(record.attributes)
         self._types[record.id] = record.device_type
         return record.device_type

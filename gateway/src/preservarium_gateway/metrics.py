@@ -47,6 +47,12 @@ class GatewayMetrics:
             "preservarium_gateway_sandbox_call_seconds", "Sandbox call latency.",
             ["method"], buckets=BUCKETS, registry=r,
         )  # fmt: skip
+        self.route_reparses = Counter(
+            "preservarium_gateway_route_reparses",
+            "Route contacts parsed a second time, with the attributes of the device "
+            "identify() named (only devices that have attributes cost one).",
+            registry=r,
+        )
         self.parse_errors = Counter(
             "preservarium_gateway_parse_errors", "Uplinks that went to uplink.failed, by kind.",
             ["kind"], registry=r,

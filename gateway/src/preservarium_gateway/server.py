@@ -65,6 +65,7 @@ class GatewayServer(AsyncLifecycle):
         self.directory = DeviceDirectory(
             SQLDeviceRepository(self._engine),
             refresh_s=limits.directory_refresh_s,
+            watch_s=limits.directory_watch_s,
             unknown_ttl_s=limits.unknown_device_ttl_s,
             lookups_per_s=limits.unknown_lookups_per_s,
             credentials=self._credentials,

@@ -18,6 +18,7 @@
 | a gRPC request | about 1 MiB (Limits.request_bytes) | gRPC (RESOURCE_EXHAUSTED) |
 | contact payload | 64 KiB | the gRPC edge (INVALID_ARGUMENT) |
 | command params | 64 KiB of strict JSON, depth 32 | the gRPC edge (INVALID_ARGUMENT) |
+| device attributes | 16 KiB of strict JSON, depth 8 | at write, then the gRPC edge |
 | other request text | 1024 characters a field, 64 query entries | the gRPC edge |
 | ParseStream requests in flight | 64 a stream (answered or not yet read) | the service stops |
 | | | reading the stream (gRPC flow control) |
@@ -34,6 +35,7 @@ import resource
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from preservarium.attributes import MAX_ATTRIBUTES_BYTES
 from preservarium.parser_source import MAX_SOURCE_BYTES
 
 from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS
@@ -65,6 +67,8 @@ class Limits:
     max_payload_bytes: int = 64 * 1024
     max_params_bytes: int = 64 * 1024
     max_params_depth: int = 32
+    # The depth bound is preservarium.attributes' own: the registry never holds deeper.
+    max_attributes_bytes: int = MAX_ATTRIBUTES_BYTES
     max_field_chars: int = 1024
     max_query_entries: int = 64
     max_device_id_chars: int = 64
@@ -103,16 +107,22 @@ class Limits:
         """The largest gRPC request a caller may legally send (TestParser with everything
         at its limit, text at 4 bytes a character), and slack: gRPC refuses larger ones
         before they are read into memory."""
-        text_chars = (5 + 2 * self.max_query_entries + 3) * self.max_field_chars
-        limited = self.max_source_bytes + self.max_payload_bytes + self.max_params_bytes
+        text_chars = (6 + 2 * self.max_query_entries + 3) * self.max_field_chars
+        limited = (
+            self.max_source_bytes + self.max_payload_bytes + self.max_params_bytes
+            + 2 * self.max_attributes_bytes  # the contact's and the command's
+        )  # fmt: skip
         return limited + 4 * text_chars + FRAME_SLACK
 
     def job_frame_bytes(self) -> int:
         """The largest job the parent may send: the source, params and contact text at
         their worst JSON growth, the payload (sent raw), and slack."""
-        contact_chars = (4 + 2 * self.max_query_entries) * self.max_field_chars
+        contact_chars = (5 + 2 * self.max_query_entries) * self.max_field_chars
         command_chars = 3 * self.max_field_chars
-        escaped = self.max_source_bytes + self.max_params_bytes + contact_chars + command_chars
+        escaped = (
+            self.max_source_bytes + self.max_params_bytes + 2 * self.max_attributes_bytes
+            + contact_chars + command_chars
+        )  # fmt: skip
         return self.max_payload_bytes + escaped * ESCAPE_FACTOR + FRAME_SLACK
 
 

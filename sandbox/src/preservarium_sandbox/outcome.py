@@ -38,6 +38,9 @@ class Outcome:
     warnings: tuple[str, ...] = ()
     printed: str = ""  # what the call print()ed, up to the limits' cap, ok or not
     command: CommandOutcome | None = None
+    # With a failure: the device identify() named (and token() found) before it.
+    identified_device_id: str | None = None
+    identified_token: str | None = None
     compiled: bool = False
     worker_died: bool = False
     worker_replaced: bool = False  # the call cost its worker (even when it succeeded)
@@ -112,6 +115,15 @@ def _printed(value: Any, limits: Limits) -> str:
     return clean_text(value[: limits.max_print_chars])
 
 
+def _identified(value: Any, *, has_contact: bool) -> tuple[str | None, str | None]:
+    """What a failed call's identify() and token() had found: checked like a result's."""
+    if value is None or not has_contact:
+        return None, None
+    if type(value) is not dict:
+        raise _malformed("identified device")
+    return checked_device_id(value.get("device_id")), checked_token(value.get("token"))
+
+
 def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) -> Outcome:
     """Turn a worker's JSON answer into an Outcome, refusing anything out of contract."""
     compiled = answer.get("compiled") is True
@@ -119,9 +131,12 @@ def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) ->
     try:
         printed = _printed(answer.get("printed"), limits)
         if answer.get("ok") is not True:
+            device_id, token = _identified(answer.get("identified"), has_contact=has_contact)
             return Outcome(
                 failure=ScriptFailure.from_wire(answer.get("error")),
                 printed=printed,
+                identified_device_id=device_id,
+                identified_token=token,
                 compiled=compiled,
                 worker_died=answer.get("worker_died") is True,
                 worker_replaced=replaced,

@@ -11,6 +11,7 @@ import json
 import math
 from typing import Any
 
+from preservarium.attributes import InvalidAttributesError, decode_attributes
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
@@ -57,6 +58,10 @@ def contact_job(contact: pb.Contact, limits: Limits) -> dict[str, Any]:
             _text(key, "query key", limits): _text(value, "query value", limits)
             for key, value in contact.query.items()
         },
+        "attributes": _attributes(contact.attributes_json, limits),
+        "uplink_id": (
+            _text(contact.uplink_id, "uplink_id", limits) if contact.HasField("uplink_id") else None
+        ),
     }
 
 
@@ -67,6 +72,7 @@ def command_job(command: pb.Command, limits: Limits) -> dict[str, Any]:
         "device_id": _text(command.device_id, "device_id", limits),
         "command": _text(command.command, "command", limits),
         "params": _params(command.params_json, limits) if command.params_json else {},
+        "attributes": _attributes(command.attributes_json, limits),
     }
 
 
@@ -119,6 +125,17 @@ def _params(text: str, limits: Limits) -> dict[str, Any]:
     return params
 
 
+def _attributes(text: str, limits: Limits) -> dict[str, Any]:
+    """Attributes as the registry stores them: a strict JSON object within the attribute
+    bounds (preservarium.attributes), checked again here since any client may call."""
+    if _utf8_size(text, "attributes_json") > limits.max_attributes_bytes:
+        raise BadRequestError(f"attributes_json over {limits.max_attributes_bytes} bytes")
+    try:
+        return decode_attributes(text)
+    except InvalidAttributesError as exc:
+        raise BadRequestError(f"attributes_json: {exc}") from None
+
+
 def _check_depth(value: Any, max_depth: int) -> None:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -143,6 +160,10 @@ def fill_parse_answer(response: pb.ParseResponse | pb.TestParserResponse, outcom
         response.printed = outcome.printed
     if outcome.failure is not None:
         response.error.CopyFrom(script_error(outcome.failure))
+        if isinstance(response, pb.ParseResponse) and outcome.identified_device_id is not None:
+            response.identified_device_id = outcome.identified_device_id
+            if outcome.identified_token is not None:
+                response.identified_token = outcome.identified_token
         return
     result = response.result
     result.SetInParent()  # a result with nothing set is still a result

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from preservarium.attributes import InvalidAttributesError, checked_attributes, encode_attributes
 from preservarium.cli.error_text import with_line
 from preservarium.errors import PreservariumError
 from preservarium.ids import is_device_id
@@ -40,9 +41,10 @@ _COMMAND_KEYS = frozenset({"description", "command", "output_hex", "error"})
 _INPUT_KEYS = frozenset(
     {"path", "payload_hex", "payload_b64", "confirmable", "method", "device_id", "query"}
     | {"received_at"}  # not in The Things Stack's format: makes time-dependent output testable
+    | {"attributes"}  # the device's attributes (metadata["attributes"])
 )
 _OUTPUT_KEYS = frozenset({"device_id", "data", "reply_hex", "warnings"})
-_COMMAND_SPEC_KEYS = frozenset({"command", "params", "request_id", "device_id"})
+_COMMAND_SPEC_KEYS = frozenset({"command", "params", "request_id", "device_id", "attributes"})
 
 
 class ExamplesError(PreservariumError):
@@ -66,6 +68,7 @@ class UplinkExample:
     device_id: str | None = None
     query: Mapping[str, str] = field(default_factory=dict)
     received_at: int | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
     output: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     # Texts the error message must contain (each), when an error is expected.
@@ -83,6 +86,7 @@ class UplinkExample:
             confirmable=self.confirmable,
             received_at=received_at,
             query=self.query,
+            attributes_json=encode_attributes(self.attributes) if self.attributes else "",
         )
 
 
@@ -161,11 +165,13 @@ def command_input(spec: object, *, device_id: str | None = None) -> CommandInput
     if not isinstance(params, dict):
         raise ExamplesError(f"command.params must be a mapping, not {_type_name(params)}")
     _check_json(params, "command.params")
+    attributes = _attributes(mapping, "command.")
     return CommandInput(
         request_id=_string(mapping, "request_id", DEFAULT_REQUEST_ID, "command."),
         device_id=_string(mapping, "device_id", device_id or DEFAULT_COMMAND_DEVICE_ID, "command."),
         command=name,
         params=params,
+        attributes_json=encode_attributes(attributes) if attributes else "",
     )
 
 
@@ -220,6 +226,12 @@ def _uplink_example(item: dict[Any, Any]) -> UplinkExample:
     confirmable = spec.get("confirmable", True)
     if not isinstance(confirmable, bool):
         raise ExamplesError("input.confirmable must be true or false")
+    attributes = _attributes(spec, "input.")
+    if attributes and device_id is None:
+        raise ExamplesError(
+            "input.attributes needs input.device_id: on a route the device is not known "
+            "before identify() names it"
+        )
     return UplinkExample(
         description=_description(item),
         payload=_payload(spec),
@@ -229,6 +241,7 @@ def _uplink_example(item: dict[Any, Any]) -> UplinkExample:
         device_id=device_id,
         query=_query(spec),
         received_at=_received_at(spec),
+        attributes=attributes,
         output=_uplink_output(item["output"]) if error is None else {},
         error=error,
     )
@@ -313,6 +326,14 @@ def _query(spec: Mapping[Any, Any]) -> dict[str, str]:
     ):
         raise ExamplesError("input.query must map strings to strings (quote numbers)")
     return query
+
+
+def _attributes(spec: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
+    """The device's attributes an example gives (bounded as the registry bounds them)."""
+    try:
+        return checked_attributes(spec.get("attributes", {}))
+    except InvalidAttributesError as exc:
+        raise ExamplesError(f"{prefix}attributes: {exc}") from None
 
 
 def _received_at(spec: Mapping[Any, Any]) -> int | None:

@@ -47,6 +47,9 @@ class ContactInput:
     confirmable: bool = True
     received_at: int = 0
     query: Mapping[str, str] = field(default_factory=dict)
+    # The device's attributes as compact JSON ("" is {}): the gateway's cache holds them so.
+    attributes_json: str = ""
+    uplink_id: str | None = None
 
     def to_proto(self) -> pb.Contact:
         """The proto form."""
@@ -58,9 +61,12 @@ class ContactInput:
             confirmable=self.confirmable,
             received_at=self.received_at,
             query=dict(self.query),
+            attributes_json=self.attributes_json,
         )
         if self.device_id is not None:
             contact.device_id = self.device_id
+        if self.uplink_id is not None:
+            contact.uplink_id = self.uplink_id
         return contact
 
 
@@ -72,6 +78,7 @@ class CommandInput:
     device_id: str
     command: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    attributes_json: str = ""
 
     def to_proto(self) -> pb.Command:
         """The proto form."""
@@ -80,6 +87,7 @@ class CommandInput:
             device_id=self.device_id,
             command=self.command,
             params_json=json.dumps(dict(self.params)),
+            attributes_json=self.attributes_json,
         )
 
 

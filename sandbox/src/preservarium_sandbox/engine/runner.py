@@ -8,6 +8,7 @@ trick costs only this call's time budget.
 from __future__ import annotations
 
 import base64
+import copy
 import dis
 import gc
 from collections.abc import Callable
@@ -122,6 +123,7 @@ def _entry(namespace: dict[str, Any], name: str) -> Callable[..., Any]:
 
 
 def _metadata(contact: dict[str, Any], device_id: str | None) -> dict[str, Any]:
+    # Fresh containers for every call: what one entry point changes, the next never sees.
     return {
         "device_id": device_id,
         "device_type": contact["device_type"],
@@ -130,6 +132,8 @@ def _metadata(contact: dict[str, Any], device_id: str | None) -> dict[str, Any]:
         "confirmable": contact["confirmable"],
         "received_at": contact["received_at"],
         "query": dict(contact["query"]),
+        "attributes": copy.deepcopy(contact.get("attributes") or {}),
+        "uplink_id": contact.get("uplink_id"),
     }
 
 
@@ -139,14 +143,20 @@ def _run_contact(
     payload: bytes,
     identify: bool,
     limits: Limits,
+    identified: dict[str, Any],
 ) -> dict[str, Any]:
+    """identify() and token() when asked, then parse() and reply(). What identify() and
+    token() found goes into `identified` as soon as it is known, so that a failure later
+    in the call can still say which device the contact named."""
     device_id = contact.get("device_id")
     token = None
     if identify:
         found = _entry(namespace, "identify")(payload, _metadata(contact, device_id))
         device_id = checked_device_id(found)
+        identified["device_id"] = device_id
         if callable(namespace.get("token")):  # optional: a credential in the payload
             token = checked_token(namespace["token"](payload, _metadata(contact, device_id)))
+            identified["token"] = token
     parsed = _entry(namespace, "parse")(payload, _metadata(contact, device_id))
     data_json = document_json(
         parsed, max_depth=limits.max_output_depth, max_bytes=limits.max_output_bytes
@@ -174,6 +184,7 @@ def _run_command(
             "device_id": command["device_id"],
             "command": command["command"],
             "params": command["params"],
+            "attributes": copy.deepcopy(command.get("attributes") or {}),
         }
         raw = _entry(namespace, "format_command")(record)
         payload = checked_bytes(
@@ -195,13 +206,13 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
     output = CallOutput(limits.max_print_chars)
     namespace = fresh_globals(warnings.warner(), output=output)
     answer: dict[str, Any] = {"ok": True}
+    identified: dict[str, Any] = {}
     try:
         exec(parser.code, namespace)
         if job.get("contact") is not None:
+            contact, identify = job["contact"], bool(job.get("identify"))
             answer.update(
-                _run_contact(
-                    namespace, job["contact"], job["blob"], bool(job.get("identify")), limits
-                )
+                _run_contact(namespace, contact, job["blob"], identify, limits, identified)
             )
         if job.get("command") is not None:
             answer["command"] = _run_command(namespace, job["command"], limits)
@@ -209,6 +220,8 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
         raise
     except BaseException as exc:
         answer = {"ok": False, "error": failure_from(exc, limits).to_wire()}
+        if identified.get("device_id") is not None:
+            answer["identified"] = identified
     else:
         answer["warnings"] = warnings.items
     # What it printed helps most when it failed: sent back either way.

@@ -130,29 +130,51 @@ def register(
 @app.command("update")
 def update(
     device_id: str = typer.Argument(..., metavar="ID"),
-    device_type: str = typer.Option(..., "--type", help="The device's new type."),
+    device_type: str | None = typer.Option(None, "--type", help="The device's new type."),
+    attr: list[str] = typer.Option([], "--attr", help="Set an attribute KEY=VALUE (repeatable)."),
+    unset_attr: list[str] = typer.Option(
+        [], "--unset-attr", metavar="KEY", help="Remove an attribute (repeatable)."
+    ),
+    clear_attrs: bool = typer.Option(
+        False, "--clear-attrs", help="Remove every attribute first (then apply --attr)."
+    ),
     force: bool = FORCE_TYPE,
     as_json: bool = JSON,
 ) -> None:
-    """Change a registered device's type (its next contact uses the new type's parser)."""
+    """Change a registered device's type or attributes (its next contact uses the new type's
+    parser; parsers see new attributes within seconds)."""
     _check_id(device_id)
-    _check_type(device_type)
+    if device_type is not None:
+        _check_type(device_type)
+    attributes = parse_attributes(attr)
+    changes_attributes = bool(attributes or unset_attr or clear_attrs)
+    if device_type is None and not changes_attributes:
+        fail("nothing to change: give --type, --attr, --unset-attr or --clear-attrs")
     config = settings()
 
     async def body() -> DeviceRecord:
         from preservarium.repositories import SQLDeviceRepository
 
         async with migrated_database(config) as engine:
-            if not force:
+            devices = SQLDeviceRepository(engine)
+            if device_type is not None and not force:
                 await require_parser(engine, device_type)
-            return await SQLDeviceRepository(engine).change_type(device_id, device_type)
+            if changes_attributes:  # checked first: a refused change leaves the type alone
+                record = await devices.update_attributes(
+                    device_id, set_=attributes, unset=tuple(unset_attr), replace=clear_attrs
+                )
+            if device_type is not None:
+                record = await devices.change_type(device_id, device_type)
+            return record
 
     record = run(body)
     stored_in(config)
     if as_json:
         print_json(_device_json(record))
-    else:
+    elif device_type is not None:
         console.print(f"{record.id} now has type {record.device_type}", highlight=False)
+    if not as_json and changes_attributes:
+        console.print(f"{record.id} now has {len(record.attributes)} attribute(s)", highlight=False)
 
 
 @app.command("list")

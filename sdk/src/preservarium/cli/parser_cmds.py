@@ -144,6 +144,12 @@ def try_parser(
     device_type: str | None = typer.Option(
         None, "--type", metavar="T", help="metadata.device_type (default: FILE's name)."
     ),
+    attr: list[str] = typer.Option(
+        [],
+        "--attr",
+        metavar="KEY=VALUE",
+        help="An attribute of the --device-id device (repeatable): metadata.attributes.",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Run FILE in the sandbox, unsaved: parse a payload, format a command, or run examples."""
@@ -158,6 +164,7 @@ def try_parser(
         payload_file=payload_file,
         command_json=command,
         device_id=device_id,
+        attributes=tuple(attr),
     )
     if examples_file is not None:
         if options.describes_a_run():

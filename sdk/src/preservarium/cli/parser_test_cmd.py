@@ -7,6 +7,7 @@ Both run an unsaved source in the sandbox service (TestParser). Exit codes: 0 ok
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,6 +66,7 @@ class TrialOptions:
     payload_file: Path | None = None
     command_json: str | None = None
     device_id: str | None = None
+    attributes: tuple[str, ...] = ()
 
     def describes_a_run(self) -> bool:
         """True when any option besides the type was given (they conflict with --examples)."""
@@ -76,7 +78,7 @@ class TrialOptions:
             self.command_json,
             self.device_id,
         )
-        return self.non or any(value is not None for value in given)
+        return self.non or bool(self.attributes) or any(value is not None for value in given)
 
 
 def default_device_type(file: Path) -> str:
@@ -100,7 +102,10 @@ def trial_from(options: TrialOptions) -> Trial:
     if method not in METHODS:
         fail(f"invalid --method {options.method!r}: use one of {', '.join(METHODS)}", USAGE)
     payload = _payload(options.payload_hex, options.payload_file)
+    attributes = _attributes(options)
     command = _command(options.command_json, options.device_id)
+    if command is not None and attributes and not command.attributes_json:
+        command = dataclasses.replace(command, attributes_json=attributes)
     contact = None
     if payload is not None or command is None:
         contact = ContactInput(
@@ -111,6 +116,7 @@ def trial_from(options: TrialOptions) -> Trial:
             method=method,
             confirmable=not options.non,
             received_at=int(time.time()),
+            attributes_json=attributes,
         )
     return Trial(contact=contact, identify=options.device_id is None, command=command)
 
@@ -271,6 +277,27 @@ def _payload(payload_hex: str | None, payload_file: Path | None) -> bytes | None
         except OSError as exc:
             fail(f"cannot read {payload_file}: {exc.strerror}", USAGE)
     return None
+
+
+def _attributes(options: TrialOptions) -> str:
+    """--attr as the attributes' JSON text ("" for none); only with --device-id, as on a
+    route the gateway gives identify() no attributes."""
+    from preservarium.attributes import (
+        InvalidAttributesError,
+        checked_attributes,
+        encode_attributes,
+    )
+    from preservarium.cli.device_credentials import parse_attributes
+
+    if not options.attributes:
+        return ""
+    if options.device_id is None:
+        fail("--attr needs --device-id: on a route the device is not known before identify()",
+             USAGE)  # fmt: skip
+    try:
+        return encode_attributes(checked_attributes(parse_attributes(list(options.attributes))))
+    except InvalidAttributesError as exc:
+        fail(f"--attr: {exc}", USAGE)
 
 
 def _command(text: str | None, device_id: str | None) -> CommandInput | None:

@@ -103,6 +103,16 @@ class Device(Base):
     )
 
 
+class RegistryRevision(Base):
+    """One row whose number grows with every change to the device registry: gateways poll
+    it (a primary-key read) and reload their copy of the registry only when it moved."""
+
+    __tablename__ = "registry_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class DeviceCredential(Base):
     """How a device authenticates; secrets only as hashes or sealed (see identity.secretbox).
 

@@ -27,6 +27,7 @@ from preservarium.identity.kinds import DTLS_PSK_IDENTITY_MAX_BYTES, AuthKind, O
 from preservarium.identity.secretbox import SecretBox
 from preservarium.identity.tokens import token_hash, token_matches
 from preservarium.repositories.base import SQLRepository
+from preservarium.repositories.devices import bump_registry_revision
 
 # A fresh 6-byte kid colliding with a stored one is rare; this many tries make it moot.
 KID_ATTEMPTS = 4
@@ -284,6 +285,7 @@ class SQLCredentialRepository(SQLRepository):
                         kid=row.oscore_kid, device_id=row.device_id, floor=0, bitmap=0, version=0
                     )
                 )
+            await bump_registry_revision(self, session)  # gateways reload within seconds
 
     def _generate(
         self, device_id: str, auth: AuthKind

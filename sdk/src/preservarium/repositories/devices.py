@@ -1,4 +1,8 @@
-"""The device registry: device id -> device type."""
+"""The device registry: device id -> device type and attributes.
+
+Every write bumps the registry revision in the same transaction, so that a reader can tell
+with one primary-key read whether anything changed since it last loaded the registry.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from preservarium.db.models import Device, utcnow
+from preservarium.attributes import checked_attributes
+from preservarium.db.models import Device, RegistryRevision, utcnow
 from preservarium.errors import ConflictError, NotFoundError
 from preservarium.repositories.base import SQLRepository
 
@@ -33,14 +39,16 @@ class SQLDeviceRepository(SQLRepository):
     async def register(
         self, device_id: str, device_type: str, *, attributes: dict[str, Any] | None = None
     ) -> DeviceRecord:
-        """Register a new device; ConflictError if the id is taken."""
+        """Register a new device; ConflictError if the id is taken, InvalidAttributesError
+        if the attributes break a bound (preservarium.attributes)."""
         row = Device(
             id=device_id, device_type=device_type, created_at=utcnow(),
-            attributes=dict(attributes or {}),
+            attributes=checked_attributes(dict(attributes or {})),
         )  # fmt: skip
         try:
             async with self.transaction() as session:
                 session.add(row)
+                await self._bump(session)
         except ConflictError as exc:
             raise ConflictError(f"device {device_id!r} is already registered") from exc
         return _record(row)
@@ -63,6 +71,7 @@ class SQLDeviceRepository(SQLRepository):
         """Forget a device; NotFoundError if it is not registered."""
         async with self.transaction() as session:
             result = await session.execute(delete(Device).where(Device.id == device_id))
+            await self._bump(session)
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise NotFoundError(f"device {device_id!r} is not registered")
 
@@ -75,6 +84,53 @@ class SQLDeviceRepository(SQLRepository):
                 .values(device_type=device_type)
                 .returning(Device)
             )
+            await self._bump(session)
         if row is None:
             raise NotFoundError(f"device {device_id!r} is not registered")
         return _record(row)
+
+    async def update_attributes(
+        self,
+        device_id: str,
+        *,
+        set_: dict[str, Any] | None = None,
+        unset: tuple[str, ...] = (),
+        replace: bool = False,
+    ) -> DeviceRecord:
+        """Change a device's attributes: start from {} when `replace`, else from the stored
+        ones; drop the `unset` keys, then apply `set_`. NotFoundError if the device is not
+        registered, InvalidAttributesError if the result breaks a bound."""
+        async with self.transaction() as session:
+            row = await session.get(Device, device_id, with_for_update=True)
+            if row is None:
+                raise NotFoundError(f"device {device_id!r} is not registered")
+            attributes = {} if replace else dict(row.attributes or {})
+            for key in unset:
+                attributes.pop(key, None)
+            attributes.update(set_ or {})
+            row.attributes = checked_attributes(attributes)
+            await self._bump(session)
+        return _record(row)
+
+    async def revision(self) -> int:
+        """The registry revision: it grows with every write (0 before the first)."""
+        async with self.transaction() as session:
+            found = await session.scalar(
+                select(RegistryRevision.revision).where(RegistryRevision.id == 1)
+            )
+        return int(found or 0)
+
+    async def _bump(self, session: AsyncSession) -> None:
+        await bump_registry_revision(self, session)
+
+
+async def bump_registry_revision(repository: SQLRepository, session: AsyncSession) -> None:
+    """Move the registry revision, in the caller's transaction: every write of what a
+    gateway's directory holds (devices, their attributes, their credentials) calls it."""
+    statement = repository.insert(RegistryRevision).values(id=1, revision=1)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[RegistryRevision.id],
+            set_={"revision": RegistryRevision.revision + 1},
+        )
+    )

@@ -43,7 +43,7 @@ class ScriptError(_message.Message):
     def __init__(self, kind: _Optional[_Union[ErrorKind, str]] = ..., message: _Optional[str] = ..., line: _Optional[int] = ...) -> None: ...
 
 class Contact(_message.Message):
-    __slots__ = ("payload", "device_id", "device_type", "path", "method", "confirmable", "received_at", "query")
+    __slots__ = ("payload", "device_id", "device_type", "path", "method", "confirmable", "received_at", "query", "attributes_json", "uplink_id")
     class QueryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,8 @@ class Contact(_message.Message):
     CONFIRMABLE_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
+    UPLINK_ID_FIELD_NUMBER: _ClassVar[int]
     payload: bytes
     device_id: str
     device_type: str
@@ -67,19 +69,23 @@ class Contact(_message.Message):
     confirmable: bool
     received_at: int
     query: _containers.ScalarMap[str, str]
-    def __init__(self, payload: _Optional[bytes] = ..., device_id: _Optional[str] = ..., device_type: _Optional[str] = ..., path: _Optional[str] = ..., method: _Optional[str] = ..., confirmable: _Optional[bool] = ..., received_at: _Optional[int] = ..., query: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    attributes_json: str
+    uplink_id: str
+    def __init__(self, payload: _Optional[bytes] = ..., device_id: _Optional[str] = ..., device_type: _Optional[str] = ..., path: _Optional[str] = ..., method: _Optional[str] = ..., confirmable: _Optional[bool] = ..., received_at: _Optional[int] = ..., query: _Optional[_Mapping[str, str]] = ..., attributes_json: _Optional[str] = ..., uplink_id: _Optional[str] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("request_id", "device_id", "command", "params_json")
+    __slots__ = ("request_id", "device_id", "command", "params_json", "attributes_json")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     device_id: str
     command: str
     params_json: str
-    def __init__(self, request_id: _Optional[str] = ..., device_id: _Optional[str] = ..., command: _Optional[str] = ..., params_json: _Optional[str] = ...) -> None: ...
+    attributes_json: str
+    def __init__(self, request_id: _Optional[str] = ..., device_id: _Optional[str] = ..., command: _Optional[str] = ..., params_json: _Optional[str] = ..., attributes_json: _Optional[str] = ...) -> None: ...
 
 class ParserRef(_message.Message):
     __slots__ = ("name", "version", "sha256")
@@ -126,20 +132,24 @@ class ParseRequest(_message.Message):
     def __init__(self, device_type: _Optional[str] = ..., contact: _Optional[_Union[Contact, _Mapping]] = ..., identify: _Optional[bool] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
 
 class ParseResponse(_message.Message):
-    __slots__ = ("result", "error", "parser", "command", "duration_ms", "printed")
+    __slots__ = ("result", "error", "parser", "command", "duration_ms", "identified_device_id", "identified_token", "printed")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PARSER_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIED_DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIED_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PRINTED_FIELD_NUMBER: _ClassVar[int]
     result: ParseResult
     error: ScriptError
     parser: ParserRef
     command: CommandResult
     duration_ms: float
+    identified_device_id: str
+    identified_token: str
     printed: str
-    def __init__(self, result: _Optional[_Union[ParseResult, _Mapping]] = ..., error: _Optional[_Union[ScriptError, _Mapping]] = ..., parser: _Optional[_Union[ParserRef, _Mapping]] = ..., command: _Optional[_Union[CommandResult, _Mapping]] = ..., duration_ms: _Optional[float] = ..., printed: _Optional[str] = ...) -> None: ...
+    def __init__(self, result: _Optional[_Union[ParseResult, _Mapping]] = ..., error: _Optional[_Union[ScriptError, _Mapping]] = ..., parser: _Optional[_Union[ParserRef, _Mapping]] = ..., command: _Optional[_Union[CommandResult, _Mapping]] = ..., duration_ms: _Optional[float] = ..., identified_device_id: _Optional[str] = ..., identified_token: _Optional[str] = ..., printed: _Optional[str] = ...) -> None: ...
 
 class FormatCommandRequest(_message.Message):
     __slots__ = ("device_type", "command")

@@ -1,0 +1,143 @@
+"""Parser context through the real sandbox: attributes and the uplink id reach every
+entry point that is given them, each call gets its own copy, and examples can set them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from preservarium.attributes import encode_attributes
+from preservarium.examples import load_examples, run_examples
+from preservarium.repositories import SQLParserRepository
+from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_client import CommandInput, ContactInput, SandboxClient
+
+SOURCE = """
+import json
+
+def identify(payload, metadata):
+    metadata["attributes"]["seen_by"] = "identify"  # must not reach the next entry point
+    return metadata["attributes"]["serial"] + "-" + metadata["uplink_id"][:4]
+
+def token(payload, metadata):
+    if "seen_by" in metadata["attributes"]:
+        raise ValueError("identify's change leaked")
+    return None
+
+def parse(payload, metadata):
+    return {"attributes": metadata["attributes"], "uplink_id": metadata["uplink_id"],
+            "keys": sorted(metadata)}
+
+def reply(payload, metadata):
+    return json.dumps(metadata["attributes"], sort_keys=True).encode()
+
+def format_command(command):
+    return json.dumps([command["attributes"], sorted(command)], sort_keys=True).encode()
+"""
+ATTRIBUTES = {"serial": "abc", "calibration": {"offset": -0.5, "points": [1, 2]}}
+UPLINK_ID = "0123456789abcdef0123456789abcdef"
+
+
+def contact(**values: object) -> ContactInput:
+    return ContactInput(
+        payload=b"\x01", device_type="ctx", path="m", received_at=1_700_000_000,
+        attributes_json=encode_attributes(ATTRIBUTES), uplink_id=UPLINK_ID, **values,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+async def test_identify_parse_and_reply_get_the_attributes_and_the_uplink_id(
+    client: SandboxClient,
+) -> None:
+    response = await client.test_parser(SOURCE, contact=contact(), identify=True)
+    assert response.HasField("result"), response.error.message
+    result = response.result
+    assert result.device_id == "abc-0123"
+    data = json.loads(result.data_json)
+    assert data["attributes"] == ATTRIBUTES and data["uplink_id"] == UPLINK_ID
+    assert data["keys"] == sorted(
+        ["device_id", "device_type", "path", "method", "confirmable", "received_at", "query",
+         "attributes", "uplink_id"]
+    )  # fmt: skip
+    assert json.loads(result.reply) == ATTRIBUTES
+
+
+async def test_without_context_attributes_are_empty_and_the_uplink_id_none(
+    client: SandboxClient,
+) -> None:
+    plain = ContactInput(payload=b"\x01", device_type="ctx", device_id="d1", path="m")
+    response = await client.test_parser(SOURCE, contact=plain)
+    data = json.loads(response.result.data_json)
+    assert (data["attributes"], data["uplink_id"]) == ({}, None)
+
+
+async def test_format_command_gets_the_attributes(client: SandboxClient) -> None:
+    command = CommandInput(
+        request_id="r1", device_id="d1", command="set", params={"a": 1},
+        attributes_json=encode_attributes({"site": "north"}),
+    )  # fmt: skip
+    response = await client.test_parser(SOURCE, command=command)
+    attributes, keys = json.loads(response.command.payload)
+    assert attributes == {"site": "north"}
+    assert keys == ["attributes", "command", "device_id", "params", "request_id"]
+    bare = CommandInput(request_id="r2", device_id="d1", command="set")
+    response = await client.test_parser(SOURCE, command=bare)
+    assert json.loads(response.command.payload)[0] == {}
+
+
+async def test_examples_set_attributes_for_a_device_and_a_command(client: SandboxClient) -> None:
+    keys = sorted(["device_id", "device_type", "path", "method", "confirmable", "received_at",
+                   "query", "attributes", "uplink_id"])  # fmt: skip
+    reply = json.dumps({"site": "north"}).encode().hex()
+    command_keys = ["attributes", "command", "device_id", "params", "request_id"]
+    command_bytes = json.dumps([{"site": "south"}, command_keys]).encode().hex()
+    examples = load_examples(
+        f"""
+- description: attributes of a registered device
+  input: {{device_id: d1, path: m, payload_hex: "01", attributes: {{site: north}}}}
+  output:
+    data: {{attributes: {{site: north}}, uplink_id: null, keys: {json.dumps(keys)}}}
+    reply_hex: "{reply}"
+- description: attributes of a command's device
+  command: {{command: set, attributes: {{site: south}}}}
+  output_hex: "{command_bytes}"
+"""
+    )
+    results = await run_examples(client, SOURCE, examples, "ctx")
+    assert [result.mismatch for result in results] == [None, None]
+
+
+STRICT = """
+def identify(payload, metadata):
+    return "dev-" + payload.hex()
+
+def token(payload, metadata):
+    return "tok-" + payload.hex()
+
+def parse(payload, metadata):
+    return {"offset": metadata["attributes"]["offset"]}
+"""
+
+
+async def test_a_failure_after_identify_says_which_device_and_token_it_named(
+    client: SandboxClient, parsers: SQLParserRepository
+) -> None:
+    device_type = f"t{uuid.uuid4().hex[:10]}"
+    await parsers.upload(device_type, STRICT)
+    route = ContactInput(payload=b"\x0a\x0b", device_type=device_type, path="m")
+    for _ in range(100):  # until the sandbox's catalog has the version
+        response = await client.parse(route, identify=True)
+        if response.error.kind != pb.ERROR_KIND_PARSER_NOT_FOUND:
+            break
+        await asyncio.sleep(0.05)
+    assert response.HasField("error") and "KeyError" in response.error.message
+    assert (response.identified_device_id, response.identified_token) == ("dev-0a0b", "tok-0a0b")
+    again = ContactInput(
+        payload=b"\x0a\x0b", device_type=device_type, path="m", device_id="dev-0a0b",
+        attributes_json=encode_attributes({"offset": 2}),
+    )  # fmt: skip
+    answered = await client.parse(again)
+    assert json.loads(answered.result.data_json) == {"offset": 2}
+    # A registered device's failure (no identify()) names nothing more than the contact did.
+    failed = await client.parse(ContactInput(payload=b"", device_type=device_type, device_id="d"))
+    assert failed.HasField("error") and not failed.HasField("identified_device_id")
