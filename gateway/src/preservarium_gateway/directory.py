@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from preservarium.errors import NotFoundError
@@ -76,8 +77,11 @@ class DeviceDirectory(AsyncLifecycle):
         lookups_per_s: float = UNKNOWN_LOOKUPS_PER_S,
         credentials: CredentialSource | None = None,
         supervisor: Supervisor | None = None,
+        on_reload: Callable[[Mapping[str, AuthEntry]], None] | None = None,
     ) -> None:
         self._repository = repository
+        # Told the credentials after each reload (the OSCORE contexts drop stale ones).
+        self._on_reload = on_reload
         self._budget = LookupBudget(lookups_per_s)
         self._credentials = credentials
         self._auth: dict[str, AuthEntry] = {}
@@ -104,6 +108,8 @@ class DeviceDirectory(AsyncLifecycle):
         auth = await self._credentials.auth_entries() if self._credentials else {}
         self._types = {device.id: device.device_type for device in devices}
         self._auth = auth
+        if self._on_reload is not None:
+            self._on_reload(auth)
 
     def auth_entry(self, device_id: str) -> AuthEntry:
         """How the device authenticates, as the in-memory copy has it (no query)."""
