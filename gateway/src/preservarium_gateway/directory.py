@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from preservarium.errors import NotFoundError
+from preservarium.identity.kinds import AuthKind
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import SQLDeviceRepository
@@ -85,6 +86,7 @@ class DeviceDirectory(AsyncLifecycle):
         self._budget = LookupBudget(lookups_per_s)
         self._credentials = credentials
         self._auth: dict[str, AuthEntry] = {}
+        self._any_credentials = False
         self._refresh_s = refresh_s
         self._unknown_ttl_s = unknown_ttl_s
         self._types: dict[str, str] = {}
@@ -108,8 +110,14 @@ class DeviceDirectory(AsyncLifecycle):
         auth = await self._credentials.auth_entries() if self._credentials else {}
         self._types = {device.id: device.device_type for device in devices}
         self._auth = auth
+        self._any_credentials = any(e.auth is not AuthKind.NONE for e in auth.values())
         if self._on_reload is not None:
             self._on_reload(auth)
+
+    @property
+    def any_credentials(self) -> bool:
+        """Whether any device has credentials, as the in-memory copy has it."""
+        return self._any_credentials
 
     def auth_entry(self, device_id: str) -> AuthEntry:
         """How the device authenticates, as the in-memory copy has it (no query)."""
@@ -138,6 +146,8 @@ class DeviceDirectory(AsyncLifecycle):
             self._unknown[device_id] = now + self._unknown_ttl_s
             return None
         if self._credentials is not None:
-            self._auth[record.id] = await self._credentials.auth_entry(record.id)
+            entry = await self._credentials.auth_entry(record.id)
+            self._auth[record.id] = entry
+            self._any_credentials |= entry.auth is not AuthKind.NONE
         self._types[record.id] = record.device_type
         return record.device_type
