@@ -23,12 +23,14 @@ from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import AuthKind, SecretBox
+from preservarium.identity.tokens import token_hash
 from preservarium.repositories import (
     SQLCredentialRepository,
     SQLDeviceRepository,
     SQLParserRepository,
 )
 from preservarium.settings import DeviceAuthMode, HostPort
+from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 
@@ -174,6 +176,44 @@ class TestTokens:
         good = await udp.call(cw.POST, "/d/tok-1", reading(3), query=token(secrets, "tok-1"))
         assert good.dotted_code == "2.01"
         await only_marker(seen, "tok-1", 3)
+
+    async def test_a_rotation_reaches_a_running_gateway_at_its_next_reload(
+        self, gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker,
+        secrets: dict[str, Any],
+    ) -> None:  # fmt: skip
+        """The CLI rotates in the database; every gateway sees it at its directory reload
+        (every 10 s by default, 0.5 s here)."""
+        assert GatewayLimits().directory_refresh_s <= 10
+        config = gateway_config(
+            database_url=gw_db, bootstrap=broker.bootstrap,
+            sandbox_addr=gw_sandbox.config.listen, topic_prefix=prefix(),
+            device_auth=DeviceAuthMode.REQUIRED, secret_keys=(KEY_A,), directory_refresh_s=0.5,
+        )  # fmt: skip
+        async with (
+            GatewayServer(config) as running,
+            CoapClient("127.0.0.1", config.bind.port, timeout_s=5) as client,
+        ):
+            old = token(secrets, "tok-3")
+            assert (await client.call(cw.POST, "/d/tok-3", reading(7), query=old)).dotted_code == (
+                "2.01"
+            )
+            engine = make_engine(gw_db)
+            try:
+                repository = SQLCredentialRepository(engine, secrets=SecretBox([KEY_A]))
+                new = [f"t={(await repository.rotate('tok-3')).to_json()['token']}"]
+            finally:
+                await engine.dispose()
+            codes = []
+            for _ in range(100):  # generous: 10 s, 20 reloads
+                accepted = await client.call(cw.POST, "/d/tok-3", reading(9), query=new)
+                codes.append(accepted.dotted_code)
+                if accepted.dotted_code == "2.01":
+                    break
+                await asyncio.sleep(0.1)
+            assert codes[-1] == "2.01" and set(codes[:-1]) <= {"4.01"}
+            refused = await client.call(cw.POST, "/d/tok-3", reading(8), query=old)
+            assert refused.dotted_code == "4.01"
+            assert running.directory.auth_entry("tok-3").token_sha256 == token_hash(new[0][2:])
 
     async def test_a_device_registered_with_none_cannot_authenticate(
         self, udp: CoapClient, secrets: dict[str, Any]

@@ -48,6 +48,7 @@ from tests.support.oscore_peer import OscorePeer, write_context
 
 DEVICES = ("osc-1", "osc-2", "osc-3", "osc-4")
 CLIENT_DEVICE = "osc-5"  # aiocoap's full client context; keeps its own sequence numbers
+ROTATED = "osc-6"
 COMMAND_BODY = b"P" + struct.pack(">H", 900)
 
 
@@ -62,7 +63,7 @@ async def documents(gw_db: str, gw_sandbox: SandboxServer) -> dict[str, Any]:
     devices = SQLDeviceRepository(engine)
     credentials = SQLCredentialRepository(engine, secrets=SecretBox([KEY_A]))
     issued: dict[str, Any] = {}
-    for device_id in (*DEVICES, CLIENT_DEVICE):
+    for device_id in (*DEVICES, CLIENT_DEVICE, ROTATED):
         await devices.register(device_id, "thermo")
         issued[device_id] = (
             await credentials.set_credentials(device_id, AuthKind.OSCORE)
@@ -294,6 +295,31 @@ class TestContacts:
             await exchange(strict.config.bind.port, message.encode(), token)
         )
         assert answer.code == Code.BAD_OPTION
+
+    async def test_a_rotation_drops_the_old_context_at_once(
+        self, strict: GatewayServer, documents: dict[str, Any], tmp_path: Path, gw_db: str
+    ) -> None:
+        port = strict.config.bind.port
+        old = OscorePeer(write_context(documents[ROTATED], tmp_path / "old"))
+        try:
+            answer, _, rid = await send(old, port, f"/d/{ROTATED}", reading(71))
+            assert inner(old, answer, rid).code == Code.CREATED  # its context is cached now
+            engine = make_engine(gw_db)
+            try:
+                repository = SQLCredentialRepository(engine, secrets=SecretBox([KEY_A]))
+                rotated = (await repository.rotate(ROTATED)).to_json()
+            finally:
+                await engine.dispose()
+            answer, _, _ = await send(old, port, f"/d/{ROTATED}", reading(72))
+            assert answer.code == Code.UNAUTHORIZED and answer.opt.oscore is None
+        finally:
+            old.close()
+        new = OscorePeer(write_context(rotated, tmp_path / "new"))
+        try:
+            answer, _, rid = await send(new, port, f"/d/{ROTATED}", reading(73))
+            assert inner(new, answer, rid).code == Code.CREATED
+        finally:
+            new.close()
 
 
 class TestCommands:
