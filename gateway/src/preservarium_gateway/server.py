@@ -187,6 +187,7 @@ class GatewayServer(AsyncLifecycle):
         except OSError as exc:
             await self.stop()
             raise GatewayStartError(f"cannot listen on {bind} (udp): {exc.strerror}") from exc
+        self._dedup = []
         self._guard_coap(self._context)
         self.port = bind.port or 5683
         await self._start_dtls()
@@ -213,6 +214,8 @@ class GatewayServer(AsyncLifecycle):
             if isinstance(exc, GatewayStartError):
                 raise
             raise GatewayStartError(f"cannot load the DTLS keys: {exc}") from exc
+        # What comes out of a DTLS record is sorted and deduplicated as on the plain port.
+        self._guard_coap(self.dtls.context)
 
     def _guard_coap(self, context: Any) -> None:
         limits = self.config.limits
@@ -220,7 +223,7 @@ class GatewayServer(AsyncLifecycle):
             context, max_bytes=limits.max_datagram_bytes, payload_bytes=limits.payload_bytes,
             metrics=self.metrics, throttle=self._throttle,
         )  # fmt: skip
-        self._dedup = BoundedDeduplication.install(
+        self._dedup += BoundedDeduplication.install(
             context, lifetime_s=limits.dedup_lifetime_s, max_entries=limits.dedup_max_entries,
             source_entries=limits.dedup_source_entries,
         )  # fmt: skip
