@@ -160,7 +160,7 @@ class OscoreContexts:
         if self._unknown.get(kid, 0.0) > now:
             return None
         if not self._budget.take(now):
-            raise DirectoryBusyError("too many lookups of unknown OSCORE kids; retry later")
+            raise DirectoryBusyError("too many lookups of OSCORE kids not in memory; retry later")
         record = await self._source.oscore_for_kid(kid)
         try:
             window = None if record is None else await self.windows.state(kid)

@@ -36,6 +36,7 @@ from preservarium.errors import NotFoundError, PreservariumError
 
 from preservarium_gateway.admission import Admission
 from preservarium_gateway.authn import AuthFailure
+from preservarium_gateway.errors import DirectoryBusyError
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.oscore_contexts import DeviceSecurityContext, OscoreContexts
 
@@ -127,6 +128,8 @@ class OscoreEndpoint:
     async def _context(self, kid: bytes, remote: str) -> DeviceSecurityContext:
         try:
             context = await self.contexts.get(kid)
+        except DirectoryBusyError as exc:  # the lookup budget is spent: not worth a log line
+            raise self._refused("unavailable", remote) from exc
         except PreservariumError as exc:  # the database, or a secret that does not open
             log.warning("OSCORE context not read", extra={"kid": kid.hex(), "error": str(exc)})
             raise self._refused("unavailable", remote) from exc
