@@ -49,6 +49,7 @@ from tests.support.oscore_peer import OscorePeer, write_context
 DEVICES = ("osc-1", "osc-2", "osc-3", "osc-4")
 CLIENT_DEVICE = "osc-5"  # aiocoap's full client context; keeps its own sequence numbers
 ROTATED = "osc-6"
+ROUTE_DEVICE = b"osc1".hex()  # what THERMO's identify() names for a payload b"osc1..."
 COMMAND_BODY = b"P" + struct.pack(">H", 900)
 
 
@@ -63,7 +64,7 @@ async def documents(gw_db: str, gw_sandbox: SandboxServer) -> dict[str, Any]:
     devices = SQLDeviceRepository(engine)
     credentials = SQLCredentialRepository(engine, secrets=SecretBox([KEY_A]))
     issued: dict[str, Any] = {}
-    for device_id in (*DEVICES, CLIENT_DEVICE, ROTATED):
+    for device_id in (*DEVICES, CLIENT_DEVICE, ROTATED, ROUTE_DEVICE):
         await devices.register(device_id, "thermo")
         issued[device_id] = (
             await credentials.set_credentials(device_id, AuthKind.OSCORE)
@@ -135,26 +136,36 @@ class _Catcher(asyncio.DatagramProtocol):
         self.answers.put_nowait(data)
 
 
-async def exchange(port: int, datagram: bytes, token: bytes, timeout_s: float = 10) -> bytes:
-    """Send one datagram, return the response carrying `token` (ACKing a separate one)."""
+async def exchange(
+    port: int, datagram: bytes, token: bytes, timeout_s: float = 10, *, times: int = 1
+) -> Any:
+    """Send a datagram and return the response carrying `token` (ACKing a separate one);
+    with `times`, send it that many times from the same socket and return every answer."""
     loop = asyncio.get_running_loop()
     transport, catcher = await loop.create_datagram_endpoint(
         _Catcher, remote_addr=("127.0.0.1", port)
     )
+    answers = []
     try:
-        transport.sendto(datagram)
-        async with asyncio.timeout(timeout_s):
-            while True:
-                data = await catcher.answers.get()
-                answer = aiocoap.Message.decode(data)
-                if answer.mtype == aiocoap.CON:
-                    ack = aiocoap.Message(code=Code.EMPTY)
-                    ack.mtype, ack.mid = aiocoap.ACK, answer.mid
-                    transport.sendto(ack.encode())
-                if answer.code != Code.EMPTY and answer.token == token:
-                    return data
+        for _ in range(times):
+            transport.sendto(datagram)
+            answers.append(await _answer(transport, catcher, token, timeout_s))
     finally:
         transport.close()
+    return answers[0] if times == 1 else answers
+
+
+async def _answer(transport: Any, catcher: _Catcher, token: bytes, timeout_s: float) -> bytes:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            data = await catcher.answers.get()
+            answer = aiocoap.Message.decode(data)
+            if answer.mtype == aiocoap.CON:
+                ack = aiocoap.Message(code=Code.EMPTY)
+                ack.mtype, ack.mid = aiocoap.ACK, answer.mid
+                transport.sendto(ack.encode())
+            if answer.code != Code.EMPTY and answer.token == token:
+                return bytes(data)
 
 
 def with_mid(datagram: bytes, mid: int) -> bytes:
@@ -320,6 +331,44 @@ class TestContacts:
             assert inner(new, answer, rid).code == Code.CREATED
         finally:
             new.close()
+
+    async def test_a_retransmission_gets_the_same_protected_answer_and_no_second_record(
+        self, strict: GatewayServer, seen: Topology, peers: dict[str, OscorePeer]
+    ) -> None:
+        peer, port = peers["osc-3"], strict.config.bind.port
+        token = os.urandom(4)
+        datagram, rid = peer.request("/d/osc-3", reading(36), mid=_mid(), token=token)
+        before = refused(strict, "replay")
+        first, again = await exchange(port, datagram, token, times=2)  # one socket, one id
+        assert first == again and inner(peer, aiocoap.Message.decode(first), rid).code == (
+            Code.CREATED
+        )
+        assert refused(strict, "replay") == before
+        await marker(peer, port, seen, "osc-3", 37)
+        assert raws_of(seen, "osc-3") == [reading(36), reading(37)]
+
+
+class TestRoutes:
+    async def test_a_route_contact_names_the_device_its_context_proved(
+        self, strict: GatewayServer, seen: Topology, documents: dict[str, Any], tmp_path: Path
+    ) -> None:
+        port = strict.config.bind.port
+        peer = OscorePeer(write_context(documents[ROUTE_DEVICE], tmp_path / "route"))
+        try:
+            answer, _, rid = await send(peer, port, "/m", b"osc1" + struct.pack(">h", 81))
+            assert inner(peer, answer, rid).code == Code.CREATED
+            parsed = await seen.parsed.wait_for(lambda r: r["device_id"] == ROUTE_DEVICE)
+            assert parsed[0]["data"]["temperature"] == 8.1
+            # The same context, a payload naming another device: a mismatch, not a record.
+            answer, _, rid = await send(peer, port, "/m", b"abcd" + struct.pack(">h", 82))
+            assert inner(peer, answer, rid).code == Code.FORBIDDEN
+        finally:
+            peer.close()
+        failed = await seen.failed.wait_for(lambda r: r["error"]["kind"] == "device_mismatch")
+        assert failed[0]["device_id"] == b"abcd".hex()
+        await seen.raw.wait_for(lambda r: r["id"] == parsed[0]["id"])
+        await asyncio.sleep(0.3)  # route raw records have no key: any partition
+        assert [r["id"] for r in seen.raw.values()] == [parsed[0]["id"]]
 
 
 class TestCommands:
