@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import json
 import os
 import struct
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ from tests.support.oscore_peer import OscorePeer, write_context
 DEVICES = ("osc-1", "osc-2", "osc-3", "osc-4")
 CLIENT_DEVICE = "osc-5"  # aiocoap's full client context; keeps its own sequence numbers
 ROTATED = "osc-6"
+CLI_DEVICE = "osc-7"  # the documented aiocoap-client example
 ROUTE_DEVICE = b"osc1".hex()  # what THERMO's identify() names for a payload b"osc1..."
 COMMAND_BODY = b"P" + struct.pack(">H", 900)
 
@@ -64,7 +67,7 @@ async def documents(gw_db: str, gw_sandbox: SandboxServer) -> dict[str, Any]:
     devices = SQLDeviceRepository(engine)
     credentials = SQLCredentialRepository(engine, secrets=SecretBox([KEY_A]))
     issued: dict[str, Any] = {}
-    for device_id in (*DEVICES, CLIENT_DEVICE, ROTATED, ROUTE_DEVICE):
+    for device_id in (*DEVICES, CLIENT_DEVICE, ROTATED, ROUTE_DEVICE, CLI_DEVICE):
         await devices.register(device_id, "thermo")
         issued[device_id] = (
             await credentials.set_credentials(device_id, AuthKind.OSCORE)
@@ -254,6 +257,26 @@ class TestContacts:
         assert base64.b64decode(record["payload_b64"]) == reading(11)
         parsed = await seen.parsed.wait_for(lambda r: r["id"] == record["id"])
         assert parsed[0]["data"]["temperature"] == 1.1
+
+    async def test_the_documented_aiocoap_client_command_works(
+        self, strict: GatewayServer, seen: Topology, documents: dict[str, Any], tmp_path: Path
+    ) -> None:
+        port = strict.config.bind.port
+        basedir = write_context(documents[CLI_DEVICE], tmp_path / CLI_DEVICE)
+        credentials = tmp_path / "credentials.json"
+        credentials.write_text(
+            json.dumps({f"coap://127.0.0.1:{port}/*": {"oscore": {"basedir": f"{basedir}/"}}})
+        )
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "aiocoap-client"), "--credentials",
+            str(credentials), "-m", "POST", f"coap://127.0.0.1:{port}/d/{CLI_DEVICE}",
+            "--payload", "abcdef", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, output
+        record = (await seen.raw.wait_for(lambda r: r["device_id"] == CLI_DEVICE))[0]
+        assert base64.b64decode(record["payload_b64"]) == b"abcdef"
 
     async def test_a_wrong_key_or_an_unknown_kid_gets_401_and_no_record(
         self, strict: GatewayServer, seen: Topology, documents: dict[str, Any],
