@@ -3,6 +3,13 @@
 Starts a broker, a sandbox, a gateway, the naive in-process gateway and a bare aiocoap
 server as separate processes, drives each with the raw-UDP load generator (its own
 process), and writes bench/results/latest.json plus a printed table.
+
+The gateway runs `optional` device authentication with no rate limits (one load
+generator is one source address). Last come the authenticated contacts: Efento devices
+registered with OSCORE and with PSK credentials send on the same route, each over its
+own context or DTLS session (`bench.secure_load`), beside plain contacts measured again
+once credentials exist (a route contact is then identified before its raw record is
+written, in every mode).
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ from typing import Any
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.embedded.broker import EmbeddedBroker
+from preservarium.identity import AuthKind
 from preservarium.repositories import SQLParserRepository
 
 from bench import rpc
 from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health
+from bench.secure_devices import SECRET_KEY, register
 from bench.workload import payloads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +46,8 @@ WINDOW = 64
 THROUGHPUT_S = float(os.environ.get("BENCH_THROUGHPUT_S", "15"))
 SEQUENTIAL_S = float(os.environ.get("BENCH_SEQUENTIAL_S", "5"))
 SUSTAINED_S = float(os.environ.get("BENCH_SUSTAINED_S", "60"))
+SECURE_S = float(os.environ.get("BENCH_SECURE_S", "10"))
+SECURE_DEVICES = 32  # per kind: one lane each
 RPC_RUNS = ("rpc_sequential", "rpc_concurrent", "stream_sequential", "stream_concurrent")
 
 
@@ -46,9 +57,17 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
-def spec(port: int, window: int, duration_s: float, mix: list[tuple[str, str, int]]) -> str:
-    """The load generator's JSON spec: (label, path, weight) over the Efento payloads."""
-    data = [p.hex() for p in payloads(DEVICES)]
+def spec(
+    port: int,
+    window: int,
+    duration_s: float,
+    mix: list[tuple[str, str, int]],
+    *,
+    skip: int = 0,
+) -> str:
+    """The load generator's JSON spec: (label, path, weight) over the Efento payloads
+    (but the first `skip`: devices registered with credentials)."""
+    data = [p.hex() for p in payloads(DEVICES)[skip:]]
     templates = [{"label": label, "path": path, "payloads": data} for label, path, _ in mix]
     weights = [weight for _, _, weight in mix for _ in data]
     return json.dumps(
@@ -66,8 +85,13 @@ async def prepare_database(url: str) -> None:
     await engine.dispose()
 
 
-def service_env(url: str, bootstrap: str, sandbox: str, coap: int) -> dict[str, str]:
+def service_env(url: str, bootstrap: str, sandbox: str, coap: int, coaps: int) -> dict[str, str]:
     return {
+        "PRESERVARIUM_DEVICE_AUTH": "optional",
+        "PRESERVARIUM_SECRET_KEY": SECRET_KEY,
+        "PRESERVARIUM_COAPS_BIND": f"127.0.0.1:{coaps}",
+        "PRESERVARIUM_DEVICE_RATE_PER_MIN": "0",
+        "PRESERVARIUM_SOURCE_RATE_PER_MIN": "0",
         "PRESERVARIUM_DATABASE_URL": url,
         "PRESERVARIUM_KAFKA_BOOTSTRAP": bootstrap,
         "PRESERVARIUM_TOPIC_PREFIX": "bench.",
@@ -85,10 +109,11 @@ async def measure(work: Path) -> dict[str, Any]:
     await prepare_database(url)
     sandbox_addr = f"127.0.0.1:{free_port()}"
     ports = {name: free_port(socket.SOCK_DGRAM) for name in ("bare", "gateway", "naive")}
+    coaps = free_port(socket.SOCK_DGRAM)
     results: dict[str, Any] = {}
     children: list[Child] = []
     async with EmbeddedBroker(port=free_port()) as broker:
-        env = service_env(url, broker.bootstrap, sandbox_addr, ports["gateway"])
+        env = service_env(url, broker.bootstrap, sandbox_addr, ports["gateway"], coaps)
         try:
             bare = Child("bare", [sys.executable, "-m", "bench.bare_server", str(ports["bare"])],
                          {}, work / "bare.log")  # fmt: skip
@@ -99,7 +124,8 @@ async def measure(work: Path) -> dict[str, Any]:
             gateway = Child("gateway", [str(BIN / "preservarium-gateway")], env,
                             work / "gateway.log")  # fmt: skip
             naive_env = {**env, "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{ports['naive']}",
-                         "PRESERVARIUM_NAIVE_PARSERS": f"efento={EFENTO}"}  # fmt: skip
+                         "PRESERVARIUM_NAIVE_PARSERS": f"efento={EFENTO}",
+                         "PRESERVARIUM_COAPS_BIND": ""}  # fmt: skip
             naive = Child("naive", [sys.executable, "-m", "bench.naive"], naive_env,
                           work / "naive.log")  # fmt: skip
             children += [gateway, naive]
@@ -140,6 +166,9 @@ async def measure(work: Path) -> dict[str, Any]:
             mix = [("others", "/m", 19), ("runaway", "/x", 1)]
             results["isolation"] = await run_load(spec(ports["gateway"], WINDOW, THROUGHPUT_S, mix))
 
+            print("authenticated contacts: OSCORE, DTLS-PSK, plain again ...", flush=True)
+            results |= await secure_runs(url, work, ports["gateway"], coaps, only_m)
+
             print("sandbox Parse RPC alone ...", flush=True)
             data = payloads(DEVICES)
             results["rpc_sequential"] = await rpc.parse_rpc(sandbox_addr, data, duration_s=3,
@@ -157,6 +186,37 @@ async def measure(work: Path) -> dict[str, Any]:
             for child in reversed(children):
                 child.stop()
     return results
+
+
+async def secure_runs(
+    url: str, work: Path, port: int, coaps: int, only_m: list[tuple[str, str, int]]
+) -> dict[str, Any]:
+    """OSCORE and DTLS-PSK contacts, and plain ones under the same conditions."""
+    data = payloads(DEVICES)
+    oscore = await register(url, work, data, kind=AuthKind.OSCORE, first=0, count=SECURE_DEVICES)
+    psk = await register(url, work, data, kind=AuthKind.PSK, first=SECURE_DEVICES,
+                         count=SECURE_DEVICES)  # fmt: skip
+    # The gateway's directory notices credentials at its reload (every 10 s): from then
+    # on, route contacts are identified before their raw record is written.
+    await asyncio.sleep(11)
+    runs: dict[str, Any] = {}
+    for name, target, devices in (("oscore", port, oscore), ("dtls", coaps, psk)):
+        load = {"target": f"127.0.0.1:{target}", "mode": name, "devices": devices}
+        await run_load(json.dumps({**load, "duration_s": 2}), module="bench.secure_load")
+        runs[name] = await run_load(
+            json.dumps({**load, "duration_s": SECURE_S}), module="bench.secure_load"
+        )
+        one = {**load, "devices": devices[:1], "duration_s": SEQUENTIAL_S}
+        runs[f"{name}_sequential"] = await run_load(json.dumps(one), module="bench.secure_load")
+    # Plain contacts of the devices without credentials, as many lanes as devices above.
+    skip = 2 * SECURE_DEVICES
+    runs["plain_with_credentials"] = await run_load(
+        spec(port, SECURE_DEVICES, SECURE_S, only_m, skip=skip)
+    )
+    runs["plain_with_credentials_sequential"] = await run_load(
+        spec(port, 1, SEQUENTIAL_S, only_m, skip=skip)
+    )
+    return runs
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +245,27 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         "rpc_p50_vs_in_process": results["rpc_sequential"]["p50_ms"]
         / results["in_process_exec"]["p50_ms"],
         "gateway_rss_growth_mb": results["memory"]["growth_mb"],
+        **secure_ratios(results),
     }
+
+
+def secure_ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """OSCORE and DTLS beside plain contacts measured in the same conditions."""
+    plain, plain_seq = (
+        results["plain_with_credentials"],
+        results["plain_with_credentials_sequential"],
+    )
+    out: dict[str, Any] = {}
+    for name in ("oscore", "dtls"):
+        run = results[name]
+        out[f"{name}_throughput_vs_plain"] = run["rate"] / plain["rate"]
+        out[f"{name}_sequential_p50_vs_plain"] = (
+            results[f"{name}_sequential"]["p50_ms"] / plain_seq["p50_ms"]
+        )
+        out[f"{name}_not_2xx"] = run["timeouts"] + sum(
+            n for code, n in run["labels"][name]["codes"].items() if not code.startswith("2.")
+        )
+    return out
 
 
 def full_p50(results: dict[str, Any]) -> float:
@@ -195,11 +275,15 @@ def full_p50(results: dict[str, Any]) -> float:
 def table(results: dict[str, Any], r: dict[str, Any]) -> str:
     ceiling = results["ceiling"]["rate"]
     rows = [("scenario", "contacts/s", "x ceiling", "p50 ms", "p99 ms")]
-    for name in ("ceiling", "full", "naive", "isolation"):
+    for name in ("ceiling", "full", "naive", "isolation", "plain_with_credentials", "oscore",
+                 "dtls"):  # fmt: skip
         row = results[name]
         rows.append((name, f"{row['rate']:.0f}", f"{row['rate'] / ceiling:.2f}",
                      f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}"))  # fmt: skip
-    for name in ("ceiling_sequential", "full_sequential", "naive_sequential"):
+    sequential = ("ceiling_sequential", "full_sequential", "naive_sequential",
+                  "plain_with_credentials_sequential", "oscore_sequential",
+                  "dtls_sequential")  # fmt: skip
+    for name in sequential:
         row = results[name]
         rows.append((name, f"{row['rate']:.0f}", "", f"{row['p50_ms']:.2f}",
                      f"{row['p99_ms']:.2f}"))  # fmt: skip

@@ -84,12 +84,12 @@ async def wait_for_grpc_health(address: str, *, timeout_s: float = 30) -> None:
             await asyncio.sleep(0.1)
 
 
-async def run_load(spec: str) -> dict[str, object]:
-    """Run the load generator in its own process; return its JSON report."""
+async def run_load(spec: str, *, module: str = "bench.loadgen") -> dict[str, object]:
+    """Run a load generator in its own process; return its JSON report."""
     import json
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.loadgen", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        sys.executable, "-m", module, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     out, _ = await process.communicate(spec.encode())
     if process.returncode != 0:

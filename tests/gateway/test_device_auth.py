@@ -23,12 +23,14 @@ from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import AuthKind, SecretBox
+from preservarium.identity.tokens import token_hash
 from preservarium.repositories import (
     SQLCredentialRepository,
     SQLDeviceRepository,
     SQLParserRepository,
 )
 from preservarium.settings import DeviceAuthMode, HostPort
+from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 
@@ -175,6 +177,53 @@ class TestTokens:
         assert good.dotted_code == "2.01"
         await only_marker(seen, "tok-1", 3)
 
+    async def test_a_rotation_reaches_a_running_gateway_at_its_next_reload(
+        self, gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker,
+        secrets: dict[str, Any],
+    ) -> None:  # fmt: skip
+        """The CLI rotates in the database; every gateway sees it at its directory reload
+        (every 10 s by default, 0.5 s here). A device of its own: the module's gateways see
+        the rotation too, and other tests use the module's devices' tokens."""
+        assert GatewayLimits().directory_refresh_s <= 10
+        config = gateway_config(
+            database_url=gw_db, bootstrap=broker.bootstrap,
+            sandbox_addr=gw_sandbox.config.listen, topic_prefix=prefix(),
+            device_auth=DeviceAuthMode.REQUIRED, secret_keys=(KEY_A,), directory_refresh_s=0.5,
+        )  # fmt: skip
+        async with (
+            GatewayServer(config) as running,
+            CoapClient("127.0.0.1", config.bind.port, timeout_s=5) as client,
+        ):
+            engine = make_engine(gw_db)
+            try:
+                await SQLDeviceRepository(engine).register("tok-rot", "thermo")
+                repository = SQLCredentialRepository(engine, secrets=SecretBox([KEY_A]))
+                first = await repository.set_credentials("tok-rot", AuthKind.TOKEN)
+                old = [f"t={first.to_json()['token']}"]
+            finally:
+                await engine.dispose()
+            await running.directory.reload()
+            assert (
+                await client.call(cw.POST, "/d/tok-rot", reading(7), query=old)
+            ).dotted_code == ("2.01")
+            engine = make_engine(gw_db)
+            try:
+                repository = SQLCredentialRepository(engine, secrets=SecretBox([KEY_A]))
+                new = [f"t={(await repository.rotate('tok-rot')).to_json()['token']}"]
+            finally:
+                await engine.dispose()
+            codes = []
+            for _ in range(100):  # generous: 10 s, 20 reloads
+                accepted = await client.call(cw.POST, "/d/tok-rot", reading(9), query=new)
+                codes.append(accepted.dotted_code)
+                if accepted.dotted_code == "2.01":
+                    break
+                await asyncio.sleep(0.1)
+            assert codes[-1] == "2.01" and set(codes[:-1]) <= {"4.01"}
+            refused = await client.call(cw.POST, "/d/tok-rot", reading(8), query=old)
+            assert refused.dotted_code == "4.01"
+            assert running.directory.auth_entry("tok-rot").token_sha256 == token_hash(new[0][2:])
+
     async def test_a_device_registered_with_none_cannot_authenticate(
         self, udp: CoapClient, secrets: dict[str, Any]
     ) -> None:
@@ -217,7 +266,9 @@ class TestCommandsGoOnlyToTheirDevice:
         assert ok.dotted_code == "2.01" and ok.payload == COMMAND_BODY
         parsed = (await seen.parsed.wait_for(lambda r: r["device_id"] == ROUTE_SERIAL))[0]
         assert parsed["data"]["query"] == {}
-        # Only the authenticated contact was recorded, raw and parsed.
+        # Only the authenticated contact was recorded, raw and parsed (the raw record has
+        # no key, so it may sit on another partition than any before it: wait for it).
+        await seen.raw.wait_for(lambda r: r["id"] == parsed["id"])
         raws = [r for r in seen.raw.values() if r["path"] == "m"]
         assert [r["id"] for r in raws] == [parsed["id"]]
 
@@ -261,6 +312,27 @@ class TestDtls:
         key = secrets["psk-1"]["psk"]
         answer = await dtls_to(strict.dtls.port, "psk-1", key, "/d/tok-1", "data")
         assert answer is not None and answer[0] == "4.01"
+
+    async def test_what_comes_out_of_dtls_is_sorted_and_deduplicated_like_plain_coap(
+        self, gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker,
+        secrets: dict[str, Any],
+    ) -> None:  # fmt: skip
+        config = gateway_config(
+            database_url=gw_db, bootstrap=broker.bootstrap,
+            sandbox_addr=gw_sandbox.config.listen, topic_prefix=prefix(),
+            device_auth=DeviceAuthMode.REQUIRED, coaps_bind=HostPort("127.0.0.1", 0),
+            secret_keys=(KEY_A,), payload_bytes=16, options_bytes=64,
+        )  # fmt: skip
+        async with GatewayServer(config) as small:
+            assert small.dtls is not None
+            key, port = secrets["psk-1"]["psk"], small.dtls.port
+            oversize = small.metrics.datagrams_refused.labels("oversize")
+            big = "x" * (config.limits.max_datagram_bytes + 1)  # no Block1 from libcoap yet
+            assert (await dtls_to(port, "psk-1", key, "/d/psk-1", big))[0] == "4.13"
+            assert oversize._value.get() == 1  # refused by the guard, before aiocoap
+            assert small.dedup_entries == 0  # never reached aiocoap
+            assert (await dtls_to(port, "psk-1", key, "/d/psk-1", "data"))[0] == "2.01"
+            assert small.dedup_entries == 1  # its entry, in the bounded cache
 
     async def test_a_dtls_device_gets_its_command(
         self, strict: GatewayServer, seen: Topology, secrets: dict[str, Any],

@@ -4,6 +4,8 @@ Plus the policy's unit tests, with an in-memory directory."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import struct
 import time
 from typing import Any
@@ -80,6 +82,16 @@ async def test_a_route_device_with_a_token_must_present_it(
     assert (await coap.call(cw.POST, "/m", payload, query=right)).dotted_code == "2.01"
     parsed = await topics.parsed.wait_for(lambda r: r["device_id"] == TOKEN_ROUTE)
     assert len(parsed) == 1  # the refused contact produced no parsed record
+    # ...and no raw record either (a route's raw records have no key: any partition).
+    await topics.raw.wait_for(lambda r: r["id"] == parsed[0]["id"])
+    await asyncio.sleep(0.3)
+    assert [r["id"] for r in topics.raw.values() if r["payload_b64"] == b64(payload)] == [
+        parsed[0]["id"]
+    ]
+
+
+def b64(payload: bytes) -> str:
+    return base64.b64encode(payload).decode()
 
 
 async def test_an_unregistered_route_device_needs_nothing(coap: CoapClient) -> None:

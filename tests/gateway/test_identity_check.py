@@ -74,3 +74,19 @@ async def test_an_id_out_of_the_rules_is_invalid_output(named: str) -> None:
     identity = await check(identities(Directory({named: "efento"})), named)
     assert identity.device_id is None
     assert identity.refusal.kind == "invalid_output" and not identity.refusal.forbidden
+
+
+async def test_a_contact_that_proved_another_device_is_a_mismatch_without_a_query() -> None:
+    directory = Directory({}, None)
+    identity = await identities(directory).check("a1", route="m", device_type="efento", proven="b2")
+    assert identity.refusal is not None and identity.refusal.kind == "device_mismatch"
+    assert identity.refusal.forbidden and identity.refusal.proven_other
+    assert directory.queries == []
+
+
+async def test_a_contact_that_proved_the_named_device_is_checked_as_usual() -> None:
+    directory = Directory({"b2": "efento", "c3": "dragino"}, {})
+    same = await identities(directory).check("b2", route="m", device_type="efento", proven="b2")
+    assert same.refusal is None and same.device_id == "b2"
+    typed = await identities(directory).check("c3", route="m", device_type="efento", proven="c3")
+    assert typed.refusal is not None and not typed.refusal.proven_other

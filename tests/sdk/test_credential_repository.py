@@ -282,6 +282,23 @@ class TestReplayWindows:
         final = await SQLReplayWindowRepository(credentials.engine).window(kid)
         assert not any(final.is_fresh(seq) for seq in range(12))
 
+    async def test_advancing_from_a_held_window_writes_once_and_a_stale_one_rereads(
+        self, credentials: SQLCredentialRepository, engine: AsyncEngine
+    ) -> None:
+        kid = await self.kid_of_new_context(credentials)
+        mine, other = SQLReplayWindowRepository(engine), SQLReplayWindowRepository(engine)
+        held = await mine.state(kid)
+        fresh, held = await mine.advance(kid, 1, held)
+        assert fresh and held.version == 1
+        assert await other.accept(kid, 2)  # another gateway moves the window
+        # The held window (version 1) has not seen 2: the write misses, the re-read refuses.
+        assert (await mine.advance(kid, 2, held))[0] is False
+        fresh, held = await mine.advance(kid, 3, held)
+        assert fresh and held == await mine.state(kid)
+        await credentials.rotate("d1")  # the window goes with the old context
+        with pytest.raises(NotFoundError):
+            await mine.advance(kid, 4, held)
+
 
 class TestAuthEntries:
     """What a gateway holds in memory per device: the kind and a token's hash only."""

@@ -1,9 +1,9 @@
 """Does a contact authenticate as the device it names? The policy, from memory only.
 
 What a contact presents (`Presented`) is read before anything else: the device a DTLS
-session proved (its PSK identity), or a token (Uri-Query `t=`, or on a route what the
-parser's `token()` found in the payload). The device's credential
-kind comes from the directory's copy in memory, so a check costs no query: an
+session proved (its PSK identity) or an OSCORE context did (its kid), or a token
+(Uri-Query `t=`, or on a route what the parser's `token()` found in the payload). The
+device's credential kind comes from the directory's copy in memory, so a check costs no query: an
 unauthenticated flood cannot cost a database round trip per datagram.
 
 `required`: a contact must prove it is the device it names. `optional`: a device
@@ -32,7 +32,10 @@ class AuthFailure(StrEnum):
 
     MISSING = "missing"  # nothing presented, and the device (or the mode) needs it
     BAD_TOKEN = "bad_token"  # a token that is not the device's
-    OTHER_DEVICE = "other_device"  # a DTLS session that proved another device
+    OTHER_DEVICE = "other_device"  # a DTLS session or OSCORE context of another device
+    OSCORE_UNKNOWN_KID = "oscore_unknown_kid"  # no device sends with the request's kid
+    OSCORE_DECRYPT_FAILED = "oscore_decrypt_failed"  # not protected with the kid's context
+    OSCORE_REPLAY = "oscore_replay"  # a sequence number some gateway accepted already
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +44,23 @@ class Presented:
 
     dtls_device: str | None = None
     token: str | None = None
+    oscore_device: str | None = None
+
+    @property
+    def proven_device(self) -> str | None:
+        """The device a DTLS session or an OSCORE context proved, before any check."""
+        return self.dtls_device if self.dtls_device is not None else self.oscore_device
+
+    @property
+    def proven_kind(self) -> AuthKind:
+        """How `proven_device` was proven (PSK or OSCORE)."""
+        return AuthKind.PSK if self.dtls_device is not None else AuthKind.OSCORE
 
     @property
     def label(self) -> str:
         """The way the contact tried to authenticate, for metrics."""
-        if self.dtls_device is not None:
-            return AuthKind.PSK.value
+        if self.proven_device is not None:
+            return self.proven_kind.value
         return AuthKind.TOKEN.value if self.token is not None else AuthKind.NONE.value
 
 
@@ -72,12 +86,14 @@ class DeviceAuthenticator:
 
     def check(self, device_id: str, presented: Presented) -> Verdict:
         """Whether a contact presenting `presented` speaks for `device_id`."""
-        if presented.dtls_device is not None:
-            # The handshake used the device's current key (fetched per handshake): that
-            # is proof enough, even if this copy of the kinds is a few seconds old.
-            if presented.dtls_device != device_id:
+        proven = presented.proven_device
+        if proven is not None:
+            # The handshake used the device's current key (fetched per handshake), the
+            # OSCORE context's replay window was current in the database: that is proof
+            # enough, even if this copy of the kinds is a few seconds old.
+            if proven != device_id:
                 return Verdict(failure=AuthFailure.OTHER_DEVICE)
-            return Verdict(AuthKind.PSK)
+            return Verdict(presented.proven_kind)
         entry = self._directory.auth_entry(device_id)
         # A token is checked only against a device with credentials: Efento devices send a
         # cloud_token (often their IMEI) whether or not they were given one.

@@ -2,10 +2,12 @@
 
 Bad requests are answered by raising aiocoap's renderable errors; the contact itself is
 the pipeline's business. A request with a critical option (odd number) the gateway does
-not act on is answered `4.02 Bad Option` before anything else (RFC 7252 5.4.1; OSCORE's
-option 9 included, as the gateway does not speak OSCORE), one with Proxy-Uri or
-Proxy-Scheme `5.05` (the gateway is no proxy). What aiocoap cannot decode never gets
-here: see `datagrams`.
+not act on is answered `4.02 Bad Option` before anything else (RFC 7252 5.4.1), one with
+Proxy-Uri or Proxy-Scheme `5.05` (the gateway is no proxy). A request with the OSCORE
+option (9) is unprotected first (`oscore_layer`): its outer options may be Uri-Host,
+Uri-Port and OSCORE only, its inner request is held to the same rules as a plain one,
+and the answer is protected. What aiocoap cannot decode never gets here: see
+`datagrams`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from preservarium_gateway.dtls import authenticated_device, dtls_peer
 from preservarium_gateway.errors import DirectoryBusyError
 from preservarium_gateway.inflight import InFlightLimit, source_host
 from preservarium_gateway.metrics import GatewayMetrics
+from preservarium_gateway.oscore_layer import OscoreEndpoint
 
 log = logging.getLogger("preservarium.gateway.coap")
 NOTHING_PRESENTED = Presented()
@@ -47,6 +50,8 @@ ROUTE_METHODS = (Code.POST, Code.PUT, Code.GET)
 # answered with the whole (at most 1 KiB) body.
 KNOWN_CRITICAL = frozenset({3, 7, 11, 15, 17, 23, 27})
 PROXY_OPTIONS = frozenset({35, 39})
+# Outside an OSCORE message: Uri-Host, Uri-Port, OSCORE itself (the rest is inside).
+KNOWN_OUTER_CRITICAL = frozenset({3, 7, 9})
 OUTCOMES = {"4.01": "unauthenticated", "4.03": "forbidden", "4.29": "rate_limited"}
 
 
@@ -76,11 +81,11 @@ class RetryLater(error.ServiceUnavailable):  # type: ignore[misc]
         return message
 
 
-def check_options(request: aiocoap.Message) -> None:
+def check_options(request: aiocoap.Message, known: frozenset[int] = KNOWN_CRITICAL) -> None:
     """Refuse a request carrying a critical option the gateway would silently ignore."""
     for option in request.opt.option_list():
         number = option.number
-        if number & 1 and number not in KNOWN_CRITICAL:
+        if number & 1 and number not in known:
             if number in PROXY_OPTIONS:
                 raise error.ProxyingNotSupported("not a proxy")
             raise error.BadOption(f"unrecognized critical option {int(number)}")
@@ -112,8 +117,10 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         limits: GatewayLimits,
         metrics: GatewayMetrics,
         healthy: Callable[[], bool] = lambda: True,
+        oscore: OscoreEndpoint | None = None,
     ) -> None:
         super().__init__()
+        self._oscore = oscore
         self._healthy = healthy
         self._routes = routes
         self._directory = directory
@@ -153,11 +160,16 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         self._idle.clear()
         presented = NOTHING_PRESENTED
         try:
-            token, query = split_token(read_query(request, self._limits))
-            presented = Presented(authenticated_device(request), token)
-            if self._draining:
-                raise RetryLater(self._limits.retry_after_s)
-            route, response = await self._render(request, presented, query)
+            if request.opt.oscore is not None and self._oscore is not None:
+                if self._draining:
+                    raise RetryLater(self._limits.retry_after_s)
+                route, response, presented = await self._render_protected(self._oscore, request)
+            else:
+                token, query = split_token(read_query(request, self._limits))
+                presented = Presented(authenticated_device(request), token)
+                if self._draining:
+                    raise RetryLater(self._limits.retry_after_s)
+                route, response = await self._render(request, presented, query)
         except error.RenderableError as exc:
             response = exc.to_message()
         finally:
@@ -177,14 +189,38 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         metrics.child(metrics.contacts, route, code, presented.label, outcome).inc()
         metrics.child(metrics.contact_latency, route).observe(seconds)
 
+    async def _render_protected(
+        self, oscore: OscoreEndpoint, request: aiocoap.Message
+    ) -> tuple[str, aiocoap.Message, Presented]:
+        """An OSCORE request: refusals before unprotection go out in clear (RFC 8613
+        8.2), everything the inner request gets is protected."""
+        check_options(request, KNOWN_OUTER_CRITICAL)
+        remote = _remote(request)
+        self._admission.admit_source(remote)  # before any lookup or decryption
+        unprotected = await oscore.unprotect(request, remote)
+        inner = unprotected.request
+        presented, route = Presented(oscore_device=unprotected.device_id), "?"
+        try:
+            token, query = split_token(read_query(inner, self._limits))
+            presented = Presented(token=token, oscore_device=unprotected.device_id)
+            route, response = await self._render(inner, presented, query, source_admitted=True)
+        except error.RenderableError as exc:
+            response = exc.to_message()
+        return route, oscore.protect(unprotected, response), presented
+
     async def _render(
-        self, request: aiocoap.Message, presented: Presented, query: dict[str, str]
+        self,
+        request: aiocoap.Message,
+        presented: Presented,
+        query: dict[str, str],
+        *,
+        source_admitted: bool = False,
     ) -> tuple[str, aiocoap.Message]:
         check_options(request)
         path = request.opt.uri_path
         if path == (".well-known", "core"):
             return "well-known", self._well_known(request)
-        at = _At(_remote(request), presented, query)
+        at = _At(_remote(request), presented, query, source_admitted)
         if len(path) >= 2 and path[0] == "d":
             return "d", await self._device(request, path[1], "/".join(path[2:]), at)
         if len(path) == 1 and path[0] in self._routes:
@@ -218,7 +254,7 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         if len(subpath) > self._limits.text_chars:
             raise error.BadRequest(f"path over {self._limits.text_chars} characters")
         self._check(request, DEVICE_METHODS)
-        self._admission.admit_source(at.remote)
+        self._admit_source(at)
         try:
             device_type = await self._directory.device_type(device_id)
         except DirectoryBusyError as exc:  # a flood of made-up ids: not worth a log line each
@@ -238,8 +274,12 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         self._check(request, ROUTE_METHODS)
         # No refusal before the parse: the parser's token() may find a credential in the
         # payload. The source's failure budget bounds what refused contacts cost.
-        self._admission.admit_source(at.remote)
+        self._admit_source(at)
         return await self._contact(request, None, self._routes[route], route, at)
+
+    def _admit_source(self, at: _At) -> None:
+        if not at.source_admitted:
+            self._admission.admit_source(at.remote)
 
     async def _contact(
         self,
@@ -278,6 +318,7 @@ class _At:
     remote: str
     presented: Presented
     query: dict[str, str]  # without the token
+    source_admitted: bool = False  # the source's rates were checked already (OSCORE)
 
 
 def _remote(request: Any) -> str:

@@ -9,7 +9,9 @@ it before any stage). A route contact in `required` mode is parsed first and its
 record written only once `identify()` (and the optional `token()`, for a credential in
 the payload) has named a device it authenticated as: a contact that does not
 authenticate produces no uplink record at all (the cost: the raw publish waits for the
-parse on that path).
+parse on that path). In `optional` mode a route contact takes the same path as soon as
+any device has credentials; until then nothing on a route can be refused for its
+credentials, and the raw record is written while the parse runs.
 
 Parsers see the device's attributes (`metadata["attributes"]`) from the directory's
 in-memory copy, never from a query. On a route the device is not known before identify()
@@ -48,7 +50,7 @@ from preservarium_gateway.commands import CommandDesk, command_params
 from preservarium_gateway.config import GatewayLimits, Topics
 from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.errors import PublishError
-from preservarium_gateway.identity import Identity, Refusal, RouteIdentities
+from preservarium_gateway.identity import Identity, RouteIdentities
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.types import ParserService
@@ -138,7 +140,9 @@ class ContactPipeline:
             confirmable=request.confirmable, remote=request.remote, payload=request.payload,
             query=request.query,
         )  # fmt: skip
-        if request.device_id is None and self._authenticate_first:
+        if request.device_id is None and (
+            self._authenticate_first or self._directory.any_credentials
+        ):
             return await self._handle_route_authenticated_first(request, uplink)
         command = await self._claim(request.device_id) if request.confirmable else None
         durable, parsed = await asyncio.gather(
@@ -151,22 +155,30 @@ class ContactPipeline:
             return ContactAnswer(Outcome.RETRY_LATER)
         identity = await self._identity(uplink, parsed, request.presented)
         if self._authenticate(request, identity, parsed) is not None:
-            # Optional mode: the raw record (device_id null) is written; nothing names
-            # the device the contact failed to authenticate as.
+            # Optional mode with no device holding credentials (as far as the directory
+            # knew a moment ago): only a mismatch of proofs gets here; the raw record
+            # (device_id null) names nobody.
             return ContactAnswer(Outcome.UNAUTHENTICATED)
         return await self._finish(request, uplink, parsed, identity, command)
 
     async def _handle_route_authenticated_first(
         self, request: ContactRequest, uplink: records.Uplink
     ) -> ContactAnswer:
-        """A route contact in `required` mode: identify and authenticate, then record."""
+        """A route contact that may have to authenticate: identify and authenticate, then
+        record, so that a refused contact leaves no uplink record at all."""
         parsed = await self._parse_after_failure(uplink, await self._parse(uplink, None))
-        if parsed.response is None:  # who it is cannot be told now: the device retries
-            return ContactAnswer(Outcome.RETRY_LATER)
+        if parsed.response is None:
+            if self._authenticate_first:  # who it is cannot be told now: the device retries
+                return ContactAnswer(Outcome.RETRY_LATER)
+            # Optional: as for any contact while the sandbox is away, its data is kept.
+            if not await self._publish_raw(uplink):
+                return ContactAnswer(Outcome.RETRY_LATER)
+            return await self._finish(request, uplink, parsed, Identity(None), None)
         identity = await self._identity(uplink, parsed, request.presented)
         if self._authenticate(request, identity, parsed) is not None:
             return ContactAnswer(Outcome.UNAUTHENTICATED)
-        if identity.refusal is None and not await self._publish_raw(uplink):
+        forbidden = identity.refusal is not None and identity.refusal.forbidden
+        if not forbidden and not await self._publish_raw(uplink):
             return ContactAnswer(Outcome.RETRY_LATER)
         return await self._finish(request, uplink, parsed, identity, None)
 
@@ -176,13 +188,14 @@ class ContactPipeline:
         """Why a route contact is not taken as the device identify() named (None: it is).
 
         Authentication comes first: a contact that does not prove it is the device named
-        is refused 4.01 whatever else is wrong. A DTLS session that proved another device
-        did authenticate; that is a mismatch (4.03, `device_mismatch`, set by `_identity`).
+        is refused 4.01 whatever else is wrong. A DTLS session or OSCORE context that
+        proved another device did authenticate; that is a mismatch (4.03,
+        `device_mismatch`, decided by RouteIdentities).
         """
         if request.device_id is not None:
             return None
-        device_id, refusal, dtls = identity.device_id, identity.refusal, request.presented
-        if dtls.dtls_device is not None and dtls.dtls_device != device_id:
+        device_id, refusal = identity.device_id, identity.refusal
+        if refusal is not None and refusal.proven_other:
             return None
         if device_id is None or (refusal is not None and not refusal.forbidden):
             if not self._authenticate_first:
@@ -324,14 +337,10 @@ class ContactPipeline:
         response = parsed.response
         if response is None or not response.result.HasField("device_id"):
             return Identity(None)
-        identity = await self._identities.check(
-            response.result.device_id, route=uplink.path, device_type=uplink.device_type
-        )
-        dtls = presented.dtls_device
-        if identity.refusal is None and dtls is not None and dtls != identity.device_id:
-            message = f"the DTLS session authenticated {dtls}; identify() named another device"
-            return Identity(identity.device_id, Refusal("device_mismatch", message, True))
-        return identity
+        return await self._identities.check(
+            response.result.device_id, route=uplink.path, device_type=uplink.device_type,
+            proven=presented.proven_device,
+        )  # fmt: skip
 
     def _publish_result(
         self, uplink: records.Uplink, device_id: str | None, parsed: Parsed
@@ -460,4 +469,4 @@ def _with_payload_token(presented: Presented, parsed: Parsed) -> Presented:
     response = parsed.response
     if presented.token is not None or response is None or not response.result.HasField("token"):
         return presented
-    return Presented(presented.dtls_device, response.result.token)
+    return Presented(presented.dtls_device, response.result.token, presented.oscore_device)

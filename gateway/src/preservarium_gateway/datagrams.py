@@ -21,6 +21,10 @@ Requests to a multicast address get no error answer (RFC 7252 8.1). Each refusal
 in `preservarium_gateway_datagrams_refused_total{cause}` and is logged at most once per
 cause per interval, with the count held back (`LogThrottle`). Everything else goes to
 aiocoap exactly as its own transport would hand it over.
+
+The DTLS listener's records are decrypted by tinydtls first; each CoAP message inside
+goes through the same sorting (`plaintext_received`, in place of aiocoap's
+`_received_datagram`), with its answers sent back through the DTLS session.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import ACK, CON, NON
 from aiocoap.transports.udp6 import UDP6EndpointAddress
 
+from preservarium_gateway.dtls import dtls_peer
 from preservarium_gateway.log_throttle import LogThrottle
 from preservarium_gateway.metrics import GatewayMetrics
 
@@ -80,8 +85,9 @@ class DatagramGuard:
         metrics: GatewayMetrics,
         throttle: LogThrottle,
     ) -> None:
-        self._transport = transport  # aiocoap's MessageInterfaceUDP6
-        self._manager = transport._ctx  # its MessageManager
+        # aiocoap's MessageInterfaceUDP6, or the DTLS listener's plaintext interface
+        self._transport = transport
+        self._manager = getattr(transport, "_ctx", None) or transport._mman  # MessageManager
         self._max_bytes = max_bytes
         self._payload_bytes = payload_bytes
         self._metrics = metrics
@@ -97,17 +103,22 @@ class DatagramGuard:
         metrics: GatewayMetrics,
         throttle: LogThrottle,
     ) -> list[DatagramGuard]:
-        """Put a guard in front of every UDP transport of an aiocoap context."""
+        """Put a guard in front of every UDP (or DTLS plaintext) transport of a context."""
         guards = []
         for interface in context.request_interfaces:
             manager = getattr(interface, "token_interface", None)
             transport = getattr(manager, "message_interface", None)
-            if transport is None or not hasattr(transport, "datagram_msg_received"):
+            udp = hasattr(transport, "datagram_msg_received")
+            if transport is None or not (udp or hasattr(transport, "_received_datagram")):
                 continue
             guard = cls(transport, max_bytes=max_bytes, payload_bytes=payload_bytes,
                         metrics=metrics, throttle=throttle)  # fmt: skip
-            # The socket's transport looks the method up on the protocol at each datagram.
-            transport.datagram_msg_received = guard.datagram_msg_received
+            # Both are looked up on the instance at each datagram (the socket's transport
+            # calls the protocol's method; the DTLS layer calls the interface's).
+            if udp:
+                transport.datagram_msg_received = guard.datagram_msg_received
+            else:
+                transport._received_datagram = guard.plaintext_received
             guards.append(guard)
         if not guards:
             raise RuntimeError("aiocoap has no UDP transport to guard (aiocoap changed?)")
@@ -118,7 +129,14 @@ class DatagramGuard:
     ) -> None:
         """One datagram from the socket: refuse it, or decode it and hand it to aiocoap."""
         remote = UDP6EndpointAddress(address, self._transport, pktinfo=_pktinfo(ancdata))
-        if len(data) > self._max_bytes or flags & socket.MSG_TRUNC:
+        self._sort(data, remote, truncated=bool(flags & socket.MSG_TRUNC))
+
+    def plaintext_received(self, remote: Any, data: bytes) -> None:
+        """One CoAP message out of a DTLS record: refuse it, or hand it to aiocoap."""
+        self._sort(data, remote, truncated=False)
+
+    def _sort(self, data: bytes, remote: Any, *, truncated: bool) -> None:
+        if len(data) > self._max_bytes or truncated:
             self._refuse("oversize", remote)
             self._answer(data, remote, Code.REQUEST_ENTITY_TOO_LARGE, size1=self._payload_bytes)
             return
@@ -170,5 +188,6 @@ class DatagramGuard:
 
 
 def _host(remote: Any) -> str:
-    host: str = remote.sockaddr[0]
+    sockaddr = getattr(remote, "sockaddr", None) or dtls_peer(remote)
+    host: str = sockaddr[0]
     return host.removeprefix("::ffff:")

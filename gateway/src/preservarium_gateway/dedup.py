@@ -19,13 +19,23 @@ from typing import Any
 
 from aiocoap.numbers.types import CON
 
+from preservarium_gateway.dtls import dtls_peer
 from preservarium_gateway.fair_entries import FairEntries, Key, host_of
 
 
+def endpoint_of(remote: Any) -> tuple[Any, ...]:
+    """A sender's endpoint in plain values: aiocoap's UDP endpoint hashes in Python, at
+    every dict operation, and compares exactly this part of its socket address; a DTLS
+    session is its peer's (address, port)."""
+    sockaddr = getattr(remote, "sockaddr", None)
+    if sockaddr is None:
+        return tuple(dtls_peer(remote)[:2])
+    return tuple(sockaddr[:-1])
+
+
 def key_of(message: Any) -> Key:
-    """A message's key in plain values: aiocoap's UDP endpoint hashes in Python, at every
-    dict operation, and compares exactly this part of its socket address."""
-    return (message.remote.sockaddr[:-1], message.mid)
+    """A message's key: its sender's endpoint and its message id."""
+    return (endpoint_of(message.remote), message.mid)
 
 
 class BoundedDeduplication:
@@ -63,7 +73,7 @@ class BoundedDeduplication:
 
     def held_by(self, remote: Any) -> int:
         """Entries held for the host of `remote`."""
-        return self._entries.held_by(host_of(remote.sockaddr))
+        return self._entries.held_by(host_of(endpoint_of(remote)))
 
     def deduplicate(self, message: Any) -> bool:
         """True when `message` was seen already (a stored response is sent again)."""

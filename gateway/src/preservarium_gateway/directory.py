@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from preservarium.attributes import encode_attributes
 from preservarium.errors import NotFoundError
+from preservarium.identity.kinds import AuthKind
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import SQLDeviceRepository
@@ -81,11 +83,15 @@ class DeviceDirectory(AsyncLifecycle):
         lookups_per_s: float = UNKNOWN_LOOKUPS_PER_S,
         credentials: CredentialSource | None = None,
         supervisor: Supervisor | None = None,
+        on_reload: Callable[[Mapping[str, AuthEntry]], None] | None = None,
     ) -> None:
         self._repository = repository
+        # Told the credentials after each reload (the OSCORE contexts drop stale ones).
+        self._on_reload = on_reload
         self._budget = LookupBudget(lookups_per_s)
         self._credentials = credentials
         self._auth: dict[str, AuthEntry] = {}
+        self._any_credentials = False
         self._refresh_s = refresh_s
         self._unknown_ttl_s = unknown_ttl_s
         self._types: dict[str, str] = {}
@@ -121,12 +127,20 @@ class DeviceDirectory(AsyncLifecycle):
             if device.attributes
         }
         self._auth = auth
+        self._any_credentials = any(e.auth is not AuthKind.NONE for e in auth.values())
         self._revision = revision
         self._next_full = time.monotonic() + self._refresh_s
+        if self._on_reload is not None:
+            self._on_reload(auth)
+
+    @property
+    def any_credentials(self) -> bool:
+        """Whether any device has credentials, as the in-memory copy has it."""
+        return self._any_credentials
 
     async def _refresh(self) -> None:
-        """Reload when the registry changed, or when the periodic full reload is due (it
-        also picks up credential changes, which do not move the registry revision)."""
+        """Reload when the registry (devices or their credentials) changed, or when the
+        periodic full reload is due."""
         if time.monotonic() >= self._next_full:
             await self.reload()
         elif await self._repository.revision() != self._revision:
@@ -167,7 +181,9 @@ class DeviceDirectory(AsyncLifecycle):
             self._unknown[device_id] = now + self._unknown_ttl_s
             return None
         if self._credentials is not None:
-            self._auth[record.id] = await self._credentials.auth_entry(record.id)
+            entry = await self._credentials.auth_entry(record.id)
+            self._auth[record.id] = entry
+            self._any_credentials |= entry.auth is not AuthKind.NONE
         if record.attributes:
             self._attributes[record.id] = encode_attributes(record.attributes)
         self._types[record.id] = record.device_type

@@ -163,6 +163,11 @@ class DtlsPskListener(AsyncLifecycle):
         return int(self._transport._pool.sockname[1])
 
     @property
+    def context(self) -> Any:
+        """The aiocoap server context (None until started)."""
+        return self._context
+
+    @property
     def session_count(self) -> int:
         """Peers with DTLS state held now (at most `max_sessions`)."""
         return 0 if self._transport is None else len(self._transport._pool._connections)

@@ -1,11 +1,14 @@
 """Who a route contact is from: the id its parser's `identify()` names, held to the rules
-of a path id and checked against the device registry.
+of a path id and checked against what the contact proved and the device registry.
 
-A route names a device type and trusts the payload for the device; the registry has the
-last word. An id out of the rules fails the contact as the parser's `invalid_output`. An
-id registered with another type than the route's is refused (`device_mismatch`, 4.03):
-else a payload of one type could take the commands of a device of another, formatted by
-the wrong parser, and speak for it on `uplink.parsed`.
+A route names a device type and trusts the payload for the device; the registry and the
+contact's proof have the last word, and this is the one place that decides a mismatch.
+An id out of the rules fails the contact as the parser's `invalid_output`. A contact
+whose DTLS session or OSCORE context proved another device than the one named is
+refused (`device_mismatch`, 4.03): it did authenticate, as someone else. So is an id
+registered with another type than the route's: else a payload of one type could take
+the commands of a device of another, formatted by the wrong parser, and speak for it on
+`uplink.parsed`.
 
 The registry copy in memory answers (no query per contact; it is reloaded every few
 seconds). When a command waits for the id, the database is asked: a registration newer
@@ -35,6 +38,7 @@ class Refusal:
     kind: str
     message: str
     forbidden: bool = False  # True: the device is told 4.03, not its success code
+    proven_other: bool = False  # True: the contact authenticated, as another device
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +57,17 @@ class RouteIdentities:
         self._directory = directory
         self._pending = pending
 
-    async def check(self, device_id: str, *, route: str, device_type: str) -> Identity:
-        """The identity of a contact on `route` (for `device_type`) that names `device_id`."""
+    async def check(
+        self, device_id: str, *, route: str, device_type: str, proven: str | None = None
+    ) -> Identity:
+        """The identity of a contact on `route` (for `device_type`) that names `device_id`;
+        `proven` is the device its DTLS session or OSCORE context authenticated, if any."""
         if not is_device_id(device_id):
             return Identity(None, Refusal("invalid_output", INVALID_ID))
+        if proven is not None and proven != device_id:
+            message = f"the contact authenticated as {proven}; identify() named {device_id}"
+            refusal = Refusal("device_mismatch", message, forbidden=True, proven_other=True)
+            return Identity(device_id, refusal)
         try:
             registered = await self._registered_type(device_id)
         except RepositoryError as exc:

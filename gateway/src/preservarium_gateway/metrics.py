@@ -17,8 +17,9 @@ class GatewayMetrics:
         r = self.registry
         self.contacts = Counter(
             "preservarium_gateway_contacts",
-            "Device contacts by route, response code, how they authenticated (none, token, "
-            "psk) and outcome (accepted, unauthenticated, forbidden, rate_limited, refused).",
+            "Device contacts by route, response code, how they authenticated "
+            "(none, token, psk, oscore) and outcome (accepted, unauthenticated, forbidden, "
+            "rate_limited, refused).",
             ["route", "code", "auth", "outcome"], registry=r,
         )  # fmt: skip
         self.auth_failures = Counter(
@@ -72,6 +73,15 @@ class GatewayMetrics:
         self.datagrams_refused = Counter(
             "preservarium_gateway_datagrams_refused",
             "Datagrams refused before CoAP processing, by cause.", ["cause"], registry=r,
+        )  # fmt: skip
+        self.oscore_refused = Counter(
+            "preservarium_gateway_oscore_refused",
+            "OSCORE requests refused before the contact path, by cause (method, malformed, "
+            "unknown_kid, decrypt_failed, replay, unavailable).", ["cause"], registry=r,
+        )  # fmt: skip
+        self.oscore_contexts = Gauge(
+            "preservarium_gateway_oscore_contexts", "OSCORE security contexts held in memory.",
+            registry=r,
         )  # fmt: skip
         self.tasks = SupervisorMetrics(r)
 

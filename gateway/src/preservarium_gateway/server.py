@@ -17,6 +17,7 @@ from preservarium.repositories import (
     SQLCommandRepository,
     SQLCredentialRepository,
     SQLDeviceRepository,
+    SQLReplayWindowRepository,
 )
 from preservarium.sandbox_client import SandboxClient
 from preservarium.supervisor import Supervisor
@@ -37,6 +38,8 @@ from preservarium_gateway.errors import GatewayStartError
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.log_throttle import LogThrottle
 from preservarium_gateway.metrics import GatewayMetrics
+from preservarium_gateway.oscore_contexts import OscoreContexts
+from preservarium_gateway.oscore_layer import OscoreEndpoint
 from preservarium_gateway.psk_keyring import PskKeyring
 from preservarium_gateway.types import ParserService
 
@@ -62,6 +65,13 @@ class GatewayServer(AsyncLifecycle):
         self._credentials = SQLCredentialRepository(
             self._engine, secrets=SecretBox(config.secret_keys)
         )
+        # OSCORE contexts by kid, read on first use; the directory's reloads prune them.
+        self.oscore_contexts = OscoreContexts(
+            source=self._credentials,
+            windows=SQLReplayWindowRepository(self._engine),
+            unknown_ttl_s=limits.unknown_device_ttl_s,
+            lookups_per_s=limits.unknown_lookups_per_s,
+        )
         self.directory = DeviceDirectory(
             SQLDeviceRepository(self._engine),
             refresh_s=limits.directory_refresh_s,
@@ -70,6 +80,7 @@ class GatewayServer(AsyncLifecycle):
             lookups_per_s=limits.unknown_lookups_per_s,
             credentials=self._credentials,
             supervisor=self.supervisor,
+            on_reload=self.oscore_contexts.retain,
         )
         self._throttle = LogThrottle(interval_s=limits.refusal_log_interval_s)
         self.admission = Admission(
@@ -127,6 +138,12 @@ class GatewayServer(AsyncLifecycle):
             limits=limits,
             metrics=self.metrics,
             healthy=lambda: self.supervisor.healthy,
+            oscore=OscoreEndpoint(
+                contexts=self.oscore_contexts,
+                admission=self.admission,
+                metrics=self.metrics,
+                retry_after_s=limits.retry_after_s,
+            ),
         )
         self._metrics_endpoint = MetricsEndpoint(self.metrics.registry, port=config.metrics_port)
         self._context: Any = None
@@ -171,6 +188,7 @@ class GatewayServer(AsyncLifecycle):
         except OSError as exc:
             await self.stop()
             raise GatewayStartError(f"cannot listen on {bind} (udp): {exc.strerror}") from exc
+        self._dedup = []
         self._guard_coap(self._context)
         self.port = bind.port or 5683
         await self._start_dtls()
@@ -197,6 +215,8 @@ class GatewayServer(AsyncLifecycle):
             if isinstance(exc, GatewayStartError):
                 raise
             raise GatewayStartError(f"cannot load the DTLS keys: {exc}") from exc
+        # What comes out of a DTLS record is sorted and deduplicated as on the plain port.
+        self._guard_coap(self.dtls.context)
 
     def _guard_coap(self, context: Any) -> None:
         limits = self.config.limits
@@ -204,7 +224,7 @@ class GatewayServer(AsyncLifecycle):
             context, max_bytes=limits.max_datagram_bytes, payload_bytes=limits.payload_bytes,
             metrics=self.metrics, throttle=self._throttle,
         )  # fmt: skip
-        self._dedup = BoundedDeduplication.install(
+        self._dedup += BoundedDeduplication.install(
             context, lifetime_s=limits.dedup_lifetime_s, max_entries=limits.dedup_max_entries,
             source_entries=limits.dedup_source_entries,
         )  # fmt: skip
@@ -213,6 +233,7 @@ class GatewayServer(AsyncLifecycle):
         while True:
             self.metrics.pending_devices.set(len(self.desk.index))
             self.metrics.dedup_entries.set(sum(len(cache) for cache in self._dedup))
+            self.metrics.oscore_contexts.set(len(self.oscore_contexts))
             await asyncio.sleep(1.0)
 
     @property

@@ -56,6 +56,7 @@ class AuthEntry:
 
     auth: AuthKind
     token_sha256: str | None = None
+    oscore_kid: str | None = None  # hex; a gateway drops a cached context whose kid changed
 
 
 NO_CREDENTIALS = AuthEntry(AuthKind.NONE)
@@ -140,16 +141,22 @@ class SQLCredentialRepository(SQLRepository):
                         DeviceCredential.device_id,
                         DeviceCredential.auth,
                         DeviceCredential.token_sha256,
+                        DeviceCredential.oscore_kid,
                     )
                 )
             ).all()
-        return {device_id: AuthEntry(AuthKind(auth), digest) for device_id, auth, digest in rows}
+        return {
+            device_id: AuthEntry(AuthKind(auth), digest, kid)
+            for device_id, auth, digest, kid in rows
+        }
 
     async def auth_entry(self, device_id: str) -> AuthEntry:
         """One device's kind and token hash (`none` when it has no credentials row)."""
         async with self.transaction() as session:
             row = await session.get(DeviceCredential, device_id)
-        return NO_CREDENTIALS if row is None else AuthEntry(AuthKind(row.auth), row.token_sha256)
+        if row is None:
+            return NO_CREDENTIALS
+        return AuthEntry(AuthKind(row.auth), row.token_sha256, row.oscore_kid)
 
     async def verify_token(self, device_id: str, token: str) -> bool:
         """Whether `token` is the device's token (constant-time compare of the hashes)."""
