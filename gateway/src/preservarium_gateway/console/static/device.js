@@ -122,6 +122,8 @@ async function send(event) {
 function liveState(connected) {
   $("#live-state").replaceChildren(el("span", { class: `dot ${connected ? "on" : "off"}` }),
     connected ? "live" : "reconnecting…");
+  // What changed while the stream was down is read once more from the API.
+  if (connected) loadCommands().catch((err) => notify($("#error"), err));
 }
 
 if (guard()) {
