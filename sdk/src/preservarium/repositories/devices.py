@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+import builtins
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, or_, select, update
 
-from preservarium.db.models import Device, utcnow
+from preservarium.db.models import Device, DeviceCredential, utcnow
 from preservarium.errors import ConflictError, NotFoundError
 from preservarium.repositories.base import SQLRepository
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFilter:
+    """Which devices a search returns: of a type, whose id contains `q`, of an auth kind."""
+
+    device_type: str | None = None
+    q: str | None = None
+    auth: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +88,49 @@ class SQLDeviceRepository(SQLRepository):
         if row is None:
             raise NotFoundError(f"device {device_id!r} is not registered")
         return _record(row)
+
+    async def update(
+        self,
+        device_id: str,
+        *,
+        device_type: str | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> DeviceRecord:
+        """Change the type and/or replace the attributes; NotFoundError if not registered."""
+        async with self.transaction() as session:
+            row = await session.get(Device, device_id)
+            if row is None:
+                raise NotFoundError(f"device {device_id!r} is not registered")
+            if device_type is not None:
+                row.device_type = device_type
+            if attributes is not None:
+                row.attributes = dict(attributes)
+            return _record(row)
+
+    async def search(
+        self, where: DeviceFilter, *, limit: int, after: str | None = None
+    ) -> builtins.list[DeviceRecord]:
+        """Up to `limit` devices matching `where`, by id, after the id `after` (a cursor)."""
+        query = select(Device).order_by(Device.id).limit(limit)
+        if after is not None:
+            query = query.where(Device.id > after)
+        if where.device_type is not None:
+            query = query.where(Device.device_type == where.device_type)
+        if where.q:
+            pattern = (
+                "%"
+                + where.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%"
+            )
+            query = query.where(func.lower(Device.id).like(pattern, escape="\\"))
+        if where.auth is not None:
+            query = query.outerjoin(DeviceCredential, DeviceCredential.device_id == Device.id)
+            if where.auth == "none":
+                query = query.where(
+                    or_(DeviceCredential.device_id.is_(None), DeviceCredential.auth == "none")
+                )
+            else:
+                query = query.where(DeviceCredential.auth == where.auth)
+        async with self.transaction() as session:
+            rows = (await session.scalars(query)).all()
+        return [_record(row) for row in rows]
