@@ -47,7 +47,6 @@ log = logging.getLogger("preservarium.gateway")
 # aiocoap logs what senders do (a code that does not fit its type, a failed render): its
 # lines go through a LogThrottle, so a sender cannot write the log.
 AIOCOAP_LOGGER = "preservarium.gateway.aiocoap"
-# An API request that runs unsaved source waits for the sandbox longer than a contact does.
 API_SANDBOX_TIMEOUT_S = 10.0
 
 
@@ -144,6 +143,8 @@ class GatewayServer(AsyncLifecycle):
                 keyring=PskKeyring(source=self._credentials),
             )
         self.api: ApiServer | None = None
+        # The API runs unsaved sources with a longer deadline than a contact's parse.
+        self._api_sandbox = SandboxClient(config.sandbox_addr, timeout_s=API_SANDBOX_TIMEOUT_S)
         if config.api_listen is not None:
             self.api = self._api(config, config.api_listen)
         self._gauges: asyncio.Task[None] | None = None
@@ -151,14 +152,13 @@ class GatewayServer(AsyncLifecycle):
 
     def _api(self, config: GatewayConfig, listen: HostPort) -> ApiServer:
         """The operator API, on the gateway's database, publisher and metrics."""
-        sandbox = SandboxClient(config.sandbox_addr, timeout_s=API_SANDBOX_TIMEOUT_S)
+        sandbox = self._api_sandbox
         context = ApiContext(
             engine=self._engine, secrets=SecretBox(config.secret_keys),
             publish=self.publisher.publish, topics=config.topics,
             kafka_bootstrap=config.kafka_bootstrap, sandbox=sandbox, metrics=self.metrics,
         )  # fmt: skip
-        return ApiServer(app=create_app(context), listen=listen, supervisor=self.supervisor,
-                         sandbox=sandbox)  # fmt: skip
+        return ApiServer(app=create_app(context), listen=listen, supervisor=self.supervisor)
 
     async def start(self) -> None:
         """Start the parts a contact needs, then open the CoAP port(s)."""
@@ -193,6 +193,7 @@ class GatewayServer(AsyncLifecycle):
         self.port = bind.port or 5683
         await self._start_dtls()
         if self.api is not None:
+            await self._api_sandbox.start()
             try:
                 await self.api.start()
             except GatewayStartError:
@@ -257,6 +258,7 @@ class GatewayServer(AsyncLifecycle):
             await self.dtls.stop()
         if self.api is not None:
             await self.api.stop()
+        await self._api_sandbox.stop()
         await self.admission.drain()
         logging.getLogger(AIOCOAP_LOGGER).removeFilter(self._throttle)
         gauges, self._gauges = self._gauges, None

@@ -14,7 +14,6 @@ from collections.abc import Generator
 
 import uvicorn
 from preservarium.lifecycle import AsyncLifecycle
-from preservarium.sandbox_client import SandboxClient
 from preservarium.settings import HostPort
 from preservarium.supervisor import Supervisor
 from starlette.types import ASGIApp
@@ -59,13 +58,10 @@ class ApiServer(AsyncLifecycle):
     """Serves an ASGI app on one address until stopped; restarted by the supervisor if
     uvicorn fails."""
 
-    def __init__(
-        self, *, app: ASGIApp, listen: HostPort, supervisor: Supervisor, sandbox: SandboxClient
-    ) -> None:
+    def __init__(self, *, app: ASGIApp, listen: HostPort, supervisor: Supervisor) -> None:
         self._app = app
         self._listen = listen
         self._supervisor = supervisor
-        self._sandbox = sandbox
         self._socket: socket.socket | None = None
         self._server: _GatewayOwnedServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -75,7 +71,6 @@ class ApiServer(AsyncLifecycle):
         """Bind (GatewayStartError if the port is taken), then serve in the background."""
         self._socket = bind(self._listen)
         self.port = int(self._socket.getsockname()[1])
-        await self._sandbox.start()
         self._task = self._supervisor.spawn("api-http", self._serve)
         log.info("api serving", extra={"api_listen": f"{self._listen.host}:{self.port}"})
 
@@ -113,4 +108,3 @@ class ApiServer(AsyncLifecycle):
         sock, self._socket = self._socket, None
         if sock is not None:
             sock.close()
-        await self._sandbox.stop()
