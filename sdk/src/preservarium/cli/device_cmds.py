@@ -26,6 +26,7 @@ from preservarium.cli.device_credentials import (
     show_document,
     summary_line,
 )
+from preservarium.cli.device_import_cmd import import_file
 
 if TYPE_CHECKING:
     from preservarium.identity import SecretBox
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Register and inspect devices.", no_args_is_help=True)
 app.command("credentials")(credentials)
+app.command("import")(import_file)
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 FORCE_TYPE = typer.Option(
     False, "--force", help="Accept a type that has no active parser yet (upload one before use)."
@@ -48,7 +50,8 @@ def _device_json(record: DeviceRecord) -> dict[str, Any]:
     return device_json(record)
 
 
-def _secrets(config: Settings) -> SecretBox:
+def secret_box(config: Settings) -> SecretBox:
+    """The secret box of the settings' PRESERVARIUM_SECRET_KEY (empty when unset)."""
     from preservarium.identity import SecretBox
 
     key = config.secret_key.get_secret_value() if config.secret_key is not None else None
@@ -76,7 +79,7 @@ def register(
 
         async with migrated_database(config) as engine:
             return await register_device(
-                engine, _secrets(config), device_id=device_id, device_type=device_type,
+                engine, secret_box(config), device_id=device_id, device_type=device_type,
                 auth=auth, attributes=attributes, force=force,
             )  # fmt: skip
 
@@ -146,7 +149,7 @@ def show(device_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSO
         from preservarium.usecases.devices import show_device
 
         async with migrated_database(config) as engine:
-            return await show_device(engine, _secrets(config), device_id)
+            return await show_device(engine, secret_box(config), device_id)
 
     view = run(body)
     record, summary, pending = view.device, view.credentials, view.pending

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-import builtins
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -21,6 +22,15 @@ class DeviceFilter:
     device_type: str | None = None
     q: str | None = None
     auth: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChange:
+    """A device to register or change in a batch; attributes None keeps the current ones."""
+
+    device_id: str
+    device_type: str
+    attributes: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +144,28 @@ class SQLDeviceRepository(SQLRepository):
         async with self.transaction() as session:
             rows = (await session.scalars(query)).all()
         return [_record(row) for row in rows]
+
+    async def apply(
+        self, *, create: Sequence[DeviceChange], change: Sequence[DeviceChange]
+    ) -> None:
+        """Register `create` and change `change` (type, and attributes when given), all in
+        one transaction: all of it or none. ConflictError if an id to create is taken."""
+        try:
+            async with self.transaction() as session:
+                now = utcnow()
+                for item in create:
+                    attributes = dict(item.attributes or {})
+                    session.add(
+                        Device(id=item.device_id, device_type=item.device_type, created_at=now,
+                               attributes=attributes)
+                    )  # fmt: skip
+                await session.flush()
+                for item in change:
+                    row = await session.get(Device, item.device_id)
+                    if row is None:
+                        raise NotFoundError(f"device {item.device_id!r} is not registered")
+                    row.device_type = item.device_type
+                    if item.attributes is not None:
+                        row.attributes = dict(item.attributes)
+        except ConflictError as exc:
+            raise ConflictError(f"a device to create was registered meanwhile: {exc}") from exc
