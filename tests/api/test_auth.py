@@ -31,6 +31,7 @@ ROUTES = [
     ("GET", "/api/v1/streams/raw", "read"),
     ("GET", "/api/v1/uplinks?type=t", "read"),
     ("GET", "/api/v1/audit", "admin"),
+    ("GET", "/api/v1/token", "read"),
 ]
 SHORT = {"write": "read", "admin": "write"}
 

@@ -16,7 +16,15 @@ from preservarium.repositories import SQLAuditRepository
 from preservarium_gateway.api import docs, problems
 from preservarium_gateway.api.context import ApiContext
 from preservarium_gateway.api.observe import ObservedRequests
-from preservarium_gateway.api.routes import audit, commands, devices, health, parsers, streams
+from preservarium_gateway.api.routes import (
+    audit,
+    commands,
+    devices,
+    health,
+    parsers,
+    streams,
+    token,
+)
 
 log = logging.getLogger("preservarium.gateway.api")
 CONSOLE_MODULE = "preservarium_gateway.console"
@@ -42,7 +50,7 @@ def create_app(context: ApiContext, *, console: bool = True) -> FastAPI:
     problems.install(app)
     docs.install(app)
     app.include_router(health.router)
-    for module in (devices, parsers, commands, streams, audit):
+    for module in (devices, parsers, commands, streams, audit, token):
         app.include_router(module.router, prefix="/api/v1")
     app.add_middleware(
         ObservedRequests, metrics=context.metrics, audit=SQLAuditRepository(context.engine)
