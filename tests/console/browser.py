@@ -8,6 +8,7 @@ while the browser waits.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -104,7 +105,15 @@ class Browser:
                     return str(found.text)
             return None
 
-        return await self.wait(has_text, timeout_s=timeout_s)
+        try:
+            return await self.wait(has_text, timeout_s=timeout_s)
+        except TimeoutException:
+            texts = await self.run(
+                lambda: [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, css)]
+            )
+            raise AssertionError(
+                f"no {css} contains {contains!r} in {timeout_s} s: {texts}"
+            ) from None
 
     async def click(self, css: str) -> None:
         """Clicks the first visible element matching `css`."""
@@ -137,16 +146,19 @@ class Browser:
         return url.removeprefix(self.base_url)
 
     async def screenshot(self, target: Path) -> None:
-        """A PNG of the viewport, the full page's height when it is taller."""
+        """A PNG of the whole page from its top, however far it is scrolled (Chromium's
+        DevTools capture beyond the viewport)."""
 
         def shoot() -> None:
-            height = self.driver.execute_script("return document.documentElement.scrollHeight")
-            self.driver.set_window_size(WINDOW[0], max(WINDOW[1], min(int(height) + 40, 2400)))
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.driver.save_screenshot(str(target))
-            finally:
-                self.driver.set_window_size(*WINDOW)
+            metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+            size = metrics["cssContentSize"]
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+            shot = self.driver.execute_cdp_cmd(
+                "Page.captureScreenshot",
+                {"format": "png", "captureBeyondViewport": True, "clip": clip},
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(base64.b64decode(shot["data"]))
 
         await self.run(shoot)
 

@@ -82,6 +82,13 @@ async def test_the_diff_lists_removed_and_added_lines_between_common_ones(
     assert [(o["op"], o["text"]) for o in ops] == [
         (" ", "a"), ("-", "b"), (" ", "c"), (" ", "d"), ("+", "e"),
     ]  # fmt: skip
+    changed = await module_call(
+        console, "diff.js", "(m, a, b) => m.diffLines(a, b)", "x\nold\ny", "x\nnew\ny"
+    )
+    # A changed line reads as a unified diff does: the old line, then the new one.
+    assert [(o["op"], o["text"]) for o in changed] == [
+        (" ", "x"), ("-", "old"), ("+", "new"), (" ", "y"),
+    ]  # fmt: skip
 
 
 async def test_a_page_without_a_token_sends_the_operator_to_sign_in(console: Browser) -> None:

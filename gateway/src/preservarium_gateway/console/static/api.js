@@ -24,10 +24,13 @@ export class ApiError extends Error {
     if (this.status === 403) {
       return `Not allowed (403): this needs a token with a larger scope than "${session.scope() || "read"}".`;
     }
-    const errors = (this.problem.errors || [])
-      .map((e) => [(e.loc || e.pointer || e.field || []), e.msg || e.message || e.detail || ""])
-      .map(([where, what]) => `${Array.isArray(where) ? where.join(".") : where}: ${what}`);
-    const more = errors.length ? ` (${errors.join("; ")})` : "";
+    const p = this.problem;
+    const notes = (p.errors || []).map((e) => (e.field ? `${e.field}: ${e.message}` : e.message));
+    for (const example of p.examples || []) {
+      if (!example.ok) notes.push(`example ${example.description || `#${example.index}`}: ${example.mismatch}`);
+    }
+    if (p.error_kind) notes.push(`${p.error_kind}${p.line ? ` at line ${p.line}` : ""}`);
+    const more = notes.length ? ` — ${notes.join("; ")}` : "";
     return `${this.message} (${this.status})${more}`;
   }
 }

@@ -10,20 +10,27 @@ function fact(name, value) {
 }
 
 function showDevice(d) {
-  const type = d.type ?? d.device_type;
+  const type = d.device_type;
   $("#device-sub").replaceChildren("Type ", el("a", { href: `/parsers/${encodeURIComponent(type)}` }, type));
   const attributes = d.attributes && Object.keys(d.attributes).length
     ? el("code", {}, JSON.stringify(d.attributes)) : el("span", { class: "subtitle" }, "none");
   $("#facts").replaceChildren(
     ...fact("Type", type),
-    ...fact("Authentication", badge(d.auth ?? "none")),
-    ...fact("Last contact", when(d.last_contact_at ?? d.last_contact)),
-    ...fact("Registered", when(d.created_at ?? d.registered_at)),
+    ...fact("Authentication", badge(d.auth, d.auth === "none" ? "" : "warn")),
+    ...fact("Last contact", when(d.last_contact_at)),
+    ...fact("Last authenticated", when(d.last_authenticated_at)),
+    ...fact("Registered", when(d.created_at)),
     ...fact("Attributes", attributes));
 }
 
 function statusOf(c) {
-  return c.status ?? "queued";
+  return c.status ?? "published";
+}
+
+function statusCell(status, reason) {
+  const cell = [badge(status, status === "published" ? "info" : undefined)];
+  if (reason) cell.push(el("div", { class: "subtitle" }, reason));
+  return cell;
 }
 
 function commandRow(c) {
@@ -32,10 +39,10 @@ function commandRow(c) {
     onclick: () => cancelCommand(id) }, "Cancel");
   const row = el("tr", { dataset: { request: id } },
     el("td", {}, el("code", { title: id }, id.length > 12 ? `${id.slice(0, 12)}…` : id)),
-    el("td", {}, c.command ?? c.name),
+    el("td", {}, c.command),
     el("td", {}, el("code", {}, JSON.stringify(c.params ?? {}))),
-    el("td", { class: "status" }, badge(statusOf(c))),
-    el("td", { class: "changed" }, when(c.at ?? c.updated_at ?? c.created_at)),
+    el("td", { class: "status" }, statusCell(statusOf(c), c.reason)),
+    el("td", { class: "changed" }, when(c.at ?? c.sent_at ?? c.created_at ?? new Date().toISOString())),
     el("td", { class: "actions" }, statusOf(c) === "queued" ? cancel : null));
   gateWrites(row);
   return row;
@@ -61,7 +68,7 @@ function onStatus(_name, record) {
     upsert(record);
     return;
   }
-  row.querySelector(".status").replaceChildren(badge(record.status));
+  row.querySelector(".status").replaceChildren(...statusCell(record.status, record.reason));
   row.querySelector(".changed").replaceChildren(when(record.at));
   if (record.status !== "queued") row.querySelector(".actions").replaceChildren();
   if (record.payload_b64) row.querySelector(".status").title = `sent ${b64ToHex(record.payload_b64)}`;
@@ -111,7 +118,7 @@ async function send(event) {
     if (ttl) body.ttl_s = Number(ttl);
     const sent = await api("POST", "/commands", { body });
     notify(box, new Error(`Command published: request ${sent.request_id}`), "ok");
-    if (!rows.has(sent.request_id)) upsert({ ...body, ...sent, status: sent.status ?? "published" });
+    if (!rows.has(sent.request_id)) upsert({ ...body, ...sent, status: "published" });
   } catch (err) {
     notify(box, err);
   } finally {

@@ -1,52 +1,67 @@
-// Devices page: the registry, searchable and filtered by type and authentication.
+// Devices page: the registry, searchable and filtered by type and authentication. The list
+// route gives ids and types; each row's auth, last contact and pending commands come from
+// the device's own route, a few at a time.
 import { api, itemsOf } from "./api.js";
 import { $, badge, el, guard, notify, when } from "./ui.js";
 
-const PAGE = 50;
-let offset = 0;
-let cursors = [null];
-
-function deviceId(d) {
-  return d.id ?? d.device_id;
-}
-
-function pendingCell(d) {
-  const pending = d.pending_commands ?? d.pending ?? [];
-  const count = Array.isArray(pending) ? pending.length : Number(pending) || 0;
-  return count ? badge(`${count} pending`, "info") : el("span", { class: "subtitle" }, "none");
-}
+const PAGE = 25;
+const PARALLEL = 4; // detail requests in flight at once
+let cursors = [null]; // the cursor of each page shown so far
+let generation = 0; // a newer load makes the details of an older one moot
 
 function row(d) {
-  const id = deviceId(d);
-  return el("tr", { dataset: { device: id } },
-    el("td", {}, el("a", { href: `/devices/${encodeURIComponent(id)}` }, el("code", {}, id))),
-    el("td", {}, d.type ?? d.device_type),
-    el("td", {}, badge(d.auth ?? "none", (d.auth ?? "none") === "none" ? "" : undefined)),
-    el("td", {}, when(d.last_contact_at ?? d.last_contact)),
-    el("td", {}, pendingCell(d)));
+  return el("tr", { dataset: { device: d.id } },
+    el("td", {}, el("a", { href: `/devices/${encodeURIComponent(d.id)}` }, el("code", {}, d.id))),
+    el("td", {}, el("a", { href: `/parsers/${encodeURIComponent(d.device_type)}` }, d.device_type)),
+    el("td", { class: "auth" }, el("span", { class: "subtitle" }, "…")),
+    el("td", { class: "contact" }, el("span", { class: "subtitle" }, "…")),
+    el("td", { class: "pending" }, el("span", { class: "subtitle" }, "…")));
+}
+
+function fill(tr, view) {
+  const pending = (view.pending_commands || []).length;
+  tr.querySelector(".auth").replaceChildren(badge(view.auth, view.auth === "none" ? "" : "warn"));
+  tr.querySelector(".contact").replaceChildren(when(view.last_contact_at));
+  tr.querySelector(".pending").replaceChildren(pending ? badge(`${pending} pending`, "info")
+    : el("span", { class: "subtitle" }, "none"));
+}
+
+async function details(rows, mine) {
+  const queue = rows.slice();
+  const worker = async () => {
+    for (let tr = queue.shift(); tr && mine === generation; tr = queue.shift()) {
+      try {
+        fill(tr, await api("GET", `/devices/${encodeURIComponent(tr.dataset.device)}`));
+      } catch (err) {
+        tr.querySelector(".pending").replaceChildren(badge(`error ${err.status ?? ""}`, "bad"));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: PARALLEL }, worker));
 }
 
 async function load() {
+  const mine = ++generation;
   const box = $("#error");
-  const query = { q: $("#q").value.trim(), type: $("#type").value, auth: $("#auth").value,
-    limit: PAGE, offset: cursors.length > 1 ? undefined : offset, cursor: cursors.at(-1) };
   const body = $("#devices tbody");
+  const query = { q: $("#q").value.trim(), type: $("#type").value, auth: $("#auth").value,
+    limit: PAGE, cursor: cursors.at(-1) };
   try {
     const page = await api("GET", "/devices", { query });
     const devices = itemsOf(page);
     notify(box, null);
-    body.replaceChildren(...(devices.length ? devices.map(row)
+    const rows = devices.map(row);
+    body.replaceChildren(...(rows.length ? rows
       : [el("tr", {}, el("td", { colspan: 5, class: "empty" }, "No device matches."))]));
-    const total = page && page.total;
-    $("#count").textContent = total !== undefined ? `${total} devices` : `${devices.length} shown`;
-    const next = page && (page.next_cursor ?? page.cursor);
-    $("#next").disabled = next ? false : devices.length < PAGE;
+    const first = (cursors.length - 1) * PAGE;
+    $("#count").textContent = devices.length ? `devices ${first + 1}–${first + devices.length}` : "";
+    $("#next").disabled = !page.next_cursor;
     $("#next").onclick = () => {
-      if (next) cursors.push(next);
-      else offset += PAGE;
+      cursors.push(page.next_cursor);
       load();
     };
-    $("#prev").disabled = cursors.length <= 1 && offset === 0;
+    $("#prev").disabled = cursors.length <= 1;
+    await details(rows, mine);
   } catch (err) {
     notify(box, err);
     body.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "empty" }, "Could not load devices.")));
@@ -55,11 +70,9 @@ async function load() {
 
 async function loadTypes() {
   try {
-    const parsers = itemsOf(await api("GET", "/parsers"));
     const select = $("#type");
-    for (const p of parsers) {
-      const name = p.type ?? p.name ?? p.device_type;
-      select.append(el("option", { value: name }, name));
+    for (const p of itemsOf(await api("GET", "/parsers"))) {
+      select.append(el("option", { value: p.device_type }, p.device_type));
     }
   } catch (_) {
     // The type filter is a convenience; the list works without it.
@@ -69,13 +82,11 @@ async function loadTypes() {
 if (guard()) {
   $("#filters").addEventListener("submit", (event) => {
     event.preventDefault();
-    offset = 0;
     cursors = [null];
     load();
   });
   $("#prev").addEventListener("click", () => {
-    if (cursors.length > 1) cursors.pop();
-    else offset = Math.max(0, offset - PAGE);
+    cursors.pop();
     load();
   });
   loadTypes();

@@ -26,12 +26,12 @@ export function diffLines(before, after) {
       ops.push({ op: " ", text: a[i] });
       i += 1;
       j += 1;
-    } else if (j < b.length && (i === a.length || lcs[i * width + j + 1] >= lcs[(i + 1) * width + j])) {
-      ops.push({ op: "+", text: b[j] });
-      j += 1;
-    } else {
+    } else if (i < a.length && (j === b.length || lcs[(i + 1) * width + j] >= lcs[i * width + j + 1])) {
       ops.push({ op: "-", text: a[i] });
       i += 1;
+    } else {
+      ops.push({ op: "+", text: b[j] });
+      j += 1;
     }
   }
   return ops;

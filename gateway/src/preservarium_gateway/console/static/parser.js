@@ -12,11 +12,11 @@ const sources = new Map(); // version -> {source, examples}
 let versions = [];
 
 function versionNumber(v) {
-  return Number(v.version ?? v.n ?? v.number);
+  return Number(v.version);
 }
 
 function isActive(v) {
-  return Boolean(v.active ?? v.is_active);
+  return Boolean(v.active);
 }
 
 function examplesText(examples) {
@@ -33,7 +33,7 @@ async function openVersion(n) {
   try {
     const version = await fetchVersion(n);
     editor.value = version.source ?? "";
-    $("#examples").value = examplesText(version.examples_yaml ?? version.examples);
+    $("#examples").value = examplesText(version.examples);
     $("#editor-origin").textContent = `from version ${n}`;
   } catch (err) {
     notify($("#error"), err);
@@ -56,12 +56,12 @@ function versionRow(v, activeNumber) {
   const label = activeNumber !== null && n < activeNumber ? "Roll back to this" : "Activate";
   const row = el("tr", { dataset: { version: n } },
     el("td", {}, el("strong", {}, `v${n}`)),
-    el("td", {}, when(v.created_at ?? v.uploaded_at)),
+    el("td", {}, when(v.created_at), v.uploaded_by ? el("div", { class: "subtitle" }, `by ${v.uploaded_by}`) : null),
     el("td", {}, active ? badge("active", "ok") : badge("inactive")),
-    el("td", { class: "row" },
+    el("td", {}, el("div", { class: "row" },
       el("button", { type: "button", class: "open", onclick: () => openVersion(n) }, "Open"),
       active ? null : el("button", { type: "button", class: "activate", "data-write": true,
-        onclick: () => activate(n) }, label)));
+        onclick: () => activate(n) }, label))));
   gateWrites(row);
   return row;
 }
@@ -104,7 +104,8 @@ async function upload() {
     if ($("#examples").value.trim()) body.examples = $("#examples").value;
     const made = await api("POST", base, { body });
     const n = versionNumber(made);
-    notify(box, new Error(`Uploaded version ${n}${body.activate ? " and activated it" : ""}.`), "ok");
+    const what = made.created ? `Uploaded version ${n}` : `Unchanged: this is version ${n} already`;
+    notify(box, new Error(`${what}${body.activate ? ", active" : ""}.`), "ok");
     $("#editor-origin").textContent = `from version ${n}`;
     await loadVersions();
   } catch (err) {
@@ -139,21 +140,26 @@ async function runExamples() {
   const box = $("#test-error");
   notify(box, null);
   const target = $("#test-results");
+  const examples = $("#examples").value;
+  if (!examples.trim()) {
+    target.replaceChildren();
+    notify(box, new Error("There are no examples to run: write some in the examples box (YAML)."));
+    return;
+  }
   target.replaceChildren(el("p", { class: "subtitle" }, "Running examples…"));
   try {
     const answer = await api("POST", "/parsers/test",
-      { body: { source: editor.value, examples: $("#examples").value } });
-    const cases = itemsOf(answer.examples ?? answer.results ?? answer);
-    if (!cases.length) {
-      target.replaceChildren(el("div", {}, outcome(answer)));
-      return;
-    }
-    target.replaceChildren(resultsTable(["Example", "Result"], cases.map((c, i) =>
-      el("tr", { class: c.ok === false || c.passed === false ? "failed" : "passed" },
-        el("td", {}, c.name ?? `#${i + 1}`),
-        el("td", {}, c.passed === false && c.ok !== false
-          ? el("div", {}, badge("mismatch", "bad"), el("pre", { class: "out" }, c.message ?? json(c)))
-          : outcome(c.result ?? c))))));
+      { body: { source: editor.value, device_type: deviceType, examples } });
+    const cases = answer.examples || [];
+    const passed = cases.filter((c) => c.ok).length;
+    target.replaceChildren(
+      el("p", {}, badge(answer.ok ? "all passed" : "failed", answer.ok ? "ok" : "bad"),
+        ` ${passed} of ${cases.length} examples passed`),
+      resultsTable(["Example", "Result"], cases.map((c) =>
+        el("tr", { class: c.ok ? "passed" : "failed" },
+          el("td", {}, c.description || `#${c.index + 1}`),
+          el("td", {}, c.ok ? badge("ok", "ok")
+            : el("div", {}, badge("mismatch", "bad"), el("pre", { class: "out" }, c.mismatch ?? "")))))));
   } catch (err) {
     target.replaceChildren();
     notify(box, err);
@@ -180,7 +186,7 @@ async function runOnUplinks() {
           el("div", { class: "subtitle" }, `${u.method} ${u.path || "/"}`)),
         el("td", { class: "mono hex" }, hex || "(empty)"),
         cell);
-      const body = { source: editor.value, payload_hex: hex, path: u.path ?? "",
+      const body = { source: editor.value, device_type: deviceType, payload_hex: hex, path: u.path ?? "",
         method: u.method ?? "POST", confirmable: u.confirmable ?? true };
       if (u.device_id) body.device_id = u.device_id;
       api("POST", "/parsers/test", { body })

@@ -3,14 +3,12 @@ import { api, itemsOf } from "./api.js";
 import { $, badge, el, guard, notify, when } from "./ui.js";
 
 function row(p) {
-  const name = p.type ?? p.name ?? p.device_type;
-  const active = p.active_version ?? p.active;
-  const count = p.versions ?? p.version_count ?? p.latest_version;
+  const name = p.device_type;
   return el("tr", { dataset: { type: name } },
     el("td", {}, el("a", { href: `/parsers/${encodeURIComponent(name)}` }, el("strong", {}, name))),
-    el("td", {}, active ? badge(`v${active}`, "ok") : badge("none", "warn")),
-    el("td", {}, Array.isArray(count) ? count.length : count ?? "—"),
-    el("td", {}, when(p.updated_at ?? p.created_at ?? p.activated_at)));
+    el("td", {}, p.active_version ? badge(`v${p.active_version}`, "ok") : badge("none", "warn")),
+    el("td", {}, `v${p.latest_version}`),
+    el("td", {}, when(p.updated_at)));
 }
 
 async function load() {

@@ -4,21 +4,11 @@ import { $, notify } from "./ui.js";
 
 const REASONS = { expired: "Your token was refused (401): it is unknown or has been revoked." };
 
-/** The token's name and scope, or {} when the API cannot say (any valid token may list devices). */
-async function identify(token) {
-  try {
-    return await call("GET", "/token", { token });
-  } catch (err) {
-    if (!(err instanceof ApiError) || err.status !== 404) throw err;
-  }
-  await call("GET", "/devices", { token, query: { limit: 1 } });
-  return {};
-}
-
 function nextPage() {
   const next = new URLSearchParams(location.search).get("next") || "/";
   // Only a path on this console: never an address elsewhere.
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/signin") ? next : "/";
+  const safe = /^\/(?![\/\\])/.test(next) && !next.startsWith("/signin");
+  return safe ? next : "/";
 }
 
 const box = $("#signin-error");
@@ -32,7 +22,7 @@ $("#signin-form").addEventListener("submit", async (event) => {
   button.disabled = true;
   notify(box, null);
   try {
-    const who = await identify(token);
+    const who = await call("GET", "/token", { token });
     session.save(token, who);
     location.assign(nextPage());
   } catch (err) {

@@ -21,7 +21,7 @@ export const $ = (selector, root) => (root || document).querySelector(selector);
 
 const TONES = {
   ok: ["sent", "delivered", "acked", "ok", "active", "parsed", "connected"],
-  info: ["queued", "pending", "accepted", "raw"],
+  info: ["queued", "claimed", "published", "pending", "raw"],
   warn: ["expired", "cancelled", "superseded", "warning", "token", "psk", "oscore"],
   bad: ["rejected", "failed", "error", "format_failed", "disconnected"],
 };
