@@ -98,9 +98,11 @@ async def stack(
 
 
 @pytest.fixture(scope="module")
-async def console(browser: Browser, stack: tuple[Stack, str]) -> Browser:
+async def console(browser: Browser, stack: tuple[Stack, str]) -> AsyncIterator[Browser]:
     browser.base_url = stack[1]
-    return browser
+    yield browser
+    # The pages' streams end before the gateway stops, which then has no client to wait for.
+    await browser.run(browser.driver.get, "about:blank")
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +176,11 @@ async def test_a_parser_uploaded_in_the_editor_runs_on_a_recent_uplink(
     await console.click("#diff-show")
     assert '"unit": "C"' in await console.text_of("#diff .add", "unit")
     await doc_shots.take(console, "console-parser")
+    await console.click("#versions tr[data-version='1'] button.activate")
+    await console.text_of("#upload-result", "Version 1 is now active")
+    await console.text_of("#versions tbody tr[data-version='1']", "active")
+    await console.click("#versions tr[data-version='2'] button.activate")
+    await console.text_of("#versions tbody tr[data-version='2']", "active")
 
 
 async def test_a_command_sent_from_the_console_goes_sent_on_the_next_contact(
@@ -193,7 +200,25 @@ async def test_a_command_sent_from_the_console_goes_sent_on_the_next_contact(
     response = await device.call(cw.POST, f"/d/{DEVICE}", READING)
     assert response.payload == b"P" + struct.pack(">H", 900)
     assert await console.text_of("#commands tbody .status", "sent") == "sent"
+    await console.text_of("#facts dd[data-fact='Last contact']", " ago")
     await doc_shots.take(console, "console-device")
+
+
+async def test_a_queued_command_is_cancelled_from_the_console(
+    console: Browser, status: TopicReader
+) -> None:
+    await console.open(f"/devices/{DEVICE}")
+    await console.text_of("#live-state", "live")
+    await console.type("#command-name", "set_period")
+    await console.type("#command-params", '{"seconds": 60}')
+    await console.click("#send")
+    request_id = (await console.text_of("#send-result", "request")).rsplit(" ", 1)[-1]
+    await status.wait_for(
+        lambda r: r["request_id"] == request_id and r["status"] == "queued", timeout_s=30
+    )
+    await console.click(f"#commands tr[data-request='{request_id}'] button.danger")
+    cell = await console.text_of(f"#commands tr[data-request='{request_id}'] .status", "expired")
+    assert "cancelled" in cell
 
 
 async def test_the_live_page_shows_uplinks_and_failures_as_they_arrive(

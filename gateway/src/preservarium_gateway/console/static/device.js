@@ -4,9 +4,10 @@ import { $, b64ToHex, badge, el, gateWrites, guard, notify, when } from "./ui.js
 
 const deviceId = document.body.dataset.device;
 const rows = new Map(); // request_id -> <tr>
+const known = new Map(); // request_id -> what is known of the command
 
 function fact(name, value) {
-  return [el("dt", {}, name), el("dd", {}, value)];
+  return [el("dt", {}, name), el("dd", { dataset: { fact: name } }, value)];
 }
 
 function showDevice(d) {
@@ -39,7 +40,7 @@ function commandRow(c) {
     onclick: () => cancelCommand(id) }, "Cancel");
   const row = el("tr", { dataset: { request: id } },
     el("td", {}, el("code", { title: id }, id.length > 12 ? `${id.slice(0, 12)}…` : id)),
-    el("td", {}, c.command),
+    el("td", {}, c.command ?? "—"),
     el("td", {}, el("code", {}, JSON.stringify(c.params ?? {}))),
     el("td", { class: "status" }, statusCell(statusOf(c), c.reason)),
     el("td", { class: "changed" }, when(c.at ?? c.sent_at ?? c.created_at ?? new Date().toISOString())),
@@ -49,7 +50,9 @@ function commandRow(c) {
 }
 
 function upsert(c) {
-  const fresh = commandRow(c);
+  const merged = { ...(known.get(c.request_id) || {}), ...c };
+  known.set(c.request_id, merged);
+  const fresh = commandRow(merged);
   const old = rows.get(c.request_id);
   if (old) old.replaceWith(fresh);
   else {
@@ -63,21 +66,28 @@ function upsert(c) {
 /** A status record from the stream moves its row; a request sent from elsewhere appears. */
 function onStatus(_name, record) {
   if (!record || record.device_id !== deviceId || !record.request_id) return;
-  const row = rows.get(record.request_id);
-  if (!row) {
-    upsert(record);
-    return;
+  const { request_id, status, at, reason } = record;
+  upsert({ request_id, status, at, reason: reason ?? null });
+  if (record.payload_b64) {
+    rows.get(request_id).querySelector(".status").title = `sent ${b64ToHex(record.payload_b64)}`;
   }
-  row.querySelector(".status").replaceChildren(...statusCell(record.status, record.reason));
-  row.querySelector(".changed").replaceChildren(when(record.at));
-  if (record.status !== "queued") row.querySelector(".actions").replaceChildren();
-  if (record.payload_b64) row.querySelector(".status").title = `sent ${b64ToHex(record.payload_b64)}`;
+  if (status === "sent") loadDevice(); // a command sent is a contact: new last contact
+}
+
+function loadDevice() {
+  api("GET", `/devices/${encodeURIComponent(deviceId)}`)
+    .then(showDevice)
+    .catch((err) => {
+      notify($("#error"), err);
+      $("#device-sub").textContent = "";
+    });
 }
 
 async function loadCommands() {
   const body = $("#commands tbody");
   const commands = itemsOf(await api("GET", "/commands", { query: { device: deviceId, limit: 50 } }));
   rows.clear();
+  known.clear();
   body.replaceChildren();
   if (!commands.length) {
     body.append(el("tr", {}, el("td", { colspan: 6, class: "empty" }, "No commands yet.")));
@@ -135,12 +145,7 @@ function liveState(connected) {
 
 if (guard()) {
   $("#send-form").addEventListener("submit", send);
-  api("GET", `/devices/${encodeURIComponent(deviceId)}`)
-    .then(showDevice)
-    .catch((err) => {
-      notify($("#error"), err);
-      $("#device-sub").textContent = "";
-    });
+  loadDevice();
   loadCommands().catch((err) => notify($("#error"), err));
   stream("status", { device: deviceId }, { onEvent: onStatus, onState: liveState });
 }
