@@ -25,6 +25,7 @@ from preservarium_gateway.api.routes import (
     streams,
     token,
 )
+from preservarium_gateway.api.templates import RouteTemplates
 
 log = logging.getLogger("preservarium.gateway.api")
 CONSOLE_MODULE = "preservarium_gateway.console"
@@ -52,9 +53,11 @@ def create_app(context: ApiContext, *, console: bool = True) -> FastAPI:
     app.include_router(health.router)
     for module in (devices, parsers, commands, streams, audit, token):
         app.include_router(module.router, prefix="/api/v1")
+    templates = RouteTemplates(lambda: [*app.openapi()["paths"], *docs.PATHS])
     app.add_middleware(
-        ObservedRequests, metrics=context.metrics, audit=SQLAuditRepository(context.engine)
-    )
+        ObservedRequests, metrics=context.metrics, audit=SQLAuditRepository(context.engine),
+        templates=templates,
+    )  # fmt: skip
     if console:
         mount_console(app)
     return app

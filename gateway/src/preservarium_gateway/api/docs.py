@@ -12,6 +12,8 @@ from swagger_ui_bundle import swagger_ui_path
 OPENAPI_URL = "/api/openapi.json"
 DOCS_URL = "/api/docs"
 ASSETS = "/api/docs/assets"
+# Served here but not in the OpenAPI document: the metrics label them by these templates.
+PATHS = (OPENAPI_URL, DOCS_URL, ASSETS + "/{asset}")
 
 
 def install(app: FastAPI) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from preservarium.repositories import SQLAuditRepository
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from preservarium_gateway.api.templates import Match, RouteTemplates
 from preservarium_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("preservarium.gateway.api.access")
@@ -22,10 +23,14 @@ MAX_REQUEST_ID = 64
 class ObservedRequests:
     """ASGI middleware: request id, metrics, access log, audit of writes."""
 
-    def __init__(self, app: ASGIApp, *, metrics: GatewayMetrics, audit: SQLAuditRepository) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: GatewayMetrics, audit: SQLAuditRepository,
+        templates: RouteTemplates,
+    ) -> None:  # fmt: skip
         self._app = app
         self._metrics = metrics
         self._audit = audit
+        self._templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +56,8 @@ class ObservedRequests:
             await self._observe(scope, request_id, status, time.perf_counter() - started)
 
     async def _observe(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
-        route = route_template(scope)
+        matched = self._templates.match(scope["path"])
+        route = matched.template
         method = scope["method"]
         self._metrics.api_requests.labels(route, method, str(status)).inc()
         self._metrics.api_latency.labels(route, method).observe(seconds)
@@ -65,13 +71,13 @@ class ObservedRequests:
         # Writes by a known token are audited, refused ones too; anonymous ones are not
         # (anyone could fill the table), they are in the access log.
         if method in WRITES and route.startswith("/api/") and caller is not None:
-            await self._record(scope, state, route, status, caller.name)
+            await self._record(scope, state, matched, status, caller.name)
 
     async def _record(
-        self, scope: Scope, state: dict[str, Any], route: str, status: int, token: str
+        self, scope: Scope, state: dict[str, Any], matched: Match, status: int, token: str
     ) -> None:
-        params = scope.get("path_params") or {}
-        target = "/".join(str(value) for value in params.values()) or None
+        route = matched.template
+        target = "/".join(matched.params.values()) or None
         detail = {"request_id": state["request_id"], **state.get("audit_detail", {})}
         try:
             await self._audit.add(token_name=token, method=scope["method"], route=route,
@@ -79,14 +85,6 @@ class ObservedRequests:
         except Exception:
             log.exception("audit entry not written", extra={"route": route, "token": token})
             self._metrics.api_audit_failures.inc()
-
-
-def route_template(scope: Scope) -> str:
-    """The route's path template (`/api/v1/devices/{device_id}`), never the raw path."""
-    path: object = getattr(scope.get("route"), "path", None)
-    if isinstance(path, str):
-        return path or "/"
-    return "unmatched"
 
 
 def _request_id(scope: Scope) -> str:

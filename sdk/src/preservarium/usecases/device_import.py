@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from preservarium.identity.kinds import AuthKind
 from preservarium.repositories.devices import DeviceChange
 from preservarium.usecases.errors import FieldError, InvalidInputError
-from preservarium.usecases.import_rows import ImportFormat, ImportRow, read_rows
+from preservarium.usecases.import_rows import ImportFormat, ImportRow, RowError, read_rows
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -82,8 +82,8 @@ async def import_devices(
 ) -> ImportResult:
     """Check every row, then (unless `dry_run`) write them all; InvalidInputError listing
     each bad row, with nothing written, otherwise."""
-    rows = read_rows(data, fmt)
-    planned = await plan(engine, secrets, rows, force=force)
+    rows, errors = read_rows(data, fmt)
+    planned = await plan(engine, secrets, rows, force=force, errors=errors)
     result = ImportResult(dry_run=dry_run, rows=planned)
     if not dry_run:
         result.credentials = await _apply(engine, secrets, planned, progress or _silent)
@@ -95,9 +95,15 @@ def _silent(done: int, total: int) -> None:
 
 
 async def plan(
-    engine: AsyncEngine, secrets: SecretBox, rows: Sequence[ImportRow], *, force: bool
+    engine: AsyncEngine,
+    secrets: SecretBox,
+    rows: Sequence[ImportRow],
+    *,
+    force: bool,
+    errors: Sequence[RowError] = (),
 ) -> list[PlannedRow]:
-    """What importing `rows` does; InvalidInputError listing each row that cannot be."""
+    """What importing `rows` does; InvalidInputError listing each row that cannot be
+    imported, with `errors` (the rows that could not be read), in the file's order."""
     from preservarium.repositories import (
         SQLCredentialRepository,
         SQLDeviceRepository,
@@ -114,18 +120,20 @@ async def plan(
     active = {item.device_type for item in await SQLParserRepository(engine).list_parsers()
               if item.active_version is not None}  # fmt: skip
     planned: list[PlannedRow] = []
-    errors: list[FieldError] = []
+    refused: list[tuple[int, FieldError]] = [(error.index, error.error) for error in errors]
     for row in rows:
         problem = _problem(row, active, secrets, force=force)
         if problem is not None:
-            errors.append(FieldError(row.where, problem))
+            refused.append((row.index, FieldError(row.where, problem)))
             continue
         planned.append(_plan_row(row, current.get(row.device_id), kinds))
-    if errors:
+    if refused:
+        total = len(rows) + len(errors)
         raise InvalidInputError(
-            f"{len(errors)} of {len(rows)} rows cannot be imported; nothing was imported",
-            errors=errors, exit_code=1,
-        )  # fmt: skip
+            f"{len(refused)} of {total} rows cannot be imported; nothing was imported",
+            errors=[error for _, error in sorted(refused, key=lambda item: item[0])],
+            exit_code=1,
+        )
     return planned
 
 

@@ -65,13 +65,22 @@ class ImportRow:
         return row_label(self.index, self.line)
 
 
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A row that cannot be imported: its index (to keep the file's order) and why."""
+
+    index: int
+    error: FieldError
+
+
 def row_label(index: int, line: int | None) -> str:
     """`row N (line L)`."""
     return f"row {index}" + ("" if line is None else f" (line {line})")
 
 
-def read_rows(data: bytes, fmt: ImportFormat) -> list[ImportRow]:
-    """Every row of an import file; InvalidInputError listing every bad row otherwise."""
+def read_rows(data: bytes, fmt: ImportFormat) -> tuple[list[ImportRow], list[RowError]]:
+    """The valid rows of an import file and a FieldError for each bad one, by row;
+    InvalidInputError when the file itself cannot be read."""
     if len(data) > MAX_FILE_BYTES:
         raise _refused(f"the file is over {MAX_FILE_BYTES} bytes")
     try:
@@ -82,27 +91,22 @@ def read_rows(data: bytes, fmt: ImportFormat) -> list[ImportRow]:
     if len(items) > MAX_ROWS:
         raise _refused(f"the file has over {MAX_ROWS} rows")
     rows: list[ImportRow] = []
-    errors: list[FieldError] = []
+    errors: list[RowError] = []
     seen: dict[str, str] = {}
     for index, (line, item) in enumerate(items, start=1):
         where = row_label(index, line)
         try:
             row = _row(index, line, item)
         except ValueError as exc:
-            errors.append(FieldError(where, str(exc)))
+            errors.append(RowError(index, FieldError(where, str(exc))))
             continue
         if row.device_id in seen:
             duplicate = f"device {row.device_id!r} is also {seen[row.device_id]}"
-            errors.append(FieldError(where, duplicate))
+            errors.append(RowError(index, FieldError(where, duplicate)))
             continue
         seen[row.device_id] = where
         rows.append(row)
-    if errors:
-        raise InvalidInputError(
-            f"{len(errors)} of {len(items)} rows are invalid; nothing was imported",
-            errors=errors, exit_code=1,
-        )  # fmt: skip
-    return rows
+    return rows, errors
 
 
 def _refused(message: str) -> InvalidInputError:
