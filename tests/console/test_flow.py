@@ -38,6 +38,8 @@ from tests.support.kafka import TopicReader, prefix
 DEVICE = "console-1"
 READING = bytes.fromhex("0a0b0c0d") + struct.pack(">h", 215)
 # The version the browser uploads: the test parser with a unit in its output.
+# The badge of the active version (an inactive one's badge says "inactive").
+ACTIVE = "#versions tr[data-version='{}'] .badge[data-value='active']"
 EXAMPLES = """
 - description: 21.5 degrees, with a unit
   input: {device_id: console-1, payload_hex: "0a0b0c0d00d7"}
@@ -166,7 +168,7 @@ async def test_a_parser_uploaded_in_the_editor_runs_on_a_recent_uplink(
     await console.text_of("#test-results", "3 of 3 examples passed")
     await console.click("#upload")
     await console.text_of("#upload-result", "Uploaded version 2")
-    await console.text_of("#versions tbody tr[data-version='2']", "active")
+    await console.element(ACTIVE.format(2))
     await console.click("#run-uplinks")
     row = await console.text_of("#test-results tr.uplink", READING.hex())
     await console.text_of("#test-results tr.uplink", '"unit": "C"')
@@ -178,9 +180,9 @@ async def test_a_parser_uploaded_in_the_editor_runs_on_a_recent_uplink(
     await doc_shots.take(console, "console-parser")
     await console.click("#versions tr[data-version='1'] button.activate")
     await console.text_of("#upload-result", "Version 1 is now active")
-    await console.text_of("#versions tbody tr[data-version='1']", "active")
+    await console.element(ACTIVE.format(1))
     await console.click("#versions tr[data-version='2'] button.activate")
-    await console.text_of("#versions tbody tr[data-version='2']", "active")
+    await console.element(ACTIVE.format(2))
 
 
 async def test_a_command_sent_from_the_console_goes_sent_on_the_next_contact(
@@ -191,7 +193,7 @@ async def test_a_command_sent_from_the_console_goes_sent_on_the_next_contact(
     await console.type("#command-name", "set_period")
     await console.type("#command-params", '{"seconds": 900}')
     await console.click("#send")
-    request_id = (await console.text_of("#send-result", "request")).rsplit(" ", 1)[-1]
+    request_id = (await console.text_of("#send-result", "published: request")).rsplit(" ", 1)[-1]
     # The gateway must hold the command before the device comes: the test reads that from
     # the status topic itself (a page's stream joins Kafka at its own pace).
     await status.wait_for(
@@ -212,7 +214,7 @@ async def test_a_queued_command_is_cancelled_from_the_console(
     await console.type("#command-name", "set_period")
     await console.type("#command-params", '{"seconds": 60}')
     await console.click("#send")
-    request_id = (await console.text_of("#send-result", "request")).rsplit(" ", 1)[-1]
+    request_id = (await console.text_of("#send-result", "published: request")).rsplit(" ", 1)[-1]
     await status.wait_for(
         lambda r: r["request_id"] == request_id and r["status"] == "queued", timeout_s=30
     )
