@@ -150,6 +150,12 @@ async def test_signing_in_opens_the_device_list(
     assert await console.path() == "/"
     assert "console-writer" in await console.text_of("#who", "console-writer")
     await doc_shots.take(console, "console-devices")
+    await console.type("#q", "no-such-device")
+    await console.click("#filters button[type='submit']")
+    await console.text_of("#devices tbody", "No device matches.")
+    await console.type("#q", "CONSOLE")  # any case
+    await console.click("#filters button[type='submit']")
+    await console.text_of("#devices tbody", DEVICE)
 
 
 async def test_a_parser_uploaded_in_the_editor_runs_on_a_recent_uplink(
@@ -157,8 +163,10 @@ async def test_a_parser_uploaded_in_the_editor_runs_on_a_recent_uplink(
 ) -> None:
     response = await device.call(cw.POST, f"/d/{DEVICE}", READING)
     assert response.dotted_code == "2.01"
-    await console.open("/parsers/thermo")
-    await console.text_of("#versions tbody", "v1")
+    await console.open("/parsers")
+    await console.text_of("#parsers tr[data-type='thermo']", "v1")
+    await console.click("#parsers tr[data-type='thermo'] a")
+    await console.element(ACTIVE.format(1))
     await console.wait(
         lambda d: "def parse" in d.find_element("id", "source").get_property("value")
     )
