@@ -26,13 +26,17 @@ function add(name, record) {
   const body = $("#feed tbody");
   body.querySelector(".placeholder")?.remove();
   const tones = { raw: "info", parsed: "ok", failed: "bad" };
-  body.prepend(el("tr", { class: `new ${name}`, dataset: { stream: name, uplink: record.id } },
+  const at = record.received_at ?? "";
+  const row = el("tr", { class: `new ${name}`, dataset: { stream: name, uplink: record.id, at } },
     el("td", {}, el("time", { datetime: record.received_at, title: record.received_at },
       (record.received_at ?? "").slice(11, 23))),
     el("td", {}, badge(name, tones[name])),
     el("td", {}, el("code", {}, record.device_id ?? "—")),
     el("td", {}, record.device_type ?? ""),
-    el("td", {}, detail(name, record))));
+    el("td", {}, detail(name, record)));
+  // Newest first by reception time: the three streams deliver at their own pace.
+  const older = Array.from(body.rows).find((r) => (r.dataset.at ?? "") < at);
+  body.insertBefore(row, older ?? null);
   while (body.rows.length > KEEP) body.deleteRow(-1);
 }
 
