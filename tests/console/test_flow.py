@@ -61,6 +61,7 @@ class Stack:
     """What the flow talks to: the gateway's CoAP port and the tokens."""
 
     coap_port: int
+    database_url: str
     status_topic: str
     write_token: str
     read_token: str
@@ -91,6 +92,7 @@ async def stack(
             yield (
                 Stack(
                     gateway.config.bind.port,
+                    url,
                     gateway.config.topics.command_status,
                     write_token,
                     read_token,
@@ -256,3 +258,19 @@ async def test_a_read_only_token_cannot_send_and_a_forced_attempt_shows_403(
     await console.type("#command-name", "set_period")
     await console.click("#send")
     assert "403" in await console.text_of("#send-result", "403")
+
+
+async def test_a_token_revoked_while_signed_in_sends_the_operator_back_to_sign_in(
+    console: Browser, tokens: Stack
+) -> None:
+    await sign_in(console, tokens.read_token)
+    await console.text_of("#devices tbody", DEVICE)
+    engine = make_engine(tokens.database_url)
+    try:
+        await SQLTokenRepository(engine).revoke("console-reader")
+    finally:
+        await engine.dispose()
+    await console.open(f"/devices/{DEVICE}")
+    assert "revoked" in await console.text_of("#signin-error", "401")
+    assert (await console.path()).startswith("/signin?next=%2Fdevices%2Fconsole-1")
+    assert await console.script("return sessionStorage.getItem('preservarium.token')") is None
