@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from preservarium.api_access import Scope, new_token, token_digest
 from preservarium.db.models import ApiToken, utcnow
 from preservarium.errors import ConflictError, NotFoundError
 from preservarium.repositories.base import SQLRepository
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,9 @@ class SQLTokenRepository(SQLRepository):
                 return None
             if row.revoked_at is not None:
                 return None
-            await session.execute(
-                update(ApiToken).where(ApiToken.name == row.name).values(last_used_at=utcnow())
-            )
+            # At most one write a minute per token: a busy client must not make every
+            # request a write to the database.
+            now = utcnow()
+            if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+                row.last_used_at = now  # written when the transaction commits
             return _record(row)

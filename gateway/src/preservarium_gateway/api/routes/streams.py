@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from prometheus_client import Gauge
+from starlette.types import Receive, Scope, Send
 
 from preservarium_gateway.api.auth import READ
 from preservarium_gateway.api.context import ApiContext
@@ -103,42 +105,61 @@ async def stream(
     context = _context(request)
     slots: StreamSlots = request.app.state.stream_slots
     slots.take()
+    reader = assigned(context.kafka_bootstrap, _topic(context, name),
+                      timeout_s=context.limits.kafka_timeout_s)  # fmt: skip
+
+    async def close() -> None:
+        await reader.__aexit__(None, None, None)
+        slots.give_back()
+
     try:
-        reader = assigned(context.kafka_bootstrap, _topic(context, name),
-                          timeout_s=context.limits.kafka_timeout_s)  # fmt: skip
-        consumer, partitions = await reader.__aenter__()
+        tail = TopicTail(*await reader.__aenter__())
     except BaseException:
         slots.give_back()
         raise
-    tail = TopicTail(consumer, partitions)
     try:
         await tail.start()
     except BaseException:
-        await reader.__aexit__(None, None, None)
-        slots.give_back()
+        await close()
         raise
 
     async def events() -> AsyncIterator[bytes]:
-        context.metrics.api_streams.inc()
-        try:
-            yield b": stream open\n\n"
-            quiet_s = 0.0
-            while not await request.is_disconnected():
-                records = await tail.poll(timeout_s=POLL_S, max_records=BATCH)
-                sent = [event(name, r) for r in records if matches(r.value, device, type)]
-                for chunk in sent:
-                    yield chunk
-                quiet_s = 0.0 if sent else quiet_s + POLL_S
-                if quiet_s >= context.limits.heartbeat_s:
-                    quiet_s = 0.0
-                    yield b": keep-alive\n\n"
-        finally:
-            context.metrics.api_streams.dec()
-            await asyncio.shield(reader.__aexit__(None, None, None))
-            slots.give_back()
+        yield b": stream open\n\n"
+        quiet_s = 0.0
+        while not await request.is_disconnected():
+            records = await tail.poll(timeout_s=POLL_S, max_records=BATCH)
+            sent = [event(name, r) for r in records if matches(r.value, device, type)]
+            for chunk in sent:
+                yield chunk
+            quiet_s = 0.0 if sent else quiet_s + POLL_S
+            if quiet_s >= context.limits.heartbeat_s:
+                quiet_s = 0.0
+                yield b": keep-alive\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    return EventStream(events(), on_close=close, gauge=context.metrics.api_streams,
+                       headers=headers)  # fmt: skip
+
+
+class EventStream(StreamingResponse):
+    """A text/event-stream response whose resources are released however it ends (even
+    when the client went before its first byte, and the body was never read)."""
+
+    def __init__(
+        self, body: AsyncIterator[bytes], *, on_close: Callable[[], Awaitable[None]],
+        gauge: Gauge, headers: dict[str, str],
+    ) -> None:  # fmt: skip
+        super().__init__(body, media_type="text/event-stream", headers=headers)
+        self._on_close = on_close
+        self._gauge = gauge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._gauge.inc()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._gauge.dec()
+            await asyncio.shield(self._on_close())
 
 
 @router.get("/uplinks", dependencies=[READ], summary="The newest raw uplinks of a type")
