@@ -31,7 +31,7 @@ from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import AuthKind
 from preservarium.repositories import SQLParserRepository
 
-from bench import rpc
+from bench import api_idle, rpc
 from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health
 from bench.secure_devices import SECRET_KEY, register
 from bench.workload import payloads
@@ -101,7 +101,36 @@ def service_env(url: str, bootstrap: str, sandbox: str, coap: int, coaps: int) -
         "PRESERVARIUM_COAP_ROUTES": "m=efento,x=runaway",
         "PRESERVARIUM_METRICS_PORT": "0",
         "PRESERVARIUM_LOG_LEVEL": "WARNING",
+        # No operator API here: the api scenario measures the hot path with it on and off.
+        "PRESERVARIUM_API_LISTEN": "",
     }
+
+
+def loader() -> api_idle.Load:
+    """run_load as (port, window, seconds)."""
+
+    async def load(port: int, window: int, seconds: float) -> dict[str, Any]:
+        return await run_load(spec(port, window, seconds, [("m", "/m", 1)]))
+
+    return load
+
+
+async def measure_api(work: Path) -> dict[str, Any]:
+    """`python -m bench --only api`: the API-on/off scenario alone."""
+    url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
+    await prepare_database(url)
+    sandbox_addr = f"127.0.0.1:{free_port()}"
+    async with EmbeddedBroker(port=free_port()) as broker:
+        env = service_env(url, broker.bootstrap, sandbox_addr, 0)
+        sandbox = Child("sandbox", [str(BIN / "preservarium-sandbox")], env, work / "sandbox.log")
+        try:
+            await wait_for_grpc_health(sandbox_addr)
+            return {"api_idle": await api_idle.api_on_off(
+                work, env, loader(), window=WINDOW, throughput_s=THROUGHPUT_S,
+                sequential_s=SEQUENTIAL_S,
+            )}  # fmt: skip
+        finally:
+            sandbox.stop()
 
 
 async def measure(work: Path) -> dict[str, Any]:
@@ -182,6 +211,12 @@ async def measure(work: Path) -> dict[str, Any]:
                 sandbox_addr, data, duration_s=5, concurrency=16, streams=2
             )
             results["in_process_exec"] = rpc.in_process(EFENTO.read_text(), data, duration_s=2)
+
+            print("operator API idle, on vs off ...", flush=True)
+            results["api_idle"] = await api_idle.api_on_off(
+                work, env, loader(), window=WINDOW, throughput_s=THROUGHPUT_S,
+                sequential_s=SEQUENTIAL_S,
+            )  # fmt: skip
         finally:
             for child in reversed(children):
                 child.stop()
@@ -246,6 +281,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         / results["in_process_exec"]["p50_ms"],
         "gateway_rss_growth_mb": results["memory"]["growth_mb"],
         **secure_ratios(results),
+        **api_idle.ratios(results["api_idle"]),
     }
 
 
@@ -302,8 +338,15 @@ def table(results: dict[str, Any], r: dict[str, Any]) -> str:
 
 def main() -> None:
     started = time.time()
+    only_api = sys.argv[1:] == ["--only", "api"]
     with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
-        results = asyncio.run(measure(Path(work)))
+        results = asyncio.run((measure_api if only_api else measure)(Path(work)))
+    if only_api:
+        report = {"results": results, "ratios": api_idle.ratios(results["api_idle"])}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "api.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+        return
     summary = ratios(results)
     report = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

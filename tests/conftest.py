@@ -22,6 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """--console-screenshots DIR: the console's browser test writes a PNG of each page
+    there (scripts/console-screenshots refreshes docs/images/ with it)."""
+    parser.addoption("--console-screenshots", metavar="DIR", default=None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """PRESERVARIUM_DATA_DIR for the whole run: nothing a test starts (the CLI, `up`, a

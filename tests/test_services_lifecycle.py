@@ -26,6 +26,7 @@ def test_starts_and_stops_on_sigterm(command: str, tmp_path: Path) -> None:
         # The gateway's default is `required` device auth, which needs the secret key.
         "PRESERVARIUM_SECRET_KEY": "k" * 44,
         "PRESERVARIUM_COAPS_BIND": f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
+        "PRESERVARIUM_API_LISTEN": f"127.0.0.1:{free_port()}",
         "PRESERVARIUM_METRICS_PORT": "0",
         "PRESERVARIUM_SANDBOX_WORKERS": "1",
     }

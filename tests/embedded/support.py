@@ -27,6 +27,7 @@ class UpPorts:
     coaps: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     kafka: int = field(default_factory=free_port)
     sandbox: int = field(default_factory=free_port)
+    api: int = field(default_factory=free_port)
     gateway_metrics: int = field(default_factory=free_port)
     sandbox_metrics: int = field(default_factory=free_port)
     # None: the run's own PRESERVARIUM_DATA_DIR (tests/conftest.py), never the user's.
@@ -44,6 +45,7 @@ class UpPorts:
             "PRESERVARIUM_SANDBOX_LISTEN": f"127.0.0.1:{self.sandbox}",
             "PRESERVARIUM_SANDBOX_ADDR": f"127.0.0.1:{self.sandbox}",
             "PRESERVARIUM_SANDBOX_WORKERS": "1",
+            "PRESERVARIUM_API_LISTEN": f"127.0.0.1:{self.api}",
         }
 
     def args(self) -> list[str]:

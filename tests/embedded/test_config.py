@@ -47,6 +47,7 @@ class TestDefaults:
             Port("127.0.0.1", 5684, "udp"),
             Port("127.0.0.1", 9092),
             Port("127.0.0.1", 50051),
+            Port("127.0.0.1", 8080),
             Port("0.0.0.0", 9464),
             Port("0.0.0.0", 9465),
         ]
@@ -140,3 +141,15 @@ class TestSummary:
             "gateway http://127.0.0.1:9464/metrics, sandbox http://127.0.0.1:9465/metrics"
         )
         assert lines["parsers"] == "none"
+        assert lines["operator API"].startswith("http://127.0.0.1:8080/api/docs")
+
+    def test_the_operator_api_follows_its_setting(self) -> None:
+        stack = config(api_listen="0.0.0.0:18080")
+        assert stack.child_env("gateway")["PRESERVARIUM_API_LISTEN"] == "0.0.0.0:18080"
+        assert Port("0.0.0.0", 18080) in stack.ports()
+        assert dict(endpoints(stack, StackReport(pids={})))["operator API"].startswith(
+            "http://127.0.0.1:18080/api/docs"
+        )
+        off = config(api_listen="")
+        assert off.child_env("gateway")["PRESERVARIUM_API_LISTEN"] == ""
+        assert all(port.port != 8080 for port in off.ports())

@@ -76,7 +76,7 @@ def wait_gone(pids: set[int]) -> set[int]:
 def stack_ports(ports: UpPorts) -> list[Port]:
     return [
         Port("127.0.0.1", ports.coap, "udp"),
-        *(Port("127.0.0.1", port) for port in (ports.kafka, ports.sandbox)),
+        *(Port("127.0.0.1", port) for port in (ports.kafka, ports.sandbox, ports.api)),
         *(Port("0.0.0.0", port) for port in (ports.gateway_metrics, ports.sandbox_metrics)),
     ]
 

@@ -130,6 +130,12 @@ def test_gateway_publishes_coap_over_udp(services: dict[str, dict[str, Any]]) ->
     assert "5684:5684/udp" in services["gateway"]["ports"]  # CoAP over DTLS
 
 
+def test_gateway_serves_the_operator_api_on_loopback(services: dict[str, dict[str, Any]]) -> None:
+    gateway = env(services, "gateway")
+    assert gateway["PRESERVARIUM_API_LISTEN"] == "0.0.0.0:8080"
+    assert "127.0.0.1:8080:8080/tcp" in services["gateway"]["ports"]
+
+
 def test_devices_must_authenticate(services: dict[str, dict[str, Any]]) -> None:
     gateway = env(services, "gateway")
     assert gateway["PRESERVARIUM_DEVICE_AUTH"] == "required"

@@ -134,12 +134,14 @@ class Ports:
     sandbox_metrics: int
     gateway_metrics: int
     coaps: int
+    api: int
 
     @classmethod
     def free(cls) -> Ports:
         """Ports nobody listens on now."""
         udp = socket.SOCK_DGRAM
-        return cls(free_port(), free_port(udp), free_port(), free_port(), free_port(udp))
+        return cls(free_port(), free_port(udp), free_port(), free_port(), free_port(udp),
+                   free_port())  # fmt: skip
 
 
 def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs: Path) -> None:
@@ -170,6 +172,7 @@ def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs:
             "PRESERVARIUM_SANDBOX_ADDR": sandbox_addr,
             "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{ports.coap}",
             "PRESERVARIUM_COAPS_BIND": f"127.0.0.1:{ports.coaps}",
+            "PRESERVARIUM_API_LISTEN": f"127.0.0.1:{ports.api}",
             "PRESERVARIUM_METRICS_PORT": str(ports.gateway_metrics),
         },
     )

@@ -116,6 +116,7 @@ class GatewayConfig:
     auto_migrate: bool = False
     device_auth: DeviceAuthMode = DeviceAuthMode.REQUIRED
     coaps_bind: HostPort | None = None  # None: no DTLS listener
+    api_listen: HostPort | None = None  # None: no operator HTTP API
     # PRESERVARIUM_SECRET_KEY split into keys, current first; opens the stored PSKs.
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
     limits: GatewayLimits = field(default_factory=GatewayLimits)
@@ -136,6 +137,7 @@ class GatewayConfig:
             auto_migrate=settings.db_auto_migrate,
             device_auth=settings.device_auth,
             coaps_bind=settings.coaps_bind,
+            api_listen=settings.api_listen,
             secret_keys=_secret_keys(settings),
             limits=GatewayLimits(
                 device_rate_per_min=settings.device_rate_per_min,

@@ -6,6 +6,7 @@ from preservarium.metrics import LabelCache
 from preservarium.supervisor import SupervisorMetrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+API_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -82,6 +83,25 @@ class GatewayMetrics:
         self.oscore_contexts = Gauge(
             "preservarium_gateway_oscore_contexts", "OSCORE security contexts held in memory.",
             registry=r,
+        )  # fmt: skip
+        self.api_requests = Counter(
+            "preservarium_gateway_api_requests",
+            "Operator API requests by route template, method and HTTP status.",
+            ["route", "method", "status"], registry=r,
+        )  # fmt: skip
+        self.api_latency = Histogram(
+            "preservarium_gateway_api_request_seconds",
+            "Operator API latency by route template and method (to the end of the response; "
+            "a stream lasts as long as its client).",
+            ["route", "method"], buckets=API_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.api_streams = Gauge(
+            "preservarium_gateway_api_streams", "Server-Sent Event streams open now.",
+            registry=r,
+        )  # fmt: skip
+        self.api_audit_failures = Counter(
+            "preservarium_gateway_api_audit_failures",
+            "Writes through the API whose audit entry could not be stored.", registry=r,
         )  # fmt: skip
         self.tasks = SupervisorMetrics(r)
 

@@ -20,10 +20,13 @@ from preservarium.repositories import (
     SQLReplayWindowRepository,
 )
 from preservarium.sandbox_client import SandboxClient
+from preservarium.settings import HostPort
 from preservarium.supervisor import Supervisor
 
 from preservarium_gateway import coap_tuning
 from preservarium_gateway.admission import Admission
+from preservarium_gateway.api import ApiContext, create_app
+from preservarium_gateway.api.server import ApiServer
 from preservarium_gateway.authn import DeviceAuthenticator
 from preservarium_gateway.coap import GatewaySite
 from preservarium_gateway.commands import CommandDesk
@@ -47,6 +50,7 @@ log = logging.getLogger("preservarium.gateway")
 # aiocoap logs what senders do (a code that does not fit its type, a failed render): its
 # lines go through a LogThrottle, so a sender cannot write the log.
 AIOCOAP_LOGGER = "preservarium.gateway.aiocoap"
+API_SANDBOX_TIMEOUT_S = 10.0
 
 
 class GatewayServer(AsyncLifecycle):
@@ -156,8 +160,23 @@ class GatewayServer(AsyncLifecycle):
                 bind=config.coaps_bind,
                 keyring=PskKeyring(source=self._credentials),
             )
+        self.api: ApiServer | None = None
+        # The API runs unsaved sources with a longer deadline than a contact's parse.
+        self._api_sandbox = SandboxClient(config.sandbox_addr, timeout_s=API_SANDBOX_TIMEOUT_S)
+        if config.api_listen is not None:
+            self.api = self._api(config, config.api_listen)
         self._gauges: asyncio.Task[None] | None = None
         self.port: int | None = None
+
+    def _api(self, config: GatewayConfig, listen: HostPort) -> ApiServer:
+        """The operator API, on the gateway's database, publisher and metrics."""
+        sandbox = self._api_sandbox
+        context = ApiContext(
+            engine=self._engine, secrets=SecretBox(config.secret_keys),
+            publish=self.publisher.publish, topics=config.topics,
+            kafka_bootstrap=config.kafka_bootstrap, sandbox=sandbox, metrics=self.metrics,
+        )  # fmt: skip
+        return ApiServer(app=create_app(context), listen=listen, supervisor=self.supervisor)
 
     async def start(self) -> None:
         """Start the parts a contact needs, then open the CoAP port(s)."""
@@ -192,6 +211,13 @@ class GatewayServer(AsyncLifecycle):
         self._guard_coap(self._context)
         self.port = bind.port or 5683
         await self._start_dtls()
+        if self.api is not None:
+            await self._api_sandbox.start()
+            try:
+                await self.api.start()
+            except GatewayStartError:
+                await self.stop()
+                raise
         try:
             self._metrics_endpoint.start()
         except OSError as exc:
@@ -201,7 +227,8 @@ class GatewayServer(AsyncLifecycle):
             ) from exc
         self._gauges = self.supervisor.spawn("gateway-gauges", self._update_gauges)
         config = self.config
-        where = {"coap_bind": str(bind), "coaps_bind": str(config.coaps_bind)}
+        where = {"coap_bind": str(bind), "coaps_bind": str(config.coaps_bind),
+                 "api_listen": str(config.api_listen)}  # fmt: skip
         log.info("gateway serving", extra={**where, "routes": config.routes,
                  "device_auth": config.device_auth})  # fmt: skip
 
@@ -251,6 +278,9 @@ class GatewayServer(AsyncLifecycle):
             await context.shutdown()
         if self.dtls is not None:
             await self.dtls.stop()
+        if self.api is not None:
+            await self.api.stop()
+        await self._api_sandbox.stop()
         await self.admission.drain()
         logging.getLogger(AIOCOAP_LOGGER).removeFilter(self._throttle)
         gauges, self._gauges = self._gauges, None

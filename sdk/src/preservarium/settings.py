@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     device_auth: DeviceAuthMode = DeviceAuthMode.REQUIRED
     # The DTLS-PSK listener; empty turns it off.
     coaps_bind: Annotated[HostPort | None, NoDecode] = HostPort("0.0.0.0", 5684)
+    # The operator HTTP API of the gateway; empty turns it off.
+    api_listen: Annotated[HostPort | None, NoDecode] = HostPort("127.0.0.1", 8080)
     device_rate_per_min: int = Field(default=120, ge=0, le=1_000_000)
     source_rate_per_min: int = Field(default=600, ge=0, le=1_000_000)
     command_queue_limit: int = Field(default=100, ge=1, le=1_000_000)
@@ -158,7 +160,7 @@ class Settings(BaseSettings):
     def _host_port(cls, value: Any) -> Any:
         return parse_host_port(value) if isinstance(value, str) else value
 
-    @field_validator("coaps_bind", mode="before")
+    @field_validator("coaps_bind", "api_listen", mode="before")
     @classmethod
     def _optional_host_port(cls, value: Any) -> Any:
         return parse_optional_host_port(value) if isinstance(value, str) else value

@@ -36,6 +36,7 @@ NOUNS: dict[str, tuple[str, str, bool, str]] = {
     ),
     "device": ("device_cmds", "app", True, "Register and inspect devices."),
     "command": ("command_cmds", "app", True, "Send, list and cancel commands to devices."),
+    "token": ("token_cmds", "app", True, "Create, list and revoke API tokens."),
     "tail": (
         "tail_cmd",
         "tail",

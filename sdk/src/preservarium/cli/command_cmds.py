@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import uuid
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
@@ -20,18 +17,10 @@ import typer
 from preservarium.cli import command_list
 from preservarium.cli.common import err_console, fail, print_json, run, settings, stored_in
 from preservarium.cli.database import migrated_database
-from preservarium.command_requests import (
-    MAX_NAME,
-    MAX_REQUEST_ID,
-    MAX_TTL_S,
-    CommandRequestError,
-    Rejection,
-    loads_strict,
-    validate_command_record,
-)
-from preservarium.errors import NotFoundError
-from preservarium.ids import is_device_id
 from preservarium.kafka_records import quiet_aiokafka
+from preservarium.usecases import commands as usecase
+from preservarium.usecases.commands import REQUEST_TOPIC, STATUS_TOPIC
+from preservarium.usecases.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from preservarium.repositories import CommandRecord
@@ -46,10 +35,6 @@ STOP_TIMEOUT_S = 2.0
 # The gateway creates its topics with this many partitions; a topic the CLI creates
 # first must look the same.
 TOPIC_PARTITIONS = 3
-MAX_RECORD_BYTES = 64 * 1024
-REQUEST_TOPIC = "command.request"
-STATUS_TOPIC = "command.status"
-RECORD_VERSION = 1
 
 
 def refuse(message: str) -> NoReturn:
@@ -113,62 +98,25 @@ def build_request(
     ttl_text: str | None,
     request_id: str | None,
 ) -> dict[str, Any]:
-    """The `command.request` record the arguments describe; bad input exits 2.
-
-    The record is checked by the rules the gateway applies to what it reads, so a
-    command this prints a request_id for is never `rejected` as invalid.
-    """
-    if not is_device_id(device_id):
-        refuse(f"invalid device id {device_id!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ : -")
-    if not 1 <= len(name) <= MAX_NAME:
-        refuse(f"invalid command name: use 1 to {MAX_NAME} characters")
-    if request_id is not None and not 1 <= len(request_id) <= MAX_REQUEST_ID:
-        refuse(f"invalid request id: use 1 to {MAX_REQUEST_ID} characters")
-    record: dict[str, Any] = {
-        "v": 1,
-        "request_id": request_id or uuid.uuid4().hex,
-        "device_id": device_id,
-        "command": name,
-        "params": _params(params_json),
-    }
-    if ttl_text is not None:
-        record["ttl_s"] = _ttl(ttl_text)
-    checked = validate_command_record(record, now=datetime.now(UTC))
-    if isinstance(checked, Rejection):
-        refuse(f"invalid command: {checked.reason}")
-    if len(encode(record)) > MAX_RECORD_BYTES:
-        refuse(f"the command is over {MAX_RECORD_BYTES} bytes once encoded")
-    return record
-
-
-def _params(text: str | None) -> dict[str, Any]:
-    if text is None:
-        return {}
+    """The `command.request` record the arguments describe (the use case's checks, the
+    same as the API's); bad input exits 2."""
     try:
-        params = loads_strict(text)
-    except CommandRequestError as exc:
-        refuse(f"--params: {exc.reason}")
-    if not isinstance(params, dict):
-        refuse(f"--params must be a JSON object, got {type(params).__name__}")
-    return params
+        return usecase.build_request(
+            device_id, name, params=usecase.params_from_json(params_json),
+            ttl_s=None if ttl_text is None else _ttl(ttl_text), request_id=request_id,
+        )  # fmt: skip
+    except InvalidInputError as exc:
+        refuse(str(exc))
 
 
 def _ttl(text: str) -> int:
     try:
-        ttl = int(text)
+        return int(text)
     except ValueError:
         refuse(f"--ttl must be a whole number of seconds, got {text!r}")
-    if not 0 < ttl <= MAX_TTL_S:
-        refuse(f"--ttl must be from 1 to {MAX_TTL_S} seconds (30 days), got {ttl}")
-    return ttl
 
 
-def encode(record: dict[str, Any]) -> bytes:
-    """A record value: compact UTF-8 JSON."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-async def publish(bootstrap: str, topic: str, *, key: bytes, value: bytes) -> None:
+async def publish(bootstrap: str, topic: str, *, key: bytes | None, value: bytes) -> None:
     """Publish one record with acks=all and wait for the acknowledgement (bounded)."""
     from aiokafka import AIOKafkaProducer
 
@@ -222,7 +170,7 @@ def send(
         run(lambda: require_registered(config, device_id))
     require_aiokafka()
     topic = config.topic(REQUEST_TOPIC)
-    body = publish(config.kafka_bootstrap, topic, key=device_id.encode(), value=encode(record))
+    body = usecase.send_command(one_shot(config.kafka_bootstrap), topic, record)
     run_kafka(config.kafka_bootstrap, body)
     if as_json:
         print_json(record)
@@ -233,17 +181,22 @@ def send(
 
 async def require_registered(config: Settings, device_id: str) -> None:
     """NotFoundError, saying what to do, when `device_id` is not registered."""
-    from preservarium.repositories import SQLDeviceRepository
-
     async with migrated_database(config) as engine:
-        try:
-            await SQLDeviceRepository(engine).get(device_id)
-        except NotFoundError:
-            raise NotFoundError(
-                f"device {device_id!r} is not registered: register it (preservarium device "
-                f"register {device_id} --type TYPE), or, for a device reached on a route "
-                "(no registration needed), pass --force"
-            ) from None
+        await usecase.require_registered(engine, device_id)
+
+
+def one_shot(bootstrap: str) -> usecase.Publish:
+    """The use cases' publish: a producer of its own for each record (the CLI sends one)."""
+
+    async def send(topic: str, value: bytes, key: bytes | None) -> None:
+        await publish(bootstrap, topic, key=key, value=value)
+
+    return send
+
+
+async def _cancel_stored(config: Settings, request_id: str) -> tuple[CommandRecord, bool]:
+    async with migrated_database(config) as engine:
+        return await usecase.cancel_stored(engine, request_id)
 
 
 app.command("list")(command_list.list_commands)
@@ -263,13 +216,12 @@ def cancel(
     """
     config = settings()
     require_aiokafka()
-    record, now = run(lambda: command_list.cancel_stored(config, request_id))
+    record, now = run(lambda: _cancel_stored(config, request_id))
     topic = config.topic(STATUS_TOPIC)
-    value = encode(cancelled_status(record, at=datetime.now(UTC)))
     # The database says what happened; the status record only tells consumers. Say
     # so when it cannot be published, and how to publish it later.
     context = f"{request_id} is cancelled, but its status is not published (cancel it again): "
-    body = publish(config.kafka_bootstrap, topic, key=record.device_id.encode(), value=value)
+    body = usecase.publish_cancelled(one_shot(config.kafka_bootstrap), topic, record)
     run_kafka(config.kafka_bootstrap, body, context=context)
     stored_in(config)
     if as_json:
@@ -277,15 +229,3 @@ def cancel(
         return
     done = "cancelled" if now else "was cancelled already; status published again:"
     print(f"{record.request_id} {done} ({record.name} for {record.device_id})")
-
-
-def cancelled_status(record: CommandRecord, *, at: datetime) -> dict[str, Any]:
-    """The `command.status` record of a cancelled command, as the gateway writes one."""
-    return {
-        "v": RECORD_VERSION,
-        "request_id": record.request_id,
-        "device_id": record.device_id,
-        "status": "expired",
-        "at": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "reason": command_list.CANCEL_REASON,
-    }

@@ -1,49 +1,25 @@
-"""The stored commands, from the database: `preservarium command list`, and the
-database half of `command cancel` (command_cmds publishes its status).
+"""The stored commands, from the database: `preservarium command list`.
 
-A cancelled command is marked `expired` with the reason "cancelled": it is never sent,
-and `expired` is the contract's status for a command that ended unsent.
+The JSON shape and the cancel itself are use cases (preservarium.usecases.commands),
+shared with the HTTP API.
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from preservarium.cli.common import console, fail, print_json, run, settings, when
 from preservarium.cli.database import migrated_database
+from preservarium.usecases import commands as usecase
 
 if TYPE_CHECKING:
     from preservarium.repositories import CommandRecord
-    from preservarium.settings import Settings
 
-CANCEL_REASON = "cancelled"
-STATUSES = ("queued", "claimed", "sent", "failed", "expired", "rejected")
-
-
-def command_json(record: CommandRecord) -> dict[str, Any]:
-    """A stored command as `--json` prints it."""
-    return {
-        "request_id": record.request_id,
-        "device_id": record.device_id,
-        "command": record.name,
-        "params": _params(record.body),
-        "status": str(record.status),
-        "reason": record.reason,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "sent_at": record.sent_at,
-    }
-
-
-def _params(body: str) -> Any:
-    try:
-        return json.loads(body).get("params")
-    except (ValueError, AttributeError):
-        return None
+STATUSES = usecase.STATUSES
+command_json = usecase.command_json
 
 
 def command_table(records: list[CommandRecord]) -> Table:
@@ -90,25 +66,3 @@ def list_commands(
         print_json([command_json(record) for record in records])
     else:
         console.print(command_table(records))
-
-
-async def cancel_stored(config: Settings, request_id: str) -> tuple[CommandRecord, bool]:
-    """Mark a queued command expired with the reason "cancelled": (the command, True).
-
-    A command cancelled before comes back as it is, with False, so that its status can
-    be published again. NotFoundError for an unknown request id; ConflictError for a
-    command a gateway is sending right now, or that ended otherwise.
-    """
-    from preservarium.errors import ConflictError
-    from preservarium.repositories import SQLCommandRepository
-    from preservarium.repositories.commands import CommandStatus
-
-    async with migrated_database(config) as engine:
-        repository = SQLCommandRepository(engine)
-        try:
-            return await repository.cancel(request_id, reason=CANCEL_REASON), True
-        except ConflictError:
-            current = await repository.get(request_id)
-            if (current.status, current.reason) == (CommandStatus.EXPIRED, CANCEL_REASON):
-                return current, False
-            raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import sys
 from collections.abc import Callable, Coroutine
@@ -15,6 +14,7 @@ from rich.markup import escape
 
 from preservarium.cli.pipe_safe import pipe_safe
 from preservarium.errors import PreservariumError
+from preservarium.usecases.jsonable import json_default
 
 if TYPE_CHECKING:  # pydantic is imported when a command reads its settings, not for --help
     from preservarium.settings import Settings
@@ -64,17 +64,9 @@ def stored_in(config: Settings) -> None:
     note(f"stored in {location(config.database_url)}")
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
 def print_json(value: Any) -> None:
     """Machine-readable output on stdout."""
-    sys.stdout.write(json.dumps(value, default=_default, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(value, default=json_default, ensure_ascii=False) + "\n")
 
 
 def when(value: datetime | None) -> str:

@@ -22,63 +22,41 @@ from preservarium.cli.device_credentials import (
     AuthChoice,
     auth_kind,
     auth_option,
-    check_auth,
-    credential_repository,
     credentials,
     parse_attributes,
     show_document,
-    summary_json,
     summary_line,
 )
-from preservarium.errors import NotFoundError
-from preservarium.ids import is_device_id, is_device_type
+from preservarium.cli.device_import_cmd import import_file
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
+    from preservarium.identity import SecretBox
     from preservarium.identity.documents import CredentialDocument
-    from preservarium.repositories import CommandRecord, CredentialSummary, DeviceRecord
+    from preservarium.repositories import DeviceRecord
+    from preservarium.settings import Settings
+    from preservarium.usecases.devices import DeviceView
 
 app = typer.Typer(help="Register and inspect devices.", no_args_is_help=True)
 app.command("credentials")(credentials)
+app.command("import")(import_file)
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 FORCE_TYPE = typer.Option(
     False, "--force", help="Accept a type that has no active parser yet (upload one before use)."
 )
-PENDING_LIMIT = 100
-
-
-def _check_id(device_id: str) -> None:
-    if not is_device_id(device_id):
-        fail(f"invalid device id {device_id!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ : -")
-
-
-def _check_type(device_type: str) -> None:
-    if not is_device_type(device_type):
-        fail(f"invalid device type {device_type!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ -")
-
-
-async def require_parser(engine: AsyncEngine, device_type: str) -> None:
-    """NotFoundError, saying what to do, when `device_type` has no active parser: the
-    gateway would answer its device 4.04 and parse nothing."""
-    from preservarium.repositories import SQLParserRepository
-
-    try:
-        await SQLParserRepository(engine).get_parser_for_sensor(device_type)
-    except NotFoundError:
-        raise NotFoundError(
-            f"device type {device_type!r} has no active parser: upload one first "
-            f"(preservarium parser upload {device_type} FILE), or pass --force"
-        ) from None
 
 
 def _device_json(record: DeviceRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "device_type": record.device_type,
-        "created_at": record.created_at,
-        "attributes": record.attributes,
-    }
+    from preservarium.usecases.devices import device_json
+
+    return device_json(record)
+
+
+def secret_box(config: Settings) -> SecretBox:
+    """The secret box of the settings' PRESERVARIUM_SECRET_KEY (empty when unset)."""
+    from preservarium.identity import SecretBox
+
+    key = config.secret_key.get_secret_value() if config.secret_key is not None else None
+    return SecretBox.from_setting(key)
 
 
 @app.command("register")
@@ -93,29 +71,18 @@ def register(
     """Register a device reached on /d/ID, with generated credentials (printed once). Its
     type must have an active parser, unless --force. (Devices reached on a route need no
     registration: the route gives the type; register them to give them credentials.)"""
-    _check_id(device_id)
-    _check_type(device_type)
     attributes = parse_attributes(attr)
     config = settings()
     auth = auth_kind(auth_value)
-    check_auth(device_id, auth, config)
 
     async def body() -> tuple[DeviceRecord, CredentialDocument]:
-        from preservarium.repositories import SQLDeviceRepository
+        from preservarium.usecases.devices import register_device
 
         async with migrated_database(config) as engine:
-            if not force:
-                await require_parser(engine, device_type)
-            devices = SQLDeviceRepository(engine)
-            record = await devices.register(device_id, device_type, attributes=attributes)
-            try:
-                document = await credential_repository(engine, config).set_credentials(
-                    device_id, auth
-                )
-            except Exception:
-                await devices.remove(device_id)  # all or nothing: no device without its kind
-                raise
-            return record, document
+            return await register_device(
+                engine, secret_box(config), device_id=device_id, device_type=device_type,
+                auth=auth, attributes=attributes, force=force,
+            )  # fmt: skip
 
     record, document = run(body)
     stored_in(config)
@@ -143,9 +110,11 @@ def update(
 ) -> None:
     """Change a registered device's type or attributes (its next contact uses the new type's
     parser; parsers see new attributes within seconds)."""
-    _check_id(device_id)
+    from preservarium.usecases.devices import check_device_id, check_device_type
+
+    check_device_id(device_id)
     if device_type is not None:
-        _check_type(device_type)
+        check_device_type(device_type)
     attributes = parse_attributes(attr)
     changes_attributes = bool(attributes or unset_attr or clear_attrs)
     if device_type is None and not changes_attributes:
@@ -153,19 +122,14 @@ def update(
     config = settings()
 
     async def body() -> DeviceRecord:
-        from preservarium.repositories import SQLDeviceRepository
+        from preservarium.usecases.devices import update_device
 
         async with migrated_database(config) as engine:
-            devices = SQLDeviceRepository(engine)
-            if device_type is not None and not force:
-                await require_parser(engine, device_type)
-            if changes_attributes:  # checked first: a refused change leaves the type alone
-                record = await devices.update_attributes(
-                    device_id, set_=attributes, unset=tuple(unset_attr), replace=clear_attrs
-                )
-            if device_type is not None:
-                record = await devices.change_type(device_id, device_type)
-            return record
+            return await update_device(
+                engine, device_id=device_id, device_type=device_type,
+                set_attributes=attributes, unset_attributes=tuple(unset_attr),
+                attributes=attributes if clear_attrs else None, force=force,
+            )  # fmt: skip
 
     record = run(body)
     stored_in(config)
@@ -203,26 +167,18 @@ def show(device_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSO
     """Show one device, how it authenticates (never the secret) and its waiting commands."""
     config = settings()
 
-    async def body() -> tuple[DeviceRecord, CredentialSummary, list[CommandRecord]]:
-        from preservarium.repositories import SQLCommandRepository, SQLDeviceRepository
-        from preservarium.repositories.commands import CommandStatus
+    async def body() -> DeviceView:
+        from preservarium.usecases.devices import show_device
 
         async with migrated_database(config) as engine:
-            record = await SQLDeviceRepository(engine).get(device_id)
-            summary = await credential_repository(engine, config).summary(device_id)
-            pending = await SQLCommandRepository(engine).list_commands(
-                device_id=device_id,
-                statuses=(CommandStatus.QUEUED, CommandStatus.CLAIMED),
-                limit=PENDING_LIMIT,
-            )
-            return record, summary, pending
+            return await show_device(engine, secret_box(config), device_id)
 
-    record, summary, pending = run(body)
+    view = run(body)
+    record, summary, pending = view.device, view.credentials, view.pending
     if as_json:
-        from preservarium.cli.command_list import command_json
+        from preservarium.usecases.devices import view_json
 
-        print_json({**_device_json(record), **summary_json(summary),
-                    "pending_commands": [command_json(c) for c in pending]})  # fmt: skip
+        print_json(view_json(view))
         return
     console.print(
         f"{record.id}  type {record.device_type}  registered {when(record.created_at)}  "

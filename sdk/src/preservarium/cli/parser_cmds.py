@@ -75,7 +75,7 @@ def upload(
     example was refused, 2 a usage or infrastructure error.
     """
     from preservarium.cli import parser_test_cmd
-    from preservarium.cli.parser_upload import identical_version, require_parse_function
+    from preservarium.cli.parser_upload import require_parse_function
 
     if not is_device_type(device_type):
         fail(
@@ -93,23 +93,14 @@ def upload(
         parser_test_cmd.check_compiles(config.sandbox_addr, source, force=force)
 
     async def body() -> tuple[ParserRecord, bool]:
-        from preservarium.repositories import SQLParserRepository
+        from preservarium.usecases.parsers import store_version
 
         async with migrated_database(config) as engine:
-            repository = SQLParserRepository(engine)
-            same = await identical_version(repository, device_type, source, examples_text)
-            if same is not None:
-                if not no_activate and not same.active:
-                    same = await repository.activate(device_type, same.version)
-                return same, False
-            stored = await repository.upload(
-                device_type,
-                source,
-                uploaded_by=_uploader(),
-                examples=examples_text,
-                activate=not no_activate,
-            )
-            return stored, True
+            stored = await store_version(
+                engine, device_type, source, examples_text,
+                activate=not no_activate, uploaded_by=_uploader(),
+            )  # fmt: skip
+            return stored.record, stored.created
 
     record, created = run(body)
     stored_in(config)
@@ -182,15 +173,9 @@ def try_parser(
 
 
 def _summary(record: ParserRecord) -> dict[str, object]:
-    return {
-        "device_type": record.device_type,
-        "version": record.version,
-        "sha256": record.sha256,
-        "size": record.size,
-        "created_at": record.created_at,
-        "uploaded_by": record.uploaded_by,
-        "active": record.active,
-    }
+    from preservarium.usecases.parsers import version_json
+
+    return version_json(record)
 
 
 @app.command("list")
@@ -308,13 +293,7 @@ def diff(
 
 
 def unified_diff(first: ParserRecord, second: ParserRecord) -> str:
-    """The unified diff that turns `first`'s source into `second`'s."""
-    import difflib
+    """The unified diff that turns `first`'s source into `second`'s (the use case's)."""
+    from preservarium.usecases import parsers
 
-    lines = difflib.unified_diff(
-        first.source.splitlines(keepends=True),
-        second.source.splitlines(keepends=True),
-        fromfile=f"{first.device_type} v{first.version}",
-        tofile=f"{second.device_type} v{second.version}",
-    )
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    return parsers.unified_diff(first, second)

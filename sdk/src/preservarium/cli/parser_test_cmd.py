@@ -39,8 +39,10 @@ from preservarium.sandbox_client import (
     error_kind_name,
 )
 from preservarium.text import terminal_text
+from preservarium.usecases import parsers as parsers_usecase
 
 T = TypeVar("T")
+trial_report = parsers_usecase.trial_report
 CALL_TIMEOUT_S = 10.0  # above the sandbox's own per-call ceiling (5 s) plus queueing
 USAGE = 2
 
@@ -138,29 +140,6 @@ def run_trial(address: str, source: str, trial: Trial, *, as_json: bool) -> None
         raise SystemExit(1)
 
 
-def trial_report(response: pb.TestParserResponse) -> dict[str, Any]:
-    """The `--json` shape of a TestParser answer (a failing command fails the run), with
-    `printed` added when the parser print()ed something."""
-    return _report(response) | ({"printed": response.printed} if response.printed else {})
-
-
-def _report(response: pb.TestParserResponse) -> dict[str, Any]:
-    if response.HasField("error"):
-        return _failure(response.error)
-    if response.HasField("command") and response.command.HasField("error"):
-        return _failure(response.command.error, prefix="format_command: ")
-    result = response.result
-    return {
-        "ok": True,
-        "device_id": result.device_id if result.HasField("device_id") else None,
-        "data": json.loads(result.data_json) if result.data_json else None,
-        "reply_hex": result.reply.hex() if result.HasField("reply") else None,
-        "command_hex": response.command.payload.hex() if response.HasField("command") else None,
-        "warnings": list(result.warnings),
-        "duration_ms": round(response.duration_ms, 3),
-    }
-
-
 def read_examples(path: Path) -> tuple[str, list[Example]]:
     """The examples file's text and its examples; exit 2 naming the problem."""
     try:
@@ -181,12 +160,7 @@ def run_example_file(
     """`parser test --examples`: print every result; exit 1 when one does not match."""
     results = _results(address, source, examples, device_type)
     if as_json:
-        print_json(
-            [
-                {"index": r.index, "description": r.description, "ok": r.ok, "mismatch": r.mismatch}
-                for r in results
-            ]
-        )
+        print_json([parsers_usecase.example_json(r) for r in results])
     else:
         for result in results:
             _print_example(result, console.print)

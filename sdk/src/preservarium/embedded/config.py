@@ -73,6 +73,7 @@ class StackConfig:
     coap_routes: Mapping[str, str]
     coaps_bind: HostPort | None
     device_auth: DeviceAuthMode
+    api_listen: HostPort | None = None  # the gateway's operator API; None: off
     sandbox_listen: HostPort
     sandbox_addr: str
     metrics_ports: Mapping[Service, int]
@@ -106,6 +107,7 @@ class StackConfig:
             coap_routes=settings.coap_routes if "coap_routes" in explicit else EFENTO_ROUTES,
             coaps_bind=settings.coaps_bind if "coaps_bind" in explicit else DEFAULT_COAPS_BIND,
             device_auth=settings.device_auth if "device_auth" in explicit else DEFAULT_DEVICE_AUTH,
+            api_listen=settings.api_listen,
             sandbox_listen=listen,
             sandbox_addr=settings.sandbox_addr
             if "sandbox_addr" in explicit
@@ -131,6 +133,8 @@ class StackConfig:
         if self.broker_port is not None:
             ports.append(Port(BROKER_HOST, self.broker_port))
         ports.append(Port(self.sandbox_listen.host, self.sandbox_listen.port))
+        if self.api_listen is not None:
+            ports.append(Port(self.api_listen.host, self.api_listen.port))
         # The metrics endpoints listen on every interface.
         ports += [Port("0.0.0.0", port) for port in self.metrics_ports.values()]
         return ports
@@ -147,6 +151,7 @@ class StackConfig:
             "COAP_BIND": str(self.coap_bind),
             "COAP_ROUTES": routes,
             "COAPS_BIND": "" if self.coaps_bind is None else str(self.coaps_bind),
+            "API_LISTEN": "" if self.api_listen is None else str(self.api_listen),
             "DEVICE_AUTH": self.device_auth.value,
             "METRICS_PORT": str(self.metrics_ports[service]),
             # `up` has migrated already; two services migrating at once would race.

@@ -30,6 +30,7 @@ def endpoints(config: StackConfig, report: StackReport) -> list[tuple[str, str]]
     pids = ", ".join(f"{name} {pid}" for name, pid in report.pids.items())
     return [
         ("CoAP gateway", f"coap://{config.coap_bind} (udp)  {routes or 'no routes'}, /d/{{id}}"),
+        ("operator API", api_label(config)),
         ("sandbox gRPC", config.sandbox_addr),
         ("Kafka bootstrap", f"{config.kafka_bootstrap} ({kafka}), topics {config.topic_prefix}*"),
         ("database", database_label(config.database_url)),
@@ -37,6 +38,14 @@ def endpoints(config: StackConfig, report: StackReport) -> list[tuple[str, str]]
         ("parsers", parsers),
         ("processes", f"pids {pids}"),
     ]
+
+
+def api_label(config: StackConfig) -> str:
+    """Where the operator API and its docs are, or how to turn it on."""
+    if config.api_listen is None:
+        return "off (PRESERVARIUM_API_LISTEN)"
+    base = f"http://{local(config.api_listen)}"
+    return f"{base}/api/docs (token: preservarium token create NAME --scope admin)"
 
 
 def database_label(url: str) -> str:

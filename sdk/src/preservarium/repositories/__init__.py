@@ -1,5 +1,7 @@
 """Repositories: the only code that talks SQL."""
 
+from preservarium.repositories.api_tokens import SQLTokenRepository, TokenRecord
+from preservarium.repositories.audit import AuditRecord, SQLAuditRepository
 from preservarium.repositories.commands import CommandRecord, SQLCommandRepository
 from preservarium.repositories.credentials import (
     CredentialSummary,
@@ -17,15 +19,19 @@ from preservarium.repositories.replay_windows import SQLReplayWindowRepository
 
 __all__ = [
     "ActiveParser",
+    "AuditRecord",
     "CommandRecord",
     "CredentialSummary",
     "DeviceRecord",
     "OscoreContextRecord",
     "ParserRecord",
     "ParserSummary",
+    "SQLAuditRepository",
     "SQLCommandRepository",
     "SQLCredentialRepository",
     "SQLDeviceRepository",
     "SQLParserRepository",
     "SQLReplayWindowRepository",
+    "SQLTokenRepository",
+    "TokenRecord",
 ]

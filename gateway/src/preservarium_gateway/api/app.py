@@ -1,0 +1,79 @@
+"""The operator API as an ASGI app: `create_app(context)`.
+
+Routes live under /api/v1 (see routes/); /healthz needs no token. The web console, when
+its package is installed, mounts itself through `preservarium_gateway.console.mount(app)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from fastapi import FastAPI
+from preservarium import __version__
+from preservarium.repositories import SQLAuditRepository
+
+from preservarium_gateway.api import docs, problems
+from preservarium_gateway.api.context import ApiContext
+from preservarium_gateway.api.observe import ObservedRequests
+from preservarium_gateway.api.routes import (
+    audit,
+    commands,
+    devices,
+    health,
+    parsers,
+    streams,
+    token,
+)
+from preservarium_gateway.api.templates import RouteTemplates
+
+log = logging.getLogger("preservarium.gateway.api")
+CONSOLE_MODULE = "preservarium_gateway.console"
+DESCRIPTION = (
+    "Register devices, publish parsers, send commands and watch traffic. Every route but "
+    "/healthz needs `Authorization: Bearer TOKEN` (`preservarium token create NAME --scope "
+    "read|write|admin`). Errors are RFC 9457 problem documents."
+)
+
+
+def create_app(context: ApiContext, *, console: bool = True) -> FastAPI:
+    """The API on `context`; with `console`, the web console too when it is installed."""
+    app = FastAPI(
+        title="Preservarium operator API",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url=docs.OPENAPI_URL,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.context = context
+    app.state.stream_slots = streams.StreamSlots(context.limits.streams_max)
+    problems.install(app)
+    docs.install(app)
+    app.include_router(health.router)
+    for module in (devices, parsers, commands, streams, audit, token):
+        app.include_router(module.router, prefix="/api/v1")
+    templates = RouteTemplates(lambda: [*app.openapi()["paths"], *docs.PATHS])
+    app.add_middleware(
+        ObservedRequests, metrics=context.metrics, audit=SQLAuditRepository(context.engine),
+        templates=templates,
+    )  # fmt: skip
+    if console:
+        mount_console(app)
+    return app
+
+
+def mount_console(app: FastAPI) -> bool:
+    """Let the console package mount itself, if it is there; True when it did."""
+    try:
+        module = importlib.import_module(CONSOLE_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != CONSOLE_MODULE:
+            raise
+        return False
+    mount = getattr(module, "mount", None)
+    if not callable(mount):
+        log.warning("the console package has no mount(app); not mounted")
+        return False
+    mount(app)
+    return True

@@ -1,0 +1,152 @@
+"""/api/v1/devices on PostgreSQL and SQLite: the registry's behaviour, its problem
+documents, and the same answers as `preservarium device ... --json`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from preservarium.repositories import SQLCommandRepository, SQLParserRepository
+
+from tests.api.conftest import SECRET_KEY, Api
+from tests.support.cli import run_cli
+
+SOURCE = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
+
+
+async def _parser(api: Api, device_type: str = "thermo") -> None:
+    await SQLParserRepository(api.context.engine).upload(device_type, SOURCE)
+
+
+def _problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return dict(response.json())
+
+
+async def test_register_returns_credentials_once_and_show_never(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    await _parser(api)
+    body = {"id": "dev-1", "type": "thermo", "auth": "token", "attributes": {"site": "a"}}
+    response = await client.post("/api/v1/devices", json=body, headers=api.auth("write"))
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["id"] == "dev-1" and created["auth"] == "token" and created["token"]
+    assert created["attributes"] == {"site": "a"}
+    shown = (await client.get("/api/v1/devices/dev-1", headers=api.auth("read"))).json()
+    assert created["token"] not in json.dumps(shown)
+    assert shown["auth"] == "token" and shown["pending_commands"] == []
+    assert shown["last_contact_at"] is None
+    again = await client.post("/api/v1/devices", json=body, headers=api.auth("write"))
+    _problem(again, 409)
+
+
+async def test_a_type_without_a_parser_needs_force(api: Api, client: httpx.AsyncClient) -> None:
+    body = {"id": "dev-2", "type": "noparser"}
+    refused = _problem(
+        await client.post("/api/v1/devices", json=body, headers=api.auth("write")), 404
+    )
+    assert "no active parser" in str(refused["detail"])
+    forced = await client.post(
+        "/api/v1/devices", json={**body, "force": True}, headers=api.auth("write")
+    )
+    assert forced.status_code == 201
+
+
+async def test_show_lists_pending_commands(api: Api, client: httpx.AsyncClient) -> None:
+    await _parser(api)
+    await client.post(
+        "/api/v1/devices", json={"id": "d", "type": "thermo"}, headers=api.auth("write")
+    )
+    await SQLCommandRepository(api.context.engine).add(
+        request_id="r-1", device_id="d", name="reboot", body='{"params":{}}',
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+    shown = (await client.get("/api/v1/devices/d", headers=api.auth("read"))).json()
+    assert [c["request_id"] for c in shown["pending_commands"]] == ["r-1"]
+    assert shown["pending_commands"][0]["status"] == "queued"
+
+
+async def test_list_filters_and_pages(api: Api, client: httpx.AsyncClient) -> None:
+    await _parser(api, "thermo")
+    await _parser(api, "meter")
+    for index in range(5):
+        await client.post("/api/v1/devices", json={"id": f"t-{index}", "type": "thermo"},
+                          headers=api.auth("write"))  # fmt: skip
+    await client.post("/api/v1/devices", json={"id": "m-1", "type": "meter", "auth": "token"},
+                      headers=api.auth("write"))  # fmt: skip
+    read = api.auth("read")
+    ids: list[str] = []
+    cursor = None
+    while True:
+        params = {"type": "thermo", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/api/v1/devices", params=params, headers=read)).json()
+        ids += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert ids == [f"t-{index}" for index in range(5)]
+    by_auth = (await client.get("/api/v1/devices", params={"auth": "token"}, headers=read)).json()
+    assert [item["id"] for item in by_auth["items"]] == ["m-1"]
+    by_q = (await client.get("/api/v1/devices", params={"q": "T-3"}, headers=read)).json()
+    assert [item["id"] for item in by_q["items"]] == ["t-3"]
+    none = (await client.get("/api/v1/devices", params={"auth": "none", "type": "meter"},
+                             headers=read)).json()  # fmt: skip
+    assert none["items"] == []
+
+
+async def test_patch_and_delete(api: Api, client: httpx.AsyncClient) -> None:
+    await _parser(api, "thermo")
+    await _parser(api, "meter")
+    write = api.auth("write")
+    await client.post("/api/v1/devices", json={"id": "p", "type": "thermo"}, headers=write)
+    changed = await client.patch("/api/v1/devices/p", json={"type": "meter",
+                                 "attributes": {"floor": 2}}, headers=write)  # fmt: skip
+    assert changed.status_code == 200
+    assert changed.json()["device_type"] == "meter" and changed.json()["attributes"] == {"floor": 2}
+    refused = await client.patch("/api/v1/devices/p", json={"type": "nope"}, headers=write)
+    _problem(refused, 404)
+    assert (await client.delete("/api/v1/devices/p", headers=write)).status_code == 204
+    _problem(await client.get("/api/v1/devices/p", headers=api.auth("read")), 404)
+    _problem(await client.delete("/api/v1/devices/p", headers=write), 404)
+
+
+async def test_validation_errors_are_problem_documents(api: Api, client: httpx.AsyncClient) -> None:
+    write = api.auth("write")
+    bad_id = _problem(await client.post("/api/v1/devices", json={"id": "bad id", "type": "t",
+                                        "force": True}, headers=write), 422)  # fmt: skip
+    assert bad_id["errors"] == [{"field": "id", "message": bad_id["detail"]}]
+    missing = _problem(await client.post("/api/v1/devices", json={"id": "x"}, headers=write), 422)
+    assert any(error["field"].endswith("type") for error in missing["errors"])  # type: ignore[attr-defined]
+    not_json = await client.post("/api/v1/devices", content=b"{", headers={**write,
+                                 "content-type": "application/json"})  # fmt: skip
+    _problem(not_json, 422)
+    bad_auth = await client.post("/api/v1/devices", json={"id": "x", "type": "t", "auth": "pw"},
+                                 headers=write)  # fmt: skip
+    _problem(bad_auth, 422)
+    _problem(await client.get("/api/v1/devices", params={"limit": 0}, headers=write), 422)
+    _problem(await client.put("/api/v1/devices", headers=write), 405)
+    _problem(await client.get("/api/v1/nothing-here", headers=write), 404)
+
+
+async def test_cli_and_api_agree_on_register_and_show(api: Api, client: httpx.AsyncClient) -> None:
+    await _parser(api)
+    env = {"PRESERVARIUM_DATABASE_URL": api.database_url, "PRESERVARIUM_SECRET_KEY": SECRET_KEY}
+    done = run_cli("device", "register", "cli-dev", "--type", "thermo", "--auth", "psk",
+                   "--attr", "site=x", "--json", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    from_cli = json.loads(done.stdout)
+    response = await client.post("/api/v1/devices", json={"id": "api-dev", "type": "thermo",
+                                 "auth": "psk", "attributes": {"site": "x"}},
+                                 headers=api.auth("write"))  # fmt: skip
+    from_api = response.json()
+    assert from_cli.keys() == from_api.keys()
+    for key in ("device_type", "attributes", "auth"):
+        assert from_cli[key] == from_api[key]
+    for device_id in ("cli-dev", "api-dev"):
+        shown_cli = json.loads(run_cli("device", "show", device_id, "--json", env=env).stdout)
+        shown_api = (await client.get(f"/api/v1/devices/{device_id}",
+                                      headers=api.auth("read"))).json()  # fmt: skip
+        assert shown_cli == shown_api

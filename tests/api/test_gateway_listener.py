@@ -1,0 +1,86 @@
+"""The gateway serves the API on its own loop when `api_listen` is set: the real
+GatewayServer, its database, broker and sandbox; a taken port is a clear start error."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from preservarium.api_access import Scope
+from preservarium.db.engine import make_engine
+from preservarium.db.migrate import upgrade
+from preservarium.embedded.broker import EmbeddedBroker
+from preservarium.repositories import SQLTokenRepository
+from preservarium.settings import HostPort
+from preservarium_gateway.errors import GatewayStartError
+from preservarium_gateway.server import GatewayServer
+from preservarium_sandbox.server import SandboxServer
+
+from tests.gateway.conftest import gateway_config
+from tests.support.kafka import prefix
+from tests.support.net import free_port
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[str]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    await upgrade(url)
+    yield url
+
+
+async def _token(url: str) -> str:
+    engine = make_engine(url)
+    try:
+        _, secret = await SQLTokenRepository(engine).create("ops", Scope.READ)
+    finally:
+        await engine.dispose()
+    return secret
+
+
+async def test_the_gateway_serves_the_api(
+    database: str, broker: EmbeddedBroker, api_sandbox: SandboxServer
+) -> None:
+    port = free_port()
+    config = dataclasses.replace(
+        gateway_config(database_url=database, bootstrap=broker.bootstrap,
+                       sandbox_addr=api_sandbox.config.listen, topic_prefix=prefix()),
+        api_listen=HostPort("127.0.0.1", port),
+    )  # fmt: skip
+    secret = await _token(database)
+    async with (
+        GatewayServer(config) as gateway,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+    ):
+        assert gateway.api is not None and gateway.api.port == port
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        listed = await http.get("/api/v1/devices", headers={"Authorization": f"Bearer {secret}"})
+        assert listed.status_code == 200 and listed.json()["items"] == []
+        assert gateway.supervisor.healthy
+        sample = gateway.metrics.registry.get_sample_value(
+            "preservarium_gateway_api_requests_total",
+            {"route": "/api/v1/devices", "method": "GET", "status": "200"},
+        )
+        assert sample == 1
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient(timeout=2) as http:
+            await http.get(f"http://127.0.0.1:{port}/healthz")
+
+
+async def test_a_taken_port_is_a_start_error(
+    database: str, broker: EmbeddedBroker, api_sandbox: SandboxServer
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = dataclasses.replace(
+            gateway_config(database_url=database, bootstrap=broker.bootstrap,
+                           sandbox_addr=api_sandbox.config.listen, topic_prefix=prefix()),
+            api_listen=HostPort("127.0.0.1", taken.getsockname()[1]),
+        )  # fmt: skip
+        with pytest.raises(GatewayStartError, match="PRESERVARIUM_API_LISTEN"):
+            async with GatewayServer(config):
+                pass
