@@ -24,8 +24,11 @@ COMMANDS = {
 
 def settable() -> set[str]:
     """The set_config parameters the parser knows (its SETTABLE table)."""
-    table = SOURCE[SOURCE.index("SETTABLE = {") : SOURCE.index("\n}\n", SOURCE.index("SETTABLE"))]
-    return set(re.findall(r'^    "([a-z_]+)": \(', table, re.M))
+    start = SOURCE.index("\nSETTABLE = {")
+    table = SOURCE[start : SOURCE.index("\n}\n", start)]
+    names = set(re.findall(r'^    "([a-z_]+)": \(', table, re.M))
+    assert len(names) > 40, "the SETTABLE table was not found"
+    return names
 
 
 def command_examples() -> list[dict[str, Any]]:

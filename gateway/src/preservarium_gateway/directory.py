@@ -11,8 +11,8 @@ and then notices devices removed or re-typed, and credentials set, rotated or re
 (so a change reaches every gateway within `refresh_s`; a device met for the first time
 is read whole, type and credentials together), and learns new ones. Between reloads the
 registry revision (one primary-key read every `watch_s`) tells whether a device was
-registered, removed, re-typed or given new attributes: the copy is reloaded at once, so
-such a change reaches the next contact within `watch_s` and a reload.
+registered, removed, re-typed or given new attributes or credentials: the copy is
+reloaded at once, so such a change reaches the next contact within `watch_s` and a reload.
 """
 
 from __future__ import annotations
@@ -139,8 +139,8 @@ class DeviceDirectory(AsyncLifecycle):
         return self._any_credentials
 
     async def _refresh(self) -> None:
-        """Reload when the registry (devices or their credentials) changed, or when the
-        periodic full reload is due."""
+        """Reload when the registry revision moved, or when the periodic full reload is due
+        (the safety net for a write that did not move the revision)."""
         if time.monotonic() >= self._next_full:
             await self.reload()
         elif await self._repository.revision() != self._revision:
