@@ -14,6 +14,7 @@ from preservarium.repositories.parsers import (
     SQLParserRepository,
 )
 from preservarium.repositories.replay_windows import SQLReplayWindowRepository
+from preservarium.repositories.replays import ReplayRecord, Span, SQLReplayRepository
 
 __all__ = [
     "ActiveParser",
@@ -23,9 +24,12 @@ __all__ = [
     "OscoreContextRecord",
     "ParserRecord",
     "ParserSummary",
+    "ReplayRecord",
     "SQLCommandRepository",
     "SQLCredentialRepository",
     "SQLDeviceRepository",
     "SQLParserRepository",
+    "SQLReplayRepository",
     "SQLReplayWindowRepository",
+    "Span",
 ]
