@@ -57,6 +57,17 @@ class ReplayRecord:
     finished_at: datetime | None = None
     error: str | None = None
 
+    def as_json(self) -> dict[str, Any]:
+        """The replay as the CLI's --json (and an API answer) shows it."""
+        return {
+            "id": self.id, "device_type": self.device_type, "version": self.version,
+            "since": self.since, "until": self.until, "device_id": self.device_id,
+            "from": self.source, "rate": self.rate, "status": self.status,
+            "counts": self.counts, "started_at": self.started_at,
+            "updated_at": self.updated_at, "finished_at": self.finished_at,
+            "error": self.error, "positions": _positions_json(dict(sorted(self.positions.items()))),
+        }  # fmt: skip
+
     def moved(self, positions: dict[int, Span], counts: dict[str, int]) -> ReplayRecord:
         """The same replay, further along."""
         return replace(self, positions=positions, counts=counts)
