@@ -168,7 +168,7 @@ def _original(raw: dict[str, Any], payload: bytes, device_id: str) -> tuple[str,
     if payload[0] == 4:
         error = {
             "kind": "runtime_error",
-            "message": "ValueError: four is not understood",
+            "message": "line 5: ValueError: four is not understood",
             "line": 5,
         }
         return "uplink.failed", {**head, "payload_b64": raw["payload_b64"], "error": error}

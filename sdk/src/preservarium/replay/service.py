@@ -252,6 +252,7 @@ class Replays:
             raise
         if stored:
             await self._replays.finish(plan, DONE)
+            plan = await self._replays.get(plan.id)
             log.info("replay done", extra={"replay_id": plan.id, "counts": plan.counts})
         return ReplaySummary(plan, not stored, loop.time() - started, trusted, dict(plan.counts))
 

@@ -6,6 +6,10 @@ record at or after the time and that record's timestamp. A broker that answers w
 one (Tansu, the embedded default, says offset 0 with timestamp -1) is not trusted: the
 window is then found by a scan from the partition's first offset, every record outside
 the window skipped. Either way records are filtered by timestamp as they are read.
+
+Where a partition ends is the larger of ListOffsets-latest and the high watermark a
+fetch reports: Tansu answers ListOffsets with the number of record batches written, not
+of records (ten records sent in one batch: "1"), while its fetch answers are right.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from preservarium.repositories.replays import Span
 log = logging.getLogger("preservarium.replay.topics")
 # No record for this long while offsets are left to read: the broker is not answering.
 STALL_S = 30.0
+# How long to wait for the fetches that tell each partition's high watermark.
+WATERMARK_WAIT_S = 10.0
 
 
 def trusted_offset(answer: OffsetAndTimestamp | None, target_ms: int, end: int) -> int | None:
@@ -63,7 +69,7 @@ async def spans(
     if not parts:
         return {}, True
     first = await reader.beginning_offsets(parts)
-    last = await reader.end_offsets(parts)
+    last = await _ends(reader, parts, first, await reader.end_offsets(parts))
     starts = await reader.offsets_for_times({tp: since_ms for tp in parts})
     stops: dict[TopicPartition, Any] = {}
     if until_ms is not None:
@@ -81,6 +87,28 @@ async def spans(
     if not trusted:
         log.info("offsets by time not answered: scanning", extra={"topic": topic})
     return found, trusted
+
+
+async def _ends(
+    reader: AIOKafkaConsumer,
+    parts: list[TopicPartition],
+    first: dict[TopicPartition, int],
+    listed: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Each partition's end: ListOffsets-latest, or the high watermark of a fetch there
+    when it is larger (see the module's note)."""
+    reader.assign(parts)
+    for tp in parts:
+        reader.seek(tp, max(first[tp], listed[tp] - 1))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WATERMARK_WAIT_S
+    while any(reader.highwater(tp) is None for tp in parts) and loop.time() < deadline:
+        await reader.getmany(*parts, timeout_ms=200, max_records=1)
+    ends = {}
+    for tp in parts:
+        watermark = reader.highwater(tp)
+        ends[tp] = max(listed[tp], watermark or 0)
+    return ends
 
 
 async def read(
