@@ -1,0 +1,46 @@
+"""What `replay` shows on a terminal: the progress bar and the dry run's diffs."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from preservarium.cli import replay_view
+from preservarium.replay.outcomes import Change, Verdict
+from preservarium.replay.run import Progress
+from rich.console import Console
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """stdout and stderr both one terminal, as a user's shell has them."""
+    screen = io.StringIO()
+    shown = Console(file=screen, force_terminal=True, width=120)
+    monkeypatch.setattr(replay_view, "console", shown)
+    monkeypatch.setattr(replay_view, "err_console", shown)
+    return screen
+
+
+def test_a_terminal_gets_a_bar_with_rate_and_eta_and_the_diffs(terminal: io.StringIO) -> None:
+    collected: list[Verdict] = []
+    with replay_view.observers(as_json=False, dry_run=True, collected=collected) as seen:
+        assert seen.progress is not None and seen.verdict is not None
+        seen.progress(Progress(10, 100, {"replayed": 10}))
+        seen.verdict(Verdict("u1", "dev-1", "changed", [Change("data.t", 2, 20)]))
+        seen.verdict(Verdict("u2", "dev-1", "unchanged"))
+        seen.progress(Progress(100, 100, {"replayed": 100}))
+    text = terminal.getvalue()
+    assert "uplinks/s" in text and "ETA" in text
+    assert "data.t: 2 -> 20" in text and "u2" not in text
+    assert collected == []
+
+
+def test_json_collects_what_differs_and_shows_no_bar(terminal: io.StringIO) -> None:
+    collected: list[Verdict] = []
+    with replay_view.observers(as_json=True, dry_run=True, collected=collected) as seen:
+        assert seen.progress is None and seen.verdict is not None
+        seen.verdict(Verdict("u1", None, "newly_failing", [Change("data", {"t": 3})]))
+        seen.verdict(Verdict("u2", None, "unchanged"))
+    assert [v.uplink_id for v in collected] == ["u1"]
+    assert collected[0].as_json()["changes"] == [{"path": "data", "before": {"t": 3}}]
+    assert terminal.getvalue() == ""
