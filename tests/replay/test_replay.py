@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from preservarium.replay import ReplayError
 from preservarium.replay.service import ReplayRequest
-from preservarium.repositories import SQLReplayRepository
+from preservarium.repositories import SQLParserRepository, SQLReplayRepository
 from preservarium.repositories.replays import DONE
 from preservarium.sandbox_client import SandboxClient
 
@@ -131,3 +131,19 @@ async def test_requests_that_cannot_run_are_refused_with_their_kind(
     with pytest.raises(ReplayError) as caught:
         await scene.replays(client).start(ReplayRequest(**values))
     assert caught.value.kind == kind and not caught.value.retriable
+
+
+async def test_a_quarantined_version_stops_the_replay_instead_of_failing_every_uplink(
+    scene: Scene, client: SandboxClient
+) -> None:
+    looping = "def parse(payload, metadata):\n    while True:\n        pass\n"
+    version = (await SQLParserRepository(scene.engine).upload(
+        scene.device_type, looping, activate=False)).version  # fmt: skip
+    await scene.uplinks([b"\x01"] * 12)
+    request = ReplayRequest(scene.device_type, scene.window(), version=version, rate=8)
+    with pytest.raises(ReplayError) as caught:
+        await scene.replays(client).start(request)
+    assert caught.value.kind == "quarantined" and caught.value.retriable
+    (stored,) = [r for r in await SQLReplayRepository(scene.engine).list()
+                 if r.device_type == scene.device_type]  # fmt: skip
+    assert stored.status == "failed" and stored.counts["failed"] < 12

@@ -15,7 +15,10 @@ BAD_REQUEST = "bad_request"
 SANDBOX_UNAVAILABLE = "sandbox_unavailable"
 KAFKA_UNAVAILABLE = "kafka_unavailable"
 DATABASE_UNAVAILABLE = "database_unavailable"
-RETRIABLE_KINDS = frozenset({SANDBOX_UNAVAILABLE, KAFKA_UNAVAILABLE, DATABASE_UNAVAILABLE})
+QUARANTINED = "quarantined"  # resume once the quarantine ends (by itself)
+RETRIABLE_KINDS = frozenset(
+    {SANDBOX_UNAVAILABLE, KAFKA_UNAVAILABLE, DATABASE_UNAVAILABLE, QUARANTINED}
+)
 
 
 class ReplayError(PreservariumError):
