@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
-from preservarium.repositories import SQLParserRepository
+from preservarium.repositories import SQLParserRepository, SQLReplayRepository
 
 from tests.replay.conftest import V1, V2, Scene, source_file
-from tests.support.cli import run_cli
+from tests.support.cli import BIN, run_cli
 
 
 async def cli(scene: Scene, *args: str) -> subprocess.CompletedProcess[str]:
@@ -19,9 +21,7 @@ async def cli(scene: Scene, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
+    return one_line_of(result.stderr)
 
 
 async def test_a_dry_run_in_json_for_ci(scene: Scene) -> None:
@@ -98,3 +98,34 @@ async def test_check_against_accepts_a_version_that_fails_nothing_new(
                        "--check-against", "1h", "--no-activate")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "1 newly passing" in result.stderr
+
+
+async def test_ctrl_c_stops_a_replay_that_can_be_resumed(scene: Scene) -> None:
+    await scene.uplinks([b"\x01"] * 40)
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "preservarium"), "replay", scene.device_type, "--since", "10m", "--rate", "4",
+        env={**os.environ, **scene.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        replays = SQLReplayRepository(scene.engine)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while not [r for r in await replays.list()
+                   if r.device_type == scene.device_type and r.counts.get("replayed")]:  # fmt: skip
+            assert loop.time() < deadline and process.returncode is None
+            await asyncio.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    (stored,) = [r for r in await replays.list() if r.device_type == scene.device_type]
+    assert process.returncode == 130 and stored.status == "interrupted"
+    assert f"--resume {stored.id}" in one_line_of(err.decode())
+
+
+def one_line_of(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), stderr
+    return lines[0]

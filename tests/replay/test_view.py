@@ -23,22 +23,28 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
 
 def test_a_terminal_gets_a_bar_with_rate_and_eta_and_the_diffs(terminal: io.StringIO) -> None:
     collected: list[Verdict] = []
-    with replay_view.observers(as_json=False, dry_run=True, collected=collected) as seen:
+    started: list[str | None] = [None]
+    with replay_view.observers(
+        as_json=False, dry_run=True, collected=collected, started=started
+    ) as seen:
         assert seen.progress is not None and seen.verdict is not None
-        seen.progress(Progress(10, 100, {"replayed": 10}))
+        seen.progress(Progress("r1", 10, 100, {"replayed": 10}))
         seen.verdict(Verdict("u1", "dev-1", "changed", [Change("data.t", 2, 20)]))
         seen.verdict(Verdict("u2", "dev-1", "unchanged"))
-        seen.progress(Progress(100, 100, {"replayed": 100}))
+        seen.progress(Progress("r1", 100, 100, {"replayed": 100}))
     text = terminal.getvalue()
     assert "uplinks/s" in text and "ETA" in text
     assert "data.t: 2 -> 20" in text and "u2" not in text
-    assert collected == []
+    assert collected == [] and started == ["r1"]
 
 
 def test_json_collects_what_differs_and_shows_no_bar(terminal: io.StringIO) -> None:
     collected: list[Verdict] = []
-    with replay_view.observers(as_json=True, dry_run=True, collected=collected) as seen:
-        assert seen.progress is None and seen.verdict is not None
+    started: list[str | None] = [None]
+    with replay_view.observers(
+        as_json=True, dry_run=True, collected=collected, started=started
+    ) as seen:
+        assert seen.verdict is not None
         seen.verdict(Verdict("u1", None, "newly_failing", [Change("data", {"t": 3})]))
         seen.verdict(Verdict("u2", None, "unchanged"))
     assert [v.uplink_id for v in collected] == ["u1"]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from preservarium.cli.common import err_console, fail, note, run
-from preservarium.cli.replay_cmd import USAGE, replays
+from preservarium.cli.replay_cmd import USAGE, quiet_replay_log, replays
 
 if TYPE_CHECKING:
     from preservarium.replay.outcomes import Verdict
@@ -29,6 +29,7 @@ def check_against(
     from preservarium.replay.window import window
 
     require_aiokafka()
+    quiet_replay_log()
     try:
         span = window(since, None, now=datetime.now(UTC))
     except ReplayError as exc:

@@ -6,6 +6,7 @@ is a replay to run (`replay run TYPE` says the same, for a device type named `li
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -76,6 +77,14 @@ async def replays(config: Settings) -> AsyncIterator[Replays]:
         )  # fmt: skip
 
 
+def quiet_replay_log() -> None:
+    """The replay's log is for services that run it; the command says what happened in
+    its own lines (Python would print the log's warnings on stderr as well)."""
+    replay_log = logging.getLogger("preservarium.replay")
+    replay_log.addHandler(logging.NullHandler())
+    replay_log.propagate = False
+
+
 def _checked(device_type: str | None, device: str | None) -> None:
     if device_type is not None and not is_device_type(device_type):
         fail(f"invalid device type {device_type!r}: use 1 to 64 characters of A-Z a-z 0-9 . _ -",
@@ -140,8 +149,10 @@ def run_replay(
     _checked(device_type, device)
     window = None if resume is not None else window_or_fail(since, until)
     require_aiokafka()
+    quiet_replay_log()
     config = settings()
     verdicts: list[Verdict] = []
+    seen_id: list[str | None] = [None]  # the replay's id, once it has one (for Ctrl-C)
 
     async def body() -> ReplaySummary:
         from preservarium.cli import replay_view
@@ -149,7 +160,7 @@ def run_replay(
 
         async with replays(config) as use_case:
             with replay_view.observers(
-                as_json=as_json, dry_run=dry_run, collected=verdicts
+                as_json=as_json, dry_run=dry_run, collected=verdicts, started=seen_id
             ) as seen:
                 if resume is not None:
                     return await use_case.resume(resume, seen)
@@ -162,7 +173,14 @@ def run_replay(
                     return await use_case.dry_run(request, seen)
                 return await use_case.start(request, seen)
 
-    summary = run(body)
+    try:
+        summary = run(body)
+    except KeyboardInterrupt:
+        if dry_run:
+            fail("interrupted: nothing was published", 130)
+        fail(f"interrupted: what was published is stored; continue with "
+             f"preservarium replay --resume {resume or seen_id[0] or 'ID'} "
+             "(preservarium replay list shows it)", 130)  # fmt: skip
     _report(summary, verdicts, as_json=as_json)
 
 

@@ -34,10 +34,16 @@ COUNT_KEYS = ("scanned", "matched", "replayed", "parsed", "failed", "skipped", "
 
 
 @contextmanager
-def observers(*, as_json: bool, dry_run: bool, collected: list[Verdict]) -> Iterator[Observers]:
+def observers(
+    *, as_json: bool, dry_run: bool, collected: list[Verdict], started: list[str | None]
+) -> Iterator[Observers]:
     """Callbacks for the use case: a progress bar with rate and ETA (on a terminal, not
-    with --json), and each dry-run verdict printed (or collected, with --json)."""
+    with --json), each dry-run verdict printed (or collected, with --json), and the
+    replay's id kept in `started[0]` once it has one."""
     from preservarium.replay.service import Observers
+
+    def remember(state: ReplayProgress) -> None:
+        started[0] = state.replay_id
 
     def verdict_to(target: Console) -> Callable[[Verdict], None]:
         def verdict(found: Verdict) -> None:
@@ -51,7 +57,7 @@ def observers(*, as_json: bool, dry_run: bool, collected: list[Verdict]) -> Iter
         return verdict
 
     if as_json or not (console.is_terminal and err_console.is_terminal):
-        yield Observers(verdict=verdict_to(console) if dry_run else None)
+        yield Observers(progress=remember, verdict=verdict_to(console) if dry_run else None)
         return
     bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -61,6 +67,7 @@ def observers(*, as_json: bool, dry_run: bool, collected: list[Verdict]) -> Iter
     task = bar.add_task("dry run" if dry_run else "replay", total=None, rate=0.0)
 
     def progress(state: ReplayProgress) -> None:
+        remember(state)
         elapsed = bar.tasks[0].elapsed or 0.0
         rate = state.counts.get("replayed", 0) / elapsed if elapsed > 0 else 0.0
         bar.update(task, completed=state.done, total=state.total, rate=rate)

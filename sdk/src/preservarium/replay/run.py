@@ -35,6 +35,7 @@ MAX_BATCH = 200
 class Progress:
     """How far a replay got: raw records read of those to read, and what it did."""
 
+    replay_id: str
     done: int
     total: int
     counts: dict[str, int]
@@ -98,7 +99,8 @@ class ReplayPass:
         """Records read so far of those to read."""
         spans = self.replay.positions.values()
         done = sum(s.next - s.start for s in spans)
-        return Progress(done, sum(s.end - s.start for s in spans), dict(self.counts))
+        total = sum(s.end - s.start for s in spans)
+        return Progress(self.replay.id, done, total, dict(self.counts))
 
     async def run(self, reader: AIOKafkaConsumer, raw_topic: str) -> ReplayRecord:
         """Every batch, to the end of the spans; the replay as it ends."""
