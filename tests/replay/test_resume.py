@@ -116,3 +116,17 @@ async def test_an_unknown_replay_cannot_be_resumed(scene: Scene, client: Sandbox
     with pytest.raises(ReplayError) as caught:
         await scene.replays(client).resume("0123456789ab")
     assert caught.value.kind == "unknown_replay"
+
+
+async def test_a_prepared_replay_runs_later_and_its_status_is_readable(
+    scene: Scene, client: SandboxClient
+) -> None:
+    """What an API route does: store the replay, answer, run it in the background."""
+    ids = await scene.uplinks([b"\x01", b"\x02"])
+    replays = scene.replays(client)
+    prepared = await replays.prepare(ReplayRequest(scene.device_type, scene.window()))
+    assert (await replays.status(prepared.id)).positions == {}
+    summary = await replays.resume(prepared.id)
+    status = await replays.status(prepared.id)
+    assert status.status == DONE and status.counts["replayed"] == len(ids) == 2
+    assert summary.replay.id == prepared.id

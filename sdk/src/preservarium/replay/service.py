@@ -124,15 +124,20 @@ class Replays:
         """The most recent replays, newest first."""
         return await self._replays.list(limit=limit)
 
+    async def prepare(self, request: ReplayRequest) -> ReplayRecord:
+        """Check and store a replay without running it (status `running`, no positions
+        yet): an API route answers with it at once and runs `resume(id)` in the
+        background, its progress readable with `status(id)`."""
+        plan = await self._replays.create(await self._plan(request, secrets.token_hex(6)))
+        log.info("replay created", extra={"replay_id": plan.id, "parser": plan.device_type,
+                 "version": plan.version})  # fmt: skip
+        return plan
+
     async def start(
         self, request: ReplayRequest, observers: Observers = Observers()
     ) -> ReplaySummary:
         """Replay the request's uplinks and publish the results; stored, resumable."""
-        plan = await self._plan(request, secrets.token_hex(6))
-        plan = await self._replays.create(plan)
-        log.info("replay started", extra={"replay_id": plan.id, "parser": plan.device_type,
-                 "version": plan.version})  # fmt: skip
-        return await self._stored_run(plan, observers)
+        return await self._stored_run(await self.prepare(request), observers)
 
     async def resume(self, replay_id: str, observers: Observers = Observers()) -> ReplaySummary:
         """Continue a replay that did not finish, without publishing any uplink twice."""
