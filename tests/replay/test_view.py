@@ -50,3 +50,18 @@ def test_json_collects_what_differs_and_shows_no_bar(terminal: io.StringIO) -> N
     assert [v.uplink_id for v in collected] == ["u1"]
     assert collected[0].as_json()["changes"] == [{"path": "data", "before": {"t": 3}}]
     assert terminal.getvalue() == ""
+
+
+def test_tail_marks_replayed_results() -> None:
+    from preservarium.cli.tail_cmd import Stream, describe
+
+    original = {
+        "received_at": "2026-11-30T10:00:00.000Z", "device_id": "dev-1",
+        "parser": {"name": "thermo", "version": 2}, "data": {"t": 1}, "warnings": [],
+    }  # fmt: skip
+    replayed = {**original, "replay": {"id": "3f9a0c41d2e7", "of": "u1"}}
+    assert "replay" not in describe(Stream.parsed, original)
+    assert describe(Stream.parsed, replayed).endswith("(replay 3f9a0c41d2e7 of u1)")
+    failed = {"device_id": None, "error": {"kind": "timeout", "message": "m", "line": None},
+              "replay": {"id": "r\x1b[2J", "of": "u2"}}  # fmt: skip
+    assert describe(Stream.failed, failed).endswith("(replay r\\x1b[2J of u2)")
