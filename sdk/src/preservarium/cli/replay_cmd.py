@@ -123,8 +123,13 @@ def run_replay(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Publish nothing: diff each result against the original."
     ),
-    rate: int = typer.Option(
-        200, "--rate", min=1, max=100_000, metavar="N", help="Uplinks per second at most."
+    rate: int | None = typer.Option(
+        None,
+        "--rate",
+        min=1,
+        max=100_000,
+        metavar="N",
+        help="Uplinks per second at most (default 200; a resumed replay keeps its own).",
     ),
     resume: str | None = typer.Option(
         None, "--resume", metavar="ID", help="Continue a replay that was interrupted."
@@ -147,7 +152,15 @@ def run_replay(
     elif device_type is None:
         fail("give a device TYPE to replay (or --resume ID)", USAGE)
     _checked(device_type, device)
-    window = None if resume is not None else window_or_fail(since, until)
+    request = None
+    if device_type is not None and resume is None:
+        from preservarium.replay.pace import DEFAULT_RATE
+        from preservarium.replay.service import ReplayRequest
+
+        request = ReplayRequest(
+            device_type=device_type, window=window_or_fail(since, until), version=version,
+            device_id=device, source=source.value, rate=rate or DEFAULT_RATE,
+        )  # fmt: skip
     require_aiokafka()
     quiet_replay_log()
     config = settings()
@@ -156,19 +169,13 @@ def run_replay(
 
     async def body() -> ReplaySummary:
         from preservarium.cli import replay_view
-        from preservarium.replay.service import ReplayRequest
 
         async with replays(config) as use_case:
             with replay_view.observers(
                 as_json=as_json, dry_run=dry_run, collected=verdicts, started=seen_id
             ) as seen:
-                if resume is not None:
-                    return await use_case.resume(resume, seen)
-                assert device_type is not None and window is not None
-                request = ReplayRequest(
-                    device_type=device_type, window=window, version=version, device_id=device,
-                    source=source.value, rate=rate,
-                )  # fmt: skip
+                if request is None:
+                    return await use_case.resume(resume or "", seen, rate=rate)
                 if dry_run:
                     return await use_case.dry_run(request, seen)
                 return await use_case.start(request, seen)

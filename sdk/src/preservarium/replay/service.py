@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable
@@ -139,11 +140,16 @@ class Replays:
         """Replay the request's uplinks and publish the results; stored, resumable."""
         return await self._stored_run(await self.prepare(request), observers)
 
-    async def resume(self, replay_id: str, observers: Observers = Observers()) -> ReplaySummary:
-        """Continue a replay that did not finish, without publishing any uplink twice."""
+    async def resume(
+        self, replay_id: str, observers: Observers = Observers(), *, rate: int | None = None
+    ) -> ReplaySummary:
+        """Continue a replay that did not finish, without publishing any uplink twice
+        (at `rate` per second when given, else at its own)."""
         plan = await self.status(replay_id)
         if plan.status == DONE:
             raise ReplayError(f"replay {replay_id} is done already", kind=NOT_RESUMABLE)
+        if rate is not None:
+            plan = dataclasses.replace(plan, rate=rate)
         await self._version(plan.device_type, plan.version)
         log.info("replay resumed", extra={"replay_id": plan.id})
         return await self._stored_run(plan, observers)
