@@ -14,8 +14,6 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -32,10 +30,10 @@ from preservarium.replay.errors import (
     UNKNOWN_VERSION,
     ReplayError,
 )
-from preservarium.replay.outcomes import Verdict
-from preservarium.replay.pace import DEFAULT_RATE, Pace
-from preservarium.replay.run import FROM_FAILED, FROM_RAW, Progress, ReplayPass, Targets
+from preservarium.replay.pace import Pace
+from preservarium.replay.run import FROM_FAILED, FROM_RAW, ReplayPass, Targets
 from preservarium.replay.runners import Runner, SourceRunner, VersionRunner
+from preservarium.replay.types import Observers, ReplayRequest, ReplaySummary, ReplayTopics
 from preservarium.replay.window import Window
 from preservarium.repositories import SQLParserRepository
 from preservarium.repositories.replays import (
@@ -47,53 +45,11 @@ from preservarium.repositories.replays import (
 )
 from preservarium.sandbox_client import SandboxClient
 
+# The use case with the vocabulary its callers need (defined in `types`).
+__all__ = ["Observers", "ReplayRequest", "ReplaySummary", "ReplayTopics", "Replays"]
+
 log = logging.getLogger("preservarium.replay")
 DRY_RUN_ID = "dry-run"
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayRequest:
-    """What to replay: a device type's raw uplinks in a window, through a version."""
-
-    device_type: str
-    window: Window
-    version: int | None = None  # the active one
-    device_id: str | None = None
-    source: str = FROM_RAW
-    rate: int = DEFAULT_RATE
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayTopics:
-    """The connector's uplink topics (prefix included)."""
-
-    raw: str
-    parsed: str
-    failed: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReplaySummary:
-    """How a replay, dry run or check ended."""
-
-    replay: ReplayRecord
-    dry_run: bool
-    elapsed_s: float
-    offsets_by_time: bool
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def rate(self) -> float:
-        """Uplinks replayed per second over the whole run."""
-        return self.counts.get("replayed", 0) / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Observers:
-    """Callbacks for a caller that shows progress or diffs (both optional)."""
-
-    progress: Callable[[Progress], None] | None = None
-    verdict: Callable[[Verdict], None] | None = None
 
 
 class Replays:
