@@ -2,7 +2,9 @@
 
 Starts a broker, a sandbox, a gateway, the naive in-process gateway and a bare aiocoap
 server as separate processes, drives each with the raw-UDP load generator (its own
-process), and writes bench/results/latest.json plus a printed table.
+process), and writes bench/results/latest.json plus a printed table. The replay
+scenario (`bench/replay.py`: replay throughput, live p99 during a replay) follows, on
+services of its own.
 
 The gateway runs `optional` device authentication with no rate limits (one load
 generator is one source address). Last come the authenticated contacts: Efento devices
@@ -31,7 +33,7 @@ from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import AuthKind
 from preservarium.repositories import SQLParserRepository
 
-from bench import api_idle, rpc
+from bench import api_idle, replay, rpc
 from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health
 from bench.secure_devices import SECRET_KEY, register
 from bench.workload import payloads
@@ -347,6 +349,9 @@ def main() -> None:
         (RESULTS / "api.json").write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))
         return
+    with tempfile.TemporaryDirectory(prefix="preservarium-bench-replay-") as work:
+        print("replay: services of its own (route devices accepted, no rate limits) ...")
+        results["replay"] = asyncio.run(replay.standalone(Path(work)))
     summary = ratios(results)
     report = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -358,6 +363,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(table(results, summary))
+    print(replay.table(results["replay"]))
     print(f"\nwritten: {RESULTS / 'latest.json'} ({report['duration_s']:.0f} s)")
 
 

@@ -5,12 +5,17 @@ source is fetched once per version and kept. On PostgreSQL the query runs as soo
 activation is announced (LISTEN/NOTIFY), with a slow poll as a safety net; on SQLite, or
 while the listener is down, it runs every refresh interval. The hot path is a dict
 lookup: no query, no fetch, once warm.
+
+A stored version that is not active (a replay through an older or newer version, a
+check before activating) is fetched when first asked for and kept among the last few
+asked for: a replay asks for the same one many times, and versions never change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +31,8 @@ from preservarium_sandbox.engine.errors import ScriptFailure
 log = logging.getLogger("preservarium.sandbox.catalog")
 # The poll while notifications arrive: only for one that got lost.
 SAFETY_INTERVAL_S = 5.0
+# Versions asked for by number and kept: a few replays or checks at a time, at most.
+PINNED_VERSIONS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,7 @@ class ParserCatalog(AsyncLifecycle):
         self._on_lookup = on_lookup or (lambda hit: None)
         self._active: dict[str, ActiveParser] = {}
         self._sources: dict[str, str] = {}
+        self._pinned: OrderedDict[tuple[str, int], ParserSource] = OrderedDict()
         self._refresher = Periodic(
             self.refresh, interval_s=refresh_interval_s, name="parser-catalog",
             supervisor=supervisor,
@@ -128,3 +136,27 @@ class ParserCatalog(AsyncLifecycle):
             parser.device_type, parser.version, parser.sha256, source,
             self._refusals.get(parser.sha256),
         )  # fmt: skip
+
+    async def version(self, device_type: str, version: int) -> ParserSource | None:
+        """Stored version `version` of `device_type` with its source, or None when there
+        is no such version. The active version costs no I/O; another one, a query the
+        first time it is asked for."""
+        active = self.lookup(device_type)
+        if active is not None and active.version == version:
+            return active
+        key = (device_type, version)
+        pinned = self._pinned.get(key)
+        if pinned is None:
+            try:
+                record = await self._repository.get_version(device_type, version)
+            except NotFoundError:
+                return None
+            refusal = (
+                None if self._scan is None else await asyncio.to_thread(self._scan, record.source)
+            )
+            pinned = ParserSource(device_type, version, record.sha256, record.source, refusal)
+            self._pinned[key] = pinned
+            while len(self._pinned) > PINNED_VERSIONS:
+                self._pinned.popitem(last=False)
+        self._pinned.move_to_end(key)
+        return pinned

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, Protocol
 
 import grpc
+from preservarium.errors import RepositoryError
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 
@@ -179,13 +180,18 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
 
     async def _parse(self, request: pb.ParseRequest, context: Aborter) -> pb.ParseResponse:
         started = time.perf_counter()
-        parser = self._catalog.lookup(request.device_type)
+        version = request.version if request.HasField("version") else None
+        if version is None:
+            parser = self._catalog.lookup(request.device_type)
+        else:
+            parser = await self._pinned(context, request.device_type, version)
         command = request.command if request.HasField("command") else None
         outcome = await self._guarded(
             "Parse", _label(parser),
             lambda: self._execute(
                 context, request.device_type, parser,
                 lambda: self._job(parser, request.contact, request.identify, command),
+                version,
             ),
         )  # fmt: skip
         response = pb.ParseResponse(duration_ms=_ms(started))
@@ -193,6 +199,16 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             _set_ref(response.parser, parser)
         wire.fill_parse_answer(response, outcome)
         return response
+
+    async def _pinned(
+        self, context: Aborter, device_type: str, version: int
+    ) -> ParserSource | None:
+        """A stored version asked for by number; UNAVAILABLE when the repository is away."""
+        try:
+            return await self._catalog.version(device_type, version)
+        except RepositoryError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"parser repository: {exc}")
+            raise
 
     async def FormatCommand(self, request: pb.FormatCommandRequest, context: Context) -> Any:
         started = time.perf_counter()
@@ -289,11 +305,15 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         name: str,
         parser: ParserSource | None,
         make_job: Callable[[], Job],
+        version: int | None = None,
     ) -> Outcome:
         if parser is None:
             shown = name[:MAX_NAME_SHOWN]
+            missing = (
+                "no active parser" if version is None else f"no version {version} of the parser"
+            )
             return wire.failure_outcome(
-                ErrorKind.PARSER_NOT_FOUND, f"no active parser for device type {shown!r}"
+                ErrorKind.PARSER_NOT_FOUND, f"{missing} for device type {shown!r}"
             )
         if parser.refusal is not None:
             return Outcome(failure=parser.refusal)

@@ -168,11 +168,15 @@ class SandboxClient(AsyncLifecycle):
         identify: bool = False,
         command: CommandInput | None = None,
         timeout_s: float | None = None,
+        version: int | None = None,
     ) -> pb.ParseResponse:
-        """Parse one contact with the active parser of its device type."""
+        """Parse one contact with the active parser of its device type (or with stored
+        version `version` of it)."""
         request = pb.ParseRequest(
             device_type=contact.device_type, contact=contact.to_proto(), identify=identify
         )
+        if version is not None:
+            request.version = version
         if command is not None:
             request.command.CopyFrom(command.to_proto())
         if self._stream_count:

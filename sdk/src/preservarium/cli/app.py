@@ -49,6 +49,12 @@ NOUNS: dict[str, tuple[str, str, bool, str]] = {
         True,
         "Health probes of the services: exit 0 healthy, 1 not.",
     ),
+    "replay": (
+        "replay_cmd",
+        "app",
+        True,
+        "Replay raw uplinks through a parser version; list and show replays.",
+    ),
     "up": ("up_cmd", "up", False, "Run the embedded stack in the foreground."),
     "simulate": ("simulate_cmd", "app", True, "Simulate devices against a running gateway."),
 }

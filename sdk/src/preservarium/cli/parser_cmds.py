@@ -62,7 +62,17 @@ def upload(
     ),
     no_activate: bool = typer.Option(False, "--no-activate", help="Store without activating."),
     force: bool = typer.Option(
-        False, "--force", help="Store even when the sandbox cannot be reached to check FILE."
+        False,
+        "--force",
+        help="Store even when the sandbox cannot be reached to check FILE, or when "
+        "--check-against finds uplinks that newly fail.",
+    ),
+    check_window: str | None = typer.Option(
+        None,
+        "--check-against",
+        metavar="WINDOW",
+        help="First run FILE over TYPE's uplinks since WINDOW (7d, 2h or RFC 3339); "
+        "refuse it if uplinks that passed fail.",
     ),
     as_json: bool = JSON,
 ) -> None:
@@ -71,8 +81,10 @@ def upload(
     FILE is compiled in the sandbox service first (and its --examples run there), so the
     sandbox must be running (preservarium up), unless --force. Uploading the source (and
     examples) of a stored version again makes no new version: it says "unchanged" (and
-    activates that version unless --no-activate). Exit 0 stored, 1 the parser or an
-    example was refused, 2 a usage or infrastructure error.
+    activates that version unless --no-activate). With --check-against WINDOW, FILE is
+    first run over TYPE's real uplinks of WINDOW (a dry-run replay) and refused if
+    uplinks that passed fail with it, unless --force. Exit 0 stored, 1 the parser, an
+    example or the check refused it, 2 a usage or infrastructure error.
     """
     from preservarium.cli import parser_test_cmd
     from preservarium.cli.parser_upload import require_parse_function
@@ -91,6 +103,10 @@ def upload(
         parser_test_cmd.check_examples(config.sandbox_addr, source, examples, device_type)
     else:
         parser_test_cmd.check_compiles(config.sandbox_addr, source, force=force)
+    if check_window is not None:
+        from preservarium.cli.parser_check import check_against
+
+        check_against(config, device_type, source, check_window, force=force)
 
     async def body() -> tuple[ParserRecord, bool]:
         from preservarium.usecases.parsers import store_version

@@ -185,7 +185,15 @@ def describe(stream: Stream, record: Record) -> str:
     """One line for humans: time, device id, then what matters for this topic."""
     time_field = "at" if stream is Stream.status else "received_at"
     head = f"{_text(record.get(time_field))}  {_text(record.get('device_id'))}"
-    return f"{head}  {_ESSENTIALS[stream](record)}"
+    return f"{head}  {_ESSENTIALS[stream](record)}{_replayed(record)}"
+
+
+def _replayed(record: Record) -> str:
+    """`  (replay R of U)` on a result a replay published; "" on an original."""
+    stamp = record.get("replay")
+    if not isinstance(stamp, dict):
+        return ""
+    return f"  (replay {_text(stamp.get('id'))} of {_text(stamp.get('of'))})"
 
 
 def _raw(record: Record) -> str:

@@ -1,4 +1,4 @@
-"""SQLAlchemy models: parsers and their versions, devices, credentials, pending commands."""
+"""SQLAlchemy models: parsers, devices, credentials, pending commands and replays."""
 
 from __future__ import annotations
 
@@ -210,3 +210,30 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status: Mapped[int] = mapped_column(Integer)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Replay(Base):
+    """One replay of raw uplinks through a parser version, and how far it got.
+
+    `positions` maps each partition of the source topic to where the replay started,
+    the next offset to read and the offset it stops at: `{"0": {"start", "next", "end"}}`.
+    `counts` holds what it did so far (scanned, replayed, parsed, failed, skipped).
+    """
+
+    __tablename__ = "replays"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device_type: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source: Mapped[str] = mapped_column(String(16))
+    rate: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    positions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

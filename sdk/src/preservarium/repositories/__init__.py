@@ -16,6 +16,7 @@ from preservarium.repositories.parsers import (
     SQLParserRepository,
 )
 from preservarium.repositories.replay_windows import SQLReplayWindowRepository
+from preservarium.repositories.replays import ReplayRecord, Span, SQLReplayRepository
 
 __all__ = [
     "ActiveParser",
@@ -26,12 +27,15 @@ __all__ = [
     "OscoreContextRecord",
     "ParserRecord",
     "ParserSummary",
+    "ReplayRecord",
     "SQLAuditRepository",
     "SQLCommandRepository",
     "SQLCredentialRepository",
     "SQLDeviceRepository",
     "SQLParserRepository",
+    "SQLReplayRepository",
     "SQLReplayWindowRepository",
     "SQLTokenRepository",
+    "Span",
     "TokenRecord",
 ]

@@ -70,8 +70,9 @@ class ParserSandboxServicer:
     """
 
     def Parse(self, request, context):
-        """Parse runs the active parser of a device type on one device contact:
-        identify() when asked, parse(), reply(), and format_command() when a command is given.
+        """Parse runs the active parser of a device type (or the stored version asked for) on
+        one device contact: identify() when asked, parse(), reply(), and format_command()
+        when a command is given.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,157 @@
+"""Replay benchmark: how fast `preservarium replay` goes, and what it costs live traffic.
+
+1. Fill `uplink.raw` with Efento contacts through the full path (gateway, sandbox, broker).
+2. Replay that window with no rate bound: replay throughput (uplinks/s).
+3. Live p99 with no replay, then the same live load while a replay runs at the default
+   rate (200/s): the live p99 during a replay.
+
+`python -m bench.replay` runs it alone (with its own broker, sandbox and gateway);
+`make bench` runs it after the other scenarios. Durations: BENCH_REPLAY_FILL_S,
+BENCH_REPLAY_LIVE_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from preservarium.embedded.broker import EmbeddedBroker
+
+from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health
+
+FILL_S = float(os.environ.get("BENCH_REPLAY_FILL_S", "10"))
+LIVE_S = float(os.environ.get("BENCH_REPLAY_LIVE_S", "10"))
+# The live load during the replay: a steady load the gateway keeps up with, so that its
+# p99 shows the replay's cost rather than the gateway's saturation.
+LIVE_WINDOW = 8
+DEFAULT_RATE = "200"
+
+
+def _at(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+
+
+async def _replay(env: dict[str, str], since: float, until: float, rate: str) -> Any:
+    """`preservarium replay efento --json` over [since, until]; its JSON summary."""
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "preservarium"), "replay", "efento", "--since", _at(since),
+        "--until", _at(until), "--rate", rate, "--json",
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"replay failed ({process.returncode}): {err.decode()[-2000:]}")
+    return json.loads(out)
+
+
+async def scenario(env: dict[str, str], gateway_port: int, spec: Any) -> dict[str, Any]:
+    """The replay figures, on running services (`spec(port, window, seconds, mix)` makes
+    a load generator spec)."""
+    only_m = [("m", "/m", 1)]
+    fill_start = time.time()
+    fill = await run_load(spec(gateway_port, LIVE_WINDOW * 4, FILL_S, only_m))
+    fill_end = time.time()
+    print("replay: unbounded rate over the window just filled ...", flush=True)
+    unbounded = await _replay(env, fill_start, fill_end, "100000")
+    print("replay: live p99 without, then with a replay at the default rate ...", flush=True)
+    quiet = await run_load(spec(gateway_port, LIVE_WINDOW, LIVE_S, only_m))
+    replay = asyncio.create_task(_replay(env, fill_start, fill_end, DEFAULT_RATE))
+    await asyncio.sleep(2)  # the replay reads the originals first; then it parses
+    during = await run_load(spec(gateway_port, LIVE_WINDOW, LIVE_S, only_m))
+    replayed = await replay
+    return {
+        "fill": _latency(fill),
+        "unbounded": {
+            "replayed": unbounded["counts"].get("replayed", 0),
+            "uplinks_per_s": unbounded["uplinks_per_s"],
+            "offsets_by_time": unbounded["offsets_by_time"],
+        },
+        "at_default_rate": {
+            "replayed": replayed["counts"].get("replayed", 0),
+            "uplinks_per_s": replayed["uplinks_per_s"],
+        },
+        "live_without": _latency(quiet),
+        "live_during": _latency(during),
+        "live_p99_ratio": during["p99_ms"] / quiet["p99_ms"] if quiet["p99_ms"] else None,
+    }
+
+
+def _latency(load: dict[str, Any]) -> dict[str, Any]:
+    codes = {code: n for label in load["labels"].values() for code, n in label["codes"].items()}
+    return {**{key: load[key] for key in ("rate", "p50_ms", "p99_ms", "timeouts")}, "codes": codes}
+
+
+def replay_env(env: dict[str, str]) -> dict[str, str]:
+    """The services' environment with route devices accepted and no contact rate limits:
+    the benchmark's devices carry no credentials and send faster than a real device."""
+    return {
+        **env,
+        "PRESERVARIUM_DEVICE_AUTH": "optional",
+        "PRESERVARIUM_DEVICE_RATE_PER_MIN": "0",
+        "PRESERVARIUM_SOURCE_RATE_PER_MIN": "0",
+    }
+
+
+def table(figures: dict[str, Any]) -> str:
+    """The figures as lines for the printed report."""
+    u, d = figures["unbounded"], figures["at_default_rate"]
+    q, live = figures["live_without"], figures["live_during"]
+    return "\n".join([
+        f"replay unbounded: {u['replayed']} uplinks at {u['uplinks_per_s']:.0f}/s",
+        f"replay at 200/s: {d['replayed']} uplinks at {d['uplinks_per_s']:.0f}/s",
+        f"live p99 without replay: {q['p99_ms']:.2f} ms ({q['rate']:.0f} contacts/s)",
+        f"live p99 during replay: {live['p99_ms']:.2f} ms ({live['rate']:.0f} contacts/s)",
+    ])  # fmt: skip
+
+
+async def standalone(work: Path) -> dict[str, Any]:
+    """Broker, sandbox and gateway of their own, then the scenario."""
+    from bench.__main__ import prepare_database, service_env, spec
+
+    url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
+    await prepare_database(url)
+    sandbox_addr = f"127.0.0.1:{_free_port(socket.SOCK_STREAM)}"
+    port = _free_port(socket.SOCK_DGRAM)
+    async with EmbeddedBroker(port=_free_port(socket.SOCK_STREAM)) as broker:
+        env = replay_env(service_env(url, broker.bootstrap, sandbox_addr, port))
+        children = []
+        try:
+            children.append(Child("sandbox", [str(BIN / "preservarium-sandbox")], env,
+                                  work / "sandbox.log"))  # fmt: skip
+            await wait_for_grpc_health(sandbox_addr)
+            children.append(Child("gateway", [str(BIN / "preservarium-gateway")], env,
+                                  work / "gateway.log"))  # fmt: skip
+            await wait_for_coap(port)
+            return await scenario(env, port, spec)
+        finally:
+            for child in reversed(children):
+                child.stop()
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="preservarium-bench-replay-") as work:
+        figures = asyncio.run(standalone(Path(work)))
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "replay.json").write_text(json.dumps(figures, indent=2))
+    print(table(figures))
+    print(json.dumps(figures, indent=2), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

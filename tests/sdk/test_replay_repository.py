@@ -1,0 +1,74 @@
+"""The replay repository on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from preservarium.errors import ConflictError, NotFoundError
+from preservarium.repositories import ReplayRecord, Span, SQLReplayRepository
+from preservarium.repositories.replays import DONE, FAILED, INTERRUPTED, RUNNING
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+SINCE = datetime(2026, 11, 1, tzinfo=UTC)
+UNTIL = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def replay(replay_id: str = "r1", **changes: object) -> ReplayRecord:
+    values: dict[str, object] = {
+        "id": replay_id, "device_type": "efento", "version": 3, "since": SINCE,
+        "until": UNTIL, "device_id": None, "source": "raw", "rate": 100,
+        "positions": {0: Span(4, 4, 10), 2: Span(0, 0, 0)},
+    }  # fmt: skip
+    values.update(changes)
+    return ReplayRecord(**values)  # type: ignore[arg-type]
+
+
+async def test_a_created_replay_reads_back_running(engine: AsyncEngine) -> None:
+    repository = SQLReplayRepository(engine)
+    await repository.create(replay(device_id="dev-1", source="failed"))
+    stored = await repository.get("r1")
+    assert stored.status == RUNNING
+    assert (stored.device_type, stored.version, stored.device_id) == ("efento", 3, "dev-1")
+    assert (stored.since, stored.until, stored.source, stored.rate) == (SINCE, UNTIL, "failed", 100)
+    assert stored.positions == {0: Span(4, 4, 10), 2: Span(0, 0, 0)}
+    assert stored.started_at is not None and stored.finished_at is None
+
+
+async def test_checkpoints_and_the_end_are_stored(engine: AsyncEngine) -> None:
+    repository = SQLReplayRepository(engine)
+    created = await repository.create(replay())
+    moved = created.moved({0: Span(4, 7, 10), 2: Span(0, 0, 0)}, {"replayed": 3})
+    await repository.checkpoint(moved)
+    stored = await repository.get("r1")
+    assert stored.positions[0].next == 7 and not stored.positions[0].done
+    assert stored.counts == {"replayed": 3}
+    await repository.finish(moved, INTERRUPTED, "stopped")
+    assert (await repository.get("r1")).status == INTERRUPTED
+    finished = moved.moved({0: Span(4, 10, 10), 2: Span(0, 0, 0)}, {"replayed": 6})
+    await repository.finish(finished, DONE)
+    stored = await repository.get("r1")
+    assert (stored.status, stored.error, stored.counts) == (DONE, None, {"replayed": 6})
+    assert stored.finished_at is not None and all(s.done for s in stored.positions.values())
+
+
+async def test_a_failure_keeps_its_error(engine: AsyncEngine) -> None:
+    repository = SQLReplayRepository(engine)
+    created = await repository.create(replay())
+    await repository.finish(created, FAILED, "sandbox unavailable" * 500)
+    stored = await repository.get("r1")
+    assert stored.status == FAILED and stored.error is not None
+    assert len(stored.error) == 2000 and stored.finished_at is None
+
+
+async def test_list_is_newest_first_and_unknown_ids_are_not_found(engine: AsyncEngine) -> None:
+    repository = SQLReplayRepository(engine)
+    await repository.create(replay("a"))
+    await repository.create(replay("b"))
+    assert {r.id for r in await repository.list()} == {"a", "b"}
+    with pytest.raises(ConflictError):
+        await repository.create(replay("a"))
+    with pytest.raises(NotFoundError):
+        await repository.get("nope")
+    with pytest.raises(NotFoundError):
+        await repository.checkpoint(replay("nope"))
