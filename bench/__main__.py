@@ -80,6 +80,9 @@ def service_env(url: str, bootstrap: str, sandbox: str, coap: int) -> dict[str, 
         # The hot path as measured before device auth: no credentials, no DTLS port; and
         # no operator API (the api scenario measures it on and off).
         "PRESERVARIUM_DEVICE_AUTH": "optional",
+        # One load generator is one source and 500 devices: no per-minute rate limits.
+        "PRESERVARIUM_DEVICE_RATE_PER_MIN": "0",
+        "PRESERVARIUM_SOURCE_RATE_PER_MIN": "0",
         "PRESERVARIUM_COAPS_BIND": "",
         "PRESERVARIUM_API_LISTEN": "",
     }
