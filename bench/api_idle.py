@@ -60,9 +60,22 @@ async def api_on_off(
 def _medians(kinds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     keys = ("rate", "p50_ms", "p99_ms", "timeouts")
     return {
-        kind: {key: statistics.median(run[key] for run in results) for key in keys}
+        kind: {
+            **{key: statistics.median(run[key] for run in results) for key in keys},
+            "codes": _codes(results),
+        }
         for kind, results in kinds.items()
     }
+
+
+def _codes(results: list[dict[str, Any]]) -> dict[str, int]:
+    """Response codes over every run: a fast answer must also be a success."""
+    total: dict[str, int] = {}
+    for run in results:
+        for label in run["labels"].values():
+            for code, count in label["codes"].items():
+                total[code] = total.get(code, 0) + count
+    return total
 
 
 def ratios(result: dict[str, Any]) -> dict[str, float]:
