@@ -37,11 +37,12 @@ def gateway_config(
     device_auth: DeviceAuthMode = DeviceAuthMode.OPTIONAL,
     coaps_bind: HostPort | None = None,
     secret_keys: tuple[str, ...] = (),
+    routes: dict[str, str] = ROUTES,
     **limits: Any,
 ) -> GatewayConfig:
     return GatewayConfig(
         bind=HostPort("127.0.0.1", free_port(socket.SOCK_DGRAM)),
-        routes=ROUTES,
+        routes=routes,
         kafka_bootstrap=bootstrap,
         topics=Topics.with_prefix(topic_prefix),
         sandbox_addr=sandbox_addr,
@@ -91,12 +92,19 @@ async def gw_sandbox(gw_db: str) -> AsyncIterator[SandboxServer]:
 
 
 @pytest.fixture(scope="module")
+def gateway_options() -> dict[str, Any]:
+    """What the module's gateway sets besides gateway_config's defaults (routes, limits):
+    a test module overrides this fixture to get a gateway of its own kind."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 async def gateway(
-    gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker
+    gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker, gateway_options: dict[str, Any]
 ) -> AsyncIterator[GatewayServer]:
     config = gateway_config(
         database_url=gw_db, bootstrap=broker.bootstrap, sandbox_addr=gw_sandbox.config.listen,
-        topic_prefix=prefix(),
+        topic_prefix=prefix(), **gateway_options,
     )  # fmt: skip
     async with GatewayServer(config) as server:
         yield server
