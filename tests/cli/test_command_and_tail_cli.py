@@ -219,7 +219,8 @@ class TestTail:
                 line = await asyncio.to_thread(tail.stdout.readline)  # type: ignore[union-attr]
                 assert json.loads(line) == record
                 tail.send_signal(signal.SIGINT)
-                _, rest = await asyncio.to_thread(tail.communicate, timeout=10)
+                # Generous: a loaded machine once took over 10 s to see the process out.
+                _, rest = await asyncio.to_thread(tail.communicate, timeout=60)
             finally:
                 if tail.poll() is None:
                     tail.kill()
@@ -232,7 +233,7 @@ class TestTail:
             try:
                 await asyncio.to_thread(tail.stderr.readline)  # type: ignore[union-attr]
                 await kafka.produce("command.status", {**STATUS, "device_id": "dev-new"})
-                out, _ = await asyncio.to_thread(tail.communicate, timeout=20)
+                out, _ = await asyncio.to_thread(tail.communicate, timeout=60)
             finally:
                 if tail.poll() is None:
                     tail.kill()
