@@ -13,7 +13,7 @@ from tests.packaging.replay import ROOT
 # The first test to ask for `images` builds both environments (wheels, an sdist compiled,
 # three venvs): about a minute of CPU, several minutes of wall time on a loaded machine,
 # all counted in that test's timeout.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 OURS = {"preservarium-sdk", "preservarium-gateway", "preservarium-sandbox"}
 # What `python -m venv` puts in every environment.

@@ -33,7 +33,7 @@ from tests.support.postgres import create_database, drop_database
 # The first test to ask for `images` builds both environments (wheels, an sdist compiled,
 # three venvs): about a minute of CPU, several minutes of wall time on a loaded machine,
 # all counted in that test's timeout.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 VARIABLES = {"POSTGRES_PASSWORD": "unused-here", "PRESERVARIUM_SECRET_KEY": "k" * 44}
 START_TIMEOUT_S = 40.0
