@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from preservarium.coapwire import CoapClient
-from preservarium.db.migrate import upgrade
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.settings import DeviceAuthMode, HostPort
 from preservarium_gateway.config import GatewayConfig, GatewayLimits, Topics
@@ -19,6 +18,7 @@ from preservarium_sandbox.server import SandboxServer
 from tests.sandbox.conftest import sandbox_config
 from tests.support.kafka import TopicReader, prefix
 from tests.support.net import free_port
+from tests.support.sqlite import SQLiteTemplate
 
 ROUTES = {"m": "thermo", "t": "thermo"}
 
@@ -79,10 +79,8 @@ class Topology:
 
 
 @pytest.fixture(scope="module")
-async def gw_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('gateway') / 'gateway.db'}"
-    await upgrade(url)
-    return url
+async def gw_db(tmp_path_factory: pytest.TempPathFactory, sqlite_template: SQLiteTemplate) -> str:
+    return await sqlite_template.copy(tmp_path_factory.mktemp("gateway") / "gateway.db")
 
 
 @pytest.fixture(scope="module")
