@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from preservarium.db.engine import make_engine
-from preservarium.db.migrate import upgrade
 from preservarium.embedded.broker import EmbeddedBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.net import free_port
-from tests.support.postgres import migrated_database
+from tests.support.postgres import empty_database, migrated_database
+from tests.support.sqlite import SQLiteTemplate
 
 ROOT = Path(__file__).resolve().parents[1]
 # The suite's own test data (attack corpus, device notes): everything lives in the repository.
@@ -45,16 +45,32 @@ async def broker() -> AsyncIterator[EmbeddedBroker]:
         yield running
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty, migrated database on each backend."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-        await upgrade(url)
-        yield url
-        return
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SQLiteTemplate:
+    """Migrated SQLite databases, copied from one migrated once per run."""
+    return SQLiteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+async def postgres_database() -> AsyncIterator[str]:
+    """One migrated PostgreSQL database for the run, emptied for each test that uses it."""
     async with migrated_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sqlite_template: SQLiteTemplate,
+    postgres_database: str,
+) -> AsyncIterator[str]:
+    """An empty, migrated database on each backend."""
+    if request.param == "sqlite":
+        yield await sqlite_template.copy(tmp_path / "test.db")
+        return
+    await empty_database(postgres_database)
+    yield postgres_database
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""`preservarium command send` and `preservarium tail` through the real console script."""
+"""`preservarium command send` and `preservarium tail` through the CLI's entry point; a
+followed topic and Ctrl-C through the real console script."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from preservarium.cli.tail_cmd import Stream, describe
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium_gateway.command_requests import CommandRequest, read_command_request
 
-from tests.support.cli import BIN, run_cli
+from tests.support.cli import BIN, run_cli, run_cli_process
 from tests.support.kafka import TopicReader, ensure_topics, prefix, produce
 from tests.support.net import free_port
 
@@ -159,7 +160,8 @@ class TestCommandSend:
         blocker = tmp_path / "aiokafka"
         blocker.mkdir()
         (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")
-        done = run_cli(
+        # A fresh interpreter: this one has imported aiokafka already.
+        done = run_cli_process(
             "command", "send", "dev-1", "reboot", "--force", env={"PYTHONPATH": str(tmp_path)}
         )
         assert_usage_error(done, "preservarium-sdk[kafka]")
@@ -217,7 +219,8 @@ class TestTail:
                 line = await asyncio.to_thread(tail.stdout.readline)  # type: ignore[union-attr]
                 assert json.loads(line) == record
                 tail.send_signal(signal.SIGINT)
-                _, rest = await asyncio.to_thread(tail.communicate, timeout=10)
+                # Exiting takes well under a second; a generous bound, so that a miss means a hang.
+                _, rest = await asyncio.to_thread(tail.communicate, timeout=60)
             finally:
                 if tail.poll() is None:
                     tail.kill()
@@ -230,7 +233,7 @@ class TestTail:
             try:
                 await asyncio.to_thread(tail.stderr.readline)  # type: ignore[union-attr]
                 await kafka.produce("command.status", {**STATUS, "device_id": "dev-new"})
-                out, _ = await asyncio.to_thread(tail.communicate, timeout=20)
+                out, _ = await asyncio.to_thread(tail.communicate, timeout=60)
             finally:
                 if tail.poll() is None:
                     tail.kill()

@@ -1,5 +1,6 @@
 """What a new user trips on: where the database is, commands on a missing one, bad
-settings, and refusals of what cannot work. The real console script throughout."""
+settings, and refusals of what cannot work. The commands run in this process with a
+user's environment; the real console script where its start is the point."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from preservarium.db.migrate import head_revision, shipped_head
 
-from tests.support.cli import BIN
+from tests.support.cli import run_cli, run_cli_process
 from tests.support.net import free_port
 
 GOOD = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
@@ -27,14 +28,7 @@ def user_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "preservarium"), *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(*args, env=env, cwd=cwd, inherit=False)
 
 
 def one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
@@ -137,9 +131,12 @@ class TestBadSettings:
         assert line.startswith("error: PRESERVARIUM_LOG_LEVEL:")
 
     def test_help_and_version_still_work(self, places: dict[str, Path]) -> None:
+        # The real console script: the entry point checks the settings before any command.
         env = user_env(places["home"], PRESERVARIUM_LOG_LEVEL="LOUD")
-        assert cli("--help", env=env, cwd=places["a"]).returncode == 0
-        version = cli("--version", env=env, cwd=places["a"])
+        assert run_cli_process("--help", env=env, cwd=places["a"], inherit=False).returncode == 0
+        refused = run_cli_process("parser", "list", env=env, cwd=places["a"], inherit=False)
+        assert one_line(refused, 2).startswith("error: PRESERVARIUM_LOG_LEVEL:")
+        version = run_cli_process("--version", env=env, cwd=places["a"], inherit=False)
         assert version.returncode == 0 and version.stdout.startswith("preservarium ")
 
 

@@ -15,6 +15,7 @@ from preservarium_sandbox.server import SandboxServer
 from tests.sandbox.conftest import sandbox_config
 from tests.support.cli import run_cli
 from tests.support.net import free_port
+from tests.support.sqlite import SQLiteTemplate
 
 PARSER = """\
 def identify(payload, metadata):
@@ -81,9 +82,8 @@ async def sandbox_addr(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 
 @pytest.fixture
-async def env(sandbox_addr: str, tmp_path: Path) -> dict[str, str]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-    await upgrade(url)
+async def env(sandbox_addr: str, tmp_path: Path, sqlite_template: SQLiteTemplate) -> dict[str, str]:
+    url = await sqlite_template.copy(tmp_path / "cli.db")
     return {"PRESERVARIUM_SANDBOX_ADDR": sandbox_addr, "PRESERVARIUM_DATABASE_URL": url}
 
 

@@ -1,4 +1,4 @@
-"""Devices, stored commands and parser versions through the real console script, on
+"""Devices, stored commands and parser versions through the CLI's entry point, on
 both database backends: refusals of what cannot work, and what users of other CLIs expect."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from preservarium.repositories import SQLCommandRepository, SQLParserRepository
 from preservarium.repositories.commands import CommandStatus
 from preservarium_gateway import records as gateway_records
 
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, run_cli_process
 from tests.support.kafka import TopicReader, prefix
 from tests.support.net import free_port
 
@@ -254,7 +254,7 @@ class TestParsers:
 
 class TestTheCommandItself:
     def test_version(self) -> None:
-        done = run_cli("--version")
+        done = run_cli_process("--version")
         assert done.returncode == 0 and done.stdout.startswith("preservarium 0.")
 
     def test_shell_completion_script(self, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from preservarium.db.engine import make_engine
-from preservarium.db.migrate import upgrade
 from preservarium.embedded.shipped import (
     ParserState,
     candidates,
@@ -18,14 +17,14 @@ from preservarium.embedded.shipped import (
 from preservarium.repositories import SQLParserRepository
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.sqlite import SQLiteTemplate
+
 PARSER = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await upgrade(url)
-    created = make_engine(url)
+async def engine(tmp_path: Path, sqlite_template: SQLiteTemplate) -> AsyncIterator[AsyncEngine]:
+    created = make_engine(await sqlite_template.copy(tmp_path / "db.sqlite"))
     yield created
     await created.dispose()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.embedded.support import UpPorts, UpProcess, alive, descendants, preservarium
+from tests.support.cli import run_cli
 
 PARSERS = Path(__file__).resolve().parents[2] / "examples" / "parsers"
 MEASUREMENT = re.compile(
@@ -47,7 +48,7 @@ def stack(workdir: Path) -> Iterator[tuple[UpProcess, UpPorts]]:
 def simulate(ports: UpPorts, *args: str) -> tuple[int, str, str]:
     env = {**ports.env(), "PRESERVARIUM_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka}"}
     gateway = f"127.0.0.1:{ports.coap}"
-    done = preservarium("simulate", "efento", "--gateway", gateway, *args, env=env)
+    done = run_cli("simulate", "efento", "--gateway", gateway, *args, env=env, inherit=False)
     return done.returncode, done.stdout, done.stderr
 
 

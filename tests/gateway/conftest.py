@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from preservarium.coapwire import CoapClient
-from preservarium.db.migrate import upgrade
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.settings import DeviceAuthMode, HostPort
 from preservarium_gateway.config import GatewayConfig, GatewayLimits, Topics
@@ -19,6 +18,7 @@ from preservarium_sandbox.server import SandboxServer
 from tests.sandbox.conftest import sandbox_config
 from tests.support.kafka import TopicReader, prefix
 from tests.support.net import free_port
+from tests.support.sqlite import SQLiteTemplate
 
 ROUTES = {"m": "thermo", "t": "thermo"}
 
@@ -37,11 +37,12 @@ def gateway_config(
     device_auth: DeviceAuthMode = DeviceAuthMode.OPTIONAL,
     coaps_bind: HostPort | None = None,
     secret_keys: tuple[str, ...] = (),
+    routes: dict[str, str] = ROUTES,
     **limits: Any,
 ) -> GatewayConfig:
     return GatewayConfig(
         bind=HostPort("127.0.0.1", free_port(socket.SOCK_DGRAM)),
-        routes=ROUTES,
+        routes=routes,
         kafka_bootstrap=bootstrap,
         topics=Topics.with_prefix(topic_prefix),
         sandbox_addr=sandbox_addr,
@@ -78,10 +79,8 @@ class Topology:
 
 
 @pytest.fixture(scope="module")
-async def gw_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('gateway') / 'gateway.db'}"
-    await upgrade(url)
-    return url
+async def gw_db(tmp_path_factory: pytest.TempPathFactory, sqlite_template: SQLiteTemplate) -> str:
+    return await sqlite_template.copy(tmp_path_factory.mktemp("gateway") / "gateway.db")
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +90,19 @@ async def gw_sandbox(gw_db: str) -> AsyncIterator[SandboxServer]:
 
 
 @pytest.fixture(scope="module")
+def gateway_options() -> dict[str, Any]:
+    """What the module's gateway sets besides gateway_config's defaults (routes, limits):
+    a test module overrides this fixture to get a gateway of its own kind."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 async def gateway(
-    gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker
+    gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker, gateway_options: dict[str, Any]
 ) -> AsyncIterator[GatewayServer]:
     config = gateway_config(
         database_url=gw_db, bootstrap=broker.bootstrap, sandbox_addr=gw_sandbox.config.listen,
-        topic_prefix=prefix(),
+        topic_prefix=prefix(), **gateway_options,
     )  # fmt: skip
     async with GatewayServer(config) as server:
         yield server

@@ -1,4 +1,6 @@
-"""Parsers the gateway tests upload."""
+"""Parsers the gateway tests upload, and what they read and write."""
+
+import struct
 
 THERMO = """
 import struct
@@ -28,3 +30,8 @@ def format_command(command):
         raise ValueError("cannot explode")
     raise ValueError("unknown command " + command["command"])
 """
+
+# A THERMO reading: serial 0a0b0c0d, 20.0 °C; and what THERMO formats for
+# set_period(seconds=900).
+READING = bytes.fromhex("0a0b0c0d") + struct.pack(">h", 200)
+SET_PERIOD_900 = b"P" + struct.pack(">H", 900)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -19,11 +18,7 @@ from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
 from preservarium.db.models import utcnow
 from preservarium.embedded.broker import EmbeddedBroker
-from preservarium.repositories import (
-    SQLCommandRepository,
-    SQLDeviceRepository,
-    SQLParserRepository,
-)
+from preservarium.repositories import SQLCommandRepository
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import (
     CommandInput,
@@ -36,23 +31,19 @@ from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 
 from tests.gateway.conftest import Topology, gateway_config
-from tests.gateway.parsers import THERMO
+from tests.gateway.parsers import READING, SET_PERIOD_900, THERMO
 from tests.support.kafka import prefix, produce
+from tests.support.parsers import install_parsers
 
-READING = bytes.fromhex("0a0b0c0d") + struct.pack(">h", 200)
-SET_900 = b"P" + struct.pack(">H", 900)
 DEVICES = ("poison-1", "poison-2", "poison-3", "reuse-a", "reuse-b", "restart-p", "fmt-1",
            "fmt-2", "stored-1")  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)
 async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
-    engine = make_engine(gw_db)
-    await SQLParserRepository(engine).upload("thermo", THERMO)
-    for device in DEVICES:
-        await SQLDeviceRepository(engine).register(device, "thermo")
-    await engine.dispose()
-    await gw_sandbox.catalog.refresh()
+    await install_parsers(
+        gw_db, gw_sandbox, {"thermo": THERMO}, devices=((device, "thermo") for device in DEVICES)
+    )
 
 
 def record(device_id: str, request_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -102,7 +93,7 @@ async def test_poison_records_are_rejected_and_the_consumer_goes_on(
     assert f"s1-{tag}\ufffd" in ids  # cleaned to encodable text, still recognisable
     assert {f"s{n}-{tag}" for n in (2, 3, 5, 6, 7)} <= ids
     assert statuses(topics, "queued") == [statuses(topics, "queued")[0]]
-    assert (await coap.call(cw.POST, "/d/poison-2", READING)).payload == SET_900
+    assert (await coap.call(cw.POST, "/d/poison-2", READING)).payload == SET_PERIOD_900
     assert (await coap.call(cw.POST, "/d/poison-1", READING)).payload == b""
 
 
@@ -124,7 +115,7 @@ async def test_a_request_id_reused_for_another_device_is_rejected(
         ("queued", "reuse-a"), ("rejected", "reuse-a"), ("rejected", "reuse-b"),
     ]  # fmt: skip
     assert all(r["reason"] for r in mine if r["status"] == "rejected")
-    assert (await coap.call(cw.POST, "/d/reuse-a", READING)).payload == SET_900
+    assert (await coap.call(cw.POST, "/d/reuse-a", READING)).payload == SET_PERIOD_900
     assert (await coap.call(cw.POST, "/d/reuse-b", READING)).payload == b""
     sent = await topics.status.wait_for(lambda r: r["status"] == "sent", timeout_s=5)
     assert [r["request_id"] for r in sent] == [request_id]

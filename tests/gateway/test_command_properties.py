@@ -22,28 +22,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
-from preservarium.db.engine import make_engine
 from preservarium.embedded.broker import EmbeddedBroker
-from preservarium.repositories import SQLDeviceRepository, SQLParserRepository
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 
 from tests.gateway.conftest import Topology
-from tests.gateway.parsers import THERMO
+from tests.gateway.parsers import READING, THERMO
+from tests.support.parsers import install_parsers
 
 DEVICES = ("prop-1", "prop-2")
 SENTINEL = "prop-s"
-READING = bytes.fromhex("0a0b0c0d") + struct.pack(">h", 200)
 
 
 @pytest.fixture(scope="module", autouse=True)
 async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
-    engine = make_engine(gw_db)
-    await SQLParserRepository(engine).upload("thermo", THERMO)
-    for device in (*DEVICES, SENTINEL):
-        await SQLDeviceRepository(engine).register(device, "thermo")
-    await engine.dispose()
-    await gw_sandbox.catalog.refresh()
+    await install_parsers(
+        gw_db,
+        gw_sandbox,
+        {"thermo": THERMO},
+        devices=((device, "thermo") for device in (*DEVICES, SENTINEL)),
+    )
 
 
 # -- what integrators may write ------------------------------------------------------------

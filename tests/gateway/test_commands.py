@@ -21,6 +21,8 @@ from preservarium_sandbox.server import SandboxServer
 from tests.gateway.conftest import Topology, gateway_config
 from tests.gateway.parsers import THERMO
 from tests.support.kafka import prefix, produce
+from tests.support.parsers import install_parsers
+from tests.support.waiting import until
 
 SERIAL = bytes.fromhex("0a0b0c0d")
 READING = SERIAL + struct.pack(">h", 200)
@@ -28,12 +30,9 @@ READING = SERIAL + struct.pack(">h", 200)
 
 @pytest.fixture(scope="module", autouse=True)
 async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
-    engine = make_engine(gw_db)
-    await SQLParserRepository(engine).upload("thermo", THERMO)
-    for device in ("cmd-1", "cmd-2", "cmd-3", "cmd-4", "cmd-5", "cmd-6"):
-        await SQLDeviceRepository(engine).register(device, "thermo")
-    await engine.dispose()
-    await gw_sandbox.catalog.refresh()
+    await install_parsers(
+        gw_db, gw_sandbox, {"thermo": THERMO}, devices=((f"cmd-{n}", "thermo") for n in range(1, 7))
+    )
 
 
 def command(device_id: str, name: str = "set_period", **extra: object) -> tuple[str, bytes]:
@@ -194,7 +193,9 @@ async def test_two_gateways_send_each_command_exactly_once(
                     await produce(broker.bootstrap, one.config.topics.command_request, value)
                 await topics.status.wait_for(lambda r: r["status"] == "queued", count=20,
                                              timeout_s=30)  # fmt: skip
-                await asyncio.sleep(0.5)  # both indexes refreshed from the database
+                # Both indexes refreshed from the database (every 0.2 s, slower when loaded).
+                devices = {f"race-{n}" for n in range(20)}
+                await until(lambda: all(d in gw.desk.index for d in devices for gw in (one, two)))
                 async with (
                     CoapClient("127.0.0.1", one.config.bind.port) as c1,
                     CoapClient("127.0.0.1", two.config.bind.port) as c2,

@@ -10,13 +10,13 @@ import struct
 import pytest
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
-from preservarium.db.engine import make_engine
-from preservarium.repositories import SQLDeviceRepository, SQLParserRepository
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 
 from tests.gateway.conftest import Topology
 from tests.gateway.parsers import THERMO
+from tests.support.parsers import install_parsers
+from tests.support.waiting import until
 
 READING = bytes.fromhex("0c0d0e0f") + struct.pack(">h", 215)
 URI_HOST, OSCORE, PROXY_URI, ELECTIVE, CRITICAL = 3, 9, 35, 2048, 2049
@@ -24,11 +24,7 @@ URI_HOST, OSCORE, PROXY_URI, ELECTIVE, CRITICAL = 3, 9, 35, 2048, 2049
 
 @pytest.fixture(scope="module", autouse=True)
 async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
-    engine = make_engine(gw_db)
-    await SQLParserRepository(engine).upload("thermo", THERMO)
-    await SQLDeviceRepository(engine).register("conf-1", "thermo")
-    await engine.dispose()
-    await gw_sandbox.catalog.refresh()
+    await install_parsers(gw_db, gw_sandbox, {"thermo": THERMO}, devices=[("conf-1", "thermo")])
 
 
 def refused(gateway: GatewayServer, cause: str) -> float:
@@ -36,13 +32,6 @@ def refused(gateway: GatewayServer, cause: str) -> float:
         "preservarium_gateway_datagrams_refused_total", {"cause": cause}
     )
     return value or 0.0
-
-
-async def until(predicate, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def message(

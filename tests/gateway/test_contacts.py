@@ -10,25 +10,20 @@ import struct
 import pytest
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
-from preservarium.repositories import SQLDeviceRepository, SQLParserRepository
 from preservarium_gateway.server import GatewayServer
+from preservarium_sandbox.server import SandboxServer
 
 from tests.gateway.conftest import Topology
 from tests.gateway.parsers import THERMO
+from tests.support.parsers import install_parsers
 
 SERIAL = bytes.fromhex("282c0242")
 READING = SERIAL + struct.pack(">h", 215)
 
 
 @pytest.fixture(scope="module", autouse=True)
-async def setup_parsers(gw_db: str, gw_sandbox) -> None:  # type: ignore[no-untyped-def]
-    from preservarium.db.engine import make_engine
-
-    engine = make_engine(gw_db)
-    await SQLParserRepository(engine).upload("thermo", THERMO)
-    await SQLDeviceRepository(engine).register("dev-1", "thermo")
-    await engine.dispose()
-    await gw_sandbox.catalog.refresh()
+async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
+    await install_parsers(gw_db, gw_sandbox, {"thermo": THERMO}, devices=[("dev-1", "thermo")])
 
 
 async def test_registered_device_gets_raw_and_parsed(coap: CoapClient, topics: Topology) -> None:
@@ -148,18 +143,9 @@ CHATTY = (
 
 
 async def test_what_a_parser_printed_is_kept_with_its_record(
-    gw_db: str,
-    gw_sandbox,
-    coap: CoapClient,
-    topics: Topology,  # type: ignore[no-untyped-def]
+    gw_db: str, gw_sandbox: SandboxServer, coap: CoapClient, topics: Topology
 ) -> None:
-    from preservarium.db.engine import make_engine
-
-    engine = make_engine(gw_db)
-    await SQLParserRepository(engine).upload("chatty", CHATTY)
-    await SQLDeviceRepository(engine).register("chatty-1", "chatty")
-    await engine.dispose()
-    await gw_sandbox.catalog.refresh()
+    await install_parsers(gw_db, gw_sandbox, {"chatty": CHATTY}, devices=[("chatty-1", "chatty")])
     assert (await coap.call(cw.POST, "/d/chatty-1", b"ok")).dotted_code == "2.01"
     parsed = (await topics.parsed.wait_for(lambda r: r["device_id"] == "chatty-1"))[0]
     assert parsed["printed"] == "bytes: 2\n"

@@ -5,20 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
-from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
-from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
-from preservarium.repositories import SQLParserRepository
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 
-from tests.gateway.conftest import Topology, gateway_config
+from tests.gateway.conftest import Topology
 from tests.gateway.parsers import THERMO
-from tests.support.kafka import prefix
+from tests.support.parsers import install_parsers
 
 READING = bytes.fromhex("0f100f10") + struct.pack(">h", 215)
 MAX_ENTRIES, SOURCE_ENTRIES = 200, 50
@@ -26,22 +23,12 @@ MAX_ENTRIES, SOURCE_ENTRIES = 200, 50
 
 @pytest.fixture(scope="module", autouse=True)
 async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
-    engine = make_engine(gw_db)
-    await SQLParserRepository(engine).upload("thermo", THERMO)
-    await engine.dispose()
-    await gw_sandbox.catalog.refresh()
+    await install_parsers(gw_db, gw_sandbox, {"thermo": THERMO})
 
 
 @pytest.fixture(scope="module")
-async def gateway(
-    gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker
-) -> AsyncIterator[GatewayServer]:
-    config = gateway_config(
-        database_url=gw_db, bootstrap=broker.bootstrap, sandbox_addr=gw_sandbox.config.listen,
-        topic_prefix=prefix(), dedup_max_entries=MAX_ENTRIES, dedup_source_entries=SOURCE_ENTRIES,
-    )  # fmt: skip
-    async with GatewayServer(config) as server:
-        yield server
+def gateway_options() -> dict[str, Any]:
+    return {"dedup_max_entries": MAX_ENTRIES, "dedup_source_entries": SOURCE_ENTRIES}
 
 
 async def flood(gateway: GatewayServer, source: str, count: int) -> None:

@@ -266,8 +266,8 @@ class TestCommandsGoOnlyToTheirDevice:
         assert ok.dotted_code == "2.01" and ok.payload == COMMAND_BODY
         parsed = (await seen.parsed.wait_for(lambda r: r["device_id"] == ROUTE_SERIAL))[0]
         assert parsed["data"]["query"] == {}
-        # Only the authenticated contact was recorded, raw and parsed (the raw record has
-        # no key, so it may sit on another partition than any before it: wait for it).
+        # Only the authenticated contact was recorded, raw and parsed. The raw topic has a
+        # reader of its own, which may be behind the parsed one's: wait for this raw too.
         await seen.raw.wait_for(lambda r: r["id"] == parsed["id"])
         raws = [r for r in seen.raw.values() if r["path"] == "m"]
         assert [r["id"] for r in raws] == [parsed["id"]]
@@ -283,6 +283,7 @@ class TestCommandsGoOnlyToTheirDevice:
         assert ok.dotted_code == "2.01"
         parsed = (await seen.parsed.wait_for(lambda r: r["device_id"] == TOKENED))[0]
         assert "token" not in parsed["data"]
+        await seen.raw.wait_for(lambda r: r["id"] == parsed["id"])
         raws = [r for r in seen.raw.values() if r["path"] == "k"]
         assert [r["id"] for r in raws] == [parsed["id"]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiocoap
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.sdk.test_identity import KEY_A
 from tests.support.net import free_port
+from tests.support.waiting import until
 
 CLIENT = "coap-client-openssl"
 KEY = "good-psk-text-16"  # tinydtls takes at most 16 bytes
@@ -234,13 +235,6 @@ async def test_sessions_are_bounded() -> None:
 
 def udp_socket() -> socket.socket:
     return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Wait for a condition that background work makes true."""
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 class TestRecords:

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import struct
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.ids import is_device_id
-from preservarium.repositories import SQLDeviceRepository, SQLParserRepository
+from preservarium.repositories import SQLDeviceRepository
 from preservarium.repositories.commands import CommandStatus, SQLCommandRepository
 from preservarium_gateway.command_requests import CommandRequest
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 
-from tests.gateway.conftest import gateway_config
 from tests.gateway.parsers import THERMO
-from tests.support.kafka import prefix
+from tests.support.parsers import install_parsers
 
 # `/o` is for type "other", whose parser formats any command; `/x` names whatever it is sent.
 ROUTES = {"m": "thermo", "o": "other", "x": "echo"}
@@ -40,24 +37,12 @@ def parse(payload, metadata):
 
 @pytest.fixture(scope="module", autouse=True)
 async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
-    engine = make_engine(gw_db)
-    parsers = SQLParserRepository(engine)
-    for device_type, source in (("thermo", THERMO), ("other", OTHER), ("echo", ECHO)):
-        await parsers.upload(device_type, source)
-    await engine.dispose()
-    await gw_sandbox.catalog.refresh()
+    await install_parsers(gw_db, gw_sandbox, {"thermo": THERMO, "other": OTHER, "echo": ECHO})
 
 
 @pytest.fixture(scope="module")
-async def gateway(
-    gw_db: str, gw_sandbox: SandboxServer, broker: EmbeddedBroker
-) -> AsyncIterator[GatewayServer]:
-    config = gateway_config(
-        database_url=gw_db, bootstrap=broker.bootstrap, sandbox_addr=gw_sandbox.config.listen,
-        topic_prefix=prefix(),
-    )  # fmt: skip
-    async with GatewayServer(dataclasses.replace(config, routes=ROUTES)) as server:
-        yield server
+def gateway_options() -> dict[str, Any]:
+    return {"routes": ROUTES}
 
 
 async def register(gw_db: str, device_id: str, device_type: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import struct
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 from preservarium import coapwire as cw
 from preservarium.cli.tail_cmd import Stream, TailOptions, render
 from preservarium.coapwire import CoapClient
-from preservarium.db.engine import make_engine
 from preservarium.db.models import utcnow
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.errors import ConflictError
@@ -25,7 +23,6 @@ from preservarium.repositories import (
     CommandRecord,
     SQLCommandRepository,
     SQLDeviceRepository,
-    SQLParserRepository,
 )
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium_gateway.commands import MAX_UNAVAILABLE_ATTEMPTS, CommandDesk
@@ -39,23 +36,19 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.gateway.conftest import Topology, gateway_config
-from tests.gateway.parsers import THERMO
+from tests.gateway.parsers import READING, SET_PERIOD_900, THERMO
 from tests.gateway.test_commands import command, queued, send_command
 from tests.support.kafka import prefix
+from tests.support.parsers import install_parsers
 
-READING = bytes.fromhex("0a0b0c0d") + struct.pack(">h", 200)
-SET_PERIOD_900 = b"P" + struct.pack(">H", 900)
 DEVICES = ("rt-query", "rt-value", "rt-path")
 
 
 @pytest.fixture(scope="module", autouse=True)
 async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
-    engine = make_engine(gw_db)
-    await SQLParserRepository(engine).upload("thermo", THERMO)
-    for device in DEVICES:
-        await SQLDeviceRepository(engine).register(device, "thermo")
-    await engine.dispose()
-    await gw_sandbox.catalog.refresh()
+    await install_parsers(
+        gw_db, gw_sandbox, {"thermo": THERMO}, devices=((device, "thermo") for device in DEVICES)
+    )
 
 
 def _desk(engine: AsyncEngine, claimer: str) -> CommandDesk:

@@ -11,9 +11,7 @@ import struct
 import pytest
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
-from preservarium.db.engine import make_engine
 from preservarium.embedded.broker import EmbeddedBroker
-from preservarium.repositories import SQLDeviceRepository, SQLParserRepository
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 
@@ -22,17 +20,14 @@ from tests.gateway.parsers import THERMO
 from tests.sandbox.conftest import sandbox_config
 from tests.support.kafka import prefix, produce
 from tests.support.net import free_port
+from tests.support.parsers import install_parsers
 
 READING = bytes.fromhex("01020304") + struct.pack(">h", 123)
 
 
 @pytest.fixture(scope="module", autouse=True)
 async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
-    engine = make_engine(gw_db)
-    await SQLParserRepository(engine).upload("thermo", THERMO)
-    await SQLDeviceRepository(engine).register("res-1", "thermo")
-    await engine.dispose()
-    await gw_sandbox.catalog.refresh()
+    await install_parsers(gw_db, gw_sandbox, {"thermo": THERMO}, devices=[("res-1", "thermo")])
 
 
 async def test_a_stopped_sandbox_sends_uplinks_to_failed_and_devices_still_succeed(

@@ -10,6 +10,11 @@ import pytest
 from tests.packaging.conftest import Image
 from tests.packaging.replay import ROOT
 
+# The first test to ask for `images` builds both environments (wheels, an sdist compiled,
+# three venvs): about a minute of CPU, several minutes of wall time on a loaded machine,
+# all counted in that test's timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 OURS = {"preservarium-sdk", "preservarium-gateway", "preservarium-sandbox"}
 # What `python -m venv` puts in every environment.
 VENV_SEED = {"pip", "setuptools"}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from preservarium.embedded.broker import EmbeddedBroker
 
 from tests.packaging import compose_file
@@ -28,6 +29,11 @@ from tests.packaging.conftest import Image
 from tests.packaging.replay import ROOT
 from tests.support.net import free_port
 from tests.support.postgres import create_database, drop_database
+
+# The first test to ask for `images` builds both environments (wheels, an sdist compiled,
+# three venvs): about a minute of CPU, several minutes of wall time on a loaded machine,
+# all counted in that test's timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 VARIABLES = {"POSTGRES_PASSWORD": "unused-here", "PRESERVARIUM_SECRET_KEY": "k" * 44}
 START_TIMEOUT_S = 40.0

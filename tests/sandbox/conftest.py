@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from preservarium.db.engine import make_engine
-from preservarium.db.migrate import upgrade
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox_client import ContactInput, SandboxClient, error_kind_name
 from preservarium_sandbox.limits import Limits
@@ -16,6 +15,7 @@ from preservarium_sandbox.server import SandboxConfig, SandboxServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.net import free_port
+from tests.support.sqlite import SQLiteTemplate
 
 QUARANTINE = QuarantinePolicy(threshold=3, cooldown_s=2.0)
 
@@ -37,10 +37,10 @@ def sandbox_config(database_url: str, **overrides: object) -> SandboxConfig:
 
 
 @pytest.fixture(scope="module")
-async def sandbox_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sandbox') / 'sandbox.db'}"
-    await upgrade(url)
-    return url
+async def sandbox_db(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: SQLiteTemplate
+) -> str:
+    return await sqlite_template.copy(tmp_path_factory.mktemp("sandbox") / "sandbox.db")
 
 
 @pytest.fixture(scope="module")

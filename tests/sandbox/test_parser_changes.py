@@ -4,7 +4,7 @@ next poll, and the listener comes back by itself when the database drops it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from tests.sandbox.conftest import sandbox_config, wait_for_version
 from tests.support.postgres import migrated_database
+from tests.support.waiting import until
 
 ECHO = "def parse(payload, metadata):\n    return {'v': VERSION}\nVERSION = 1\n"
 SLOW_POLL_S = 60.0  # nothing but a notification can explain a reload faster than this
@@ -27,13 +28,6 @@ SLOW_POLL_S = 60.0  # nothing but a notification can explain a reload faster tha
 async def pg_url() -> AsyncIterator[str]:
     async with migrated_database() as url:
         yield url
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Poll a flag of the server's (it has no event to wait on)."""
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
 
 
 async def test_an_activation_serves_at_once_and_survives_a_dropped_listener(

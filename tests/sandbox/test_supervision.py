@@ -5,7 +5,7 @@ service answers NOT_SERVING while one is down and SERVING once it runs again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,10 @@ from preservarium_sandbox.server import SandboxServer
 from tests.sandbox.conftest import sandbox_config, wait_for_version
 from tests.support.postgres import migrated_database
 from tests.support.supervision import HeldPause
+from tests.support.waiting import until
 
 BACKOFF = Backoff(initial_s=0.2, max_s=0.2)
 ECHO = "def parse(payload, metadata):\n    return {'v': VERSION}\nVERSION = 1\n"
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
 
 
 async def serving(server: SandboxServer) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,6 +15,8 @@ from preservarium.periodic import Periodic
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.supervisor import Backoff, Supervisor, SupervisorMetrics
 from prometheus_client import CollectorRegistry
+
+from tests.support.waiting import until
 
 FAST = Backoff(initial_s=0.3, max_s=1.0)
 
@@ -28,12 +30,6 @@ class Watch:
         self.supervisor = Supervisor(
             backoff=FAST, on_restart=self.restarts.append, on_health=self.health.append
         )
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 async def test_a_failing_loop_is_counted_reported_down_and_restarted() -> None:

@@ -67,3 +67,37 @@ async def migrated_database() -> AsyncIterator[str]:
         yield url
     finally:
         await drop_database(url)
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    parsed = make_url(url)
+    return await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
+        timeout=5,
+    )
+
+
+async def empty_database(url: str) -> None:
+    """Remove every row from a migrated database, keeping its schema, so that one database
+    serves test after test: creating and migrating one costs about a second, this a few
+    milliseconds. Connections a previous test left open are ended first (as DROP DATABASE
+    WITH (FORCE) would), so that none of them holds a lock the TRUNCATE waits for."""
+    connection = await _connect(url)
+    try:
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        tables = await connection.fetch(
+            "SELECT quote_ident(tablename) AS name FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
+        if tables:
+            names = ", ".join(row["name"] for row in tables)
+            await connection.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await connection.close()

@@ -123,12 +123,17 @@ def check_settings(argv: list[str]) -> None:
     settings()
 
 
-def main() -> None:
-    """Console-script entry point."""
-    noun = sys.argv[1] if len(sys.argv) > 1 else ""
-    check_settings(sys.argv)
+def main(args: list[str] | None = None) -> None:
+    """Console-script entry point: `preservarium ARGS...`, the command line by default
+    (the test suite passes `args` to run a command in its own process)."""
+    argv = sys.argv if args is None else ["preservarium", *args]
+    noun = argv[1] if len(argv) > 1 else ""
+    check_settings(argv)
     if noun in NOUNS:
         app = build_app((noun,))
     else:
         app = build_app(listing=COMPLETION_VARIABLE not in os.environ)
-    app()
+    if args is None:
+        app()
+    else:
+        app(args=args, prog_name="preservarium")
