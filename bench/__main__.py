@@ -87,11 +87,14 @@ async def prepare_database(url: str) -> None:
     await engine.dispose()
 
 
-def service_env(url: str, bootstrap: str, sandbox: str, coap: int, coaps: int) -> dict[str, str]:
+def service_env(
+    url: str, bootstrap: str, sandbox: str, coap: int, coaps: int | None = None
+) -> dict[str, str]:
+    """The services' settings: `coaps` is the DTLS port (None: no DTLS listener)."""
     return {
         "PRESERVARIUM_DEVICE_AUTH": "optional",
         "PRESERVARIUM_SECRET_KEY": SECRET_KEY,
-        "PRESERVARIUM_COAPS_BIND": f"127.0.0.1:{coaps}",
+        "PRESERVARIUM_COAPS_BIND": "" if coaps is None else f"127.0.0.1:{coaps}",
         "PRESERVARIUM_DEVICE_RATE_PER_MIN": "0",
         "PRESERVARIUM_SOURCE_RATE_PER_MIN": "0",
         "PRESERVARIUM_DATABASE_URL": url,
@@ -343,6 +346,7 @@ def main() -> None:
     only_api = sys.argv[1:] == ["--only", "api"]
     with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
         results = asyncio.run((measure_api if only_api else measure)(Path(work)))
+    report: dict[str, Any]
     if only_api:
         report = {"results": results, "ratios": api_idle.ratios(results["api_idle"])}
         RESULTS.mkdir(parents=True, exist_ok=True)

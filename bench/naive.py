@@ -49,7 +49,7 @@ class InProcessParsers:
         timeout_s: float | None = None,
     ) -> pb.ParseResponse:
         module = self._modules[contact.device_type]
-        metadata = {
+        metadata: dict[str, Any] = {
             "device_id": contact.device_id, "device_type": contact.device_type,
             "path": contact.path, "method": contact.method, "confirmable": contact.confirmable,
             "received_at": contact.received_at, "query": dict(contact.query),

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from preservarium import coapwire as cw
 
@@ -71,7 +72,7 @@ async def wait_for_grpc_health(address: str, *, timeout_s: float = 30) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+        stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
                 reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
@@ -84,7 +85,7 @@ async def wait_for_grpc_health(address: str, *, timeout_s: float = 30) -> None:
             await asyncio.sleep(0.1)
 
 
-async def run_load(spec: str, *, module: str = "bench.loadgen") -> dict[str, object]:
+async def run_load(spec: str, *, module: str = "bench.loadgen") -> dict[str, Any]:
     """Run a load generator in its own process; return its JSON report."""
     import json
 

@@ -62,8 +62,10 @@ def in_process(source: str, payloads: list[bytes], *, duration_s: float) -> dict
     while time.perf_counter() < deadline:
         counter += 1
         payload = payloads[counter % len(payloads)]
-        metadata = {"device_id": None, "device_type": "efento", "path": "m", "method": "POST",
-                    "confirmable": True, "received_at": 1_764_000_000, "query": {}}  # fmt: skip
+        metadata: dict[str, Any] = {
+            "device_id": None, "device_type": "efento", "path": "m", "method": "POST",
+            "confirmable": True, "received_at": 1_764_000_000, "query": {},
+        }  # fmt: skip
         started = time.perf_counter()
         metadata["device_id"] = namespace["identify"](payload, metadata)
         namespace["parse"](payload, metadata)

@@ -81,7 +81,9 @@ async def test_list_filters_and_pages(api: Api, client: httpx.AsyncClient) -> No
     ids: list[str] = []
     cursor = None
     while True:
-        params = {"type": "thermo", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {"type": "thermo", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
         page = (await client.get("/api/v1/devices", params=params, headers=read)).json()
         ids += [item["id"] for item in page["items"]]
         cursor = page["next_cursor"]

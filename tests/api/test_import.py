@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from pathlib import Path
 
 import httpx
@@ -31,7 +32,9 @@ async def _parser(api: Api) -> None:
     await SQLParserRepository(api.context.engine).upload("thermo", SOURCE)
 
 
-def _csv(client: httpx.AsyncClient, api: Api, text: str, **params: object):  # type: ignore[no-untyped-def]
+def _csv(
+    client: httpx.AsyncClient, api: Api, text: str, **params: str
+) -> Awaitable[httpx.Response]:
     return client.post("/api/v1/devices/import", content=text.encode(), params=params,
                        headers={**api.auth("write"), "content-type": "text/csv"})  # fmt: skip
 

@@ -19,9 +19,10 @@ from aiokafka import AIOKafkaProducer
 from preservarium.cli.tail_cmd import Stream, describe
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium_gateway.command_requests import CommandRequest, read_command_request
+from preservarium_gateway.kafka import ensure_topics
 
 from tests.support.cli import BIN, run_cli, run_cli_process
-from tests.support.kafka import TopicReader, ensure_topics, prefix, produce
+from tests.support.kafka import TopicReader, prefix, produce
 from tests.support.net import free_port
 
 AT = "2025-03-01T10:00:00.000Z"

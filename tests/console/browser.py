@@ -73,7 +73,9 @@ class Browser:
         """Loads a page of the server under test."""
         await self.run(self.driver.get, self.base_url + path)
 
-    async def wait(self, condition: Callable[[WebDriver], T], *, timeout_s: float = WAIT_S) -> T:
+    async def wait(
+        self, condition: Callable[[WebDriver], T | None], *, timeout_s: float = WAIT_S
+    ) -> T:
         """The first truthy value of `condition(driver)`, polled until `timeout_s`."""
 
         def until() -> T:
@@ -81,7 +83,9 @@ class Browser:
                 self.driver, timeout_s, poll_frequency=0.1,
                 ignored_exceptions=(StaleElementReferenceException,),
             )  # fmt: skip
-            return wait.until(condition)
+            found = wait.until(condition)
+            assert found is not None  # until() returns only a truthy value
+            return found
 
         return await self.run(until)
 

@@ -170,7 +170,7 @@ async def test_a_parser_uploaded_in_the_editor_runs_on_a_recent_uplink(
     await console.click("#parsers tr[data-type='thermo'] a")
     await console.element(ACTIVE.format(1))
     await console.wait(
-        lambda d: "def parse" in d.find_element("id", "source").get_property("value")
+        lambda d: "def parse" in str(d.find_element("id", "source").get_property("value"))
     )
     await console.set_value("#source", EDITED)
     await console.set_value("#examples", EXAMPLES)

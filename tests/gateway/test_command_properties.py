@@ -46,7 +46,7 @@ async def setup_parsers(gw_db: str, gw_sandbox: SandboxServer) -> None:
 
 # -- what integrators may write ------------------------------------------------------------
 
-PLAIN_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+PLAIN_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
 SAFE_SCALARS = (
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
     | st.floats(allow_nan=False, allow_infinity=False) | PLAIN_TEXT
@@ -145,8 +145,10 @@ def invalid(draw: st.DrawFn) -> Build:
 
 
 def _wrong_type(record: dict[str, Any], rid: str, field: str, wrong: Any) -> Sent:
-    right_types = {"v": int, "request_id": str, "device_id": str, "command": str,
-                   "params": dict, "ttl_s": (int, float), "expires_at": str}  # fmt: skip
+    right_types: dict[str, type | tuple[type, ...]] = {
+        "v": int, "request_id": str, "device_id": str, "command": str,
+        "params": dict, "ttl_s": (int, float), "expires_at": str,
+    }  # fmt: skip
     if isinstance(wrong, right_types[field]) and not isinstance(wrong, bool):
         wrong = [wrong]  # never the right type by accident
     record[field] = wrong

@@ -7,6 +7,7 @@ import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiocoap
 import aiocoap.resource as resource
@@ -63,7 +64,7 @@ class Running:
     seen: list[str | None]
 
 
-def listener_for(source: FakePsks | SQLCredentialRepository, bind: HostPort, **kw: int) -> Running:
+def listener_for(source: FakePsks | SQLCredentialRepository, bind: HostPort, **kw: Any) -> Running:
     seen: list[str | None] = []
     site = resource.Site()
     for device in ("dev-1", "dev-2"):

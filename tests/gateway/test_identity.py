@@ -19,6 +19,7 @@ from preservarium_gateway.command_requests import CommandRequest
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 
+from tests.gateway.conftest import Topology
 from tests.gateway.parsers import THERMO
 from tests.support.parsers import install_parsers
 
@@ -72,7 +73,7 @@ def reading(serial_hex: str) -> bytes:
 
 
 async def test_a_route_cannot_speak_for_a_device_of_another_type(
-    gw_db: str, gateway: GatewayServer, coap: CoapClient, topics
+    gw_db: str, gateway: GatewayServer, coap: CoapClient, topics: Topology
 ) -> None:
     """Registered before the directory's last reload: known from memory."""
     await register(gw_db, "a1b2c3d4", "other")
@@ -90,7 +91,7 @@ async def test_a_route_cannot_speak_for_a_device_of_another_type(
 
 @pytest.mark.parametrize("confirmable", [True, False], ids=["con", "non"])
 async def test_a_route_contact_of_another_type_takes_no_command(
-    gw_db: str, gateway: GatewayServer, coap: CoapClient, topics, confirmable: bool
+    gw_db: str, gateway: GatewayServer, coap: CoapClient, topics: Topology, confirmable: bool
 ) -> None:
     """Registered after the directory's last reload, with a command waiting for it."""
     device_id = "e5f6a7b8" if confirmable else "e5f6a7b9"
@@ -111,7 +112,7 @@ async def test_a_route_contact_of_another_type_takes_no_command(
 
 
 async def test_a_route_device_of_the_route_type_is_served(
-    gw_db: str, gateway: GatewayServer, coap: CoapClient, topics
+    gw_db: str, gateway: GatewayServer, coap: CoapClient, topics: Topology
 ) -> None:
     await register(gw_db, "0badcafe", "thermo")
     request_id = await queue_command(gateway, "0badcafe")
@@ -124,7 +125,7 @@ async def test_a_route_device_of_the_route_type_is_served(
 
 @pytest.mark.parametrize("named", ["..", ".", "a/b", "x" * 65, "dev 1", ""])
 async def test_identify_is_held_to_the_device_id_rules(
-    gateway: GatewayServer, coap: CoapClient, topics, named: str
+    gateway: GatewayServer, coap: CoapClient, topics: Topology, named: str
 ) -> None:
     response = await coap.call(cw.POST, "/x", named.encode())
     assert response.dotted_code == "2.01"  # the data is safe in the raw topic

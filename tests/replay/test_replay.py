@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import pytest
 from preservarium.replay import ReplayError
@@ -15,7 +16,7 @@ from preservarium.sandbox_client import SandboxClient
 from tests.replay.conftest import Scene
 
 
-def stamped(values: list[dict], replay_id: str) -> list[dict]:
+def stamped(values: list[dict[str, Any]], replay_id: str) -> list[dict[str, Any]]:
     return [v for v in values if (v.get("replay") or {}).get("id") == replay_id]
 
 
@@ -125,9 +126,13 @@ async def test_the_rate_bounds_the_replay(scene: Scene, client: SandboxClient) -
     ],
 )
 async def test_requests_that_cannot_run_are_refused_with_their_kind(
-    scene: Scene, client: SandboxClient, request_kw: dict, kind: str
+    scene: Scene, client: SandboxClient, request_kw: dict[str, Any], kind: str
 ) -> None:
-    values: dict = {"device_type": scene.device_type, "window": scene.window(), **request_kw}
+    values: dict[str, Any] = {
+        "device_type": scene.device_type,
+        "window": scene.window(),
+        **request_kw,
+    }
     with pytest.raises(ReplayError) as caught:
         await scene.replays(client).start(ReplayRequest(**values))
     assert caught.value.kind == kind and not caught.value.retriable

@@ -14,7 +14,8 @@ async def _hold(turns: FairTurns, key: str, order: list[str], gate: asyncio.Even
 
 
 async def test_waiting_versions_take_turns_round_robin() -> None:
-    turns, order, gate = FairTurns(1), [], asyncio.Event()
+    turns, gate = FairTurns(1), asyncio.Event()
+    order: list[str] = []
     first = asyncio.create_task(_hold(turns, "a", order, gate))
     await asyncio.sleep(0)
     waiting = [asyncio.create_task(_hold(turns, key, order, gate)) for key in "aaaab"]
@@ -25,7 +26,8 @@ async def test_waiting_versions_take_turns_round_robin() -> None:
 
 
 async def test_one_version_alone_uses_every_turn() -> None:
-    turns, order, gate = FairTurns(3), [], asyncio.Event()
+    turns, gate = FairTurns(3), asyncio.Event()
+    order: list[str] = []
     held = [asyncio.create_task(_hold(turns, "a", order, gate)) for _ in range(3)]
     await asyncio.sleep(0)
     assert order == ["a", "a", "a"]
@@ -34,7 +36,8 @@ async def test_one_version_alone_uses_every_turn() -> None:
 
 
 async def test_a_caller_that_leaves_while_waiting_or_as_it_is_served_loses_no_turn() -> None:
-    turns, order, gate = FairTurns(1), [], asyncio.Event()
+    turns, gate = FairTurns(1), asyncio.Event()
+    order: list[str] = []
     first = asyncio.create_task(_hold(turns, "a", order, gate))
     await asyncio.sleep(0)
     leaving = asyncio.create_task(_hold(turns, "b", order, gate))

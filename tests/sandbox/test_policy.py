@@ -19,9 +19,10 @@ from preservarium_sandbox.engine.policy import (
     guarded_iter_unpack,
     guarded_unpack,
 )
-from RestrictedPython import compile_restricted
+from RestrictedPython.compile import compile_restricted
 from RestrictedPython.Eval import default_guarded_getiter
-from RestrictedPython.Guards import INSPECT_ATTRIBUTES, safer_getattr_raise
+from RestrictedPython.Guards import safer_getattr_raise
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 
 def test_vetted_list_is_exactly_the_contract() -> None:
@@ -47,7 +48,7 @@ def test_facades_are_not_modules_and_are_read_only(name: str) -> None:
     assert isinstance(facade, VettedModule)
     assert not any(n.startswith("_") for n in vars(type(facade)) if not n.startswith("__"))
     with pytest.raises(AttributeError):
-        facade.anything = 1  # type: ignore[attr-defined]
+        facade.anything = 1
     for member in (n for n in dir(facade) if not n.startswith("_")):
         value = getattr(facade, member)
         assert type(value).__name__ != "module", f"{name}.{member} is a module"

@@ -12,11 +12,12 @@ from preservarium_sandbox import pool as pool_module
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.outcome import read_answer
 from preservarium_sandbox.pool import Job, WorkerPool, WorkerProcess
+from preservarium_sandbox.worker.protocol import ProtocolError
 
 LIMITS = Limits(timeout_ms=200)
 SIZE, SPARES = 1, 1
 SOURCE = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
-CONTACT = {"device_id": None, "device_type": "t", "path": "", "method": "POST",
+CONTACT: dict[str, Any] = {"device_id": None, "device_type": "t", "path": "", "method": "POST",
            "confirmable": True, "received_at": 0, "query": {}}  # fmt: skip
 
 
@@ -78,7 +79,7 @@ async def test_an_exception_at_any_step_of_a_call_loses_no_worker(pool: WorkerPo
                 patch.setattr(target, name, _raising(error))
                 # The died path (where _death_reason runs) needs a broken frame first.
                 if name == "_death_reason":
-                    patch.setattr(pool_module, "read_frame", _raising(pool_module.ProtocolError()))
+                    patch.setattr(pool_module, "read_frame", _raising(ProtocolError()))
                 with pytest.raises(Exception):  # noqa: B017 - any failure, but no hang
                     async with asyncio.timeout(5):
                         answer = await pool.run(job(sha=f"{name}{error!r}"[:64]))

@@ -111,7 +111,7 @@ async def test_oversized_request_fields_are_invalid_argument(
         contact(device_type, query={str(n): "v" for n in range(limits.max_query_entries + 1)}),
     ]
     for each in contacts:
-        request = pb.ParseRequest(device_type=device_type, contact=each.to_proto())
+        request: Any = pb.ParseRequest(device_type=device_type, contact=each.to_proto())
         assert await answered(stub.Parse, request) is None
         assert (
             await answered(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from preservarium.sandbox_client import SandboxClient
@@ -77,7 +78,9 @@ async def roomy_client(roomy: SandboxServer) -> AsyncIterator[SandboxClient]:
         yield created
 
 
-async def run(client: SandboxClient, source: str, received_at: int = 1_700_000_000) -> object:
+async def run(
+    client: SandboxClient, source: str, received_at: int = 1_700_000_000
+) -> tuple[str, Any]:
     response = await client.test_parser(source, contact=contact("test", received_at=received_at))
     return outcome(response)
 

@@ -42,8 +42,8 @@ def assert_encodable(outcome: CommandRequest | Rejection) -> None:
     if isinstance(outcome, CommandRequest):
         outcome.body().encode("utf-8")
         json.dumps(outcome.params, allow_nan=False, ensure_ascii=False).encode("utf-8")
-        for text in (outcome.request_id, outcome.device_id, outcome.command):
-            text.encode("utf-8")
+        for plain in (outcome.request_id, outcome.device_id, outcome.command):
+            plain.encode("utf-8")
         return
     outcome.reason.encode("utf-8")
     for text in (outcome.request_id, outcome.device_id):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from preservarium.db.models import utcnow
 from preservarium.errors import ConflictError, NotFoundError
-from preservarium.repositories import SQLCommandRepository, SQLDeviceRepository
+from preservarium.repositories import CommandRecord, SQLCommandRepository, SQLDeviceRepository
 from preservarium.repositories.commands import CommandStatus
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,7 +33,9 @@ async def test_device_registry_crud(engine: AsyncEngine) -> None:
         await devices.remove("dev-1")
 
 
-def _command(commands: SQLCommandRepository, request_id: str, device: str = "d1", ttl: int = 60):
+def _command(
+    commands: SQLCommandRepository, request_id: str, device: str = "d1", ttl: int = 60
+) -> Coroutine[Any, Any, CommandRecord]:
     return commands.add(
         request_id=request_id,
         device_id=device,

@@ -106,7 +106,7 @@ def _this_process_as(env: dict[str, str], cwd: Path | None) -> Iterator[None]:
     _STDOUT.fallback, _STDERR.fallback = saved_streams
     os.environ.clear()
     os.environ.update(env)
-    sys.stdout, sys.stderr = _STDOUT, _STDERR  # type: ignore[assignment]
+    sys.stdout, sys.stderr = _STDOUT, _STDERR
     try:
         if cwd is not None:
             os.chdir(cwd)
