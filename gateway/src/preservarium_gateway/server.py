@@ -184,6 +184,12 @@ class GatewayServer(AsyncLifecycle):
             self.config.check()
         except ValueError as exc:
             raise GatewayStartError(str(exc)) from None
+        if self.api is not None:
+            try:
+                self.api.open()  # a taken port fails here, before any client connects
+            except GatewayStartError:
+                await self.stop()
+                raise
         try:
             if self.config.auto_migrate:
                 await upgrade(self.config.database_url)

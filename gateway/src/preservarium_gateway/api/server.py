@@ -67,10 +67,16 @@ class ApiServer(AsyncLifecycle):
         self._task: asyncio.Task[None] | None = None
         self.port: int | None = None
 
+    def open(self) -> None:
+        """Bind now (GatewayStartError if the port is taken), to fail before anything else
+        starts; start() serves on this socket. Idempotent."""
+        if self._socket is None:
+            self._socket = bind(self._listen)
+            self.port = int(self._socket.getsockname()[1])
+
     async def start(self) -> None:
-        """Bind (GatewayStartError if the port is taken), then serve in the background."""
-        self._socket = bind(self._listen)
-        self.port = int(self._socket.getsockname()[1])
+        """Bind (unless open() did), then serve in the background."""
+        self.open()
         self._task = self._supervisor.spawn("api-http", self._serve)
         log.info("api serving", extra={"api_listen": f"{self._listen.host}:{self.port}"})
 
