@@ -233,7 +233,7 @@ def _uplink_example(item: dict[Any, Any]) -> UplinkExample:
             "before identify() names it"
         )
     return UplinkExample(
-        description=_description(item),
+        description=description_of(item),
         payload=_payload(spec),
         path=_string(spec, "path", "", "input."),
         method=_method(spec),
@@ -251,14 +251,15 @@ def _command_example(item: dict[Any, Any]) -> CommandExample:
     _mapping(item, "example", _COMMAND_KEYS)
     error = _expected_error(item, "output_hex")
     return CommandExample(
-        description=_description(item),
+        description=description_of(item),
         command=command_input(item["command"]),
         output=None if error is not None else _hex(item["output_hex"], "output_hex"),
         error=error,
     )
 
 
-def _description(item: Mapping[Any, Any]) -> str:
+def description_of(item: Mapping[Any, Any]) -> str:
+    """An example's description (ExamplesError unless a non-empty string)."""
     description = item.get("description")
     if not isinstance(description, str) or not description.strip():
         raise ExamplesError("needs a description (a non-empty string)")
@@ -341,6 +342,11 @@ def _received_at(spec: Mapping[Any, Any]) -> int | None:
     if value is not None and (type(value) is not int or value < 0):
         raise ExamplesError("input.received_at must be Unix seconds (a non-negative integer)")
     return value
+
+
+def mapping_of(value: object, name: str, allowed: frozenset[str]) -> dict[Any, Any]:
+    """`value` as a mapping whose keys are all `allowed` (ExamplesError naming `name`)."""
+    return _mapping(value, name, allowed)
 
 
 def _mapping(value: object, name: str, allowed: frozenset[str]) -> dict[Any, Any]:

@@ -37,6 +37,8 @@ from preservarium.examples import (
     ExamplesError,
     UplinkExample,
     check_json,
+    description_of,
+    mapping_of,
 )
 from preservarium.sandbox_client import CommandInput
 
@@ -79,7 +81,7 @@ def _section(document: Mapping[Any, Any], name: str) -> list[Any]:
     if section is None:
         return []
     where = name
-    mapping = _mapping(section, where, _SECTION_KEYS)
+    mapping = mapping_of(section, where, _SECTION_KEYS)
     items = mapping.get("examples", [])
     if not isinstance(items, list):
         raise ExamplesError(f"{where}.examples must be a list")
@@ -91,14 +93,14 @@ def _named(section: str, index: int, item: object, read: Any) -> Any:
     if isinstance(item, dict) and isinstance(item.get("description"), str):
         where += f" ({item['description']!r})"
     try:
-        return read(_mapping(item, "the example", _EXAMPLE_KEYS))
+        return read(mapping_of(item, "the example", _EXAMPLE_KEYS))
     except ExamplesError as exc:
         raise ExamplesError(f"{where}: {exc}") from None
 
 
 def _uplink(item: dict[Any, Any]) -> UplinkExample:
-    spec = _mapping(item.get("input"), "input", _UPLINK_INPUT_KEYS)
-    output = _mapping(item.get("output", {}), "output", _UPLINK_OUTPUT_KEYS)
+    spec = mapping_of(item.get("input"), "input", _UPLINK_INPUT_KEYS)
+    output = mapping_of(item.get("output", {}), "output", _UPLINK_OUTPUT_KEYS)
     errors = _texts(output, "errors")
     expected: dict[str, Any] = {}
     if not errors:
@@ -110,7 +112,7 @@ def _uplink(item: dict[Any, Any]) -> UplinkExample:
         if "warnings" in output:
             expected["warnings"] = list(_texts(output, "warnings"))
     return UplinkExample(
-        description=_description(item),
+        description=description_of(item),
         payload=_bytes(spec.get("bytes"), "input.bytes"),
         device_id=DEFAULT_COMMAND_DEVICE_ID,
         received_at=_recv_time(spec.get("recvTime")),
@@ -121,8 +123,8 @@ def _uplink(item: dict[Any, Any]) -> UplinkExample:
 
 
 def _encoder(item: dict[Any, Any]) -> CommandExample:
-    spec = _mapping(item.get("input"), "input", _ENCODER_INPUT_KEYS)
-    output = _mapping(item.get("output", {}), "output", _ENCODER_OUTPUT_KEYS)
+    spec = mapping_of(item.get("input"), "input", _ENCODER_INPUT_KEYS)
+    output = mapping_of(item.get("output", {}), "output", _ENCODER_OUTPUT_KEYS)
     data = spec.get("data", {})
     if not isinstance(data, dict):
         raise ExamplesError("input.data must be a mapping")
@@ -133,7 +135,7 @@ def _encoder(item: dict[Any, Any]) -> CommandExample:
     if not errors and "bytes" not in output:
         raise ExamplesError("output needs bytes, or errors the call must fail with")
     return CommandExample(
-        description=_description(item),
+        description=description_of(item),
         command=_command(data),
         output=None if errors else _bytes(output["bytes"], "output.bytes"),
         error=ANY_ERROR if errors else None,
@@ -142,8 +144,8 @@ def _encoder(item: dict[Any, Any]) -> CommandExample:
 
 
 def _structure_only(item: dict[Any, Any]) -> None:
-    _mapping(item.get("input"), "input", frozenset({"fPort", "bytes"}))
-    _description(item)
+    mapping_of(item.get("input"), "input", frozenset({"fPort", "bytes"}))
+    description_of(item)
 
 
 def _command(data: dict[str, Any]) -> CommandInput:
@@ -192,21 +194,3 @@ def _texts(mapping: Mapping[Any, Any], key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ExamplesError(f"output.{key} must be a list of strings")
     return tuple(value)
-
-
-def _description(item: Mapping[Any, Any]) -> str:
-    description = item.get("description")
-    if not isinstance(description, str) or not description.strip():
-        raise ExamplesError("needs a description (a non-empty string)")
-    return description
-
-
-def _mapping(value: object, name: str, allowed: frozenset[str]) -> dict[Any, Any]:
-    if not isinstance(value, dict):
-        raise ExamplesError(f"{name} must be a mapping")
-    unknown = [key for key in value if key not in allowed]
-    if unknown:
-        raise ExamplesError(
-            f"{name} has unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
-        )
-    return value

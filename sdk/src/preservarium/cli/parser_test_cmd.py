@@ -287,17 +287,6 @@ def _command(text: str | None, device_id: str | None) -> CommandInput | None:
         fail(f"--command: {exc}", USAGE)
 
 
-def _failure(error: pb.ScriptError, prefix: str = "") -> dict[str, Any]:
-    return {
-        "ok": False,
-        "error": {
-            "kind": error_kind_name(error.kind),
-            "message": prefix + error.message,
-            "line": error.line if error.HasField("line") else None,
-        },
-    }
-
-
 def _print_printed(text: str) -> None:
     """What the parser print()ed, each line marked as its output (escaped: the parser
     chose these characters)."""
