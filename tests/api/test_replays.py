@@ -194,3 +194,35 @@ async def test_two_run_at_once_and_a_stop_leaves_them_resumable(
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["status"] == "done"
     assert (await _until(client, api, ids[0], "done"))["counts"]["replayed"] == 12
+
+
+async def test_a_replay_that_fails_is_stored_failed_with_its_error(api: Api, scene: Scene) -> None:
+    from preservarium.replay.service import ReplayRequest
+    from preservarium.repositories import SQLReplayRepository
+    from preservarium.sandbox_client import SandboxClient
+    from preservarium.supervisor import Supervisor
+    from preservarium_gateway.api.replay_runs import replay_runs
+    from preservarium_gateway.metrics import GatewayMetrics
+
+    from tests.support.net import free_port
+
+    metrics = GatewayMetrics()
+    async with SandboxClient(f"127.0.0.1:{free_port()}", timeout_s=2.0) as nowhere:
+        runs = replay_runs(
+            engine=api.context.engine, sandbox=nowhere, bootstrap=scene.bootstrap,
+            topics=api.context.topics, metrics=metrics, supervisor=Supervisor(),
+        )  # fmt: skip
+        async with runs:
+            started = await runs.start(ReplayRequest(scene.device_type, Scene.window()))
+            for _ in range(600):  # 30 s at least
+                if not runs.running:
+                    break
+                await asyncio.sleep(0.05)
+            assert runs.running == []
+    stored = await SQLReplayRepository(api.context.engine).get(started.id)
+    assert stored.status == "failed" and stored.error and "sandbox" in stored.error
+    ended = metrics.registry.get_sample_value(
+        "preservarium_gateway_api_replays_total", {"status": "failed"}
+    )
+    assert ended == 1
+    assert metrics.registry.get_sample_value("preservarium_gateway_api_replays_running") == 0
