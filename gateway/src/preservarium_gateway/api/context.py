@@ -9,7 +9,7 @@ from preservarium.sandbox_client import SandboxClient
 from preservarium.usecases.commands import Publish
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from preservarium_gateway.api.replay_runs import ReplayRuns
+from preservarium_gateway.api.replay_runs import DEFAULT_MAX_RUNNING, ReplayRuns
 from preservarium_gateway.config import Topics
 from preservarium_gateway.metrics import GatewayMetrics
 
@@ -33,7 +33,7 @@ class ApiLimits:
     kafka_timeout_s: float = 5.0
     # Replays and dry runs running at once; a dry run answers within this many seconds
     # and lists at most this many uplinks whose result differs.
-    replays_max: int = 2
+    replays_max: int = DEFAULT_MAX_RUNNING
     dry_run_timeout_s: float = 60.0
     dry_run_diffs_max: int = 1000
 

@@ -45,9 +45,11 @@ DEFAULT_MAX_RUNNING = 2
 class ReplaysBusyError(Exception):
     """As many replays as allowed run already."""
 
-    def __init__(self, max_running: int) -> None:
+    def __init__(self, max_running: int, *, stopping: bool = False) -> None:
         super().__init__(
-            f"{max_running} replays or dry runs are running already; try again when one ends"
+            "the gateway is stopping: start the replay on another one or later"
+            if stopping
+            else f"{max_running} replays or dry runs are running already; try again when one ends"
         )
         self.max_running = max_running
 
@@ -75,7 +77,7 @@ class ReplayRuns:
 
     def _acquire(self) -> None:
         if self._stopped or self._slots >= self._max:
-            raise ReplaysBusyError(self._max)
+            raise ReplaysBusyError(self._max, stopping=self._stopped)
         self._slots += 1
         self._metrics.api_replays_running.set(self._slots)
 
@@ -92,6 +94,10 @@ class ReplayRuns:
         except BaseException:
             self._release()
             raise
+        if self._stopped:  # stop() came while it was stored: it never ran
+            await self._store_ended(record.id, INTERRUPTED, "interrupted")
+            self._release()
+            raise ReplaysBusyError(self._max, stopping=True)
         self._tasks[record.id] = self._supervisor.spawn(
             f"replay-{record.id}", lambda: self._run(record.id)
         )
