@@ -75,9 +75,11 @@ async def api(
     for scope in Scope:
         _, tokens[scope.value] = await repository.create(f"{scope.value}-{uuid.uuid4().hex[:6]}",
                                                          scope)  # fmt: skip
+    app = create_app(context, console=False)
     try:
-        yield Api(context, create_app(context, console=False), tokens, database_url)
+        yield Api(context, app, tokens, database_url)
     finally:
+        await app.state.replay_runs.stop()  # replays started by a test: stored interrupted
         await sandbox.stop()
         await publisher.stop()
 

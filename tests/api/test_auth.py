@@ -30,6 +30,9 @@ ROUTES = [
     ("DELETE", "/api/v1/commands/r1", "write"),
     ("GET", "/api/v1/streams/raw", "read"),
     ("GET", "/api/v1/uplinks?type=t", "read"),
+    ("GET", "/api/v1/replays", "read"),
+    ("POST", "/api/v1/replays", "write"),
+    ("GET", "/api/v1/replays/r1", "read"),
     ("GET", "/api/v1/audit", "admin"),
     ("GET", "/api/v1/token", "read"),
 ]

@@ -103,6 +103,14 @@ class GatewayMetrics:
             "preservarium_gateway_api_audit_failures",
             "Writes through the API whose audit entry could not be stored.", registry=r,
         )  # fmt: skip
+        self.api_replays_running = Gauge(
+            "preservarium_gateway_api_replays_running",
+            "Replays and dry runs started through the API that run now.", registry=r,
+        )  # fmt: skip
+        self.api_replays = Counter(
+            "preservarium_gateway_api_replays",
+            "Replays started through the API that ended, by status.", ["status"], registry=r,
+        )  # fmt: skip
         self.tasks = SupervisorMetrics(r)
 
         self.child = LabelCache().child

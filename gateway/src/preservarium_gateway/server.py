@@ -26,6 +26,7 @@ from preservarium.supervisor import Supervisor
 from preservarium_gateway import coap_tuning
 from preservarium_gateway.admission import Admission
 from preservarium_gateway.api import ApiContext, create_app
+from preservarium_gateway.api.replay_runs import ReplayRuns, replay_runs
 from preservarium_gateway.api.server import ApiServer
 from preservarium_gateway.authn import DeviceAuthenticator
 from preservarium_gateway.coap import GatewaySite
@@ -161,6 +162,7 @@ class GatewayServer(AsyncLifecycle):
                 keyring=PskKeyring(source=self._credentials),
             )
         self.api: ApiServer | None = None
+        self.replay_runs: ReplayRuns | None = None
         # The API runs unsaved sources with a longer deadline than a contact's parse.
         self._api_sandbox = SandboxClient(config.sandbox_addr, timeout_s=API_SANDBOX_TIMEOUT_S)
         if config.api_listen is not None:
@@ -171,10 +173,15 @@ class GatewayServer(AsyncLifecycle):
     def _api(self, config: GatewayConfig, listen: HostPort) -> ApiServer:
         """The operator API, on the gateway's database, publisher and metrics."""
         sandbox = self._api_sandbox
+        self.replay_runs = replay_runs(
+            engine=self._engine, sandbox=sandbox, bootstrap=config.kafka_bootstrap,
+            topics=config.topics, metrics=self.metrics, supervisor=self.supervisor,
+        )  # fmt: skip
         context = ApiContext(
             engine=self._engine, secrets=SecretBox(config.secret_keys),
             publish=self.publisher.publish, topics=config.topics,
             kafka_bootstrap=config.kafka_bootstrap, sandbox=sandbox, metrics=self.metrics,
+            replay_runs=self.replay_runs,
         )  # fmt: skip
         return ApiServer(app=create_app(context), listen=listen, supervisor=self.supervisor)
 
@@ -286,6 +293,8 @@ class GatewayServer(AsyncLifecycle):
             await self.dtls.stop()
         if self.api is not None:
             await self.api.stop()
+        if self.replay_runs is not None:  # stored `interrupted`, resumable
+            await self.replay_runs.stop()
         await self._api_sandbox.stop()
         await self.admission.drain()
         logging.getLogger(AIOCOAP_LOGGER).removeFilter(self._throttle)

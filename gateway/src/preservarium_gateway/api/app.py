@@ -12,16 +12,19 @@ import logging
 from fastapi import FastAPI
 from preservarium import __version__
 from preservarium.repositories import SQLAuditRepository
+from preservarium.supervisor import Supervisor
 
 from preservarium_gateway.api import docs, problems
 from preservarium_gateway.api.context import ApiContext
 from preservarium_gateway.api.observe import ObservedRequests
+from preservarium_gateway.api.replay_runs import replay_runs
 from preservarium_gateway.api.routes import (
     audit,
     commands,
     devices,
     health,
     parsers,
+    replays,
     streams,
     token,
 )
@@ -48,10 +51,15 @@ def create_app(context: ApiContext, *, console: bool = True) -> FastAPI:
     )
     app.state.context = context
     app.state.stream_slots = streams.StreamSlots(context.limits.streams_max)
+    app.state.replay_runs = context.replay_runs or replay_runs(
+        engine=context.engine, sandbox=context.sandbox, bootstrap=context.kafka_bootstrap,
+        topics=context.topics, metrics=context.metrics, supervisor=Supervisor(),
+        max_running=context.limits.replays_max,
+    )  # fmt: skip
     problems.install(app)
     docs.install(app)
     app.include_router(health.router)
-    for module in (devices, parsers, commands, streams, audit, token):
+    for module in (devices, parsers, commands, replays, streams, audit, token):
         app.include_router(module.router, prefix="/api/v1")
     templates = RouteTemplates(lambda: [*app.openapi()["paths"], *docs.PATHS])
     app.add_middleware(

@@ -9,6 +9,7 @@ from preservarium.sandbox_client import SandboxClient
 from preservarium.usecases.commands import Publish
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from preservarium_gateway.api.replay_runs import DEFAULT_MAX_RUNNING, ReplayRuns
 from preservarium_gateway.config import Topics
 from preservarium_gateway.metrics import GatewayMetrics
 
@@ -30,6 +31,11 @@ class ApiLimits:
     import_max_bytes: int = 16 * 1024 * 1024
     parser_source_max_bytes: int = 256 * 1024
     kafka_timeout_s: float = 5.0
+    # Replays and dry runs running at once; a dry run answers within this many seconds
+    # and lists at most this many uplinks whose result differs.
+    replays_max: int = DEFAULT_MAX_RUNNING
+    dry_run_timeout_s: float = 60.0
+    dry_run_diffs_max: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +50,6 @@ class ApiContext:
     sandbox: SandboxClient
     metrics: GatewayMetrics
     limits: ApiLimits = field(default_factory=ApiLimits)
+    # The gateway passes its own (run under its supervisor, stopped with it); without
+    # one, the app makes one (`app.state.replay_runs`), to be stopped by its owner.
+    replay_runs: ReplayRuns | None = None

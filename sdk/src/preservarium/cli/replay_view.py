@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from preservarium.replay.service import Observers, ReplaySummary
     from preservarium.repositories.replays import ReplayRecord
 
-SUMMARY_KEYS = ("unchanged", "changed", "newly_failing", "newly_passing", "no_original")
-COUNT_KEYS = ("scanned", "matched", "replayed", "parsed", "failed", "skipped", "unreadable")
-
 
 @contextmanager
 def observers(
@@ -95,19 +92,15 @@ def print_verdict(found: Verdict, target: Console = console) -> None:
 
 def dry_run_json(summary: ReplaySummary, verdicts: list[Verdict]) -> dict[str, Any]:
     """The dry run for CI: what ran, the summary counts, every uplink that differs."""
-    replay = summary.replay
-    return {
-        "dry_run": True, "device_type": replay.device_type,
-        "version": replay.version or None, "since": replay.since, "until": replay.until,
-        "summary": {key: summary.counts.get(key, 0) for key in SUMMARY_KEYS},
-        "counts": {key: summary.counts.get(key, 0) for key in COUNT_KEYS},
-        "offsets_by_time": summary.offsets_by_time, "elapsed_s": round(summary.elapsed_s, 3),
-        "uplinks": [found.as_json() for found in verdicts],
-    }  # fmt: skip
+    from preservarium.replay.report import dry_run_json as shown
+
+    return shown(summary, verdicts)
 
 
 def print_dry_run(summary: ReplaySummary) -> None:
     """The dry run's summary line, on stderr."""
+    from preservarium.replay.report import SUMMARY_KEYS
+
     counts = summary.counts
     parts = ", ".join(f"{counts.get(k, 0)} {k.replace('_', ' ')}" for k in SUMMARY_KEYS)
     note(f"dry run of {summary.replay.device_type}: {parts}; nothing published")

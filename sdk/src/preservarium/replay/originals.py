@@ -67,8 +67,8 @@ async def index(
         # A consumer per topic: once assigned, a consumer's metadata covers only what it
         # was assigned, and the next topic's partitions would not be known.
         reader = topics.consumer(bootstrap)
-        await reader.start()
-        try:
+        try:  # stopped even when cancelled while it starts
+            await reader.start()
             await _index_topic(reader, topic, ok, found, device_type, since_ms, replay_id, whole)
         finally:
             await reader.stop()

@@ -186,8 +186,8 @@ class Replays:
             )  # fmt: skip
             reader = topics.consumer(self._bootstrap)
             producer = _producer(self._bootstrap) if stored else None
-            await reader.start()
-            try:
+            try:  # both stopped even when cancelled while the reader starts
+                await reader.start()
                 trusted = True
                 if not plan.positions:
                     positions, trusted = await topics.spans(
