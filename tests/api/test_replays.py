@@ -50,7 +50,8 @@ async def _until(client: httpx.AsyncClient, api: Api, replay_id: str, *statuses:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
-        shown = (await client.get(f"/api/v1/replays/{replay_id}", headers=api.auth("read"))).json()
+        answer = await client.get(f"/api/v1/replays/{replay_id}", headers=api.auth("read"))
+        shown: dict[str, Any] = answer.json()
         if shown["status"] in statuses and (not started or shown["progress"]["done"] > 0):
             return shown
         assert loop.time() < deadline, shown
