@@ -13,7 +13,7 @@ import pytest
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
-from preservarium.db.models import Base
+from preservarium.db.models import Base, utcnow
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import SecretBox
 from preservarium.repositories import SQLDeviceActivityRepository, SQLDeviceRepository
@@ -162,3 +162,25 @@ def test_the_hot_path_is_one_dict_write() -> None:
     # A contact costs milliseconds (UDP, Kafka ack, sandbox); this is well under 20 µs
     # even on a loaded machine (about 0.2 µs when idle).
     assert per_call < 20e-6
+
+
+async def test_two_gateways_keep_the_later_contact(engine: AsyncEngine) -> None:
+    await SQLDeviceRepository(engine).register("shared", "thermo")
+    metrics = GatewayMetrics()
+    early, late = _recorder(engine, metrics), _recorder(engine, metrics)
+    early.seen("shared")
+    await asyncio.sleep(0.01)  # only orders the contacts and the mark; nothing waits on it
+    between = utcnow()
+    await asyncio.sleep(0.01)
+    late.seen("shared")
+    assert await late.flush() and await early.flush()  # the older one is written last
+    activity = await SQLDeviceActivityRepository(engine).activity(["shared"])
+    stored = activity["shared"].last_seen_at
+    assert stored is not None and stored > between
+    async with engine.begin() as connection:
+        rows = (await connection.execute(text("SELECT count(*) FROM device_last_seen"))).scalar()
+    assert rows == 1
+    late.seen("shared")
+    assert await late.flush()
+    newer = (await SQLDeviceActivityRepository(engine).activity(["shared"]))["shared"]
+    assert newer.last_seen_at is not None and newer.last_seen_at > stored

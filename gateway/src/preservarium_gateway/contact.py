@@ -231,7 +231,9 @@ class ContactPipeline:
         if uplink.device_id is None and device_id is not None:
             parsed = await self._parse_as_named(uplink, device_id, parsed)
         self._publish_result(uplink, device_id, parsed)
-        if device_id is not None:  # delivered as this device: its last-seen time moves
+        # Delivered as this device: its last-seen time moves. Only registered devices
+        # have one (a route may name devices the registry does not know).
+        if device_id is not None and self._directory.known_type(device_id) is not None:
             self._last_seen.seen(device_id)
         body = b""
         if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):

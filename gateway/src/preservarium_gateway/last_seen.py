@@ -86,6 +86,9 @@ class LastSeenRecorder:
             started = time.perf_counter()
             try:
                 await self._store.record_seen(times)
+            except asyncio.CancelledError:  # stopped mid-flush: stop() writes them
+                self._keep(batch)
+                raise
             except RepositoryError as exc:
                 self._keep(batch)
                 self._metrics.last_seen_flushes.labels("failed").inc()
