@@ -7,7 +7,11 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from preservarium.repositories import SQLCommandRepository, SQLParserRepository
+from preservarium.repositories import (
+    SQLCommandRepository,
+    SQLDeviceActivityRepository,
+    SQLParserRepository,
+)
 
 from tests.api.conftest import SECRET_KEY, Api
 from tests.support.cli import run_cli
@@ -97,6 +101,32 @@ async def test_list_filters_and_pages(api: Api, client: httpx.AsyncClient) -> No
     none = (await client.get("/api/v1/devices", params={"auth": "none", "type": "meter"},
                              headers=read)).json()  # fmt: skip
     assert none["items"] == []
+
+
+async def test_list_items_carry_auth_last_contact_and_pending_count(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    await _parser(api)
+    for device_id, auth in (("a-seen", "none"), ("b-quiet", "token")):
+        await client.post("/api/v1/devices", json={"id": device_id, "type": "thermo",
+                          "auth": auth}, headers=api.auth("write"))  # fmt: skip
+    seen = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    # What a gateway's flush writes for a device without credentials.
+    await SQLDeviceActivityRepository(api.context.engine).record_seen({"a-seen": seen})
+    for n in range(2):
+        await SQLCommandRepository(api.context.engine).add(
+            request_id=f"r-{n}", device_id="b-quiet", name="reboot", body='{"params":{}}',
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
+        )  # fmt: skip
+    read = api.auth("read")
+    items = (await client.get("/api/v1/devices", headers=read)).json()["items"]
+    by_id = {item["id"]: item for item in items}
+    assert by_id["a-seen"]["last_contact_at"] == "2026-11-30T12:00:00Z"
+    assert by_id["a-seen"]["pending_commands"] == 0 and by_id["a-seen"]["auth"] == "none"
+    assert by_id["b-quiet"]["last_contact_at"] is None
+    assert by_id["b-quiet"]["pending_commands"] == 2 and by_id["b-quiet"]["auth"] == "token"
+    shown = (await client.get("/api/v1/devices/a-seen", headers=read)).json()
+    assert shown["last_contact_at"] == shown["last_seen_at"] == "2026-11-30T12:00:00Z"
 
 
 async def test_patch_and_delete(api: Api, client: httpx.AsyncClient) -> None:

@@ -8,8 +8,9 @@ import json
 
 import pytest
 from preservarium.db.engine import make_engine
+from preservarium.db.models import utcnow
 from preservarium.identity import SecretBox
-from preservarium.repositories import SQLCredentialRepository
+from preservarium.repositories import SQLCredentialRepository, SQLDeviceActivityRepository
 
 from tests.cli.test_registry_cli import failure
 from tests.sdk.test_identity import KEY_A
@@ -62,6 +63,23 @@ async def test_show_says_the_kind_never_the_secret(env: dict[str, str]) -> None:
     assert "auth token" in summary.stdout
     for done in (shown, summary):
         assert done.returncode == 0 and token not in done.stdout + done.stderr
+
+
+async def test_show_gives_the_last_contact_a_gateway_saw(
+    env: dict[str, str], database_url: str
+) -> None:
+    register(env, "d-none")
+    assert "last contact -\n" in run_cli("device", "show", "d-none", env=env).stdout
+    engine = make_engine(database_url)
+    try:  # what a gateway's flush writes for a device without credentials
+        await SQLDeviceActivityRepository(engine).record_seen({"d-none": utcnow()})
+    finally:
+        await engine.dispose()
+    shown = run_cli("device", "show", "d-none", "--json", env=env)
+    document = json.loads(shown.stdout)
+    assert document["last_contact_at"] is not None
+    assert document["last_contact_at"] == document["last_seen_at"]
+    assert "last contact -\n" not in run_cli("device", "show", "d-none", env=env).stdout
 
 
 async def test_rotation_replaces_the_credentials(env: dict[str, str], database_url: str) -> None:

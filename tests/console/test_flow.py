@@ -151,6 +151,11 @@ async def test_signing_in_opens_the_device_list(
     await console.text_of("#devices tbody", DEVICE)
     assert await console.path() == "/"
     assert "console-writer" in await console.text_of("#who", "console-writer")
+    # Auth, last contact and pending commands come with the list itself.
+    row = f"#devices tr[data-device='{DEVICE}']"
+    await console.text_of(f"{row} td.auth", "none")
+    await console.text_of(f"{row} td.pending", "none")
+    assert "…" not in await console.text_of(f"{row} td.contact", "")
     await doc_shots.take(console, "console-devices")
     await console.type("#q", "no-such-device")
     await console.click("#filters button[type='submit']")

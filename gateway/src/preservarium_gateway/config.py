@@ -74,6 +74,10 @@ class GatewayLimits:
     directory_watch_s: float = 1.0
     unknown_device_ttl_s: float = 1.0
     unknown_lookups_per_s: float = UNKNOWN_LOOKUPS_PER_S
+    # How often the devices seen since the last flush get their last-seen time written
+    # (one batched statement), and how many devices are held in between at most.
+    last_seen_flush_s: float = 10.0
+    last_seen_entries: int = 100_000
     commands_refresh_s: float = 1.0
     stale_claim_s: float = 60.0
     default_command_ttl_s: int = 86_400

@@ -52,6 +52,7 @@ from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.errors import PublishError
 from preservarium_gateway.identity import Identity, RouteIdentities
 from preservarium_gateway.kafka import KafkaPublisher
+from preservarium_gateway.last_seen import LastSeenRecorder
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.types import ParserService
 
@@ -119,8 +120,10 @@ class ContactPipeline:
         limits: GatewayLimits,
         metrics: GatewayMetrics,
         admission: Admission,
+        last_seen: LastSeenRecorder,
     ) -> None:
         self._publisher = publisher
+        self._last_seen = last_seen
         self._admission = admission
         self._authenticate_first = admission.authenticator.mode is DeviceAuthMode.REQUIRED
         self._sandbox = sandbox
@@ -228,6 +231,10 @@ class ContactPipeline:
         if uplink.device_id is None and device_id is not None:
             parsed = await self._parse_as_named(uplink, device_id, parsed)
         self._publish_result(uplink, device_id, parsed)
+        # Delivered as this device: its last-seen time moves. Only registered devices
+        # have one (a route may name devices the registry does not know).
+        if device_id is not None and self._directory.known_type(device_id) is not None:
+            self._last_seen.seen(device_id)
         body = b""
         if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):
             body = parsed.response.result.reply

@@ -111,6 +111,25 @@ class GatewayMetrics:
             "preservarium_gateway_api_replays",
             "Replays started through the API that ended, by status.", ["status"], registry=r,
         )  # fmt: skip
+        self.last_seen_flushes = Counter(
+            "preservarium_gateway_last_seen_flushes",
+            "Batched writes of device last-seen times, by result (ok, failed: the entries "
+            "are kept for the next flush).", ["result"], registry=r,
+        )  # fmt: skip
+        self.last_seen_devices = Counter(
+            "preservarium_gateway_last_seen_devices",
+            "Device last-seen times written (one per device per flush).", registry=r,
+        )  # fmt: skip
+        self.last_seen_dropped = Counter(
+            "preservarium_gateway_last_seen_dropped",
+            "Contacts whose time was not held because the last-seen buffer was full.",
+            registry=r,
+        )  # fmt: skip
+        self.last_seen_flush_latency = Histogram(
+            "preservarium_gateway_last_seen_flush_seconds",
+            "Duration of a successful last-seen flush (one batched upsert).",
+            buckets=BUCKETS, registry=r,
+        )  # fmt: skip
         self.tasks = SupervisorMetrics(r)
 
         self.child = LabelCache().child

@@ -16,6 +16,7 @@ from preservarium.metrics import MetricsEndpoint
 from preservarium.repositories import (
     SQLCommandRepository,
     SQLCredentialRepository,
+    SQLDeviceActivityRepository,
     SQLDeviceRepository,
     SQLReplayWindowRepository,
 )
@@ -40,6 +41,7 @@ from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.dtls import DtlsPskListener
 from preservarium_gateway.errors import GatewayStartError
 from preservarium_gateway.kafka import KafkaPublisher
+from preservarium_gateway.last_seen import LastSeenRecorder
 from preservarium_gateway.log_throttle import LogThrottle
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.oscore_contexts import OscoreContexts
@@ -125,6 +127,14 @@ class GatewayServer(AsyncLifecycle):
             limits=limits,
             supervisor=self.supervisor,
         )
+        # When each device was last seen: held in memory, written in batches.
+        self.last_seen = LastSeenRecorder(
+            store=SQLDeviceActivityRepository(self._engine),
+            flush_s=limits.last_seen_flush_s,
+            max_entries=limits.last_seen_entries,
+            metrics=self.metrics,
+            supervisor=self.supervisor,
+        )
         self.pipeline = ContactPipeline(
             publisher=self.publisher,
             sandbox=self.sandbox,
@@ -134,6 +144,7 @@ class GatewayServer(AsyncLifecycle):
             limits=limits,
             metrics=self.metrics,
             admission=self.admission,
+            last_seen=self.last_seen,
         )
         self.site = GatewaySite(
             routes=config.routes,
@@ -208,6 +219,7 @@ class GatewayServer(AsyncLifecycle):
         await self.publisher.start()
         await self.sandbox.start()
         await self.consumer.start()
+        await self.last_seen.start()
         bind = self.config.bind
         try:
             # UDP only: aiocoap would also open CoAP over TCP/TLS/WebSockets by default.
@@ -304,6 +316,7 @@ class GatewayServer(AsyncLifecycle):
             with contextlib.suppress(asyncio.CancelledError):
                 await gauges
         self._metrics_endpoint.stop()
+        await self.last_seen.stop()  # the contacts drained above are written too
         await self.consumer.stop()
         await self.desk.stop()
         await self.publisher.stop()

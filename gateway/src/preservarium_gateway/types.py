@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Protocol
 
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
@@ -40,4 +42,12 @@ class RecordPublisher(Protocol):
 
     async def publish(self, topic: str, value: bytes, key: bytes | None) -> None:
         """Return once the broker acknowledged the record; PublishError otherwise."""
+        ...
+
+
+class LastSeenStore(Protocol):
+    """Where the last-seen times of devices are written, in batches."""
+
+    async def record_seen(self, seen: Mapping[str, datetime]) -> int:
+        """Keep, per device, the later of the stored time and the given one."""
         ...

@@ -185,6 +185,7 @@ def show(device_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSO
         f"{summary_line(summary)}",
         highlight=False,
     )
+    console.print(f"last contact {when(view.last_contact_at)}", highlight=False)
     if record.attributes:
         pairs = "  ".join(f"{key}={value}" for key, value in sorted(record.attributes.items()))
         console.print(f"attributes  {pairs}", highlight=False, markup=False)

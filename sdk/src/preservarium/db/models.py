@@ -103,6 +103,19 @@ class Device(Base):
     )
 
 
+class DeviceLastSeen(Base):
+    """When a gateway last delivered a contact of the device: written in batches by every
+    gateway (the newest time wins), kept out of `devices` so that the registry revision
+    does not move on every contact."""
+
+    __tablename__ = "device_last_seen"
+
+    device_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class RegistryRevision(Base):
     """One row whose number grows with every change to the device registry: gateways poll
     it (a primary-key read) and reload their copy of the registry only when it moved."""

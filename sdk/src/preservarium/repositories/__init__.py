@@ -1,5 +1,6 @@
 """Repositories: the only code that talks SQL."""
 
+from preservarium.repositories.activity import DeviceActivity, SQLDeviceActivityRepository
 from preservarium.repositories.api_tokens import SQLTokenRepository, TokenRecord
 from preservarium.repositories.audit import AuditRecord, SQLAuditRepository
 from preservarium.repositories.commands import CommandRecord, SQLCommandRepository
@@ -23,6 +24,7 @@ __all__ = [
     "AuditRecord",
     "CommandRecord",
     "CredentialSummary",
+    "DeviceActivity",
     "DeviceRecord",
     "OscoreContextRecord",
     "ParserRecord",
@@ -31,6 +33,7 @@ __all__ = [
     "SQLAuditRepository",
     "SQLCommandRepository",
     "SQLCredentialRepository",
+    "SQLDeviceActivityRepository",
     "SQLDeviceRepository",
     "SQLParserRepository",
     "SQLReplayRepository",

@@ -31,13 +31,15 @@ class DeviceView:
     credentials: CredentialSummary
     pending: list[CommandRecord]
     last_command_sent_at: datetime | None
+    # The last contact a gateway delivered (written by gateways in batches, ~10 s late).
+    last_seen_at: datetime | None = None
 
     @property
     def last_contact_at(self) -> datetime | None:
-        """The last contact the gateway recorded: an authentication or a command sent
-        (contacts of devices without credentials that took no command leave no trace)."""
-        seen = [t for t in (self.credentials.last_authenticated_at, self.last_command_sent_at)
-                if t is not None]  # fmt: skip
+        """The last contact the gateway recorded: the device last seen, or (for contacts
+        from before last-seen times were kept) an authentication or a command sent."""
+        seen = [t for t in (self.last_seen_at, self.credentials.last_authenticated_at,
+                            self.last_command_sent_at) if t is not None]  # fmt: skip
         return max(seen) if seen else None
 
 
@@ -119,11 +121,13 @@ async def show_device(engine: AsyncEngine, secrets: SecretBox, device_id: str) -
     from preservarium.repositories import (
         SQLCommandRepository,
         SQLCredentialRepository,
+        SQLDeviceActivityRepository,
         SQLDeviceRepository,
     )
     from preservarium.repositories.commands import CommandStatus
 
     record = await SQLDeviceRepository(engine).get(device_id)
+    activity = await SQLDeviceActivityRepository(engine).activity([device_id])
     summary = await SQLCredentialRepository(engine, secrets=secrets).summary(device_id)
     commands = SQLCommandRepository(engine)
     pending = await commands.list_commands(
@@ -134,7 +138,8 @@ async def show_device(engine: AsyncEngine, secrets: SecretBox, device_id: str) -
     sent = await commands.list_commands(
         device_id=device_id, statuses=(CommandStatus.SENT,), limit=1
     )
-    return DeviceView(record, summary, pending, sent[0].sent_at if sent else None)
+    return DeviceView(record, summary, pending, sent[0].sent_at if sent else None,
+                      activity[device_id].last_seen_at)  # fmt: skip
 
 
 async def update_device(
@@ -181,6 +186,23 @@ def device_json(record: DeviceRecord) -> dict[str, Any]:
     }
 
 
+async def list_items(engine: AsyncEngine, records: list[DeviceRecord]) -> list[dict[str, Any]]:
+    """A page of the device list: each device with its auth kind, last contact and
+    number of pending commands (so that a list needs no request per device)."""
+    from preservarium.repositories import SQLDeviceActivityRepository
+
+    activity = await SQLDeviceActivityRepository(engine).activity([r.id for r in records])
+    return [
+        {
+            **device_json(record),
+            "auth": activity[record.id].auth,
+            "last_contact_at": activity[record.id].last_contact_at,
+            "pending_commands": activity[record.id].pending_commands,
+        }
+        for record in records
+    ]
+
+
 def credentials_json(summary: CredentialSummary) -> dict[str, Any]:
     """What may be shown of a device's credentials: kind and times, never a secret."""
     return {
@@ -197,6 +219,7 @@ def view_json(view: DeviceView) -> dict[str, Any]:
     return {
         **device_json(view.device),
         **credentials_json(view.credentials),
+        "last_seen_at": view.last_seen_at,
         "last_contact_at": view.last_contact_at,
         "pending_commands": [command_json(command) for command in view.pending],
     }

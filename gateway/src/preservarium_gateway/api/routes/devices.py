@@ -55,14 +55,16 @@ async def list_devices(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> dict[str, Any]:
-    """Devices by id; `next_cursor` is set while more follow."""
+    """Devices by id, each with its auth kind, last contact and number of pending
+    commands; `next_cursor` is set while more follow."""
     context = _context(request)
     where = DeviceFilter(device_type=type, q=q, auth=auth)
     records = await SQLDeviceRepository(context.engine).search(where, limit=limit + 1,
                                                                after=cursor)  # fmt: skip
     page = records[:limit]
     more = len(records) > limit
-    return json_object({"items": [usecase.device_json(record) for record in page],
+    items = await usecase.list_items(context.engine, page)
+    return json_object({"items": items,
                      "next_cursor": page[-1].id if more and page else None})  # fmt: skip
 
 

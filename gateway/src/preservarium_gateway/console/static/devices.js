@@ -1,43 +1,22 @@
-// Devices page: the registry, searchable and filtered by type and authentication. The list
-// route gives ids and types; each row's auth, last contact and pending commands come from
-// the device's own route, a few at a time.
+// Devices page: the registry, searchable and filtered by type and authentication. Each
+// list item carries its auth kind, last contact and number of pending commands: one
+// request per page.
 import { api, itemsOf } from "./api.js";
 import { $, badge, el, guard, notify, when } from "./ui.js";
 
 const PAGE = 25;
-const PARALLEL = 4; // detail requests in flight at once
 let cursors = [null]; // the cursor of each page shown so far
-let generation = 0; // a newer load makes the details of an older one moot
+let generation = 0; // a newer load makes the answer of an older one moot
 
 function row(d) {
+  const pending = d.pending_commands || 0;
   return el("tr", { dataset: { device: d.id } },
     el("td", {}, el("a", { href: `/devices/${encodeURIComponent(d.id)}` }, el("code", {}, d.id))),
     el("td", {}, el("a", { href: `/parsers/${encodeURIComponent(d.device_type)}` }, d.device_type)),
-    el("td", { class: "auth" }, el("span", { class: "subtitle" }, "…")),
-    el("td", { class: "contact" }, el("span", { class: "subtitle" }, "…")),
-    el("td", { class: "pending" }, el("span", { class: "subtitle" }, "…")));
-}
-
-function fill(tr, view) {
-  const pending = (view.pending_commands || []).length;
-  tr.querySelector(".auth").replaceChildren(badge(view.auth, view.auth === "none" ? "" : "warn"));
-  tr.querySelector(".contact").replaceChildren(when(view.last_contact_at));
-  tr.querySelector(".pending").replaceChildren(pending ? badge(`${pending} pending`, "info")
-    : el("span", { class: "subtitle" }, "none"));
-}
-
-async function details(rows, mine) {
-  const queue = rows.slice();
-  const worker = async () => {
-    for (let tr = queue.shift(); tr && mine === generation; tr = queue.shift()) {
-      try {
-        fill(tr, await api("GET", `/devices/${encodeURIComponent(tr.dataset.device)}`));
-      } catch (err) {
-        tr.querySelector(".pending").replaceChildren(badge(`error ${err.status ?? ""}`, "bad"));
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: PARALLEL }, worker));
+    el("td", { class: "auth" }, badge(d.auth, d.auth === "none" ? "" : "warn")),
+    el("td", { class: "contact" }, when(d.last_contact_at)),
+    el("td", { class: "pending" }, pending ? badge(`${pending} pending`, "info")
+      : el("span", { class: "subtitle" }, "none")));
 }
 
 async function load() {
@@ -48,6 +27,7 @@ async function load() {
     limit: PAGE, cursor: cursors.at(-1) };
   try {
     const page = await api("GET", "/devices", { query });
+    if (mine !== generation) return;
     const devices = itemsOf(page);
     notify(box, null);
     const rows = devices.map(row);
@@ -61,7 +41,6 @@ async function load() {
       load();
     };
     $("#prev").disabled = cursors.length <= 1;
-    await details(rows, mine);
   } catch (err) {
     notify(box, err);
     body.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "empty" }, "Could not load devices.")));
