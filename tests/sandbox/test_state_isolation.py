@@ -9,6 +9,7 @@ and through a real worker pool of one worker (every call on the same process).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,10 @@ CONTACT = {
     "confirmable": True, "received_at": 1_700_000_000, "query": {},
 }  # fmt: skip
 CALLS = 3
+# The first measurements example of examples/parsers/efento.examples.yaml.
+EFENTO_MEASUREMENTS = bytes.fromhex(
+    "0a06282c020000011001183c221308011094affefd0520c8012a061e289affff074001"
+)
 
 # name -> (source, the document every call must return)
 MUTATIONS: dict[str, tuple[str, Any]] = {
@@ -290,3 +295,71 @@ async def test_every_call_on_one_worker_finds_the_module_state_pristine() -> Non
                 answer = await pool.run(job)
                 assert answer["ok"] is True, (name, answer)
                 assert json.loads(answer["blob"]) == expected, name
+
+
+# What cannot be copied without running parser code (or at all) is executed every call.
+EXECUTED = ("generator_advanced", "iterator_advanced", "module_level_instance")
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_a_module_is_copied_unless_it_holds_what_cannot_be_copied(name: str) -> None:
+    parser = compile_parser(MUTATIONS[name][0])
+    assert parser.image.mode == "undecided"
+    run_job(parser, _job(), Limits())
+    assert parser.image.mode == ("executed" if name in EXECUTED else "copied")
+
+
+def test_the_efento_parser_is_copied_and_parses_alike_every_call() -> None:
+    source = (Path(__file__).parents[2] / "examples" / "parsers" / "efento.py").read_text()
+    parser = compile_parser(source)
+    job = {"contact": {**CONTACT, "path": "m"}, "blob": EFENTO_MEASUREMENTS}
+    answers = [run_job(parser, job, Limits(timeout_ms=5000)) for _ in range(CALLS)]
+    assert parser.image.mode == "copied"
+    assert answers[0]["ok"] is True, answers[0]
+    assert [answer["data_json"] for answer in answers] == [answers[0]["data_json"]] * CALLS
+
+
+# name -> source of a module executed for every call, and what each call must return.
+FALLBACKS: dict[str, tuple[str, Any]] = {
+    "module_prints": (
+        "print('loaded')\ndef parse(payload, metadata):\n    return {}\n",
+        {},
+    ),
+    "module_warns": (
+        "warn('loaded')\ndef parse(payload, metadata):\n    return {}\n",
+        {},
+    ),
+    "warn_kept_at_module_level": (
+        "W = warn\ndef parse(payload, metadata):\n    W('x')\n    return {}\n",
+        {},
+    ),
+    "nested_too_deep": (
+        "D = []\nfor i in range(150):\n    D = [D]\n"
+        "def parse(payload, metadata):\n    D.append(1)\n    return {'n': len(D)}\n",
+        {"n": 2},
+    ),
+    "too_many_objects": (
+        "BIG = [[i] for i in range(60000)]\n"
+        "def parse(payload, metadata):\n    BIG.append(1)\n    return {'n': len(BIG)}\n",
+        {"n": 60001},
+    ),
+    "bound_method": (
+        "SEEN = []\nADD = SEEN.append\n"
+        "def parse(payload, metadata):\n    ADD(1)\n    return {'n': len(SEEN)}\n",
+        {"n": 1},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FALLBACKS))
+def test_a_module_that_cannot_be_copied_is_executed_every_call(name: str) -> None:
+    source, expected = FALLBACKS[name]
+    parser = compile_parser(source)
+    answers = [run_job(parser, _job(), Limits(timeout_ms=5000)) for _ in range(CALLS)]
+    assert parser.image.mode == "executed"
+    assert [_document(answer) for answer in answers] == [expected] * CALLS
+    for answer in answers[1:]:  # what the module said while loading, said every call
+        assert (answer.get("printed"), answer["warnings"][:1]) == (
+            answers[0].get("printed"),
+            answers[0]["warnings"][:1],
+        )

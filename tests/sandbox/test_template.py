@@ -1,0 +1,108 @@
+"""engine.template's copier runs no parser code: hostile hooks, in plain Python.
+
+Parser code cannot define dunder methods (the compile policy refuses the names); these
+tests give the copier modules compiled without that policy, whose objects carry every
+hook a copy protocol could call, and check that none runs and the module is executed
+for every call instead.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from preservarium_sandbox.engine.template import ModuleImage
+
+HOOKS = (
+    "    def __deepcopy__(self, memo):\n        record('deepcopy')\n        return self\n"
+    "    def __copy__(self):\n        record('copy')\n        return self\n"
+    "    def __reduce_ex__(self, protocol):\n"
+    "        record('reduce_ex')\n        return (int, ())\n"
+    "    def __reduce__(self):\n        record('reduce')\n        return (int, ())\n"
+    "    def __getstate__(self):\n        record('getstate')\n        return {}\n"
+    "    def __hash__(self):\n        record('hash')\n        return 1\n"
+    "    def __eq__(self, other):\n        record('eq')\n        return False\n"
+)
+
+HOSTILE: dict[str, str] = {
+    "instance_with_copy_hooks": f"class K:\n{HOOKS}VALUE = K()\n",
+    "instance_as_a_key": f"class K:\n{HOOKS}TABLE = {{K(): 1}}\n",
+    "instance_in_a_closure": (
+        f"class K:\n{HOOKS}"
+        "def make():\n    held = K()\n    def get():\n        return held\n    return get\n"
+        "GET = make()\n"
+    ),
+    "descriptor_doc": (
+        "class Doc:\n    def __get__(self, obj, owner):\n        record('get')\n        return ''\n"
+        "class K:\n    pass\n"
+        "type.__setattr__(K, '__doc__', Doc())\n"
+    ),
+    "instance_as_a_default": f"class K:\n{HOOKS}def f(x=K()):\n    return x\n",
+}
+
+
+def _image_and_calls() -> tuple[ModuleImage, list[str], Callable[[], dict[str, Any]]]:
+    calls: list[str] = []
+
+    def fresh() -> dict[str, Any]:
+        return {"__builtins__": builtins, "__name__": "parser", "record": calls.append}
+
+    return ModuleImage(), calls, fresh
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_the_copier_calls_no_hook_of_a_parser_object(name: str) -> None:
+    image, calls, fresh = _image_and_calls()
+    code = compile(HOSTILE[name] + "def parse(payload, metadata):\n    return {}\n", "p", "exec")
+    exec(code, fresh())  # what executing the module calls by itself
+    by_execution = list(calls)
+    calls.clear()
+    for _ in range(3):
+        image.load(code, fresh, lambda: True)
+    assert image.mode == "executed"
+    assert calls == by_execution * 3
+
+
+def test_a_class_with_creation_hooks_is_not_recreated() -> None:
+    image, calls, fresh = _image_and_calls()
+    source = (
+        "class Base:\n    def __init_subclass__(cls):\n        record('subclass')\n"
+        "class Child(Base):\n    pass\n"
+    )
+    code = compile(source, "p", "exec")
+    for _ in range(3):
+        image.load(code, fresh, lambda: True)
+    assert image.mode == "executed"
+    assert calls == ["subclass"] * 3  # once per execution, never by a copy
+
+
+def test_copies_keep_aliases_cycles_and_closures_apart_from_the_template() -> None:
+    image, _, fresh = _image_and_calls()
+    source = (
+        "SHARED = [1]\nPAIR = (SHARED, SHARED)\nLOOP = {}\nLOOP['self'] = LOOP\n"
+        "class K:\n    items = SHARED\n    def me(self):\n        return K\n"
+        "def counter():\n    def again(n):\n        return again if n else None\n    return again\n"
+        "AGAIN = counter()\n"
+    )
+    code = compile(source, "p", "exec")
+    first = image.load(code, fresh, lambda: True)
+    second = image.load(code, fresh, lambda: True)
+    assert image.mode == "copied"
+    assert second["PAIR"][0] is second["PAIR"][1] is second["SHARED"] is second["K"].items
+    assert second["SHARED"] is not first["SHARED"]
+    assert second["LOOP"]["self"] is second["LOOP"]
+    assert second["K"]().me() is second["K"] is not first["K"]
+    assert second["AGAIN"](1) is second["AGAIN"]
+    assert second["AGAIN"].__globals__ is second
+
+
+def test_a_released_image_decides_again() -> None:
+    image, _, fresh = _image_and_calls()
+    code = compile("TABLE = {}\n", "p", "exec")
+    image.load(code, fresh, lambda: True)
+    assert image.mode == "copied"
+    image.release()
+    assert image.mode == "undecided"
+    assert image.load(code, fresh, lambda: True)["TABLE"] == {}
