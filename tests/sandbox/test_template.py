@@ -106,3 +106,28 @@ def test_a_released_image_decides_again() -> None:
     image.release()
     assert image.mode == "undecided"
     assert image.load(code, fresh, lambda: True)["TABLE"] == {}
+
+
+def test_a_copied_function_is_the_executed_one_on_new_globals() -> None:
+    image, _, fresh = _image_and_calls()
+    source = (
+        "TABLE = {'a': 1}\nSAME = TABLE\n"
+        "def documented(x, y=(1, 2)):\n    'Its docstring.'\n    return TABLE\n"
+        "def plain():\n    return 'not a docstring' if TABLE else None\n"
+        "ALIAS = documented\nHANDLERS = {'d': documented}\n"
+    )
+    code = compile(source, "p", "exec")
+    executed = image.load(code, fresh, lambda: True)
+    image.load(code, fresh, lambda: True)
+    copied = image.load(code, fresh, lambda: True)  # from the learned plan
+    for name in ("documented", "plain"):
+        old, new = executed[name], copied[name]
+        assert new is not old and new.__globals__ is copied
+        assert (new.__doc__, new.__qualname__, new.__module__, new.__defaults__) == (
+            old.__doc__,
+            old.__qualname__,
+            old.__module__,
+            old.__defaults__,
+        )
+    assert copied["ALIAS"] is copied["HANDLERS"]["d"] is copied["documented"]
+    assert copied["SAME"] is copied["TABLE"] is copied["documented"](0) is not executed["TABLE"]

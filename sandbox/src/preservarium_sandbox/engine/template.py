@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from types import CellType, CodeType, FunctionType
 from typing import Any
 
@@ -81,19 +82,42 @@ def _host_objects() -> dict[int, object]:
 _HOST = _host_objects()
 
 
+@dataclass
+class CopyPlan:
+    """What the first copy of a template learned about its objects (by id: the template
+    keeps them alive and never changes)."""
+
+    learning: bool = True
+    kept: set[int] = field(default_factory=set)
+    flat: set[int] = field(default_factory=set)
+    # Once learned, the template's names by how they are copied (ModuleImage._sort).
+    shared: dict[str, Any] = field(default_factory=dict)
+    shallow: list[tuple[str, Any]] = field(default_factory=list)
+    plain_functions: list[tuple[str, FunctionType]] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
+
+
 class _Copier:
     """One copy of a template into a call's globals; memoized, so aliasing and cycles
-    come out as they went in."""
+    come out as they went in.
 
-    def __init__(self, source: dict[str, Any], target: dict[str, Any]) -> None:
+    The first copy of a template learns, into `plan`, which of its tuples and frozensets
+    hold nothing copied (shared from then on) and which lists, dicts and sets hold nothing
+    copied (copied by the builtin shallow copy from then on): most of a parser's tables.
+    """
+
+    def __init__(self, source: dict[str, Any], target: dict[str, Any], plan: CopyPlan) -> None:
         self.source = source
         self.target = target
+        self.plan = plan
+        self.kept = plan.kept
+        self.flat = plan.flat
         self.memo: dict[int, Any] = {}
         self.nodes = 0
 
     def copy(self, value: Any, depth: int = 0) -> Any:
         kind = type(value)
-        if kind in _IMMUTABLE:
+        if kind in _IMMUTABLE or id(value) in self.kept:
             return value
         if id(value) in self.memo:
             return self.memo[id(value)]
@@ -112,23 +136,44 @@ class _Copier:
         return copier(self, value, depth + 1)
 
     def _list(self, value: list[Any], depth: int) -> list[Any]:
-        made: list[Any] = []
+        if id(value) in self.flat:
+            made = value.copy()
+            self.memo[id(value)] = made
+            return made
+        made = []
         self.memo[id(value)] = made
         made.extend(self.copy(item, depth) for item in value)
+        self._learn(self.flat, value, _same(made, value))
         return made
 
     def _dict(self, value: dict[Any, Any], depth: int) -> dict[Any, Any]:
-        made: dict[Any, Any] = {}
+        if id(value) in self.flat:
+            made = value.copy()
+            self.memo[id(value)] = made
+            return made
+        made = {}
         self.memo[id(value)] = made
         for key, item in value.items():
             made[self.copy(key, depth)] = self.copy(item, depth)
+        same = _same(made, value) and _same(made.values(), value.values())
+        self._learn(self.flat, value, same)
         return made
 
     def _set(self, value: set[Any], depth: int) -> set[Any]:
-        made: set[Any] = set()
+        if id(value) in self.flat:
+            made = value.copy()
+            self.memo[id(value)] = made
+            return made
+        made = set()
         self.memo[id(value)] = made
-        made.update(self.copy(item, depth) for item in value)
+        items = [self.copy(item, depth) for item in value]
+        made.update(items)
+        self._learn(self.flat, value, _same(items, value))
         return made
+
+    def _learn(self, into: set[int], value: object, same: bool) -> None:
+        if self.plan.learning and same:
+            into.add(id(value))
 
     def _bytearray(self, value: bytearray, depth: int) -> bytearray:
         made = bytearray(value)
@@ -139,16 +184,18 @@ class _Copier:
         items = [self.copy(item, depth) for item in value]
         if id(value) in self.memo:  # reached again through its own items
             return self.memo[id(value)]  # type: ignore[no-any-return]
-        same = all(new is old for new, old in zip(items, value, strict=True))
+        same = _same(items, value)
         made = value if same else tuple(items)
         self.memo[id(value)] = made
+        self._learn(self.kept, value, same)
         return made
 
     def _frozenset(self, value: frozenset[Any], depth: int) -> frozenset[Any]:
         items = [self.copy(item, depth) for item in value]
-        same = all(new is old for new, old in zip(items, value, strict=True))
+        same = _same(items, value)
         made = value if same else frozenset(items)
         self.memo[id(value)] = made
+        self._learn(self.kept, value, same)
         return made
 
     def _function(self, value: FunctionType, depth: int) -> FunctionType:
@@ -169,7 +216,8 @@ class _Copier:
         made.__doc__ = value.__doc__
         if value.__annotations__:
             made.__annotations__ = self.copy(value.__annotations__, depth)
-        made.__dict__.update(self.copy(value.__dict__, depth))
+        if value.__dict__:
+            made.__dict__.update(self.copy(value.__dict__, depth))
         return made
 
     def _cell_shell(self, cell: CellType) -> CellType:
@@ -200,6 +248,26 @@ class _Copier:
         return made
 
 
+def _same(made: Iterable[Any], original: Iterable[Any]) -> bool:
+    """True when a copy's items are the original's own objects, in the same order."""
+    return all(new is old for new, old in zip(made, original, strict=True))
+
+
+def _plain_function(value: Any, template: dict[str, Any], plan: CopyPlan) -> bool:
+    """A module function that FunctionType(code, globals, name, defaults) rebuilds whole:
+    no closure, no keyword defaults, annotations or attributes, defaults shared."""
+    return (
+        type(value) is FunctionType
+        and value.__globals__ is template
+        and value.__closure__ is None
+        and (value.__defaults__ is None or id(value.__defaults__) in plan.kept)
+        and value.__kwdefaults__ is None
+        and not value.__annotations__
+        and not value.__dict__
+        and value.__qualname__ == value.__code__.co_qualname
+    )
+
+
 def _is_empty(cell: CellType) -> bool:
     try:
         cell.cell_contents  # noqa: B018 - read only to see whether it is filled
@@ -227,11 +295,14 @@ class ModuleImage:
     (a template, copied for each call) or `executed` (the module, run for each call).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, copies: bool = True) -> None:
+        """`copies=False` executes the module for every call from the start (what every
+        version did before templates; bench.globals_cost measures one against the other)."""
         self._template: dict[str, Any] | None = None
         self._names: tuple[str, ...] = ()
         self._removed: tuple[str, ...] = ()
-        self._executes = False
+        self._plan = CopyPlan()
+        self._executes = not copies
 
     @property
     def mode(self) -> str:
@@ -261,18 +332,55 @@ class ModuleImage:
             return namespace
         self._names = tuple(k for k, v in namespace.items() if before.get(k, self) is not v)
         self._removed = tuple(k for k in before if k not in namespace)
+        self._plan = CopyPlan()  # ids learned by an earlier trial may name new objects now
         try:
             copied = self._copy(namespace, fresh())
         except Uncopyable:
             self._executes = True
             return namespace
         self._template = namespace
+        self._sort(namespace)
         return copied
 
-    def _copy(self, template: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
-        copier = _Copier(template, target)
+    def _sort(self, template: dict[str, Any]) -> None:
+        """Sort the names for the copies to come: shared as they are, copied by the
+        builtin shallow copy, plain functions (rebuilt in one call), and the others."""
+        plan = self._plan
         for name in self._names:
-            target[name] = copier.copy(template[name])
+            value = template[name]
+            if type(value) in _IMMUTABLE or id(value) in plan.kept or id(value) in _HOST:
+                plan.shared[name] = value
+            elif type(value) in (list, dict, set) and id(value) in plan.flat:
+                plan.shallow.append((name, value))
+            elif _plain_function(value, template, plan):
+                plan.plain_functions.append((name, value))
+            else:
+                plan.others.append(name)
+        plan.learning = False
+
+    def _copy(self, template: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+        plan = self._plan
+        copier = _Copier(template, target, plan)
+        if plan.learning:
+            for name in self._names:
+                target[name] = copier.copy(template[name])
+        else:
+            memo = copier.memo  # shared with the copier: aliases stay aliases
+            target.update(plan.shared)
+            for name, value in plan.shallow:
+                made = memo.get(id(value))
+                if made is None:
+                    made = memo[id(value)] = value.copy()
+                target[name] = made
+            for name, function in plan.plain_functions:
+                made = memo.get(id(function))
+                if made is None:
+                    made = memo[id(function)] = FunctionType(
+                        function.__code__, target, function.__name__, function.__defaults__
+                    )
+                target[name] = made
+            for name in plan.others:
+                target[name] = copier.copy(template[name])
         for name in self._removed:
             target.pop(name, None)
         return target
@@ -282,3 +390,4 @@ class ModuleImage:
         if self._template is not None:
             self._template.clear()
         self._template = None
+        self._plan = CopyPlan()
