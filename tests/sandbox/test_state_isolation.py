@@ -343,6 +343,12 @@ FALLBACKS: dict[str, tuple[str, Any]] = {
         "def parse(payload, metadata):\n    BIG.append(1)\n    return {'n': len(BIG)}\n",
         {"n": 60001},
     ),
+    "too_large_to_keep": (
+        "TEXT = 'x' * 300000\nTABLE = {'a': []}\n"
+        "def parse(payload, metadata):\n"
+        "    TABLE['a'].append(1)\n    return {'n': len(TABLE['a']), 't': len(TEXT)}\n",
+        {"n": 1, "t": 300000},
+    ),
     "bound_method": (
         "SEEN = []\nADD = SEEN.append\n"
         "def parse(payload, metadata):\n    ADD(1)\n    return {'n': len(SEEN)}\n",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import CellType, CodeType, FunctionType
@@ -33,6 +34,10 @@ from preservarium_sandbox.engine.policy import BUILTINS, MODULE_NAME, fresh_glob
 # the copier stays far from the interpreter's limit.
 MAX_NODES = 50_000
 MAX_DEPTH = 100
+# A template stays in its worker while its version is cached (worker.main.CACHE_SIZE
+# versions): 64 of these stay well under the default Limits.max_residue_mb (32 MiB), over
+# which the worker is replaced. A larger module is executed for every call, as before.
+MAX_TEMPLATE_BYTES = 256 * 1024
 
 # Exact types whose values cannot change and hold nothing a parser defined: shared.
 _IMMUTABLE: frozenset[type] = frozenset(
@@ -88,6 +93,7 @@ class CopyPlan:
     keeps them alive and never changes)."""
 
     learning: bool = True
+    size: int = 0
     kept: set[int] = field(default_factory=set)
     flat: set[int] = field(default_factory=set)
     # Once learned, the template's names by how they are copied (ModuleImage._sort).
@@ -118,6 +124,8 @@ class _Copier:
     def copy(self, value: Any, depth: int = 0) -> Any:
         kind = type(value)
         if kind in _IMMUTABLE or id(value) in self.kept:
+            if self.plan.learning:
+                self._count(value)
             return value
         if id(value) in self.memo:
             return self.memo[id(value)]
@@ -133,7 +141,15 @@ class _Copier:
             if kind in _ZONED and type(value.tzinfo) in (type(None), datetime.timezone):
                 return value
             raise Uncopyable(kind.__name__)
+        if self.plan.learning:
+            self._count(value)
         return copier(self, value, depth + 1)
+
+    def _count(self, value: object) -> None:
+        """Add a template object's size (an exact builtin type's: no parser code runs)."""
+        self.plan.size += sys.getsizeof(value)
+        if self.plan.size > MAX_TEMPLATE_BYTES:
+            raise Uncopyable("too large to keep")
 
     def _list(self, value: list[Any], depth: int) -> list[Any]:
         if id(value) in self.flat:
