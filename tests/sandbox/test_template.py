@@ -9,11 +9,17 @@ for every call instead.
 from __future__ import annotations
 
 import builtins
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from preservarium_sandbox.engine.compiler import CompiledParser
+from preservarium_sandbox.engine.runner import run_job
 from preservarium_sandbox.engine.template import ModuleImage
+from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.worker import main as worker_main
 
 HOOKS = (
     "    def __deepcopy__(self, memo):\n        record('deepcopy')\n        return self\n"
@@ -131,3 +137,30 @@ def test_a_copied_function_is_the_executed_one_on_new_globals() -> None:
         )
     assert copied["ALIAS"] is copied["HANDLERS"]["d"] is copied["documented"]
     assert copied["SAME"] is copied["TABLE"] is copied["documented"](0) is not executed["TABLE"]
+
+
+def test_a_worker_releases_the_template_of_a_version_it_evicts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker's cache itself, without its deadline clock (which would set this
+    # process's CPU limits): each version compiled, run once, then the oldest evicted.
+    monkeypatch.setattr(worker_main, "CACHE_SIZE", 2)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGALRM, signal.SIGXCPU)}
+    worker = worker_main.Worker(Limits(timeout_ms=2000))
+    try:
+        source = "TABLE = {}\ndef parse(payload, metadata):\n    return {'n': len(TABLE)}\n"
+        contact = {"device_id": "d", "device_type": "t", "path": "", "method": "POST",
+                   "confirmable": True, "received_at": 0, "query": {}}  # fmt: skip
+        images = []
+        for sha in ("a" * 64, "b" * 64, "c" * 64):
+            parser = worker._compiled({"sha": sha, "source": source})
+            assert isinstance(parser, CompiledParser)
+            assert run_job(parser, {"contact": contact, "blob": b""}, Limits())["ok"] is True
+            assert parser.image.mode == "copied"
+            images.append(parser.image)
+        worker._compiled({"sha": "d" * 64, "source": source})
+        assert [image.mode for image in images] == ["undecided", "undecided", "copied"]
+    finally:
+        os.close(worker.footprint._fd)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
