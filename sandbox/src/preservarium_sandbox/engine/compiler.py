@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import CodeType
 
 from preservarium.parser_source import FILENAME, denied_import, import_refusal
 from RestrictedPython.compile import compile_restricted_exec
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.template import ModuleImage
 from preservarium_sandbox.engine.transformer import ParserTransformer
 
 ENTRY_POINTS = ("parse", "identify", "token", "reply", "format_command")
@@ -19,10 +20,12 @@ _LINE = re.compile(r"Line (\d+)")
 
 @dataclass(frozen=True, slots=True)
 class CompiledParser:
-    """Restricted bytecode of one parser version and the entry points it defines."""
+    """Restricted bytecode of one parser version, the entry points it defines, and how its
+    calls get their module namespace (engine.template)."""
 
     code: CodeType
     functions: frozenset[str]
+    image: ModuleImage = field(default_factory=ModuleImage, compare=False, repr=False)
 
 
 def _denied_import(tree: ast.Module) -> ScriptFailure | None:

@@ -100,7 +100,8 @@ def shown_mod(left: Any, right: Any) -> Any:
     return left % _shown_argument(right)
 
 
-def _address_free_repr(self: object) -> str:
+def address_free_repr(self: object) -> str:
+    """The `__repr__` build_class gives a parser's class: its name, no address."""
     kind = type(self)
     return f"<{kind.__module__}.{kind.__qualname__} object>"
 
@@ -113,7 +114,7 @@ def build_class(function: Any, name: str, *bases: Any, **keywords: Any) -> Any:
     """
     made = _build_class(function, name, *bases, **keywords)
     if isinstance(made, type) and getattr(made, "__repr__", None) is _OBJECT_REPR:
-        type.__setattr__(made, "__repr__", _address_free_repr)
+        type.__setattr__(made, "__repr__", address_free_repr)
     return made
 
 

@@ -1,4 +1,4 @@
-"""Run one job of a compiled parser: fresh globals, entry points, checked outputs.
+"""Run one job of a compiled parser: a fresh module namespace, entry points, checked outputs.
 
 Everything that touches parser-made objects (calling, converting, formatting an error
 message) happens before the caller disarms the deadline, so a hostile `__str__`-like
@@ -204,11 +204,16 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
     """
     warnings = Warnings(limits)
     output = CallOutput(limits.max_print_chars)
-    namespace = fresh_globals(warnings.warner(), output=output)
+    warn = warnings.warner()
+    namespace: dict[str, Any] = {}
     answer: dict[str, Any] = {"ok": True}
     identified: dict[str, Any] = {}
     try:
-        exec(parser.code, namespace)
+        namespace = parser.image.load(
+            parser.code,
+            lambda: fresh_globals(warn, output=output),
+            lambda: not warnings.items and not output.text(),
+        )
         if job.get("contact") is not None:
             contact, identify = job["contact"], bool(job.get("identify"))
             answer.update(

@@ -99,7 +99,12 @@ class Worker:
             result = failure
         self.compiled[sha] = result
         if len(self.compiled) > CACHE_SIZE:
-            self.compiled.popitem(last=False)
+            _, evicted = self.compiled.popitem(last=False)
+            if isinstance(evicted, CompiledParser):
+                # Its template outlived the call that made it (older than generation 0):
+                # freed now, under this compile's budget, rather than held until recycling.
+                evicted.image.release()
+                gc.collect(1)
         return result
 
     def _collect_after_timeout(self) -> bool:

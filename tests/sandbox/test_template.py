@@ -1,0 +1,166 @@
+"""engine.template's copier runs no parser code: hostile hooks, in plain Python.
+
+Parser code cannot define dunder methods (the compile policy refuses the names); these
+tests give the copier modules compiled without that policy, whose objects carry every
+hook a copy protocol could call, and check that none runs and the module is executed
+for every call instead.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from preservarium_sandbox.engine.compiler import CompiledParser
+from preservarium_sandbox.engine.runner import run_job
+from preservarium_sandbox.engine.template import ModuleImage
+from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.worker import main as worker_main
+
+HOOKS = (
+    "    def __deepcopy__(self, memo):\n        record('deepcopy')\n        return self\n"
+    "    def __copy__(self):\n        record('copy')\n        return self\n"
+    "    def __reduce_ex__(self, protocol):\n"
+    "        record('reduce_ex')\n        return (int, ())\n"
+    "    def __reduce__(self):\n        record('reduce')\n        return (int, ())\n"
+    "    def __getstate__(self):\n        record('getstate')\n        return {}\n"
+    "    def __hash__(self):\n        record('hash')\n        return 1\n"
+    "    def __eq__(self, other):\n        record('eq')\n        return False\n"
+)
+
+HOSTILE: dict[str, str] = {
+    "instance_with_copy_hooks": f"class K:\n{HOOKS}VALUE = K()\n",
+    "instance_as_a_key": f"class K:\n{HOOKS}TABLE = {{K(): 1}}\n",
+    "instance_in_a_closure": (
+        f"class K:\n{HOOKS}"
+        "def make():\n    held = K()\n    def get():\n        return held\n    return get\n"
+        "GET = make()\n"
+    ),
+    "descriptor_doc": (
+        "class Doc:\n    def __get__(self, obj, owner):\n        record('get')\n        return ''\n"
+        "class K:\n    pass\n"
+        "type.__setattr__(K, '__doc__', Doc())\n"
+    ),
+    "instance_as_a_default": f"class K:\n{HOOKS}def f(x=K()):\n    return x\n",
+}
+
+
+def _image_and_calls() -> tuple[ModuleImage, list[str], Callable[[], dict[str, Any]]]:
+    calls: list[str] = []
+
+    def fresh() -> dict[str, Any]:
+        return {"__builtins__": builtins, "__name__": "parser", "record": calls.append}
+
+    return ModuleImage(), calls, fresh
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_the_copier_calls_no_hook_of_a_parser_object(name: str) -> None:
+    image, calls, fresh = _image_and_calls()
+    code = compile(HOSTILE[name] + "def parse(payload, metadata):\n    return {}\n", "p", "exec")
+    exec(code, fresh())  # what executing the module calls by itself
+    by_execution = list(calls)
+    calls.clear()
+    for _ in range(3):
+        image.load(code, fresh, lambda: True)
+    assert image.mode == "executed"
+    assert calls == by_execution * 3
+
+
+def test_a_class_with_creation_hooks_is_not_recreated() -> None:
+    image, calls, fresh = _image_and_calls()
+    source = (
+        "class Base:\n    def __init_subclass__(cls):\n        record('subclass')\n"
+        "class Child(Base):\n    pass\n"
+    )
+    code = compile(source, "p", "exec")
+    for _ in range(3):
+        image.load(code, fresh, lambda: True)
+    assert image.mode == "executed"
+    assert calls == ["subclass"] * 3  # once per execution, never by a copy
+
+
+def test_copies_keep_aliases_cycles_and_closures_apart_from_the_template() -> None:
+    image, _, fresh = _image_and_calls()
+    source = (
+        "SHARED = [1]\nPAIR = (SHARED, SHARED)\nLOOP = {}\nLOOP['self'] = LOOP\n"
+        "class K:\n    items = SHARED\n    def me(self):\n        return K\n"
+        "def counter():\n    def again(n):\n        return again if n else None\n    return again\n"
+        "AGAIN = counter()\n"
+    )
+    code = compile(source, "p", "exec")
+    first = image.load(code, fresh, lambda: True)
+    second = image.load(code, fresh, lambda: True)
+    assert image.mode == "copied"
+    assert second["PAIR"][0] is second["PAIR"][1] is second["SHARED"] is second["K"].items
+    assert second["SHARED"] is not first["SHARED"]
+    assert second["LOOP"]["self"] is second["LOOP"]
+    assert second["K"]().me() is second["K"] is not first["K"]
+    assert second["AGAIN"](1) is second["AGAIN"]
+    assert second["AGAIN"].__globals__ is second
+
+
+def test_a_released_image_decides_again() -> None:
+    image, _, fresh = _image_and_calls()
+    code = compile("TABLE = {}\n", "p", "exec")
+    image.load(code, fresh, lambda: True)
+    assert image.mode == "copied"
+    image.release()
+    assert image.mode == "undecided"
+    assert image.load(code, fresh, lambda: True)["TABLE"] == {}
+
+
+def test_a_copied_function_is_the_executed_one_on_new_globals() -> None:
+    image, _, fresh = _image_and_calls()
+    source = (
+        "TABLE = {'a': 1}\nSAME = TABLE\n"
+        "def documented(x, y=(1, 2)):\n    'Its docstring.'\n    return TABLE\n"
+        "def plain():\n    return 'not a docstring' if TABLE else None\n"
+        "ALIAS = documented\nHANDLERS = {'d': documented}\n"
+    )
+    code = compile(source, "p", "exec")
+    executed = image.load(code, fresh, lambda: True)
+    image.load(code, fresh, lambda: True)
+    copied = image.load(code, fresh, lambda: True)  # from the learned plan
+    for name in ("documented", "plain"):
+        old, new = executed[name], copied[name]
+        assert new is not old and new.__globals__ is copied
+        assert (new.__doc__, new.__qualname__, new.__module__, new.__defaults__) == (
+            old.__doc__,
+            old.__qualname__,
+            old.__module__,
+            old.__defaults__,
+        )
+    assert copied["ALIAS"] is copied["HANDLERS"]["d"] is copied["documented"]
+    assert copied["SAME"] is copied["TABLE"] is copied["documented"](0) is not executed["TABLE"]
+
+
+def test_a_worker_releases_the_template_of_a_version_it_evicts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker's cache itself, without its deadline clock (which would set this
+    # process's CPU limits): each version compiled, run once, then the oldest evicted.
+    monkeypatch.setattr(worker_main, "CACHE_SIZE", 2)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGALRM, signal.SIGXCPU)}
+    worker = worker_main.Worker(Limits(timeout_ms=2000))
+    try:
+        source = "TABLE = {}\ndef parse(payload, metadata):\n    return {'n': len(TABLE)}\n"
+        contact = {"device_id": "d", "device_type": "t", "path": "", "method": "POST",
+                   "confirmable": True, "received_at": 0, "query": {}}  # fmt: skip
+        images = []
+        for sha in ("a" * 64, "b" * 64, "c" * 64):
+            parser = worker._compiled({"sha": sha, "source": source})
+            assert isinstance(parser, CompiledParser)
+            assert run_job(parser, {"contact": contact, "blob": b""}, Limits())["ok"] is True
+            assert parser.image.mode == "copied"
+            images.append(parser.image)
+        worker._compiled({"sha": "d" * 64, "source": source})
+        assert [image.mode for image in images] == ["undecided", "undecided", "copied"]
+    finally:
+        os.close(worker.footprint._fd)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
