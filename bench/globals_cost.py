@@ -27,7 +27,7 @@ from preservarium_sandbox.worker.main import Worker
 
 SOURCE = Path(__file__).parents[1] / "examples" / "parsers" / "efento.py"
 PAYLOAD = bytes.fromhex("0a06282c020000011001183c221308011094affefd0520c8012a061e289affff074001")
-CONTACT = {
+CONTACT: dict[str, Any] = {
     "device_id": None, "device_type": "efento", "path": "m", "method": "POST",
     "confirmable": True, "received_at": 1_700_000_000, "query": {},
 }  # fmt: skip
