@@ -16,6 +16,7 @@ import yaml
 from preservarium.identity.kinds import AuthKind
 from preservarium.ids import is_device_id, is_device_type
 from preservarium.usecases.errors import FieldError, InvalidInputError
+from preservarium.yaml_text import compose_untrusted, load_untrusted
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_ROWS = 100_000
@@ -161,7 +162,7 @@ def _structured(text: str, fmt: ImportFormat) -> list[tuple[int | None, object]]
             loaded = json.loads(text)
             lines: list[int | None] = [None] * len(loaded) if isinstance(loaded, list) else []
         else:
-            loaded = yaml.safe_load(text)
+            loaded = load_untrusted(text)
             lines = _yaml_lines(text)
     except (ValueError, yaml.YAMLError, RecursionError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -174,7 +175,7 @@ def _structured(text: str, fmt: ImportFormat) -> list[tuple[int | None, object]]
 
 
 def _yaml_lines(text: str) -> list[int | None]:
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    node = compose_untrusted(text)
     if not isinstance(node, yaml.SequenceNode):
         return []
     return [item.start_mark.line + 1 for item in node.value]
