@@ -150,3 +150,35 @@ async def test_cli_and_api_agree_on_register_and_show(api: Api, client: httpx.As
         shown_api = (await client.get(f"/api/v1/devices/{device_id}",
                                       headers=api.auth("read"))).json()  # fmt: skip
         assert shown_cli == shown_api
+
+
+# Attributes the registry refuses: over the size bound, deeper than the depth bound, a
+# lone surrogate (valid JSON text, not encodable UTF-8). Each was a 500 "internal".
+REFUSED_ATTRIBUTES = (
+    b'{"k": "' + b"x" * 20_000 + b'"}',
+    b'{"a": [[[[[[[[[[1]]]]]]]]]]}',
+    b'{"s": "\\ud800"}',
+)
+
+
+async def test_attributes_out_of_bounds_are_422_everywhere_and_write_nothing(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    await _parser(api)
+    write = {**api.auth("write"), "content-type": "application/json"}
+    kept = {"id": "kept", "type": "thermo", "attributes": {"site": "a"}}
+    created = await client.post("/api/v1/devices", json=kept, headers=api.auth("write"))
+    assert created.status_code == 201, created.text
+    for attributes in REFUSED_ATTRIBUTES:
+        register = b'{"id": "new-1", "type": "thermo", "attributes": ' + attributes + b"}"
+        problem = _problem(await client.post("/api/v1/devices", content=register,
+                                             headers=write), 422)  # fmt: skip
+        assert problem["type"] == "https://preservarium.invalid/problems/invalid-attributes"
+        patch = b'{"attributes": ' + attributes + b"}"
+        _problem(await client.patch("/api/v1/devices/kept", content=patch, headers=write), 422)
+        rows = b'[{"id": "imp-1", "type": "thermo", "attributes": ' + attributes + b"}]"
+        problem = _problem(await client.post("/api/v1/devices/import", content=rows,
+                                             headers=write), 422)  # fmt: skip
+        assert [error["field"] for error in problem["errors"]] == ["row 1"]  # type: ignore[union-attr]
+    listed = (await client.get("/api/v1/devices", headers=api.auth("read"))).json()
+    assert [(d["id"], d["attributes"]) for d in listed["items"]] == [("kept", {"site": "a"})]

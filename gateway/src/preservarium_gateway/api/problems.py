@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from preservarium.attributes import InvalidAttributesError
 from preservarium.errors import (
     ConflictError,
     CredentialError,
@@ -64,6 +65,7 @@ _MAPPED: tuple[tuple[type[Exception], int, str], ...] = (
     (ConflictError, 409, "conflict"),
     (InvalidParserSourceError, 422, "invalid-parser"),
     (ExamplesError, 422, "invalid-examples"),
+    (InvalidAttributesError, 422, "invalid-attributes"),
     (CredentialError, 422, "invalid-credentials"),
     (SecretKeyError, 422, "secret-key"),
     (SandboxRequestError, 422, "sandbox-refused"),

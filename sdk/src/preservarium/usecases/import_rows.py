@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from preservarium.attributes import InvalidAttributesError, checked_attributes
 from preservarium.identity.kinds import AuthKind
 from preservarium.ids import is_device_id, is_device_type
 from preservarium.usecases.errors import FieldError, InvalidInputError
@@ -211,10 +212,9 @@ def _auth(value: object) -> AuthKind | None:
 def _attributes(value: object) -> dict[str, Any] | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
-        raise ValueError("attributes: not a JSON object")
+    # The registry's own bounds (size, depth, strict JSON), so that a row it would refuse
+    # is reported as a bad row rather than failing the write.
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        raise ValueError("attributes: holds a value that is not JSON") from None
-    return dict(value)
+        return dict(checked_attributes(value))
+    except InvalidAttributesError as exc:
+        raise ValueError(f"attributes: {exc}") from None
