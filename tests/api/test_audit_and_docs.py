@@ -76,3 +76,12 @@ async def test_openapi_and_offline_docs(client: httpx.AsyncClient) -> None:
     for ref in references:
         if ref.startswith("/api/docs/assets/"):
             assert (await client.get(ref)).status_code == 200, ref
+
+
+async def test_an_audit_cursor_out_of_range_is_422(api: Api, client: httpx.AsyncClient) -> None:
+    # The cursor went to the database as it came: 2**64 overflowed it (a 500).
+    for before in (str(2**64), "-1"):
+        response = await client.get("/api/v1/audit", params={"before": before},
+                                    headers=api.auth("admin"))  # fmt: skip
+        assert response.status_code == 422, response.text
+        assert response.json()["type"].endswith("/invalid-input")

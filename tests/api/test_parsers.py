@@ -98,3 +98,22 @@ async def test_unsaved_source_on_a_payload_a_command_and_examples(
     bad_hex = await client.post("/api/v1/parsers/test", json={"source": V1, "payload_hex": "zz"},
                                 headers=write)  # fmt: skip
     assert bad_hex.status_code == 422
+
+
+async def test_version_numbers_out_of_range_are_422_not_a_database_overflow(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    # 2**64 overflowed the database's integer (a 500 on SQLite and PostgreSQL alike).
+    write = api.auth("write")
+    assert (await client.post("/api/v1/parsers/thermo/versions", json={"source": V1},
+                              headers=write)).status_code == 201  # fmt: skip
+    huge = str(2**64)
+    for method, path in (
+        ("GET", f"/api/v1/parsers/thermo/versions/{huge}"),
+        ("GET", f"/api/v1/parsers/thermo/versions/1?against={huge}"),
+        ("POST", f"/api/v1/parsers/thermo/versions/{huge}/activate"),
+        ("GET", "/api/v1/parsers/thermo/versions/0"),
+    ):
+        response = await client.request(method, path, headers=write)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["type"].endswith("/invalid-input")

@@ -4,9 +4,9 @@ cases of `preservarium parser ...`, with the same checks)."""
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from preservarium.examples import command_input, load_examples, run_examples
 from preservarium.ids import is_device_id, is_device_type
@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from preservarium_gateway.api.auth import READ, WRITE
 from preservarium_gateway.api.context import ApiContext
 from preservarium_gateway.api.observe import note
+from preservarium_gateway.api.params import OtherVersion, VersionNumber
 from preservarium_gateway.api.problems import problem_response
 
 router = APIRouter(prefix="/parsers", tags=["parsers"])
@@ -110,8 +111,8 @@ async def upload(request: Request, device_type: str, body: NewVersion) -> Any:
 async def show(
     request: Request,
     device_type: str,
-    version: int,
-    against: Annotated[int | None, Query(description="Also diff from this version.")] = None,
+    version: VersionNumber,
+    against: OtherVersion = None,
 ) -> dict[str, Any]:
     """The version with its source and examples; with `?against=M`, `diff` is the unified
     diff that turns version M into this one."""
@@ -126,7 +127,7 @@ async def show(
 
 @router.post("/{device_type}/versions/{version}/activate", dependencies=[WRITE],
              summary="Make a version the active one (roll back or forward)")  # fmt: skip
-async def activate(request: Request, device_type: str, version: int) -> dict[str, Any]:
+async def activate(request: Request, device_type: str, version: VersionNumber) -> dict[str, Any]:
     """The version, now active."""
     record = await SQLParserRepository(_context(request).engine).activate(device_type, version)
     return json_object(usecase.version_json(record))
