@@ -182,3 +182,26 @@ async def test_attributes_out_of_bounds_are_422_everywhere_and_write_nothing(
         assert [error["field"] for error in problem["errors"]] == ["row 1"]  # type: ignore[union-attr]
     listed = (await client.get("/api/v1/devices", headers=api.auth("read"))).json()
     assert [(d["id"], d["attributes"]) for d in listed["items"]] == [("kept", {"site": "a"})]
+
+
+async def test_a_nul_character_in_a_path_or_query_is_422_on_every_database(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    # PostgreSQL text cannot hold U+0000: each of these was a 500 there (and a lookup of a
+    # name no row can have on SQLite).
+    admin = api.auth("admin")
+    for method, path in (
+        ("GET", "/api/v1/devices/a%00b"),
+        ("PATCH", "/api/v1/devices/a%00b"),
+        ("DELETE", "/api/v1/devices/a%00b"),
+        ("GET", "/api/v1/devices?type=%00"),
+        ("GET", "/api/v1/devices?after=a%00"),
+        ("GET", "/api/v1/commands?device=%00"),
+        ("GET", "/api/v1/commands/%00"),
+        ("DELETE", "/api/v1/commands/%00"),
+        ("GET", "/api/v1/parsers/%00/versions"),
+        ("GET", "/api/v1/parsers/%00/versions/1"),
+    ):
+        response = await client.request(method, path, headers=admin, json={"type": "t"})
+        problem = _problem(response, 422)
+        assert problem["type"] == "https://preservarium.invalid/problems/invalid-input", path

@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 import logging
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from preservarium import __version__
 from preservarium.repositories import SQLAuditRepository
 
-from preservarium_gateway.api import docs, problems
+from preservarium_gateway.api import docs, params, problems
 from preservarium_gateway.api.context import ApiContext
 from preservarium_gateway.api.observe import ObservedRequests
 from preservarium_gateway.api.routes import (
@@ -45,6 +45,7 @@ def create_app(context: ApiContext, *, console: bool = True) -> FastAPI:
         openapi_url=docs.OPENAPI_URL,
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(params.no_nul_characters)],
     )
     app.state.context = context
     app.state.stream_slots = streams.StreamSlots(context.limits.streams_max)
