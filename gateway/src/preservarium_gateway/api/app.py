@@ -14,6 +14,7 @@ from preservarium import __version__
 from preservarium.repositories import SQLAuditRepository
 
 from preservarium_gateway.api import docs, params, problems
+from preservarium_gateway.api.bodies import BoundedBodies
 from preservarium_gateway.api.context import ApiContext
 from preservarium_gateway.api.observe import ObservedRequests
 from preservarium_gateway.api.routes import (
@@ -29,6 +30,7 @@ from preservarium_gateway.api.templates import RouteTemplates
 
 log = logging.getLogger("preservarium.gateway.api")
 CONSOLE_MODULE = "preservarium_gateway.console"
+IMPORT_PATH = "/api/v1/devices/import"
 DESCRIPTION = (
     "Register devices, publish parsers, send commands and watch traffic. Every route but "
     "/healthz needs `Authorization: Bearer TOKEN` (`preservarium token create NAME --scope "
@@ -54,6 +56,9 @@ def create_app(context: ApiContext, *, console: bool = True) -> FastAPI:
     app.include_router(health.router)
     for module in (devices, parsers, commands, streams, audit, token):
         app.include_router(module.router, prefix="/api/v1")
+    limits = context.limits
+    app.add_middleware(BoundedBodies, default_max=limits.body_max_bytes,
+                       larger={IMPORT_PATH: limits.import_max_bytes})  # fmt: skip
     templates = RouteTemplates(lambda: [*app.openapi()["paths"], *docs.PATHS])
     app.add_middleware(
         ObservedRequests, metrics=context.metrics, audit=SQLAuditRepository(context.engine),

@@ -27,6 +27,8 @@ class ApiLimits:
     # GET /uplinks reads at most this many of the newest raw records per partition.
     uplinks_scan: int = 5000
     uplinks_max: int = 100
+    # Any request body (JSON: parser source and examples the largest); an import file's.
+    body_max_bytes: int = 2 * 1024 * 1024
     import_max_bytes: int = 16 * 1024 * 1024
     parser_source_max_bytes: int = 256 * 1024
     kafka_timeout_s: float = 5.0

@@ -97,7 +97,7 @@ def _from_problem(request: Request, exc: Exception) -> JSONResponse:
 def _from_http(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):  # registered for it only
         raise exc
-    kinds = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}
+    kinds = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 413: "too-large"}
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}"
