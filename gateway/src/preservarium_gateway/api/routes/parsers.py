@@ -3,12 +3,13 @@ cases of `preservarium parser ...`, with the same checks)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from preservarium.examples import command_input, load_examples, run_examples
+from preservarium.examples import Example, command_input, load_examples, run_examples
 from preservarium.ids import is_device_id, is_device_type
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox_client import ContactInput, SandboxUnavailableError
@@ -49,6 +50,12 @@ class Trial(BaseModel):
     examples: str | None = Field(None, description="Run these examples (YAML) instead.")
 
 
+async def _examples(text: str) -> list[Example]:
+    """Examples read in a worker thread: YAML is read in pure Python, seconds for a large
+    file, and the event loop serves the gateway's contacts too."""
+    return await asyncio.to_thread(load_examples, text)
+
+
 def _context(request: Request) -> ApiContext:
     context: ApiContext = request.app.state.context
     return context
@@ -84,7 +91,7 @@ async def upload(request: Request, device_type: str, body: NewVersion) -> Any:
     _check_type(device_type)
     raw = body.source.encode("utf-8", "surrogatepass")
     source = usecase.check_source(raw)
-    examples = load_examples(body.examples) if body.examples is not None else []
+    examples = await _examples(body.examples) if body.examples is not None else []
     try:
         await usecase.check_in_sandbox(context.sandbox, source, examples, device_type)
     except usecase.ExamplesFailedError as exc:
@@ -142,7 +149,7 @@ async def test(request: Request, body: Trial) -> Any:
     _check_type(body.device_type)
     source = usecase.check_source(body.source.encode("utf-8", "surrogatepass"))
     if body.examples is not None:
-        examples = load_examples(body.examples)
+        examples = await _examples(body.examples)
         results = await run_examples(context.sandbox, source, examples, body.device_type)
         return {"ok": all(r.ok for r in results),
                 "examples": [usecase.example_json(r) for r in results]}  # fmt: skip
