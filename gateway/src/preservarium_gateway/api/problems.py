@@ -33,6 +33,7 @@ from preservarium_gateway.errors import PublishError
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://preservarium.invalid/problems/"  # a name, never fetched
 log = logging.getLogger("preservarium.gateway.api")
+DATABASE_UNAVAILABLE = "the database is unavailable; try again later (the gateway's log says why)"
 
 
 class Problem(Exception):
@@ -69,7 +70,6 @@ _MAPPED: tuple[tuple[type[Exception], int, str], ...] = (
     (CredentialError, 422, "invalid-credentials"),
     (SecretKeyError, 422, "secret-key"),
     (SandboxRequestError, 422, "sandbox-refused"),
-    (DatabaseUnavailableError, 503, "database-unavailable"),
     (SandboxUnavailableError, 503, "sandbox-unavailable"),
     (PublishError, 503, "kafka-unavailable"),
 )
@@ -79,6 +79,10 @@ def _from_sdk(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidInputError):
         errors = [{"field": e.field, "message": e.message} for e in exc.errors]
         return problem_response(422, "invalid-input", str(exc), errors=errors)
+    if isinstance(exc, DatabaseUnavailableError):
+        # The driver's text names tables and statements: the log has it, the client not.
+        log.warning("database unavailable", extra={"path": request.url.path, "error": str(exc)})
+        return problem_response(503, "database-unavailable", DATABASE_UNAVAILABLE)
     for kind_of, status, kind in _MAPPED:
         if isinstance(exc, kind_of):
             line = getattr(exc, "line", None)
