@@ -24,6 +24,8 @@ class ApiLimits:
     streams_max: int = 32
     stream_backlog: int = 1000
     heartbeat_s: float = 15.0
+    # How often an open stream checks that its token is still active (else it ends).
+    token_recheck_s: float = 5.0
     # GET /uplinks reads at most this many of the newest raw records per partition.
     uplinks_scan: int = 5000
     uplinks_max: int = 100
