@@ -3,10 +3,14 @@ and the OpenAPI document and offline docs page."""
 
 from __future__ import annotations
 
+import dataclasses
+import pathlib
 import re
 
 import httpx
 from preservarium.repositories import SQLParserRepository
+from preservarium_gateway.api import create_app
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.api.conftest import Api
 
@@ -76,3 +80,32 @@ async def test_openapi_and_offline_docs(client: httpx.AsyncClient) -> None:
     for ref in references:
         if ref.startswith("/api/docs/assets/"):
             assert (await client.get(ref)).status_code == 200, ref
+
+
+async def test_an_audit_cursor_out_of_range_is_422(api: Api, client: httpx.AsyncClient) -> None:
+    # The cursor went to the database as it came: 2**64 overflowed it (a 500).
+    for before in (str(2**64), "-1"):
+        response = await client.get("/api/v1/audit", params={"before": before},
+                                    headers=api.auth("admin"))  # fmt: skip
+        assert response.status_code == 422, response.text
+        assert response.json()["type"].endswith("/invalid-input")
+
+
+async def test_a_database_failure_is_a_503_that_shows_no_sql(
+    api: Api, tmp_path: pathlib.Path
+) -> None:
+    # The problem's detail was the SQLAlchemy error as text: the statement, its
+    # parameters (the token's digest) and a link to SQLAlchemy's site, for anyone to read.
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")  # no tables
+    context = dataclasses.replace(api.context, engine=engine)
+    transport = httpx.ASGITransport(app=create_app(context, console=False))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            response = await client.get("/api/v1/devices", headers=api.auth("read"))
+    finally:
+        await engine.dispose()
+    assert response.status_code == 503, response.text
+    assert response.json()["type"].endswith("/database-unavailable")
+    detail = response.json()["detail"]
+    for internal in ("SELECT", "api_tokens", "[parameters", "sqlalche.me", "[SQL"):
+        assert internal not in detail, detail

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 from fastapi import FastAPI
 from preservarium.api_access import Scope
@@ -112,3 +114,32 @@ async def test_a_short_scope_is_403(api: Api, live: httpx.AsyncClient) -> None:
 async def test_healthz_needs_no_token(live: httpx.AsyncClient) -> None:
     response = await live.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+async def test_bodies_are_bounded_before_anything_reads_them(
+    api: Api, live: httpx.AsyncClient
+) -> None:
+    # The framework reads and decodes a JSON body before it checks the token: with no
+    # bound, anyone could make the gateway hold and parse any number of megabytes.
+    big = b'{"source": "' + b"#" * (3 * 1024 * 1024) + b'"}'
+    json_type = {"content-type": "application/json"}
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    for headers, content in (
+        (json_type, big),  # no token, Content-Length says it
+        (json_type, chunks()),  # no token, chunked: counted as it comes
+        ({**json_type, **api.auth("write")}, big),
+    ):
+        response = await live.post("/api/v1/parsers/test", content=content, headers=headers)
+        assert response.status_code == 413, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["type"].endswith("/too-large")
+    # An import file keeps its own, larger bound.
+    rows = b"id,type\n" + b"".join(b"dev-%07d,thermo\n" % n for n in range(150_000))
+    assert len(rows) > 2 * 1024 * 1024
+    csv = {**api.auth("write"), "content-type": "text/csv"}
+    response = await live.post("/api/v1/devices/import?dry_run=true", content=rows, headers=csv)
+    assert response.status_code == 422, response.text  # over 100,000 rows, read in full

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from preservarium.repositories import (
@@ -23,7 +24,7 @@ async def _parser(api: Api, device_type: str = "thermo") -> None:
     await SQLParserRepository(api.context.engine).upload(device_type, SOURCE)
 
 
-def _problem(response: httpx.Response, status: int) -> dict[str, object]:
+def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     return dict(response.json())
@@ -151,7 +152,7 @@ async def test_validation_errors_are_problem_documents(api: Api, client: httpx.A
                                         "force": True}, headers=write), 422)  # fmt: skip
     assert bad_id["errors"] == [{"field": "id", "message": bad_id["detail"]}]
     missing = _problem(await client.post("/api/v1/devices", json={"id": "x"}, headers=write), 422)
-    assert any(error["field"].endswith("type") for error in missing["errors"])  # type: ignore[attr-defined]
+    assert any(error["field"].endswith("type") for error in missing["errors"])
     not_json = await client.post("/api/v1/devices", content=b"{", headers={**write,
                                  "content-type": "application/json"})  # fmt: skip
     _problem(not_json, 422)
@@ -182,3 +183,58 @@ async def test_cli_and_api_agree_on_register_and_show(api: Api, client: httpx.As
         shown_api = (await client.get(f"/api/v1/devices/{device_id}",
                                       headers=api.auth("read"))).json()  # fmt: skip
         assert shown_cli == shown_api
+
+
+# Attributes the registry refuses: over the size bound, deeper than the depth bound, a
+# lone surrogate (valid JSON text, not encodable UTF-8). Each was a 500 "internal".
+REFUSED_ATTRIBUTES = (
+    b'{"k": "' + b"x" * 20_000 + b'"}',
+    b'{"a": [[[[[[[[[[1]]]]]]]]]]}',
+    b'{"s": "\\ud800"}',
+)
+
+
+async def test_attributes_out_of_bounds_are_422_everywhere_and_write_nothing(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    await _parser(api)
+    write = {**api.auth("write"), "content-type": "application/json"}
+    kept = {"id": "kept", "type": "thermo", "attributes": {"site": "a"}}
+    created = await client.post("/api/v1/devices", json=kept, headers=api.auth("write"))
+    assert created.status_code == 201, created.text
+    for attributes in REFUSED_ATTRIBUTES:
+        register = b'{"id": "new-1", "type": "thermo", "attributes": ' + attributes + b"}"
+        problem = _problem(await client.post("/api/v1/devices", content=register,
+                                             headers=write), 422)  # fmt: skip
+        assert problem["type"] == "https://preservarium.invalid/problems/invalid-attributes"
+        patch = b'{"attributes": ' + attributes + b"}"
+        _problem(await client.patch("/api/v1/devices/kept", content=patch, headers=write), 422)
+        rows = b'[{"id": "imp-1", "type": "thermo", "attributes": ' + attributes + b"}]"
+        problem = _problem(await client.post("/api/v1/devices/import", content=rows,
+                                             headers=write), 422)  # fmt: skip
+        assert [error["field"] for error in problem["errors"]] == ["row 1"]
+    listed = (await client.get("/api/v1/devices", headers=api.auth("read"))).json()
+    assert [(d["id"], d["attributes"]) for d in listed["items"]] == [("kept", {"site": "a"})]
+
+
+async def test_a_nul_character_in_a_path_or_query_is_422_on_every_database(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    # PostgreSQL text cannot hold U+0000: each of these was a 500 there (and a lookup of a
+    # name no row can have on SQLite).
+    admin = api.auth("admin")
+    for method, path in (
+        ("GET", "/api/v1/devices/a%00b"),
+        ("PATCH", "/api/v1/devices/a%00b"),
+        ("DELETE", "/api/v1/devices/a%00b"),
+        ("GET", "/api/v1/devices?type=%00"),
+        ("GET", "/api/v1/devices?after=a%00"),
+        ("GET", "/api/v1/commands?device=%00"),
+        ("GET", "/api/v1/commands/%00"),
+        ("DELETE", "/api/v1/commands/%00"),
+        ("GET", "/api/v1/parsers/%00/versions"),
+        ("GET", "/api/v1/parsers/%00/versions/1"),
+    ):
+        response = await client.request(method, path, headers=admin, json={"type": "t"})
+        problem = _problem(response, 422)
+        assert problem["type"] == "https://preservarium.invalid/problems/invalid-input", path

@@ -114,3 +114,67 @@ async def test_the_cli_imports_the_same_way(
     assert (report["created"], report["unchanged"]) == (3, 0)
     through_api = (await _csv(client, api, CSV)).json()
     assert (through_api["created"], through_api["updated"], through_api["unchanged"]) == (0, 0, 3)
+
+
+def _alias_bomb(levels: int, width: int) -> str:
+    """A few hundred bytes of YAML whose aliases expand to width**levels strings."""
+    lines = ['    a0: &a0 ["xxxxxxxxxxxxxxxxxxxxxxxx"]']
+    for level in range(1, levels + 1):
+        aliases = ",".join([f"*a{level - 1}"] * width)
+        lines.append(f"    a{level}: &a{level} [{aliases}]")
+    return "- id: bomb-1\n  type: thermo\n  attributes:\n" + "\n".join(lines) + "\n"
+
+
+async def test_yaml_aliases_are_refused_before_they_expand(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    # 10**6 strings from 400 bytes (each level more: ten times that): expanding it takes
+    # seconds and gigabytes on the gateway's event loop. Aliases are refused as the file is read.
+    await _parser(api)
+    bomb = _alias_bomb(levels=6, width=10)
+    assert len(bomb) < 1000
+    response = await client.post("/api/v1/devices/import", content=bomb.encode(),
+                                 headers={**api.auth("write"), "content-type": "application/yaml"},
+                                 timeout=30)  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "file"
+    assert "alias" in response.json()["detail"]
+    assert await _ids(api) == []
+
+
+async def test_a_large_yaml_file_is_read_off_the_event_loop(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    # YAML is read in pure Python (tens of seconds for a few MB on a busy machine): read on
+    # the gateway's event loop, it froze every contact and request while it lasted.
+    import asyncio
+
+    await _parser(api)
+    # Few rows (a short report), many values to read: 300 rows of 200 attributes.
+    attributes = "{" + ", ".join(f"k{n}: {n}" for n in range(200)) + "}"
+    text = "".join(f"- id: big-{i:05d}\n  type: thermo\n  attributes: {attributes}\n"
+                   for i in range(300))  # fmt: skip
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = loop.time()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    started = loop.time()
+    response = await client.post("/api/v1/devices/import", content=text.encode(),
+                                 params={"format": "yaml", "dry_run": "true"},
+                                 headers=api.auth("write"), timeout=120)  # fmt: skip
+    took = loop.time() - started
+    done.set()
+    await ticking
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] == 300
+    # The loop kept turning: its longest stall is a small part of the request's time.
+    assert max(gaps) < took / 3, (max(gaps), took)

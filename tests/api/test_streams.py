@@ -5,11 +5,18 @@ stream that follows it, filters apply, the consumer goes when the client does; a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from preservarium.api_access import Scope
+from preservarium.repositories import SQLTokenRepository
+from preservarium.settings import HostPort
+from preservarium.supervisor import Supervisor
+from preservarium_gateway.api import create_app
+from preservarium_gateway.api.server import ApiServer
 
 from tests.api.conftest import Api
 from tests.support.kafka import produce
@@ -101,3 +108,28 @@ async def test_uplinks_newest_first_of_a_type(api: Api, client: httpx.AsyncClien
     assert [record["id"] for record in response.json()] == ["u-d3-3", "u-d2-2", "u-d1-1"]
     none = await client.get("/api/v1/uplinks", params={"type": "nothing"}, headers=api.auth("read"))
     assert none.json() == []
+
+
+async def test_a_stream_ends_soon_after_its_token_is_revoked(api: Api) -> None:
+    # The token was checked when the stream opened, never again: a revoked (leaked)
+    # token's stream went on delivering every record for as long as its client stayed.
+    name, secret = await SQLTokenRepository(api.context.engine).create("soon-revoked", Scope.READ)
+    limits = dataclasses.replace(api.context.limits, token_recheck_s=0.2)
+    app = create_app(dataclasses.replace(api.context, limits=limits), console=False)
+    server = ApiServer(app=app, listen=HostPort("127.0.0.1", 0), supervisor=Supervisor())
+    await server.start()
+    try:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=WAIT_S) as live,
+            asyncio.timeout(WAIT_S),
+            live.stream(
+                "GET", "/api/v1/streams/raw", headers={"Authorization": f"Bearer {secret}"}
+            ) as response,  # fmt: skip
+        ):
+            lines = response.aiter_lines()
+            assert await anext(lines) == ": stream open"
+            await SQLTokenRepository(api.context.engine).revoke(name.name)
+            rest = [line async for line in lines]  # the server ends the stream
+        assert ": token revoked" in rest
+    finally:
+        await server.stop()

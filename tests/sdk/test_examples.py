@@ -279,3 +279,15 @@ class TestCompare:
         ]
         expect_error = "- description: c\n  command: {command: x}\n  error: runtime_error\n"
         assert await mismatches(expect_error, refused) == [()]
+
+
+def test_examples_refuse_yaml_aliases() -> None:
+    # An alias would let a short examples file expand to a huge request to the sandbox.
+    plain = "- description: a\n  input: {payload_hex: '00'}\n  output: {data: {n: [1, 2, 3]}}\n"
+    assert len(load_examples(plain)) == 1
+    aliased = (
+        "- description: a\n  input: {payload_hex: '00'}\n  output: {data: &d {n: [1, 2, 3]}}\n"
+        "- description: b\n  input: {payload_hex: '01'}\n  output: {data: *d}\n"
+    )
+    with pytest.raises(ExamplesError, match="alias"):
+        load_examples(aliased)

@@ -27,6 +27,7 @@ from preservarium.errors import PreservariumError
 from preservarium.ids import is_device_id
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import CommandInput, ContactInput, SandboxClient, error_kind_name
+from preservarium.yaml_text import NoAliasLoader
 
 ERROR_KINDS = frozenset(error_kind_name(kind) for kind in pb.ErrorKind.values() if kind)
 METHODS = ("GET", "POST", "PUT")
@@ -123,8 +124,9 @@ class ExampleResult:
         return "; ".join(self.mismatches) if self.mismatches else None
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader without implicit timestamps: examples compare with JSON, which has none."""
+class _Loader(NoAliasLoader):
+    """SafeLoader without aliases and without implicit timestamps: examples compare with
+    JSON, which has none."""
 
 
 _Loader.yaml_implicit_resolvers = {

@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 import logging
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from preservarium import __version__
 from preservarium.repositories import SQLAuditRepository
 from preservarium.supervisor import Supervisor
 
-from preservarium_gateway.api import docs, problems
+from preservarium_gateway.api import docs, params, problems
+from preservarium_gateway.api.bodies import BoundedBodies
 from preservarium_gateway.api.context import ApiContext
 from preservarium_gateway.api.observe import ObservedRequests
 from preservarium_gateway.api.replay_runs import replay_runs
@@ -32,6 +33,7 @@ from preservarium_gateway.api.templates import RouteTemplates
 
 log = logging.getLogger("preservarium.gateway.api")
 CONSOLE_MODULE = "preservarium_gateway.console"
+IMPORT_PATH = "/api/v1/devices/import"
 DESCRIPTION = (
     "Register devices, publish parsers, send commands and watch traffic. Every route but "
     "/healthz needs `Authorization: Bearer TOKEN` (`preservarium token create NAME --scope "
@@ -48,6 +50,7 @@ def create_app(context: ApiContext, *, console: bool = True) -> FastAPI:
         openapi_url=docs.OPENAPI_URL,
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(params.no_nul_characters)],
     )
     app.state.context = context
     app.state.stream_slots = streams.StreamSlots(context.limits.streams_max)
@@ -61,6 +64,9 @@ def create_app(context: ApiContext, *, console: bool = True) -> FastAPI:
     app.include_router(health.router)
     for module in (devices, parsers, commands, replays, streams, audit, token):
         app.include_router(module.router, prefix="/api/v1")
+    limits = context.limits
+    app.add_middleware(BoundedBodies, default_max=limits.body_max_bytes,
+                       larger={IMPORT_PATH: limits.import_max_bytes})  # fmt: skip
     templates = RouteTemplates(lambda: [*app.openapi()["paths"], *docs.PATHS])
     app.add_middleware(
         ObservedRequests, metrics=context.metrics, audit=SQLAuditRepository(context.engine),

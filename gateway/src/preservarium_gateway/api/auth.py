@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from preservarium.api_access import Scope
+from preservarium.errors import PreservariumError
 from preservarium.repositories import SQLTokenRepository
 
 from preservarium_gateway.api.problems import Problem
@@ -46,6 +47,20 @@ async def _caller(
     caller = Caller(record.name, record.scope)
     request.state.caller = caller  # the audit log names it
     return caller
+
+
+async def still_active(request: Request) -> bool:
+    """Whether the token this request came with is still active (a long request, such
+    as a stream, asks again now and then). A database that does not answer is not a
+    revocation: True then."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        return False
+    try:
+        record = await SQLTokenRepository(request.app.state.context.engine).authenticate(secret)
+    except PreservariumError:
+        return True
+    return record is not None
 
 
 def require(scope: Scope) -> Any:

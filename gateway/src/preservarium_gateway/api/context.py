@@ -25,9 +25,13 @@ class ApiLimits:
     streams_max: int = 32
     stream_backlog: int = 1000
     heartbeat_s: float = 15.0
+    # How often an open stream checks that its token is still active (else it ends).
+    token_recheck_s: float = 5.0
     # GET /uplinks reads at most this many of the newest raw records per partition.
     uplinks_scan: int = 5000
     uplinks_max: int = 100
+    # Any request body (JSON: parser source and examples the largest); an import file's.
+    body_max_bytes: int = 2 * 1024 * 1024
     import_max_bytes: int = 16 * 1024 * 1024
     parser_source_max_bytes: int = 256 * 1024
     kafka_timeout_s: float = 5.0

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from preservarium.attributes import InvalidAttributesError
 from preservarium.errors import (
     ConflictError,
     CredentialError,
@@ -32,6 +33,7 @@ from preservarium_gateway.errors import PublishError
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://preservarium.invalid/problems/"  # a name, never fetched
 log = logging.getLogger("preservarium.gateway.api")
+DATABASE_UNAVAILABLE = "the database is unavailable; try again later (the gateway's log says why)"
 
 
 class Problem(Exception):
@@ -64,10 +66,10 @@ _MAPPED: tuple[tuple[type[Exception], int, str], ...] = (
     (ConflictError, 409, "conflict"),
     (InvalidParserSourceError, 422, "invalid-parser"),
     (ExamplesError, 422, "invalid-examples"),
+    (InvalidAttributesError, 422, "invalid-attributes"),
     (CredentialError, 422, "invalid-credentials"),
     (SecretKeyError, 422, "secret-key"),
     (SandboxRequestError, 422, "sandbox-refused"),
-    (DatabaseUnavailableError, 503, "database-unavailable"),
     (SandboxUnavailableError, 503, "sandbox-unavailable"),
     (PublishError, 503, "kafka-unavailable"),
 )
@@ -77,6 +79,10 @@ def _from_sdk(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidInputError):
         errors = [{"field": e.field, "message": e.message} for e in exc.errors]
         return problem_response(422, "invalid-input", str(exc), errors=errors)
+    if isinstance(exc, DatabaseUnavailableError):
+        # The driver's text names tables and statements: the log has it, the client not.
+        log.warning("database unavailable", extra={"path": request.url.path, "error": str(exc)})
+        return problem_response(503, "database-unavailable", DATABASE_UNAVAILABLE)
     for kind_of, status, kind in _MAPPED:
         if isinstance(exc, kind_of):
             line = getattr(exc, "line", None)
@@ -95,7 +101,7 @@ def _from_problem(request: Request, exc: Exception) -> JSONResponse:
 def _from_http(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):  # registered for it only
         raise exc
-    kinds = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}
+    kinds = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 413: "too-large"}
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}"

@@ -52,4 +52,6 @@ class SQLRepository:
                 and not isinstance(exc, OperationalError)
             ):
                 raise RepositoryError(str(exc.orig)) from exc
-            raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc
+            # The driver's own message: str(exc) adds the statement and its parameters.
+            reason = getattr(exc, "orig", None) or exc
+            raise DatabaseUnavailableError(f"database unavailable: {reason}") from exc

@@ -13,9 +13,11 @@ from typing import Any
 
 import yaml
 
+from preservarium.attributes import InvalidAttributesError, checked_attributes
 from preservarium.identity.kinds import AuthKind
 from preservarium.ids import is_device_id, is_device_type
 from preservarium.usecases.errors import FieldError, InvalidInputError
+from preservarium.yaml_text import compose_untrusted, construct_untrusted
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_ROWS = 100_000
@@ -161,8 +163,9 @@ def _structured(text: str, fmt: ImportFormat) -> list[tuple[int | None, object]]
             loaded = json.loads(text)
             lines: list[int | None] = [None] * len(loaded) if isinstance(loaded, list) else []
         else:
-            loaded = yaml.safe_load(text)
-            lines = _yaml_lines(text)
+            node = compose_untrusted(text)
+            loaded = construct_untrusted(node)
+            lines = _yaml_lines(node)
     except (ValueError, yaml.YAMLError, RecursionError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _refused(f"the file is not valid {fmt.value.upper()}: {reason}") from None
@@ -173,8 +176,7 @@ def _structured(text: str, fmt: ImportFormat) -> list[tuple[int | None, object]]
     return list(zip(lines, loaded, strict=True))
 
 
-def _yaml_lines(text: str) -> list[int | None]:
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
+def _yaml_lines(node: yaml.Node | None) -> list[int | None]:
     if not isinstance(node, yaml.SequenceNode):
         return []
     return [item.start_mark.line + 1 for item in node.value]
@@ -210,10 +212,9 @@ def _auth(value: object) -> AuthKind | None:
 def _attributes(value: object) -> dict[str, Any] | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
-        raise ValueError("attributes: not a JSON object")
+    # The registry's own bounds (size, depth, strict JSON), so that a row it would refuse
+    # is reported as a bad row rather than failing the write.
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        raise ValueError("attributes: holds a value that is not JSON") from None
-    return dict(value)
+        return dict(checked_attributes(value))
+    except InvalidAttributesError as exc:
+        raise ValueError(f"attributes: {exc}") from None

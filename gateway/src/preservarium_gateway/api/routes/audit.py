@@ -10,6 +10,7 @@ from preservarium.usecases.jsonable import json_object
 
 from preservarium_gateway.api.auth import ADMIN
 from preservarium_gateway.api.context import ApiContext
+from preservarium_gateway.api.params import AuditCursor
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 async def page(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(description="next_before of the previous page.")] = None,
+    before: AuditCursor = None,
 ) -> dict[str, Any]:
     """Entries (who, method, route, target, status, when, detail); `next_before` pages on."""
     context: ApiContext = request.app.state.context

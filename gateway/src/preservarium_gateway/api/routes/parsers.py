@@ -3,12 +3,13 @@ cases of `preservarium parser ...`, with the same checks)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from preservarium.examples import command_input, load_examples, run_examples
+from preservarium.examples import Example, command_input, load_examples, run_examples
 from preservarium.ids import is_device_id, is_device_type
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox_client import ContactInput, SandboxUnavailableError
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field
 from preservarium_gateway.api.auth import READ, WRITE
 from preservarium_gateway.api.context import ApiContext
 from preservarium_gateway.api.observe import note
+from preservarium_gateway.api.params import OtherVersion, VersionNumber
 from preservarium_gateway.api.problems import problem_response
 
 router = APIRouter(prefix="/parsers", tags=["parsers"])
@@ -46,6 +48,12 @@ class Trial(BaseModel):
     device_id: str | None = Field(None, description="A registered device's contact.")
     command: dict[str, Any] | None = Field(None, description='{"command": ..., "params": {}}')
     examples: str | None = Field(None, description="Run these examples (YAML) instead.")
+
+
+async def _examples(text: str) -> list[Example]:
+    """Examples read in a worker thread: YAML is read in pure Python, seconds for a large
+    file, and the event loop serves the gateway's contacts too."""
+    return await asyncio.to_thread(load_examples, text)
 
 
 def _context(request: Request) -> ApiContext:
@@ -83,7 +91,7 @@ async def upload(request: Request, device_type: str, body: NewVersion) -> Any:
     _check_type(device_type)
     raw = body.source.encode("utf-8", "surrogatepass")
     source = usecase.check_source(raw)
-    examples = load_examples(body.examples) if body.examples is not None else []
+    examples = await _examples(body.examples) if body.examples is not None else []
     try:
         await usecase.check_in_sandbox(context.sandbox, source, examples, device_type)
     except usecase.ExamplesFailedError as exc:
@@ -110,8 +118,8 @@ async def upload(request: Request, device_type: str, body: NewVersion) -> Any:
 async def show(
     request: Request,
     device_type: str,
-    version: int,
-    against: Annotated[int | None, Query(description="Also diff from this version.")] = None,
+    version: VersionNumber,
+    against: OtherVersion = None,
 ) -> dict[str, Any]:
     """The version with its source and examples; with `?against=M`, `diff` is the unified
     diff that turns version M into this one."""
@@ -126,7 +134,7 @@ async def show(
 
 @router.post("/{device_type}/versions/{version}/activate", dependencies=[WRITE],
              summary="Make a version the active one (roll back or forward)")  # fmt: skip
-async def activate(request: Request, device_type: str, version: int) -> dict[str, Any]:
+async def activate(request: Request, device_type: str, version: VersionNumber) -> dict[str, Any]:
     """The version, now active."""
     record = await SQLParserRepository(_context(request).engine).activate(device_type, version)
     return json_object(usecase.version_json(record))
@@ -141,7 +149,7 @@ async def test(request: Request, body: Trial) -> Any:
     _check_type(body.device_type)
     source = usecase.check_source(body.source.encode("utf-8", "surrogatepass"))
     if body.examples is not None:
-        examples = load_examples(body.examples)
+        examples = await _examples(body.examples)
         results = await run_examples(context.sandbox, source, examples, body.device_type)
         return {"ok": all(r.ok for r in results),
                 "examples": [usecase.example_json(r) for r in results]}  # fmt: skip

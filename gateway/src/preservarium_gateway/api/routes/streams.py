@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from prometheus_client import Gauge
 from starlette.types import Receive, Scope, Send
 
-from preservarium_gateway.api.auth import READ
+from preservarium_gateway.api.auth import READ, still_active
 from preservarium_gateway.api.context import ApiContext
 from preservarium_gateway.api.kafka_reads import TopicRecord, TopicTail, assigned, newest
 from preservarium_gateway.api.problems import Problem
@@ -123,10 +123,19 @@ async def stream(
         await close()
         raise
 
+    recheck_s = context.limits.token_recheck_s
+
     async def events() -> AsyncIterator[bytes]:
         yield b": stream open\n\n"
         quiet_s = 0.0
+        checked_at = asyncio.get_running_loop().time()
         while not await request.is_disconnected():
+            now = asyncio.get_running_loop().time()
+            if now - checked_at >= recheck_s:
+                checked_at = now
+                if not await still_active(request):  # revoked since the stream opened
+                    yield b": token revoked\n\n"
+                    return
             records = await tail.poll(timeout_s=POLL_S, max_records=BATCH)
             sent = [event(name, r) for r in records if matches(r.value, device, type)]
             for chunk in sent:
