@@ -11,12 +11,14 @@ from __future__ import annotations
 import builtins
 import os
 import signal
+import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import pytest
 from preservarium_sandbox.engine.compiler import CompiledParser
-from preservarium_sandbox.engine.runner import run_job
+from preservarium_sandbox.engine.runner import Deadline, run_job
 from preservarium_sandbox.engine.template import ModuleImage
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.worker import main as worker_main
@@ -164,3 +166,34 @@ def test_a_worker_releases_the_template_of_a_version_it_evicts(
         os.close(worker.footprint._fd)
         for number, handler in handlers.items():
             signal.signal(number, handler)
+
+
+def test_a_deadline_that_lands_while_the_image_decides_leaves_it_undecided() -> None:
+    # The worker's deadline is a signal: its exception can land between any two bytecodes
+    # of load(). Landing in the sorting of a kept template once left the image "copied"
+    # but still learning, so that every later copy counted the template again until it
+    # was "too large", and every call of the version failed. A trace function raises it
+    # exactly there.
+    image, _, fresh = _image_and_calls()
+    code = compile("TABLE = {'a': [1]}\nNAMES = [str(n) for n in range(1000)]\n", "p", "exec")
+    sort_code = ModuleImage._sort.__code__
+
+    def deadline_in_sort(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code is sort_code:
+            raise Deadline
+        return None
+
+    sys.settrace(deadline_in_sort)
+    try:
+        with pytest.raises(Deadline):
+            image.load(code, fresh, lambda: True)
+    finally:
+        sys.settrace(None)
+    assert image.mode == "undecided"
+    for _ in range(40):  # forty times its size is more than MAX_TEMPLATE_BYTES
+        namespace = image.load(code, fresh, lambda: True)
+        assert (namespace["TABLE"], namespace["NAMES"]) == (
+            {"a": [1]},
+            [str(n) for n in range(1000)],
+        )
+    assert image.mode == "copied"

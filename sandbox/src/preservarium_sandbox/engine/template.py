@@ -354,8 +354,10 @@ class ModuleImage:
         except Uncopyable:
             self._executes = True
             return namespace
-        self._template = namespace
+        # The deadline's exception can land anywhere: the template is kept only once its
+        # plan is complete, or this version would stay half-learned for good.
         self._sort(namespace)
+        self._template = namespace
         return copied
 
     def _sort(self, template: dict[str, Any]) -> None:
