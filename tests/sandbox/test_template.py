@@ -9,15 +9,19 @@ for every call instead.
 from __future__ import annotations
 
 import builtins
+import gc
 import os
 import signal
+import sys
+import tracemalloc
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import pytest
-from preservarium_sandbox.engine.compiler import CompiledParser
-from preservarium_sandbox.engine.runner import run_job
-from preservarium_sandbox.engine.template import ModuleImage
+from preservarium_sandbox.engine.compiler import CompiledParser, compile_parser
+from preservarium_sandbox.engine.runner import Deadline, run_job
+from preservarium_sandbox.engine.template import MAX_TEMPLATE_BYTES, ModuleImage
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.worker import main as worker_main
 
@@ -164,3 +168,78 @@ def test_a_worker_releases_the_template_of_a_version_it_evicts(
         os.close(worker.footprint._fd)
         for number, handler in handlers.items():
             signal.signal(number, handler)
+
+
+def test_a_deadline_that_lands_while_the_image_decides_leaves_it_undecided() -> None:
+    # The worker's deadline is a signal: its exception can land between any two bytecodes
+    # of load(). Landing in the sorting of a kept template once left the image "copied"
+    # but still learning, so that every later copy counted the template again until it
+    # was "too large", and every call of the version failed. A trace function raises it
+    # exactly there.
+    image, _, fresh = _image_and_calls()
+    code = compile("TABLE = {'a': [1]}\nNAMES = [str(n) for n in range(1000)]\n", "p", "exec")
+    sort_code = ModuleImage._sort.__code__
+
+    def deadline_in_sort(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code is sort_code:
+            raise Deadline
+        return None
+
+    sys.settrace(deadline_in_sort)
+    try:
+        with pytest.raises(Deadline):
+            image.load(code, fresh, lambda: True)
+    finally:
+        sys.settrace(None)
+    assert image.mode == "undecided"
+    for _ in range(40):  # forty times its size is more than MAX_TEMPLATE_BYTES
+        namespace = image.load(code, fresh, lambda: True)
+        assert (namespace["TABLE"], namespace["NAMES"]) == (
+            {"a": [1]},
+            [str(n) for n in range(1000)],
+        )
+    assert image.mode == "copied"
+
+
+# Modules whose template is mostly what the copier once left uncounted: the ids its plan
+# learns (an empty list or dict each), closures and their cells, classes' own dicts.
+PINNING: dict[str, Callable[[int], str]] = {
+    "empty_lists": lambda n: f"T = [[] for i in range({n})]\n",
+    "empty_dicts": lambda n: f"T = [{{}} for i in range({n})]\n",
+    "closures": lambda n: (
+        "def make():\n    x = 1\n    def get():\n        return x\n    return get\n"
+        f"T = [make() for i in range({n})]\n"
+    ),
+    "classes": lambda n: "".join(f"class C{i}:\n    pass\n" for i in range(n)),
+}
+
+
+# Sizes around MAX_TEMPLATE_BYTES, where the count differs from the default.
+COUNTS = {"closures": (200, 400, 600, 700, 800), "classes": (30, 60, 90, 120, 150)}
+
+
+@pytest.mark.parametrize("name", sorted(PINNING))
+def test_a_kept_template_pins_about_what_its_size_bound_says(name: str) -> None:
+    # A worker keeps the templates of worker.main.CACHE_SIZE versions: their sum must stay
+    # under the residue over which it is replaced, so each one's count must be honest.
+    contact = {"device_id": "d", "device_type": "t", "path": "", "method": "POST",
+               "confirmable": True, "received_at": 0, "query": {}}  # fmt: skip
+    pinned: dict[int, int] = {}
+    for n in COUNTS.get(name, (400, 1200, 1600, 2400, 3200, 4000)):
+        source = PINNING[name](n) + "def parse(payload, metadata):\n    return {}\n"
+        parser = compile_parser(source)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            assert run_job(parser, {"contact": contact, "blob": b""}, Limits())["ok"] is True
+            gc.collect()
+            if parser.image.mode == "copied":
+                pinned[n] = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+            parser.image.release()
+    assert len(pinned) >= 2  # some of these sizes are kept
+    bound = MAX_TEMPLATE_BYTES * 5 // 4
+    assert max(pinned.values()) < bound, pinned
+    residue = Limits().max_residue_mb << 20
+    assert bound * worker_main.CACHE_SIZE < residue

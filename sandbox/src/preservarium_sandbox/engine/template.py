@@ -19,6 +19,7 @@ reports what its module said.
 from __future__ import annotations
 
 import datetime
+import gc
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -38,6 +39,12 @@ MAX_DEPTH = 100
 # versions): 64 of these stay well under the default Limits.max_residue_mb (32 MiB), over
 # which the worker is replaced. A larger module is executed for every call, as before.
 MAX_TEMPLATE_BYTES = 256 * 1024
+# What the plan pins for each template object it learns (CopyPlan.kept, .flat): the id,
+# an int, and its share of a set's table.
+_LEARNED_BYTES = sys.getsizeof(2**63) + 48
+
+# A weak reference and its slot in a base's __subclasses__ dict.
+_WEAKREF_BYTES = 160
 
 # Exact types whose values cannot change and hold nothing a parser defined: shared.
 _IMMUTABLE: frozenset[type] = frozenset(
@@ -147,7 +154,10 @@ class _Copier:
 
     def _count(self, value: object) -> None:
         """Add a template object's size (an exact builtin type's: no parser code runs)."""
-        self.plan.size += sys.getsizeof(value)
+        self._count_bytes(sys.getsizeof(value))
+
+    def _count_bytes(self, size: int) -> None:
+        self.plan.size += size
         if self.plan.size > MAX_TEMPLATE_BYTES:
             raise Uncopyable("too large to keep")
 
@@ -190,6 +200,7 @@ class _Copier:
     def _learn(self, into: set[int], value: object, same: bool) -> None:
         if self.plan.learning and same:
             into.add(id(value))
+            self._count_bytes(_LEARNED_BYTES)
 
     def _bytearray(self, value: bytearray, depth: int) -> bytearray:
         made = bytearray(value)
@@ -220,6 +231,13 @@ class _Copier:
         closure = None
         if value.__closure__ is not None:
             closure = tuple(self._cell_shell(cell) for cell in value.__closure__)
+        if self.plan.learning:
+            # What the template pins besides what copy() counts: the closure and its
+            # cells, and the empty annotations dict reading __annotations__ leaves behind.
+            self._count(value.__closure__)
+            self._count_bytes(sum(sys.getsizeof(cell) for cell in value.__closure__ or ()))
+            if not value.__annotations__:
+                self._count(value.__annotations__)
         made = FunctionType(value.__code__, self.target, value.__name__, None, closure)
         self.memo[id(value)] = made
         if value.__closure__ is not None:
@@ -258,6 +276,17 @@ class _Copier:
         shell = {"__module__": MODULE_NAME, "__qualname__": value.__qualname__, "__doc__": doc}
         made = type(value.__name__, bases, shell)
         self.memo[id(value)] = made
+        if self.plan.learning:
+            # What the template pins besides what copy() counts: the class's own dict
+            # (behind the mappingproxy), its MRO, the shell entries and the weak
+            # references its bases keep to it.
+            (own,) = gc.get_referents(entries)
+            self._count(own)
+            self._count(value.__mro__)
+            self._count_bytes(
+                sum(sys.getsizeof(entries[name]) for name in _SHELL_ENTRIES & entries.keys())
+            )
+            self._count_bytes(len(value.__bases__) * _WEAKREF_BYTES)
         for name, item in entries.items():
             if name not in _SHELL_ENTRIES:
                 type.__setattr__(made, name, self.copy(item, depth))
@@ -354,8 +383,10 @@ class ModuleImage:
         except Uncopyable:
             self._executes = True
             return namespace
-        self._template = namespace
+        # The deadline's exception can land anywhere: the template is kept only once its
+        # plan is complete, or this version would stay half-learned for good.
         self._sort(namespace)
+        self._template = namespace
         return copied
 
     def _sort(self, template: dict[str, Any]) -> None:
