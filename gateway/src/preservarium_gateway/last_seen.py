@@ -11,12 +11,12 @@ their next contact after a flush succeeds (counted as dropped).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime
 
 from preservarium.errors import RepositoryError
+from preservarium.periodic import Periodic
 from preservarium.supervisor import Supervisor
 
 from preservarium_gateway.metrics import GatewayMetrics
@@ -38,12 +38,12 @@ class LastSeenRecorder:
         supervisor: Supervisor,
     ) -> None:
         self._store = store
-        self._flush_s = flush_s
         self._max_entries = max_entries
         self._metrics = metrics
-        self._supervisor = supervisor
         self._seen: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic(
+            self._flush_job, interval_s=flush_s, name="last-seen-flush", supervisor=supervisor
+        )
         self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
@@ -59,22 +59,16 @@ class LastSeenRecorder:
 
     async def start(self) -> None:
         """Start the periodic flush."""
-        if self._task is None:
-            self._task = self._supervisor.spawn("last-seen-flush", self._run)
+        self._flusher.start()
 
     async def stop(self) -> None:
-        """Stop the loop, then flush what is held (idempotent)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop the loop (a flush under way finishes), then flush what is held
+        (idempotent)."""
+        await self._flusher.stop()
         await self.flush()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_s)
-            await self.flush()
+    async def _flush_job(self) -> None:
+        await self.flush()
 
     async def flush(self) -> bool:
         """Write the devices seen since the last flush; False (entries kept) on failure."""
