@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.api.conftest import Api
+from tests.support.waiting import LoopStalls
 
 V1 = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
 V2 = "def parse(payload, metadata):\n    return {'n': len(payload), 'first': payload[0]}\n"
@@ -122,35 +123,15 @@ async def test_version_numbers_out_of_range_are_422_not_a_database_overflow(
 async def test_examples_are_read_off_the_event_loop(api: Api, client: httpx.AsyncClient) -> None:
     # Examples are YAML, read in pure Python: 1.4 MB (under the body bound) held the
     # gateway's event loop, which serves the CoAP contacts too, for over 20 seconds.
-    import asyncio
-
     one = "- description: e{}\n  input: {{payload_hex: '0102'}}\n  output: {{data: {{n: 2}}}}\n"
     # The last example is wrong, so that the answer comes once the file is read (a 422).
     text = "".join(one.format(i) for i in range(3000)) + "- input: {payload_hex: '01'}\n"
-    loop = asyncio.get_running_loop()
-    gaps: list[float] = []
-    done = asyncio.Event()
-
-    async def ticker() -> None:
-        last = loop.time()
-        while not done.is_set():
-            await asyncio.sleep(0.01)
-            now = loop.time()
-            gaps.append(now - last)
-            last = now
-
     for path, body in (
         ("/api/v1/parsers/test", {"source": V1, "device_type": "thermo", "examples": text}),
         ("/api/v1/parsers/thermo/versions", {"source": V1, "examples": text}),
     ):
-        gaps.clear()
-        done.clear()
-        ticking = asyncio.create_task(ticker())
-        started = loop.time()
-        response = await client.post(path, json=body, headers=api.auth("write"), timeout=120)
-        took = loop.time() - started
-        done.set()
-        await ticking
+        async with LoopStalls() as stalls:
+            response = await client.post(path, json=body, headers=api.auth("write"), timeout=120)
         assert response.status_code == 422, response.text
         assert response.json()["type"].endswith("/invalid-examples")
-        assert max(gaps) < took / 3, (path, max(gaps), took)
+        assert stalls.longest < stalls.took / 3, (path, stalls.longest, stalls.took)
