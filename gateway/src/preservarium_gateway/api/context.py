@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fastapi import Request
 from preservarium.identity import SecretBox
 from preservarium.sandbox_client import SandboxClient
 from preservarium.usecases.commands import Publish
@@ -57,3 +58,9 @@ class ApiContext:
     # The gateway passes its own (run under its supervisor, stopped with it); without
     # one, the app makes one (`app.state.replay_runs`), to be stopped by its owner.
     replay_runs: ReplayRuns | None = None
+
+
+def context_of(request: Request) -> ApiContext:
+    """The context the app was built with, as a route reads it."""
+    context: ApiContext = request.app.state.context
+    return context

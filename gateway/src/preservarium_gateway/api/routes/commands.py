@@ -13,7 +13,7 @@ from preservarium.usecases.jsonable import json_object, jsonable
 from pydantic import BaseModel, Field
 
 from preservarium_gateway.api.auth import READ, WRITE
-from preservarium_gateway.api.context import ApiContext
+from preservarium_gateway.api.context import context_of
 from preservarium_gateway.api.observe import note
 
 router = APIRouter(prefix="/commands", tags=["commands"])
@@ -31,11 +31,6 @@ class NewCommand(BaseModel):
     force: bool = Field(False, description="Send to a device that is not registered.")
 
 
-def _context(request: Request) -> ApiContext:
-    context: ApiContext = request.app.state.context
-    return context
-
-
 @router.get("", dependencies=[READ], summary="List stored commands, newest first")
 async def list_commands(
     request: Request,
@@ -45,7 +40,7 @@ async def list_commands(
 ) -> list[dict[str, Any]]:
     """What the gateways queued, sent or ended."""
     statuses = () if status is None else (CommandStatus(status),)
-    records = await SQLCommandRepository(_context(request).engine).list_commands(
+    records = await SQLCommandRepository(context_of(request).engine).list_commands(
         device_id=device, statuses=statuses, limit=limit
     )
     return [jsonable(usecase.command_json(record)) for record in records]
@@ -55,7 +50,7 @@ async def list_commands(
 async def send(request: Request, body: NewCommand) -> dict[str, Any]:
     """Publishes a `command.request` record, exactly as `command send`; the answer is that
     record. The gateway stores it (`queued`) and sends it on the device's next contact."""
-    context = _context(request)
+    context = context_of(request)
     record = usecase.build_request(body.device_id, body.command, params=body.params,
                                    ttl_s=body.ttl_s, request_id=body.request_id)  # fmt: skip
     note(request.state, request_id=record["request_id"], device_id=body.device_id,
@@ -69,7 +64,7 @@ async def send(request: Request, body: NewCommand) -> dict[str, Any]:
 @router.get("/{request_id}", dependencies=[READ], summary="Show a command")
 async def show(request: Request, request_id: str) -> dict[str, Any]:
     """One stored command and its status."""
-    record = await SQLCommandRepository(_context(request).engine).get(request_id)
+    record = await SQLCommandRepository(context_of(request).engine).get(request_id)
     return json_object(usecase.command_json(record))
 
 
@@ -77,7 +72,7 @@ async def show(request: Request, request_id: str) -> dict[str, Any]:
 async def cancel(request: Request, request_id: str) -> dict[str, Any]:
     """Marks it `expired` (reason `cancelled`) and publishes that status, as `command
     cancel`. 409 for a command being sent or ended; cancelling again publishes again."""
-    context = _context(request)
+    context = context_of(request)
     record, now = await usecase.cancel_stored(context.engine, request_id)
     note(request.state, cancelled_now=now)
     await usecase.publish_cancelled(context.publish, context.topics.command_status, record)

@@ -15,7 +15,7 @@ from preservarium.usecases.jsonable import json_object
 from pydantic import BaseModel, Field
 
 from preservarium_gateway.api.auth import READ, WRITE
-from preservarium_gateway.api.context import ApiContext
+from preservarium_gateway.api.context import context_of
 from preservarium_gateway.api.observe import note
 from preservarium_gateway.api.problems import Problem
 
@@ -41,11 +41,6 @@ class DeviceChanges(BaseModel):
     force: bool = Field(False, description="Accept a type without an active parser.")
 
 
-def _context(request: Request) -> ApiContext:
-    context: ApiContext = request.app.state.context
-    return context
-
-
 @router.get("", dependencies=[READ], summary="List devices (filters, cursor paging)")
 async def list_devices(
     request: Request,
@@ -57,7 +52,7 @@ async def list_devices(
 ) -> dict[str, Any]:
     """Devices by id, each with its auth kind, last contact and number of pending
     commands; `next_cursor` is set while more follow."""
-    context = _context(request)
+    context = context_of(request)
     where = DeviceFilter(device_type=type, q=q, auth=auth)
     records = await SQLDeviceRepository(context.engine).search(where, limit=limit + 1,
                                                                after=cursor)  # fmt: skip
@@ -71,7 +66,7 @@ async def list_devices(
 @router.post("", status_code=201, dependencies=[WRITE], summary="Register a device")
 async def register(request: Request, body: NewDevice) -> dict[str, Any]:
     """The device and its generated credentials: shown in this answer only."""
-    context = _context(request)
+    context = context_of(request)
     note(request.state, device_id=body.id, type=body.type, auth=body.auth)
     record, document = await usecase.register_device(
         context.engine, context.secrets, device_id=body.id, device_type=body.type,
@@ -98,7 +93,7 @@ async def import_file(
 ) -> dict[str, Any]:
     """The file is the body. Every row is checked first: one bad row and nothing is
     written (422, each bad row in `errors`). Credentials issued appear in this answer only."""
-    context = _context(request)
+    context = context_of(request)
     fmt = format or ImportFormat.guess(request.headers.get("content-type", ""))
     if fmt is None:
         detail = "send text/csv, application/json or application/yaml, or ?format="
@@ -124,7 +119,7 @@ async def _body(request: Request, limit: int) -> bytes:
 @router.get("/{device_id}", dependencies=[READ], summary="Show a device")
 async def show(request: Request, device_id: str) -> dict[str, Any]:
     """The device, its auth kind (never a secret), last contact and pending commands."""
-    context = _context(request)
+    context = context_of(request)
     view = await usecase.show_device(context.engine, context.secrets, device_id)
     return json_object(usecase.view_json(view))
 
@@ -132,7 +127,7 @@ async def show(request: Request, device_id: str) -> dict[str, Any]:
 @router.patch("/{device_id}", dependencies=[WRITE], summary="Change type or attributes")
 async def change(request: Request, device_id: str, body: DeviceChanges) -> dict[str, Any]:
     """The device as it now is."""
-    context = _context(request)
+    context = context_of(request)
     note(request.state, **body.model_dump(exclude_unset=True, exclude={"attributes"}))
     record = await usecase.update_device(context.engine, device_id=device_id,
                                          device_type=body.type, attributes=body.attributes,
@@ -143,4 +138,4 @@ async def change(request: Request, device_id: str, body: DeviceChanges) -> dict[
 @router.delete("/{device_id}", status_code=204, dependencies=[WRITE], summary="Remove a device")
 async def remove(request: Request, device_id: str) -> None:
     """Forget the device (its credentials with it)."""
-    await SQLDeviceRepository(_context(request).engine).remove(device_id)
+    await SQLDeviceRepository(context_of(request).engine).remove(device_id)

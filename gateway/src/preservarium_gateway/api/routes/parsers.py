@@ -19,7 +19,7 @@ from preservarium.usecases.jsonable import json_object, jsonable
 from pydantic import BaseModel, Field
 
 from preservarium_gateway.api.auth import READ, WRITE
-from preservarium_gateway.api.context import ApiContext
+from preservarium_gateway.api.context import context_of
 from preservarium_gateway.api.observe import note
 from preservarium_gateway.api.params import OtherVersion, VersionNumber
 from preservarium_gateway.api.problems import problem_response
@@ -56,11 +56,6 @@ async def _examples(text: str) -> list[Example]:
     return await asyncio.to_thread(load_examples, text)
 
 
-def _context(request: Request) -> ApiContext:
-    context: ApiContext = request.app.state.context
-    return context
-
-
 def _check_type(device_type: str) -> None:
     if not is_device_type(device_type):
         raise invalid("type", f"invalid device type {device_type!r}: use 1 to 64 characters "
@@ -70,14 +65,14 @@ def _check_type(device_type: str) -> None:
 @router.get("", dependencies=[READ], summary="List device types and their versions")
 async def list_parsers(request: Request) -> list[dict[str, Any]]:
     """Each type with its active and latest version."""
-    summaries = await SQLParserRepository(_context(request).engine).list_parsers()
+    summaries = await SQLParserRepository(context_of(request).engine).list_parsers()
     return [jsonable(summary) for summary in summaries]
 
 
 @router.get("/{device_type}/versions", dependencies=[READ], summary="List a type's versions")
 async def list_versions(request: Request, device_type: str) -> list[dict[str, Any]]:
     """Every version of the type, without sources."""
-    versions = await SQLParserRepository(_context(request).engine).list_versions(device_type)
+    versions = await SQLParserRepository(context_of(request).engine).list_versions(device_type)
     return [jsonable(usecase.version_json(record)) for record in versions]
 
 
@@ -87,7 +82,7 @@ async def upload(request: Request, device_type: str, body: NewVersion) -> Any:
     """The same checks as `parser upload`: the source locally, then its examples (or a
     compile) in the sandbox. 422 when refused (failing examples in `examples`); the
     source and examples of a stored version make no new version (`created` false)."""
-    context = _context(request)
+    context = context_of(request)
     _check_type(device_type)
     raw = body.source.encode("utf-8", "surrogatepass")
     source = usecase.check_source(raw)
@@ -123,7 +118,7 @@ async def show(
 ) -> dict[str, Any]:
     """The version with its source and examples; with `?against=M`, `diff` is the unified
     diff that turns version M into this one."""
-    repository = SQLParserRepository(_context(request).engine)
+    repository = SQLParserRepository(context_of(request).engine)
     record = await repository.get_version(device_type, version)
     shown = {**usecase.version_json(record), "source": record.source, "examples": record.examples}
     if against is not None:
@@ -136,7 +131,7 @@ async def show(
              summary="Make a version the active one (roll back or forward)")  # fmt: skip
 async def activate(request: Request, device_type: str, version: VersionNumber) -> dict[str, Any]:
     """The version, now active."""
-    record = await SQLParserRepository(_context(request).engine).activate(device_type, version)
+    record = await SQLParserRepository(context_of(request).engine).activate(device_type, version)
     return json_object(usecase.version_json(record))
 
 
@@ -145,7 +140,7 @@ async def test(request: Request, body: Trial) -> Any:
     """`parser test --json`: the outcome of parsing a payload (and/or formatting a
     command); with `examples`, each example's outcome. A script error is a 200 with
     `ok: false` (it is the answer asked for); bad input is a 422."""
-    context = _context(request)
+    context = context_of(request)
     _check_type(body.device_type)
     source = usecase.check_source(body.source.encode("utf-8", "surrogatepass"))
     if body.examples is not None:

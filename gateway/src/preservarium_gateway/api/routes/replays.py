@@ -29,7 +29,7 @@ from preservarium.usecases.jsonable import json_object, jsonable
 from pydantic import BaseModel, Field
 
 from preservarium_gateway.api.auth import READ, WRITE
-from preservarium_gateway.api.context import ApiContext
+from preservarium_gateway.api.context import context_of
 from preservarium_gateway.api.observe import note
 from preservarium_gateway.api.problems import Problem
 from preservarium_gateway.api.replay_runs import ReplayRuns, ReplaysBusyError
@@ -64,11 +64,6 @@ class NewReplay(BaseModel):
     rate: int | None = Field(None, ge=1, le=100_000, description="Uplinks per second at most "
                              f"(default {DEFAULT_RATE}).")  # fmt: skip
     dry_run: bool = Field(False, description="Publish nothing: diff each result instead.")
-
-
-def _context(request: Request) -> ApiContext:
-    context: ApiContext = request.app.state.context
-    return context
 
 
 def _runs(request: Request) -> ReplayRuns:
@@ -111,7 +106,7 @@ async def list_replays(
     request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[dict[str, Any]]:
     """Replays started here or by `preservarium replay`, as `replay list` shows them."""
-    found = await SQLReplayRepository(_context(request).engine).list(limit=limit)
+    found = await SQLReplayRepository(context_of(request).engine).list(limit=limit)
     return [replay_json(replay) for replay in found]
 
 
@@ -119,7 +114,7 @@ async def list_replays(
 async def show(request: Request, replay_id: str) -> dict[str, Any]:
     """One replay: what it replays, how far it got (`progress`, `counts`), how it ended
     (`status`: running, done, failed with `error`, interrupted)."""
-    return replay_json(await SQLReplayRepository(_context(request).engine).get(replay_id))
+    return replay_json(await SQLReplayRepository(context_of(request).engine).get(replay_id))
 
 
 @router.post(
@@ -152,7 +147,7 @@ async def start(
 
 
 async def _dry_run(request: Request, replay_request: ReplayRequest, limit: int) -> Any:
-    limits = _context(request).limits
+    limits = context_of(request).limits
     listed: list[Verdict] = []
     differing = [0]
 

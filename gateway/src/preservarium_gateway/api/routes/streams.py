@@ -20,7 +20,7 @@ from prometheus_client import Gauge
 from starlette.types import Receive, Scope, Send
 
 from preservarium_gateway.api.auth import READ, still_active
-from preservarium_gateway.api.context import ApiContext
+from preservarium_gateway.api.context import ApiContext, context_of
 from preservarium_gateway.api.kafka_reads import TopicRecord, TopicTail, assigned, newest
 from preservarium_gateway.api.problems import Problem
 
@@ -36,11 +36,6 @@ class StreamName(StrEnum):
     PARSED = "parsed"
     FAILED = "failed"
     STATUS = "status"
-
-
-def _context(request: Request) -> ApiContext:
-    context: ApiContext = request.app.state.context
-    return context
 
 
 def _topic(context: ApiContext, name: StreamName) -> str:
@@ -102,7 +97,7 @@ async def stream(
     """Records from now on, one event each (`event:` the stream's name, `data:` the record
     as written to Kafka). A comment line is sent at once, when the stream is positioned,
     and every few seconds while nothing comes."""
-    context = _context(request)
+    context = context_of(request)
     slots: StreamSlots = request.app.state.stream_slots
     slots.take()
     reader = assigned(context.kafka_bootstrap, _topic(context, name),
@@ -180,7 +175,7 @@ async def uplinks(
 ) -> list[dict[str, Any]]:
     """Up to `limit` `uplink.raw` records of `type`, newest first (found among the newest
     records of the topic): what "run on the last N uplinks" runs a parser on."""
-    context = _context(request)
+    context = context_of(request)
     found = await newest(
         context.kafka_bootstrap, context.topics.raw,
         keep=lambda value: matches(value, device, type) and value.get("device_type") == type,
