@@ -161,7 +161,9 @@ class GatewayServer(AsyncLifecycle):
                 retry_after_s=limits.retry_after_s,
             ),
         )
-        self._metrics_endpoint = MetricsEndpoint(self.metrics.registry, port=config.metrics_port)
+        self._metrics_endpoint = MetricsEndpoint(
+            self.metrics.registry, port=config.metrics_port, host=config.metrics_host
+        )
         self._context: Any = None
         self._dedup: list[BoundedDeduplication] = []
         # The DTLS port serves the same site: a PSK session names its device.
