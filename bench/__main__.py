@@ -33,7 +33,7 @@ from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import AuthKind
 from preservarium.repositories import SQLParserRepository
 
-from bench import api_idle, replay, rpc
+from bench import api_idle, replay, rpc, scale
 from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health
 from bench.secure_devices import SECRET_KEY, register
 from bench.workload import payloads
@@ -49,6 +49,7 @@ THROUGHPUT_S = float(os.environ.get("BENCH_THROUGHPUT_S", "15"))
 SEQUENTIAL_S = float(os.environ.get("BENCH_SEQUENTIAL_S", "5"))
 SUSTAINED_S = float(os.environ.get("BENCH_SUSTAINED_S", "60"))
 SECURE_S = float(os.environ.get("BENCH_SECURE_S", "10"))
+SCALE_S = float(os.environ.get("BENCH_SCALE_S", "10"))
 SECURE_DEVICES = 32  # per kind: one lane each
 RPC_RUNS = ("rpc_sequential", "rpc_concurrent", "stream_sequential", "stream_concurrent")
 
@@ -111,6 +112,11 @@ def service_env(
     }
 
 
+def scale_spec(port: int, window: int, seconds: float) -> str:
+    """The scale scenario's load: Efento contacts on /m."""
+    return spec(port, window, seconds, [("m", "/m", 1)])
+
+
 def loader() -> api_idle.Load:
     """run_load as (port, window, seconds)."""
 
@@ -136,6 +142,42 @@ async def measure_api(work: Path) -> dict[str, Any]:
             )}  # fmt: skip
         finally:
             sandbox.stop()
+
+
+async def measure_scale(work: Path) -> dict[str, Any]:
+    """`python -m bench --only scale`: CPU per contact, half load, 1 vs 2 gateways alone."""
+    url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
+    await prepare_database(url)
+    sandbox_addr = f"127.0.0.1:{free_port()}"
+    ports = {name: free_port(socket.SOCK_DGRAM) for name in ("bare", "gateway", "naive")}
+    children: list[Child] = []
+    async with EmbeddedBroker(port=free_port()) as broker:
+        env = service_env(url, broker.bootstrap, sandbox_addr, ports["gateway"])
+        try:
+            sandbox = Child("sandbox", [str(BIN / "preservarium-sandbox")], env,
+                            work / "sandbox.log")  # fmt: skip
+            children.append(sandbox)
+            await wait_for_grpc_health(sandbox_addr)
+            bare = Child("bare", [sys.executable, "-m", "bench.bare_server", str(ports["bare"])],
+                         {}, work / "bare.log")  # fmt: skip
+            gateway = Child("gateway", [str(BIN / "preservarium-gateway")], env,
+                            work / "gateway.log")  # fmt: skip
+            naive_env = {**env, "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{ports['naive']}",
+                         "PRESERVARIUM_NAIVE_PARSERS": f"efento={EFENTO}"}  # fmt: skip
+            naive = Child("naive", [sys.executable, "-m", "bench.naive"], naive_env,
+                          work / "naive.log")  # fmt: skip
+            children += [bare, gateway, naive]
+            for port in ports.values():
+                await wait_for_coap(port)
+            running = scale.Running(bare=bare, bare_port=ports["bare"], gateway=gateway,
+                                    gateway_port=ports["gateway"], naive=naive,
+                                    naive_port=ports["naive"], sandbox=sandbox,
+                                    broker_pid=broker.pid)  # fmt: skip
+            return {"scale": await scale.scenario(work, env, running, scale_spec,
+                                                  window=WINDOW, seconds=SCALE_S)}  # fmt: skip
+        finally:
+            for child in reversed(children):
+                child.stop()
 
 
 async def measure(work: Path) -> dict[str, Any]:
@@ -217,6 +259,14 @@ async def measure(work: Path) -> dict[str, Any]:
             )
             results["in_process_exec"] = rpc.in_process(EFENTO.read_text(), data, duration_s=2)
 
+            print("scale: CPU per contact per process, half load, 1 vs 2 gateways ...")
+            running = scale.Running(bare=bare, bare_port=ports["bare"], gateway=gateway,
+                                    gateway_port=ports["gateway"], naive=naive,
+                                    naive_port=ports["naive"], sandbox=sandbox,
+                                    broker_pid=broker.pid)  # fmt: skip
+            results["scale"] = await scale.scenario(work, env, running, scale_spec,
+                                                    window=WINDOW, seconds=SCALE_S)  # fmt: skip
+
             print("operator API idle, on vs off ...", flush=True)
             results["api_idle"] = await api_idle.api_on_off(
                 work, env, loader(), window=WINDOW, throughput_s=THROUGHPUT_S,
@@ -287,6 +337,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         "gateway_rss_growth_mb": results["memory"]["growth_mb"],
         **secure_ratios(results),
         **api_idle.ratios(results["api_idle"]),
+        **scale.ratios(results["scale"]),
     }
 
 
@@ -341,8 +392,32 @@ def table(results: dict[str, Any], r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def scale_only() -> None:
+    """The scale scenario alone: bench/results/scale.json and its table."""
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
+        results = asyncio.run(measure_scale(Path(work)))
+    summary = scale.ratios(results["scale"])
+    report = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "duration_s": time.time() - started,
+        "results": results,
+        "ratios": summary,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.json").write_text(json.dumps(report, indent=2))
+    print(scale.table(results["scale"]))
+    print("\n".join(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}"
+                    for key, value in summary.items()))  # fmt: skip
+    print(f"\nwritten: {RESULTS / 'scale.json'} ({report['duration_s']:.0f} s)")
+
+
 def main() -> None:
     started = time.time()
+    if sys.argv[1:] == ["--only", "scale"]:
+        scale_only()
+        return
     only_api = sys.argv[1:] == ["--only", "api"]
     with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
         results = asyncio.run((measure_api if only_api else measure)(Path(work)))
@@ -367,6 +442,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(table(results, summary))
+    print(scale.table(results["scale"]))
     print(replay.table(results["replay"]))
     print(f"\nwritten: {RESULTS / 'latest.json'} ({report['duration_s']:.0f} s)")
 
