@@ -14,8 +14,6 @@ from preservarium.settings import ENV_PREFIX, Settings, parse_process_count
 
 from preservarium_gateway.config import GatewayConfig
 from preservarium_gateway.process_roles import LOOPBACK
-from preservarium_gateway.server import GatewayServer
-from preservarium_gateway.supervise import serve_processes
 
 NAME = "preservarium-gateway"
 PROCESSES = ENV_PREFIX + "GATEWAY_PROCESSES"
@@ -65,6 +63,10 @@ class _ProcessIndex(logging.Filter):
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until SIGTERM/SIGINT, then drain in-flight contacts and stop."""
+    # Imported here, not above: a parent of several processes serves no contacts, and
+    # without the server's modules (aiocoap, FastAPI, gRPC) it holds a fraction of the memory.
+    from preservarium_gateway.server import GatewayServer
+
     async with GatewayServer(GatewayConfig.from_settings(settings)):
         await stop.wait()
 
@@ -76,6 +78,8 @@ def _child(index: int) -> None:
         config = GatewayConfig.from_settings(settings)
         # Its metrics are for the parent to gather, not for the network.
         config = dataclasses.replace(config, metrics_host=LOOPBACK)
+        from preservarium_gateway.server import GatewayServer  # see serve()
+
         async with GatewayServer(config):
             await stop.wait()
 
