@@ -99,6 +99,8 @@ def main() -> None:
 
 async def _serve_any(settings: Settings, stop: asyncio.Event) -> None:
     if settings.gateway_processes > 1:
+        from preservarium_gateway.supervise import serve_processes  # see serve()
+
         await serve_processes(settings, stop)
     else:
         await serve(settings, stop)
