@@ -50,6 +50,15 @@ def groups(target: Target) -> list[Group]:
     return found
 
 
+def udp_receive_drops(snmp: Path = Path("/proc/net/snmp")) -> int:
+    """Datagrams the kernel dropped so far because a UDP socket's receive buffer was full
+    (RcvbufErrors; for the whole network namespace, so other programs' drops count too).
+    An open-loop load meets a server that stalls with a full buffer, not a shorter queue."""
+    header, values = [line.split()[1:] for line in snmp.read_text().splitlines()
+                      if line.startswith("Udp:")][:2]  # fmt: skip
+    return int(dict(zip(header, values, strict=True))["RcvbufErrors"])
+
+
 def children_cpu_s() -> float:
     """CPU seconds of this process's reaped children so far (the load generators)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -72,12 +81,13 @@ async def metered(
 ) -> dict[str, Any]:
     """One load run against `target` with the CPU of each process over its window."""
     meter = CpuMeter(groups(target))
-    loadgen_before = children_cpu_s()
+    loadgen_before, drops_before = children_cpu_s(), udp_receive_drops()
     meter.start()
     result = await load(spec)
     used = meter.stop()
     used["loadgen"] = children_cpu_s() - loadgen_before
-    return {**result, **cpu_figures(used, int(result["answered"]))}
+    drops = udp_receive_drops() - drops_before
+    return {**result, **cpu_figures(used, int(result["answered"])), "udp_receive_drops": drops}
 
 
 async def at_half_load(target: Target, spec: Spec, max_rate: float, seconds: float) -> Any:
@@ -128,6 +138,7 @@ def ratios(runs: dict[str, Any]) -> dict[str, Any]:
             out[f"{name}_half_load_p50_ms"] = half["p50_ms"]
             out[f"{name}_half_load_p99_ms"] = half["p99_ms"]
             out[f"{name}_half_load_unanswered"] = half["sent"] - half["answered"]
+            out[f"{name}_half_load_udp_receive_drops"] = half["udp_receive_drops"]
     return out
 
 
