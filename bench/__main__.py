@@ -50,6 +50,7 @@ SEQUENTIAL_S = float(os.environ.get("BENCH_SEQUENTIAL_S", "5"))
 SUSTAINED_S = float(os.environ.get("BENCH_SUSTAINED_S", "60"))
 SECURE_S = float(os.environ.get("BENCH_SECURE_S", "10"))
 SCALE_S = float(os.environ.get("BENCH_SCALE_S", "10"))
+SCALE_ROUNDS = int(os.environ.get("BENCH_SCALE_ROUNDS", "3"))
 SECURE_DEVICES = 32  # per kind: one lane each
 RPC_RUNS = ("rpc_sequential", "rpc_concurrent", "stream_sequential", "stream_concurrent")
 
@@ -174,7 +175,8 @@ async def measure_scale(work: Path) -> dict[str, Any]:
                                     naive_port=ports["naive"], sandbox=sandbox,
                                     broker_pid=broker.pid)  # fmt: skip
             return {"scale": await scale.scenario(work, env, running, scale_spec,
-                                                  window=WINDOW, seconds=SCALE_S)}  # fmt: skip
+                                                  window=WINDOW, seconds=SCALE_S,
+                                                  rounds=SCALE_ROUNDS)}  # fmt: skip
         finally:
             for child in reversed(children):
                 child.stop()
@@ -265,7 +267,8 @@ async def measure(work: Path) -> dict[str, Any]:
                                     naive_port=ports["naive"], sandbox=sandbox,
                                     broker_pid=broker.pid)  # fmt: skip
             results["scale"] = await scale.scenario(work, env, running, scale_spec,
-                                                    window=WINDOW, seconds=SCALE_S)  # fmt: skip
+                                                    window=WINDOW, seconds=SCALE_S,
+                                                    rounds=SCALE_ROUNDS)  # fmt: skip
 
             print("operator API idle, on vs off ...", flush=True)
             results["api_idle"] = await api_idle.api_on_off(

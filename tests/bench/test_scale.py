@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scale import cpu_figures, ratios, udp_receive_drops
+from bench.scale import cpu_figures, median_run, ratios, udp_receive_drops
 
 
 def test_udp_receive_drops_read_from_snmp(tmp_path: Path) -> None:
@@ -44,3 +44,12 @@ def test_ratios_compare_processes_and_half_load() -> None:
     assert out["two_vs_one_process_throughput"] == pytest.approx(1.5)
     assert out["full_vs_naive_service_cpu"] == pytest.approx(3.0)
     assert (out["full_half_load_p99_ms"], out["full_half_load_unanswered"]) == (9.0, 1)
+
+
+def test_the_median_round_is_kept_with_every_round_beside_it() -> None:
+    rounds = [{"rate": rate, "service_cpu_ms_per_contact": cpu}
+              for rate, cpu in ((300.0, 2.0), (100.0, 4.0), (200.0, 3.0))]  # fmt: skip
+    kept = median_run(rounds)
+    assert (kept["rate"], kept["service_cpu_ms_per_contact"]) == (200.0, 3.0)
+    assert kept["round_rates"] == [300.0, 100.0, 200.0]
+    assert kept["round_service_cpu_ms_per_contact"] == [2.0, 4.0, 3.0]
