@@ -244,6 +244,17 @@ async def measure(work: Path) -> dict[str, Any]:
             mix = [("others", "/m", 19), ("runaway", "/x", 1)]
             results["isolation"] = await run_load(spec(ports["gateway"], WINDOW, THROUGHPUT_S, mix))
 
+            # Before the authenticated contacts: once some Efento devices have credentials,
+            # plain contacts naming them are refused (4.01, then 4.29 for the source).
+            print("scale: CPU per contact per process, half load, 1 vs 2 gateways ...")
+            running = scale.Running(bare=bare, bare_port=ports["bare"], gateway=gateway,
+                                    gateway_port=ports["gateway"], naive=naive,
+                                    naive_port=ports["naive"], sandbox=sandbox,
+                                    broker_pid=broker.pid)  # fmt: skip
+            results["scale"] = await scale.scenario(work, env, running, scale_spec,
+                                                    window=WINDOW, seconds=SCALE_S,
+                                                    rounds=SCALE_ROUNDS)  # fmt: skip
+
             print("authenticated contacts: OSCORE, DTLS-PSK, plain again ...", flush=True)
             results |= await secure_runs(url, work, ports["gateway"], coaps, only_m)
 
@@ -260,15 +271,6 @@ async def measure(work: Path) -> dict[str, Any]:
                 sandbox_addr, data, duration_s=5, concurrency=16, streams=2
             )
             results["in_process_exec"] = rpc.in_process(EFENTO.read_text(), data, duration_s=2)
-
-            print("scale: CPU per contact per process, half load, 1 vs 2 gateways ...")
-            running = scale.Running(bare=bare, bare_port=ports["bare"], gateway=gateway,
-                                    gateway_port=ports["gateway"], naive=naive,
-                                    naive_port=ports["naive"], sandbox=sandbox,
-                                    broker_pid=broker.pid)  # fmt: skip
-            results["scale"] = await scale.scenario(work, env, running, scale_spec,
-                                                    window=WINDOW, seconds=SCALE_S,
-                                                    rounds=SCALE_ROUNDS)  # fmt: skip
 
             print("operator API idle, on vs off ...", flush=True)
             results["api_idle"] = await api_idle.api_on_off(

@@ -135,12 +135,21 @@ async def scale_runs(
     return runs
 
 
+def not_2xx(run: dict[str, Any]) -> int:
+    """Requests of a run that were not answered with a success code (or not at all)."""
+    codes = (count for label in run["labels"].values() for code, count in label["codes"].items()
+             if not code.startswith("2."))  # fmt: skip
+    return int(run["timeouts"]) + sum(codes)
+
+
 def ratios(runs: dict[str, Any]) -> dict[str, Any]:
     """The headline figures: per-contact service CPU, 1 vs 2 processes, half-load p99."""
     out: dict[str, Any] = {}
     for name in ("full", "full_2_processes", "naive"):
         if name in runs:
             out[f"{name}_service_cpu_ms_per_contact"] = runs[name]["service_cpu_ms_per_contact"]
+    # A figure per contact means something only if the contacts were served: count the rest.
+    out["scale_not_2xx"] = sum(not_2xx(run) for run in runs.values())
     if "full" in runs and "naive" in runs:
         out["full_vs_naive_service_cpu"] = (
             runs["full"]["service_cpu_ms_per_contact"] / runs["naive"]["service_cpu_ms_per_contact"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scale import cpu_figures, median_run, ratios, udp_receive_drops
+from bench.scale import cpu_figures, median_run, not_2xx, ratios, udp_receive_drops
 
 
 def test_udp_receive_drops_read_from_snmp(tmp_path: Path) -> None:
@@ -31,8 +31,16 @@ def test_cpu_figures_count_the_service_processes_only() -> None:
 
 
 def test_ratios_compare_processes_and_half_load() -> None:
-    run = {"rate": 100.0, "service_cpu_ms_per_contact": 3.0}
-    half = {"p50_ms": 2.0, "p99_ms": 9.0, "sent": 50, "answered": 49, "udp_receive_drops": 1}
+    run = {"rate": 100.0, "service_cpu_ms_per_contact": 3.0, "timeouts": 0, "labels": {}}
+    half = {
+        "p50_ms": 2.0,
+        "p99_ms": 9.0,
+        "sent": 50,
+        "answered": 49,
+        "udp_receive_drops": 1,
+        "timeouts": 1,
+        "labels": {},
+    }
     out = ratios(
         {
             "full": run,
@@ -53,3 +61,8 @@ def test_the_median_round_is_kept_with_every_round_beside_it() -> None:
     assert (kept["rate"], kept["service_cpu_ms_per_contact"]) == (200.0, 3.0)
     assert kept["round_rates"] == [300.0, 100.0, 200.0]
     assert kept["round_service_cpu_ms_per_contact"] == [2.0, 4.0, 3.0]
+
+
+def test_requests_not_served_are_counted() -> None:
+    run = {"timeouts": 2, "labels": {"m": {"codes": {"2.01": 90, "4.29": 5, "5.03": 3}}}}
+    assert not_2xx(run) == 10
