@@ -137,8 +137,8 @@ async def scale_runs(
 
 def not_2xx(run: dict[str, Any]) -> int:
     """Requests of a run that were not answered with a success code (or not at all)."""
-    codes = (count for label in run["labels"].values() for code, count in label["codes"].items()
-             if not code.startswith("2."))  # fmt: skip
+    codes = (int(count) for label in run["labels"].values()
+             for code, count in label["codes"].items() if not code.startswith("2."))  # fmt: skip
     return int(run["timeouts"]) + sum(codes)
 
 
