@@ -13,8 +13,9 @@ import json
 import os
 from typing import Any
 
+from preservarium.contract.contact import Contact
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput, ContactInput
+from preservarium.sandbox_client import CommandInput
 from preservarium.service import run_service
 from preservarium.settings import Settings
 from preservarium_gateway.config import GatewayConfig
@@ -42,7 +43,7 @@ class InProcessParsers:
 
     async def parse(
         self,
-        contact: ContactInput,
+        contact: Contact,
         *,
         identify: bool = False,
         command: CommandInput | None = None,
@@ -52,7 +53,7 @@ class InProcessParsers:
         metadata: dict[str, Any] = {
             "device_id": contact.device_id, "device_type": contact.device_type,
             "path": contact.path, "method": contact.method, "confirmable": contact.confirmable,
-            "received_at": contact.received_at, "query": dict(contact.query),
+            "received_at": contact.received_at_s, "query": dict(contact.query),
         }  # fmt: skip
         response = pb.ParseResponse()
         response.parser.name = contact.device_type

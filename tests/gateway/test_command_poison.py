@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
+from preservarium.contract.contact import Contact
 from preservarium.db.engine import make_engine
 from preservarium.db.models import utcnow
 from preservarium.embedded.broker import EmbeddedBroker
@@ -22,7 +23,6 @@ from preservarium.repositories import SQLCommandRepository
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import (
     CommandInput,
-    ContactInput,
     SandboxRequestError,
     SandboxUnavailableError,
 )
@@ -191,7 +191,7 @@ class UnreachableSandbox:
         pass
 
     async def parse(
-        self, contact: ContactInput, *, identify: bool = False,
+        self, contact: Contact, *, identify: bool = False,
         command: CommandInput | None = None, timeout_s: float | None = None,
     ) -> pb.ParseResponse:  # fmt: skip
         if command is not None and self.parse_fails:

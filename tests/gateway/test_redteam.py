@@ -16,6 +16,7 @@ import pytest
 from preservarium import coapwire as cw
 from preservarium.cli.tail_cmd import Stream, TailOptions, render
 from preservarium.coapwire import CoapClient
+from preservarium.contract.topics import Topics
 from preservarium.db.models import utcnow
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.errors import ConflictError
@@ -26,7 +27,7 @@ from preservarium.repositories import (
 )
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium_gateway.commands import MAX_UNAVAILABLE_ATTEMPTS, CommandDesk
-from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.directory import UNKNOWN_LOOKUPS_PER_S, DeviceDirectory
 from preservarium_gateway.errors import DirectoryBusyError, PublishError
 from preservarium_gateway.kafka import KafkaPublisher

@@ -11,9 +11,16 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
-from preservarium.command_requests import CommandRequestError, check_json_value, loads_strict
+from preservarium.contract.command_requests import (
+    CommandRequest,
+    Rejection,
+    stored_params,
+    stored_params_valid,
+)
+from preservarium.contract.encoding import encode
+from preservarium.contract.status import Status, status_record
+from preservarium.contract.topics import Topics
 from preservarium.db.models import utcnow
 from preservarium.errors import ConflictError, NotFoundError
 from preservarium.lifecycle import AsyncLifecycle
@@ -23,9 +30,7 @@ from preservarium.repositories.commands import CommandStatus
 from preservarium.supervisor import Supervisor
 from preservarium.text import clean_text
 
-from preservarium_gateway import records
-from preservarium_gateway.command_requests import CommandRequest, Rejection
-from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.status_outbox import StatusOutbox
 from preservarium_gateway.types import RecordPublisher
 
@@ -132,7 +137,7 @@ class CommandDesk(AsyncLifecycle):
     ) -> None:
         """Publish a `command.status` record (without holding up the caller; held until
         Kafka acknowledges it)."""
-        record = records.status_record(
+        record = status_record(
             request_id=request_id,
             device_id=device_id,
             status=status,
@@ -141,7 +146,7 @@ class CommandDesk(AsyncLifecycle):
             payload=payload,
         )
         key = clean_text(device_id).encode() if device_id else None
-        self.outbox.put(records.encode(record), key)
+        self.outbox.put(encode(record), key)
         self._on_status(status)
 
     async def refresh(self) -> None:
@@ -159,7 +164,7 @@ class CommandDesk(AsyncLifecycle):
         """Expire what is past its time and report it."""
         for command in await self._repository.expire_due():
             self._attempts.pop(command.request_id, None)
-            self.emit("expired", request_id=command.request_id, device_id=command.device_id)
+            self.emit(Status.EXPIRED, request_id=command.request_id, device_id=command.device_id)
 
     async def store(self, request: CommandRequest) -> None:
         """Store a valid request durably and report it queued.
@@ -193,14 +198,14 @@ class CommandDesk(AsyncLifecycle):
             await self._seen_before(request)
             return
         self.index.add(request.device_id)
-        self.emit("queued", request_id=request.request_id, device_id=request.device_id)
+        self.emit(Status.QUEUED, request_id=request.request_id, device_id=request.device_id)
 
     async def _seen_before(self, request: CommandRequest) -> None:
         try:
             existing = await self._repository.get(request.request_id)
         except NotFoundError:  # removed in between: nothing to compare with
             return
-        same = (existing.device_id, existing.name, command_params(existing)) == (
+        same = (existing.device_id, existing.name, stored_params(existing.body)) == (
             request.device_id, request.command, request.params,
         )  # fmt: skip
         if same:
@@ -219,7 +224,7 @@ class CommandDesk(AsyncLifecycle):
     def reject(self, rejection: Rejection) -> None:
         """Report an invalid request."""
         self.emit(
-            "rejected",
+            Status.REJECTED,
             request_id=rejection.request_id,
             device_id=rejection.device_id,
             reason=rejection.reason,
@@ -238,7 +243,7 @@ class CommandDesk(AsyncLifecycle):
             if command is None:
                 self.index.discard(device_id)
                 return None
-            if stored_params_valid(command):
+            if stored_params_valid(command.body):
                 return command
             await self.failed(command, "the stored params are not valid JSON for a command")
 
@@ -246,7 +251,7 @@ class CommandDesk(AsyncLifecycle):
         """The command's bytes left in a CoAP response."""
         self._attempts.pop(command.request_id, None)
         await self._repository.finish(command.request_id, CommandStatus.SENT, claimer=self._claimer)
-        self.emit("sent", request_id=command.request_id, device_id=command.device_id,
+        self.emit(Status.SENT, request_id=command.request_id, device_id=command.device_id,
                   payload=payload)  # fmt: skip
 
     async def failed(self, command: CommandRecord, reason: str) -> None:
@@ -255,7 +260,7 @@ class CommandDesk(AsyncLifecycle):
         await self._repository.finish(
             command.request_id, CommandStatus.FAILED, reason=reason, claimer=self._claimer
         )
-        self.emit("failed", request_id=command.request_id, device_id=command.device_id,
+        self.emit(Status.FAILED, request_id=command.request_id, device_id=command.device_id,
                   reason=reason)  # fmt: skip
 
     async def release(self, command: CommandRecord) -> None:
@@ -276,25 +281,3 @@ class CommandDesk(AsyncLifecycle):
         while len(self._attempts) > self._max_counted:
             self._attempts.popitem(last=False)
         await self.release(command)
-
-
-def command_params(command: CommandRecord) -> dict[str, Any]:
-    """The params stored with a command ({} when the stored body is not an object)."""
-    try:
-        body = loads_strict(command.body)
-    except CommandRequestError:
-        return {}
-    params = body.get("params", {}) if isinstance(body, dict) else {}
-    return params if isinstance(params, dict) else {}
-
-
-def stored_params_valid(command: CommandRecord) -> bool:
-    """True when the stored body is `{"params": {...}}` that passes the request rules."""
-    try:
-        body = loads_strict(command.body)
-        if type(body) is not dict or type(body.get("params", {})) is not dict:
-            return False
-        check_json_value(body.get("params", {}), field="params")
-    except CommandRequestError:
-        return False
-    return True

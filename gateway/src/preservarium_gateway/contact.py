@@ -26,28 +26,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from enum import Enum
 
+from preservarium.contract import uplinks
+from preservarium.contract.command_requests import stored_params
+from preservarium.contract.contact import Contact
+from preservarium.contract.encoding import encode
+from preservarium.contract.kinds import ErrorKind
+from preservarium.contract.topics import Topics
 from preservarium.errors import RepositoryError
 from preservarium.repositories import CommandRecord
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import (
     CommandInput,
-    ContactInput,
     SandboxRequestError,
     SandboxUnavailableError,
     error_kind_name,
 )
 from preservarium.settings import DeviceAuthMode
 
-from preservarium_gateway import records
 from preservarium_gateway.admission import Admission
 from preservarium_gateway.authn import AuthFailure, Presented
-from preservarium_gateway.commands import CommandDesk, command_params
-from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.commands import CommandDesk
+from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.errors import PublishError
 from preservarium_gateway.identity import Identity, RouteIdentities
@@ -57,6 +59,7 @@ from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.types import ParserService
 
 log = logging.getLogger("preservarium.gateway.contact")
+NOTHING = Presented()
 
 
 class Outcome(Enum):
@@ -66,21 +69,6 @@ class Outcome(Enum):
     RETRY_LATER = "retry_later"
     FORBIDDEN = "forbidden"
     UNAUTHENTICATED = "unauthenticated"
-
-
-@dataclass(frozen=True, slots=True)
-class ContactRequest:
-    """A device contact that passed the CoAP checks."""
-
-    device_id: str | None
-    device_type: str
-    path: str
-    method: str
-    confirmable: bool
-    remote: str
-    payload: bytes
-    query: dict[str, str]
-    presented: Presented = field(default_factory=Presented)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +122,14 @@ class ContactPipeline:
         self._limits = limits
         self._metrics = metrics
 
-    async def handle(self, request: ContactRequest) -> ContactAnswer:
-        """Every stage of one contact."""
-        now = datetime.now(UTC)
-        uplink = records.Uplink(
-            id=uuid.uuid4().hex, received_at=now, device_id=request.device_id,
-            device_type=request.device_type, method=request.method, path=request.path,
-            confirmable=request.confirmable, remote=request.remote, payload=request.payload,
-            query=request.query,
-        )  # fmt: skip
-        if request.device_id is None and (
+    async def handle(self, uplink: Contact, presented: Presented = NOTHING) -> ContactAnswer:
+        """Every stage of one contact (stamped with its id and time by the CoAP layer);
+        `presented` is what it showed to prove who it is."""
+        if uplink.device_id is None and (
             self._authenticate_first or self._directory.any_credentials
         ):
-            return await self._handle_route_authenticated_first(request, uplink)
-        command = await self._claim(request.device_id) if request.confirmable else None
+            return await self._handle_route_authenticated_first(uplink, presented)
+        command = await self._claim(uplink.device_id) if uplink.confirmable else None
         durable, parsed = await asyncio.gather(
             self._publish_raw(uplink), self._parse(uplink, command)
         )
@@ -156,16 +138,16 @@ class ContactPipeline:
             if command is not None:
                 await self._release(command)
             return ContactAnswer(Outcome.RETRY_LATER)
-        identity = await self._identity(uplink, parsed, request.presented)
-        if self._authenticate(request, identity, parsed) is not None:
+        identity = await self._identity(uplink, parsed, presented)
+        if self._authenticate(uplink, presented, identity, parsed) is not None:
             # Optional mode with no device holding credentials (as far as the directory
             # knew a moment ago): only a mismatch of proofs gets here; the raw record
             # (device_id null) names nobody.
             return ContactAnswer(Outcome.UNAUTHENTICATED)
-        return await self._finish(request, uplink, parsed, identity, command)
+        return await self._finish(uplink, parsed, identity, command)
 
     async def _handle_route_authenticated_first(
-        self, request: ContactRequest, uplink: records.Uplink
+        self, uplink: Contact, presented: Presented
     ) -> ContactAnswer:
         """A route contact that may have to authenticate: identify and authenticate, then
         record, so that a refused contact leaves no uplink record at all."""
@@ -176,17 +158,17 @@ class ContactPipeline:
             # Optional: as for any contact while the sandbox is away, its data is kept.
             if not await self._publish_raw(uplink):
                 return ContactAnswer(Outcome.RETRY_LATER)
-            return await self._finish(request, uplink, parsed, Identity(None), None)
-        identity = await self._identity(uplink, parsed, request.presented)
-        if self._authenticate(request, identity, parsed) is not None:
+            return await self._finish(uplink, parsed, Identity(None), None)
+        identity = await self._identity(uplink, parsed, presented)
+        if self._authenticate(uplink, presented, identity, parsed) is not None:
             return ContactAnswer(Outcome.UNAUTHENTICATED)
         forbidden = identity.refusal is not None and identity.refusal.forbidden
         if not forbidden and not await self._publish_raw(uplink):
             return ContactAnswer(Outcome.RETRY_LATER)
-        return await self._finish(request, uplink, parsed, identity, None)
+        return await self._finish(uplink, parsed, identity, None)
 
     def _authenticate(
-        self, request: ContactRequest, identity: Identity, parsed: Parsed
+        self, uplink: Contact, presented: Presented, identity: Identity, parsed: Parsed
     ) -> AuthFailure | None:
         """Why a route contact is not taken as the device identify() named (None: it is).
 
@@ -195,7 +177,7 @@ class ContactPipeline:
         proved another device did authenticate; that is a mismatch (4.03,
         `device_mismatch`, decided by RouteIdentities).
         """
-        if request.device_id is not None:
+        if uplink.device_id is not None:
             return None
         device_id, refusal = identity.device_id, identity.refusal
         if refusal is not None and refusal.proven_other:
@@ -205,18 +187,17 @@ class ContactPipeline:
                 return None  # optional: the parser's failure is recorded as usual
             failure = AuthFailure.MISSING
         else:
-            presented = _with_payload_token(request.presented, parsed)
-            verdict = self._admission.authenticate(device_id, presented, request.remote)
+            shown = _with_payload_token(presented, parsed)
+            verdict = self._admission.authenticate(device_id, shown, uplink.remote)
             if verdict.failure is None and refusal is None:
                 self._admission.admit_device(device_id)
             return verdict.failure
-        self._admission.failed(failure, request.remote)
+        self._admission.failed(failure, uplink.remote)
         return failure
 
     async def _finish(
         self,
-        request: ContactRequest,
-        uplink: records.Uplink,
+        uplink: Contact,
         parsed: Parsed,
         identity: Identity,
         command: CommandRecord | None,
@@ -238,7 +219,7 @@ class ContactPipeline:
         body = b""
         if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):
             body = parsed.response.result.reply
-        if request.confirmable and identity.verified:
+        if uplink.confirmable and identity.verified:
             sent = await self._deliver_command(uplink, device_id, command, parsed)
             if sent is not None:
                 body = sent
@@ -261,21 +242,17 @@ class ContactPipeline:
             log.warning("command release failed", extra={"request_id": command.request_id,
                         "error": str(exc)})  # fmt: skip
 
-    async def _publish_raw(self, uplink: records.Uplink) -> bool:
+    async def _publish_raw(self, uplink: Contact) -> bool:
         key = uplink.device_id.encode() if uplink.device_id else None
         try:
-            await self._publisher.publish(
-                self._topics.raw, records.encode(records.raw_record(uplink)), key
-            )
+            await self._publisher.publish(self._topics.raw, encode(uplinks.raw_record(uplink)), key)
         except PublishError as exc:
             log.warning("raw uplink not durable", extra={"uplink_id": uplink.id,
                         "device_id": uplink.device_id, "error": str(exc)})  # fmt: skip
             return False
         return True
 
-    async def _parse_as_named(
-        self, uplink: records.Uplink, device_id: str, parsed: Parsed
-    ) -> Parsed:
+    async def _parse_as_named(self, uplink: Contact, device_id: str, parsed: Parsed) -> Parsed:
         """A route contact's answer for the device identify() named: parsed again with its
         attributes when it has some (the first call could not know them)."""
         attributes = self._directory.attributes_json(device_id)
@@ -284,7 +261,7 @@ class ContactPipeline:
         self._metrics.route_reparses.inc()
         return await self._parse(uplink, None, device_id=device_id)
 
-    async def _parse_after_failure(self, uplink: records.Uplink, parsed: Parsed) -> Parsed:
+    async def _parse_after_failure(self, uplink: Contact, parsed: Parsed) -> Parsed:
         """A route contact whose parse() (or reply()) failed after identify() named a device
         that has attributes: parsed again as that device, with them, since the failure may
         come from their absence. The token token() found still counts."""
@@ -304,7 +281,7 @@ class ContactPipeline:
 
     async def _parse(
         self,
-        uplink: records.Uplink,
+        uplink: Contact,
         command: CommandRecord | None,
         *,
         device_id: str | None = None,
@@ -313,12 +290,9 @@ class ContactPipeline:
         device (identify() already named it), else the contact's own id is used."""
         named = device_id or uplink.device_id
         attributes = self._directory.attributes_json(named)
-        contact = ContactInput(
-            payload=uplink.payload, device_type=uplink.device_type, device_id=named,
-            path=uplink.path, method=uplink.method, confirmable=uplink.confirmable,
-            received_at=int(uplink.received_at.timestamp()), query=uplink.query,
-            attributes_json=attributes, uplink_id=uplink.id,
-        )  # fmt: skip
+        contact = uplink
+        if named != uplink.device_id or attributes:
+            contact = replace(uplink, device_id=named, attributes_json=attributes)
         started = time.perf_counter()
         try:
             response = await self._sandbox.parse(
@@ -335,9 +309,7 @@ class ContactPipeline:
             )
         return Parsed(response, attributes_json=attributes)
 
-    async def _identity(
-        self, uplink: records.Uplink, parsed: Parsed, presented: Presented
-    ) -> Identity:
+    async def _identity(self, uplink: Contact, parsed: Parsed, presented: Presented) -> Identity:
         """The device id as now known, or why the contact must not be delivered."""
         if uplink.device_id is not None:  # a path id: checked, and registered with its type
             return Identity(uplink.device_id)
@@ -349,14 +321,12 @@ class ContactPipeline:
             proven=presented.proven_device,
         )  # fmt: skip
 
-    def _publish_result(
-        self, uplink: records.Uplink, device_id: str | None, parsed: Parsed
-    ) -> None:
+    def _publish_result(self, uplink: Contact, device_id: str | None, parsed: Parsed) -> None:
         """Publish uplink.parsed or uplink.failed."""
         response = parsed.response
         if response is not None and response.HasField("result"):
             result = response.result
-            value = records.parsed_record(
+            value = uplinks.parsed_record(
                 uplink,
                 device_id=device_id,
                 parser={"name": response.parser.name, "version": response.parser.version},
@@ -368,7 +338,7 @@ class ContactPipeline:
             return
         printed = ""
         if response is None:
-            kind, message, line = "sandbox_unavailable", parsed.unavailable or "", None
+            kind, message, line = ErrorKind.SANDBOX_UNAVAILABLE, parsed.unavailable or "", None
         else:
             error = response.error
             kind, message = error_kind_name(error.kind), error.message
@@ -378,7 +348,7 @@ class ContactPipeline:
 
     def _publish_failure(
         self,
-        uplink: records.Uplink,
+        uplink: Contact,
         device_id: str | None,
         kind: str,
         message: str,
@@ -388,17 +358,17 @@ class ContactPipeline:
         self._metrics.parse_errors.labels(kind).inc()
         log.info("uplink failed", extra={"uplink_id": uplink.id, "device_id": device_id,
                  "kind": kind})  # fmt: skip
-        failed = records.failed_record(
+        failed = uplinks.failed_record(
             uplink, device_id=device_id, kind=kind, message=message, line=line, printed=printed
         )
-        self._send(self._topics.failed, records.encode(failed), device_id)
+        self._send(self._topics.failed, encode(failed), device_id)
 
     def _send(self, topic: str, value: bytes, device_id: str | None) -> None:
         self._publisher.publish_later(topic, value, device_id.encode() if device_id else None)
 
     async def _deliver_command(
         self,
-        uplink: records.Uplink,
+        uplink: Contact,
         device_id: str | None,
         command: CommandRecord | None,
         parsed: Parsed,
@@ -427,7 +397,7 @@ class ContactPipeline:
             request_id=command.request_id,
             device_id=command.device_id,
             command=command.name,
-            params=command_params(command),
+            params=stored_params(command.body),
             attributes_json=self._directory.attributes_json(command.device_id),
         )
 

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
+from preservarium.contract.contact import Contact
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput, ContactInput
+from preservarium.sandbox_client import CommandInput
 
 
 class ParserService(Protocol):
@@ -21,7 +22,7 @@ class ParserService(Protocol):
 
     async def parse(
         self,
-        contact: ContactInput,
+        contact: Contact,
         *,
         identify: bool = False,
         command: CommandInput | None = None,

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, Protocol
 
 import grpc
+from preservarium.contract.kinds import ErrorKind
 from preservarium.errors import RepositoryError
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 
 from preservarium_sandbox import wire
 from preservarium_sandbox.catalog import ParserCatalog, ParserSource
-from preservarium_sandbox.engine.errors import ErrorKind
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.outcome import Outcome, read_answer

@@ -9,6 +9,8 @@ from typing import Any
 
 import grpc
 
+from preservarium.contract.contact import Contact
+from preservarium.contract.kinds import ErrorKind
 from preservarium.errors import PreservariumError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.parse_stream import ParseStream, StreamBrokenError
@@ -36,41 +38,6 @@ class SandboxRequestError(PreservariumError):
 
 
 @dataclass(frozen=True, slots=True)
-class ContactInput:
-    """One device contact, as the parser will see it."""
-
-    payload: bytes
-    device_type: str
-    device_id: str | None = None
-    path: str = ""
-    method: str = "POST"
-    confirmable: bool = True
-    received_at: int = 0
-    query: Mapping[str, str] = field(default_factory=dict)
-    # The device's attributes as compact JSON ("" is {}): the gateway's cache holds them so.
-    attributes_json: str = ""
-    uplink_id: str | None = None
-
-    def to_proto(self) -> pb.Contact:
-        """The proto form."""
-        contact = pb.Contact(
-            payload=self.payload,
-            device_type=self.device_type,
-            path=self.path,
-            method=self.method,
-            confirmable=self.confirmable,
-            received_at=self.received_at,
-            query=dict(self.query),
-            attributes_json=self.attributes_json,
-        )
-        if self.device_id is not None:
-            contact.device_id = self.device_id
-        if self.uplink_id is not None:
-            contact.uplink_id = self.uplink_id
-        return contact
-
-
-@dataclass(frozen=True, slots=True)
 class CommandInput:
     """One command request, as format_command() will see it."""
 
@@ -93,16 +60,34 @@ class CommandInput:
 
 # A kind this client does not know (a newer sandbox during a rolling upgrade) is still a
 # script's failure: it is reported as the most general one instead of failing the contact.
-UNKNOWN_KIND = "runtime_error"
+UNKNOWN_KIND = ErrorKind.RUNTIME_ERROR
 
 
-def error_kind_name(kind: int) -> str:
+def error_kind_name(kind: int) -> ErrorKind:
     """`ERROR_KIND_TIMEOUT` -> `timeout`; an unknown number -> `runtime_error`."""
     try:
-        name = pb.ErrorKind.Name(kind)
+        return ErrorKind(pb.ErrorKind.Name(kind).removeprefix("ERROR_KIND_").lower())
     except ValueError:
         return UNKNOWN_KIND
-    return name.removeprefix("ERROR_KIND_").lower()
+
+
+def contact_proto(contact: Contact) -> pb.Contact:
+    """The proto form of a contact."""
+    message = pb.Contact(
+        payload=contact.payload,
+        device_type=contact.device_type,
+        path=contact.path,
+        method=contact.method,
+        confirmable=contact.confirmable,
+        received_at=contact.received_at_s,
+        query=dict(contact.query),
+        attributes_json=contact.attributes_json,
+    )
+    if contact.device_id is not None:
+        message.device_id = contact.device_id
+    if contact.id is not None:
+        message.uplink_id = contact.id
+    return message
 
 
 class SandboxClient(AsyncLifecycle):
@@ -163,7 +148,7 @@ class SandboxClient(AsyncLifecycle):
 
     async def parse(
         self,
-        contact: ContactInput,
+        contact: Contact,
         *,
         identify: bool = False,
         command: CommandInput | None = None,
@@ -173,7 +158,7 @@ class SandboxClient(AsyncLifecycle):
         """Parse one contact with the active parser of its device type (or with stored
         version `version` of it)."""
         request = pb.ParseRequest(
-            device_type=contact.device_type, contact=contact.to_proto(), identify=identify
+            device_type=contact.device_type, contact=contact_proto(contact), identify=identify
         )
         if version is not None:
             request.version = version
@@ -223,7 +208,7 @@ class SandboxClient(AsyncLifecycle):
         self,
         source: str,
         *,
-        contact: ContactInput | None = None,
+        contact: Contact | None = None,
         identify: bool = False,
         command: CommandInput | None = None,
         timeout_s: float | None = None,
@@ -231,7 +216,7 @@ class SandboxClient(AsyncLifecycle):
         """Run an unsaved source on a contact and/or a command."""
         request = pb.TestParserRequest(source=source, identify=identify)
         if contact is not None:
-            request.contact.CopyFrom(contact.to_proto())
+            request.contact.CopyFrom(contact_proto(contact))
         if command is not None:
             request.command.CopyFrom(command.to_proto())
         stub = self._require_stub()

@@ -1,8 +1,9 @@
 """`command.request` records, validated at the edge: a request that can always be encoded
-again, or the reason it is rejected.
+again, or the reason it is rejected; and the body a valid request is stored with.
 
 The gateway's consumer reads records with `read_command_request`; `preservarium command
-send` checks what it is about to publish with `validate_command_record`, the same rules.
+send` and the API build what they publish with `request_record` and check it with
+`validate_command_record`, the same rules.
 A record is parsed strictly: UTF-8 only, no `NaN`/`Infinity` constants and no number
 that overflows to one, no repeated keys, no lone surrogates in any key or value, bounded
 size and nesting. What passes is plain JSON that `json.dumps` and UTF-8 take back as is,
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from preservarium.contract.encoding import VERSION, Record
 from preservarium.errors import PreservariumError
 from preservarium.ids import is_device_id
 from preservarium.text import clean_text, has_surrogates, is_plain_text
@@ -277,3 +279,41 @@ def _ids_of(value: bytes) -> tuple[str | None, str | None]:
     except (ValueError, RecursionError):
         return None, None
     return _seen_ids(record) if isinstance(record, dict) else (None, None)
+
+
+def request_record(
+    *, request_id: str, device_id: str, command: str, params: dict[str, Any], ttl_s: int | None
+) -> Record:
+    """The `command.request` record of these values (unchecked: see validate_command_record)."""
+    record: Record = {
+        "v": VERSION,
+        "request_id": request_id,
+        "device_id": device_id,
+        "command": command,
+        "params": params,
+    }
+    if ttl_s is not None:
+        record["ttl_s"] = ttl_s
+    return record
+
+
+def stored_params(body: str) -> dict[str, Any]:
+    """The params of a stored body (CommandRequest.body()); {} when it holds no object."""
+    try:
+        stored = loads_strict(body)
+    except CommandRequestError:
+        return {}
+    params = stored.get("params", {}) if isinstance(stored, dict) else {}
+    return params if isinstance(params, dict) else {}
+
+
+def stored_params_valid(body: str) -> bool:
+    """True when a stored body is `{"params": {...}}` that passes the request rules."""
+    try:
+        stored = loads_strict(body)
+        if type(stored) is not dict or type(stored.get("params", {})) is not dict:
+            return False
+        check_json_value(stored.get("params", {}), field="params")
+    except CommandRequestError:
+        return False
+    return True
