@@ -1,4 +1,6 @@
-"""Commands: stored durably, known in memory by device, claimed atomically at a contact.
+"""The command desk: commands stored durably, claimed atomically at a contact, formatted
+by the device's parser, and settled (sent, failed, or back in the queue), every status
+reported on Kafka.
 
 `PendingCommandIndex` keeps the database off the hot path: only a contact from a device
 that has a pending command costs a query (the atomic claim). The index is refreshed
@@ -8,6 +10,7 @@ from the database, so it stays right across restarts and beside other gateways.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
@@ -22,17 +25,27 @@ from preservarium.contract.encoding import encode
 from preservarium.contract.status import Status, status_record
 from preservarium.contract.topics import Topics
 from preservarium.db.models import utcnow
-from preservarium.errors import ConflictError, NotFoundError
+from preservarium.errors import ConflictError, NotFoundError, RepositoryError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import CommandRecord, SQLCommandRepository
 from preservarium.repositories.commands import CommandStatus
+from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_client import (
+    CommandInput,
+    SandboxRequestError,
+    SandboxUnavailableError,
+    error_kind_name,
+)
 from preservarium.supervisor import Supervisor
 from preservarium.text import clean_text
 
 from preservarium_gateway.config import GatewayLimits
+from preservarium_gateway.directory import DeviceDirectory
+from preservarium_gateway.metrics import GatewayMetrics
+from preservarium_gateway.pending_commands import PendingCommandIndex
 from preservarium_gateway.status_outbox import StatusOutbox
-from preservarium_gateway.types import RecordPublisher
+from preservarium_gateway.types import ParserService, RecordPublisher
 
 log = logging.getLogger("preservarium.gateway.commands")
 StatusObserver = Callable[[str], None]
@@ -44,44 +57,6 @@ MAX_UNAVAILABLE_ATTEMPTS = 3
 # another gateway (or cancelled) never comes back here to clear its count: the oldest
 # counts are dropped past this bound, which costs such a command at most a few more tries.
 MAX_COUNTED_COMMANDS = 10_000
-
-
-class PendingCommandIndex:
-    """Device ids with at least one queued command.
-
-    A refresh reads the database's view, which may predate a command queued while the
-    query ran: what was added meanwhile is kept, or that device's next contact would
-    miss its command until the next refresh.
-    """
-
-    def __init__(self) -> None:
-        self._devices: set[str] = set()
-        self._added_since_read: set[str] = set()
-
-    def __contains__(self, device_id: object) -> bool:
-        return device_id in self._devices
-
-    def __len__(self) -> int:
-        return len(self._devices)
-
-    def add(self, device_id: str) -> None:
-        """A command was queued for `device_id`."""
-        self._devices.add(device_id)
-        self._added_since_read.add(device_id)
-
-    def discard(self, device_id: str) -> None:
-        """`device_id` has nothing queued any more."""
-        self._devices.discard(device_id)
-
-    def reading(self) -> None:
-        """A read of the database's view starts now."""
-        self._added_since_read = set()
-
-    def replace(self, device_ids: set[str]) -> None:
-        """Take the database's view, read since the last `reading()`, with what was
-        added after it began."""
-        self._devices = device_ids | self._added_since_read
-        self._added_since_read = set()
 
 
 class CommandDesk(AsyncLifecycle):
@@ -99,8 +74,16 @@ class CommandDesk(AsyncLifecycle):
         max_attempts: int = MAX_UNAVAILABLE_ATTEMPTS,
         max_counted: int = MAX_COUNTED_COMMANDS,
         supervisor: Supervisor | None = None,
+        sandbox: ParserService | None = None,
+        directory: DeviceDirectory | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        """`sandbox` formats the commands it delivers (with each device's attributes from
+        `directory`); a desk without one only stores, claims and settles."""
         self._repository = repository
+        self._sandbox = sandbox
+        self._directory = directory
+        self._metrics = metrics
         # Statuses are kept until Kafka has them: through an outage, not a crash.
         self.outbox = StatusOutbox(publisher, topic=topics.command_status, supervisor=supervisor)
         self._limits = limits
@@ -281,3 +264,92 @@ class CommandDesk(AsyncLifecycle):
         while len(self._attempts) > self._max_counted:
             self._attempts.popitem(last=False)
         await self.release(command)
+
+    # Delivery: what a contact does with a command. A database that cannot be asked
+    # never fails the contact: the command stays where it was, and the stale-claim sweep
+    # queues again whatever was left claimed.
+
+    async def claim_for_contact(self, device_id: str | None) -> CommandRecord | None:
+        """The command to send in this contact's answer, claimed; None when there is
+        none or the database cannot say."""
+        if device_id is None:
+            return None
+        try:
+            return await self.claim(device_id)
+        except RepositoryError as exc:
+            log.warning("command claim failed", extra={"device_id": device_id, "error": str(exc)})
+            return None
+
+    def command_input(self, command: CommandRecord) -> CommandInput:
+        """The command as format_command() sees it, with its device's attributes."""
+        attributes = (
+            "" if self._directory is None else self._directory.attributes_json(command.device_id)
+        )
+        return CommandInput(
+            request_id=command.request_id,
+            device_id=command.device_id,
+            command=command.name,
+            params=stored_params(command.body),
+            attributes_json=attributes,
+        )
+
+    async def release_after_contact(self, command: CommandRecord) -> None:
+        """The contact could not carry the command: queue it again for the next one."""
+        try:
+            await self.release(command)
+        except RepositoryError as exc:
+            log.warning("command release failed", extra={"request_id": command.request_id,
+                        "error": str(exc)})  # fmt: skip
+
+    async def retry_after_contact(self, command: CommandRecord, reason: str) -> None:
+        """The sandbox could not be asked about the command: `retry_later`."""
+        try:
+            await self.retry_later(command, reason)
+        except RepositoryError as exc:
+            log.warning("command release failed", extra={"request_id": command.request_id,
+                        "error": str(exc)})  # fmt: skip
+
+    async def deliver(
+        self, command: CommandRecord, *, device_type: str, formatted: pb.CommandResult | None
+    ) -> bytes | None:
+        """The command's bytes for the answer, settled as sent (or failed, or queued again
+        when the sandbox could not be asked); `formatted` is the sandbox's answer when the
+        parse call formatted it already."""
+        result = formatted if formatted is not None else await self._format(device_type, command)
+        if isinstance(result, str):
+            await self.retry_after_contact(command, result)
+            return None
+        return await self._settle(command, result)
+
+    async def _format(self, device_type: str, command: CommandRecord) -> pb.CommandResult | str:
+        """The sandbox's answer, or why the sandbox could not be asked (retriable)."""
+        if self._sandbox is None:
+            return "this desk has no sandbox to format commands"
+        started = time.perf_counter()
+        try:
+            response = await self._sandbox.format_command(
+                device_type, self.command_input(command), timeout_s=self._limits.sandbox_timeout_s
+            )
+        except SandboxUnavailableError as exc:
+            return str(exc)
+        except SandboxRequestError as exc:  # the sandbox refused this command: final
+            message = pb.ScriptError(kind=pb.ERROR_KIND_INVALID_OUTPUT, message=str(exc))
+            return pb.CommandResult(error=message)
+        finally:
+            if self._metrics is not None:
+                self._metrics.sandbox_latency.labels("FormatCommand").observe(
+                    time.perf_counter() - started
+                )
+        return response.result
+
+    async def _settle(self, command: CommandRecord, result: pb.CommandResult) -> bytes | None:
+        try:
+            if result.HasField("payload"):
+                await self.sent(command, result.payload)
+                return result.payload
+            error = result.error
+            await self.failed(command, f"{error_kind_name(error.kind)}: {error.message}")
+        except RepositoryError as exc:
+            log.warning("command outcome not stored", extra={"request_id": command.request_id,
+                        "error": str(exc)})  # fmt: skip
+        return None

@@ -30,16 +30,13 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from preservarium.contract import uplinks
-from preservarium.contract.command_requests import stored_params
 from preservarium.contract.contact import Contact
 from preservarium.contract.encoding import encode
 from preservarium.contract.kinds import ErrorKind
 from preservarium.contract.topics import Topics
-from preservarium.errors import RepositoryError
 from preservarium.repositories import CommandRecord
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import (
-    CommandInput,
     SandboxRequestError,
     SandboxUnavailableError,
     error_kind_name,
@@ -129,14 +126,16 @@ class ContactPipeline:
             self._authenticate_first or self._directory.any_credentials
         ):
             return await self._handle_route_authenticated_first(uplink, presented)
-        command = await self._claim(uplink.device_id) if uplink.confirmable else None
+        command = (
+            await self._desk.claim_for_contact(uplink.device_id) if uplink.confirmable else None
+        )
         durable, parsed = await asyncio.gather(
             self._publish_raw(uplink), self._parse(uplink, command)
         )
         parsed = await self._parse_after_failure(uplink, parsed)
         if not durable:
             if command is not None:
-                await self._release(command)
+                await self._desk.release_after_contact(command)
             return ContactAnswer(Outcome.RETRY_LATER)
         identity = await self._identity(uplink, parsed, presented)
         if self._authenticate(uplink, presented, identity, parsed) is not None:
@@ -206,7 +205,7 @@ class ContactPipeline:
         device_id, refusal = identity.device_id, identity.refusal
         if refusal is not None:
             if command is not None:
-                await self._release(command)
+                await self._desk.release_after_contact(command)
             self._publish_failure(uplink, device_id, refusal.kind, refusal.message, None)
             return ContactAnswer(Outcome.FORBIDDEN if refusal.forbidden else Outcome.ACCEPTED)
         if uplink.device_id is None and device_id is not None:
@@ -220,27 +219,10 @@ class ContactPipeline:
         if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):
             body = parsed.response.result.reply
         if uplink.confirmable and identity.verified:
-            sent = await self._deliver_command(uplink, device_id, command, parsed)
+            sent = await self._command(uplink, device_id, command, parsed)
             if sent is not None:
                 body = sent
         return ContactAnswer(Outcome.ACCEPTED, body)
-
-    async def _claim(self, device_id: str | None) -> CommandRecord | None:
-        if device_id is None:
-            return None
-        try:
-            return await self._desk.claim(device_id)
-        except RepositoryError as exc:
-            log.warning("command claim failed", extra={"device_id": device_id, "error": str(exc)})
-            return None
-
-    async def _release(self, command: CommandRecord) -> None:
-        try:
-            await self._desk.release(command)
-        except RepositoryError as exc:
-            # The stale-claim sweep requeues it later.
-            log.warning("command release failed", extra={"request_id": command.request_id,
-                        "error": str(exc)})  # fmt: skip
 
     async def _publish_raw(self, uplink: Contact) -> bool:
         key = uplink.device_id.encode() if uplink.device_id else None
@@ -298,7 +280,7 @@ class ContactPipeline:
             response = await self._sandbox.parse(
                 contact,
                 identify=named is None,
-                command=None if command is None else self._command_input(command),
+                command=None if command is None else self._desk.command_input(command),
                 timeout_s=self._limits.sandbox_timeout_s,
             )
         except (SandboxUnavailableError, SandboxRequestError) as exc:
@@ -366,7 +348,7 @@ class ContactPipeline:
     def _send(self, topic: str, value: bytes, device_id: str | None) -> None:
         self._publisher.publish_later(topic, value, device_id.encode() if device_id else None)
 
-    async def _deliver_command(
+    async def _command(
         self,
         uplink: Contact,
         device_id: str | None,
@@ -376,68 +358,18 @@ class ContactPipeline:
         """The command bytes for this CON response, if a command is pending and formats."""
         if parsed.response is None:  # the sandbox is away: keep the command for later
             if command is not None:
-                await self._retry_later(command, parsed.unavailable or "no answer")
+                await self._desk.retry_after_contact(command, parsed.unavailable or "no answer")
             return None
-        result: pb.CommandResult | str | None = None
+        formatted = None
         if command is not None and parsed.response.HasField("command"):
-            result = parsed.response.command
+            formatted = parsed.response.command
         if command is None and uplink.device_id is None and device_id is not None:
-            command = await self._claim(device_id)  # a route device, known only now
+            command = await self._desk.claim_for_contact(device_id)  # a route device, known now
         if command is None:
             return None
-        if result is None:
-            result = await self._format(uplink.device_type, command)
-        if isinstance(result, str):
-            await self._retry_later(command, result)
-            return None
-        return await self._settle(command, result)
-
-    def _command_input(self, command: CommandRecord) -> CommandInput:
-        return CommandInput(
-            request_id=command.request_id,
-            device_id=command.device_id,
-            command=command.name,
-            params=stored_params(command.body),
-            attributes_json=self._directory.attributes_json(command.device_id),
+        return await self._desk.deliver(
+            command, device_type=uplink.device_type, formatted=formatted
         )
-
-    async def _retry_later(self, command: CommandRecord, reason: str) -> None:
-        try:
-            await self._desk.retry_later(command, reason)
-        except RepositoryError as exc:
-            # The stale-claim sweep requeues it later.
-            log.warning("command release failed", extra={"request_id": command.request_id,
-                        "error": str(exc)})  # fmt: skip
-
-    async def _format(self, device_type: str, command: CommandRecord) -> pb.CommandResult | str:
-        """The sandbox's answer, or why the sandbox could not be asked (retriable)."""
-        started = time.perf_counter()
-        try:
-            response = await self._sandbox.format_command(
-                device_type, self._command_input(command), timeout_s=self._limits.sandbox_timeout_s
-            )
-        except SandboxUnavailableError as exc:
-            return str(exc)
-        except SandboxRequestError as exc:  # the sandbox refused this command: final
-            message = pb.ScriptError(kind=pb.ERROR_KIND_INVALID_OUTPUT, message=str(exc))
-            return pb.CommandResult(error=message)
-        finally:
-            self._metrics.sandbox_latency.labels("FormatCommand").observe(
-                time.perf_counter() - started
-            )
-        return response.result
-
-    async def _settle(self, command: CommandRecord, result: pb.CommandResult) -> bytes | None:
-        try:
-            if result.HasField("payload"):
-                await self._desk.sent(command, result.payload)
-                return result.payload
-            error = result.error
-            await self._desk.failed(command, f"{error_kind_name(error.kind)}: {error.message}")
-        except RepositoryError as exc:
-            log.warning("command outcome not stored", extra={"request_id": command.request_id,
-                        "error": str(exc)})  # fmt: skip
-        return None
 
 
 def _with_payload_token(presented: Presented, parsed: Parsed) -> Presented:

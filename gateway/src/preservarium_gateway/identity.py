@@ -25,8 +25,8 @@ from preservarium.contract.kinds import ErrorKind
 from preservarium.errors import RepositoryError
 from preservarium.ids import is_device_id
 
-from preservarium_gateway.commands import PendingCommandIndex
 from preservarium_gateway.directory import DeviceDirectory
+from preservarium_gateway.pending_commands import PendingCommandIndex
 
 log = logging.getLogger("preservarium.gateway.identity")
 INVALID_ID = "identify() must return 1 to 64 characters of A-Z a-z 0-9 . _ : - (not . or ..)"
