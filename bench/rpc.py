@@ -39,7 +39,7 @@ async def parse_rpc(
                     unavailable += 1
                     continue
                 latencies.append(time.perf_counter() - started)
-                errors += response.HasField("error")
+                errors += response.error is not None
 
         started = time.perf_counter()
         await asyncio.gather(*(lane() for _ in range(concurrency)))

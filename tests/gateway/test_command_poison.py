@@ -20,7 +20,7 @@ from preservarium.db.engine import make_engine
 from preservarium.db.models import utcnow
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import SQLCommandRepository
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_answers import CommandAnswer, ParseAnswer, ParserVersion
 from preservarium.sandbox_client import (
     CommandInput,
     SandboxRequestError,
@@ -193,15 +193,15 @@ class UnreachableSandbox:
     async def parse(
         self, contact: Contact, *, identify: bool = False,
         command: CommandInput | None = None, timeout_s: float | None = None,
-    ) -> pb.ParseResponse:  # fmt: skip
+    ) -> ParseAnswer:  # fmt: skip
         if command is not None and self.parse_fails:
             self.commands.append(command.request_id)
             raise self.error
-        return pb.ParseResponse(result=pb.ParseResult(data_json=b"{}"))
+        return ParseAnswer(ParserVersion(contact.device_type, 1), data_json=b"{}")
 
     async def format_command(
         self, device_type: str, command: CommandInput, *, timeout_s: float | None = None
-    ) -> pb.FormatCommandResponse:
+    ) -> CommandAnswer:
         self.commands.append(command.request_id)
         raise self.error
 

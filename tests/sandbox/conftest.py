@@ -9,7 +9,7 @@ import pytest
 from preservarium.contract.contact import Contact
 from preservarium.db.engine import make_engine
 from preservarium.repositories import SQLParserRepository
-from preservarium.sandbox_client import SandboxClient, error_kind_name
+from preservarium.sandbox_client import SandboxClient
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.quarantine import QuarantinePolicy
 from preservarium_sandbox.server import SandboxConfig, SandboxServer
@@ -91,6 +91,6 @@ async def wait_for_version(
         if response.parser.version == version:
             return loop.time() - started
         if loop.time() - started > timeout_s:
-            kind = error_kind_name(response.error.kind) if response.HasField("error") else "-"
+            kind = "-" if response.error is None else response.error.kind
             raise AssertionError(f"version {version} of {device_type} not served ({kind})")
         await asyncio.sleep(0.05)

@@ -64,7 +64,7 @@ class TestStreams:
 
 
 def _parse_fields(device_type: str) -> dict[str, Any]:
-    return {"device_type": device_type, "contact": contact_proto(contact(device_type))}
+    return {"contact": contact_proto(contact(device_type))}
 
 
 async def _flood(request: pb.ParseStreamRequest, count: int) -> AsyncIterator[Any]:
@@ -274,7 +274,7 @@ class TestStreamRefusals:
             for n, fields in enumerate(
                 [
                     _parse_fields(name),
-                    {"device_type": name, "contact": contact_proto(contact(name, query=query))},
+                    {"contact": contact_proto(contact(name, query=query))},
                     _parse_fields(name),
                 ]
             )
@@ -324,7 +324,7 @@ class TestRequestSize:
             answer = await stub.TestParser(largest, timeout=30)
             assert answer.WhichOneof("outcome") is not None
             oversize = pb.ParseRequest(
-                device_type="x", contact=contact_proto(contact("x", b"\x00" * 2 * 1024 * 1024))
+                contact=contact_proto(contact("x", b"\x00" * 2 * 1024 * 1024))
             )
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stub.Parse(oversize, timeout=10)

@@ -89,9 +89,8 @@ async def test_params_that_cannot_travel_are_invalid_argument(
         request = pb.FormatCommandRequest(device_type=device_type, command=command(params_json))
         assert await answered(stub.FormatCommand, request) is None
         parse = pb.ParseRequest(
-            device_type=device_type, contact=contact_proto(contact(device_type)),
-            command=command(params_json),
-        )  # fmt: skip
+            contact=contact_proto(contact(device_type)), command=command(params_json)
+        )
         assert await answered(stub.Parse, parse) is None
         test = pb.TestParserRequest(source=SOURCE, command=command(params_json))
         assert await answered(stub.TestParser, test) is None
@@ -111,7 +110,7 @@ async def test_oversized_request_fields_are_invalid_argument(
         contact(device_type, query={str(n): "v" for n in range(limits.max_query_entries + 1)}),
     ]
     for each in contacts:
-        request: Any = pb.ParseRequest(device_type=device_type, contact=contact_proto(each))
+        request: Any = pb.ParseRequest(contact=contact_proto(each))
         assert await answered(stub.Parse, request) is None
         assert (
             await answered(
@@ -141,9 +140,7 @@ async def test_attributes_that_break_their_bounds_are_invalid_argument(
 ) -> None:  # fmt: skip
     proto = contact_proto(contact(device_type))
     proto.attributes_json = attributes_json
-    assert (
-        await answered(stub.Parse, pb.ParseRequest(device_type=device_type, contact=proto)) is None
-    )
+    assert await answered(stub.Parse, pb.ParseRequest(contact=proto)) is None
     assert (
         await answered(stub.TestParser, pb.TestParserRequest(source=SOURCE, contact=proto)) is None
     )

@@ -58,7 +58,7 @@ class TestLoad:
         assert registered.contact("efento").received_at_s == 1_700_000_000
         assert command == CommandExample(
             description="set period",
-            command=CommandInput("test", "dev-1", "set_period", {"seconds": 900}),
+            command=CommandInput("test", "dev-1", "set_period", '{"seconds":900}'),
             output=bytes.fromhex("103c18"),
         )
 
@@ -157,7 +157,7 @@ class TestLoad:
 
     def test_command_input_defaults(self) -> None:
         assert command_input({"command": "x"}, device_id="dev-9") == CommandInput(
-            "test", "dev-9", "x", {}
+            "test", "dev-9", "x", "{}"
         )
 
 

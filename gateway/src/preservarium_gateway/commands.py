@@ -19,9 +19,11 @@ from preservarium.contract.command_requests import (
     CommandRequest,
     Rejection,
     stored_params,
+    stored_params_json,
     stored_params_valid,
 )
 from preservarium.contract.encoding import encode
+from preservarium.contract.kinds import ErrorKind
 from preservarium.contract.status import Status, status_record
 from preservarium.contract.topics import Topics
 from preservarium.db.models import utcnow
@@ -30,13 +32,8 @@ from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import CommandRecord, SQLCommandRepository
 from preservarium.repositories.commands import CommandStatus
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import (
-    CommandInput,
-    SandboxRequestError,
-    SandboxUnavailableError,
-    error_kind_name,
-)
+from preservarium.sandbox_answers import CommandAnswer, ScriptError
+from preservarium.sandbox_client import CommandInput, SandboxRequestError, SandboxUnavailableError
 from preservarium.supervisor import Supervisor
 from preservarium.text import clean_text
 
@@ -289,7 +286,7 @@ class CommandDesk(AsyncLifecycle):
             request_id=command.request_id,
             device_id=command.device_id,
             command=command.name,
-            params=stored_params(command.body),
+            params_json=stored_params_json(command.body),
             attributes_json=attributes,
         )
 
@@ -310,7 +307,7 @@ class CommandDesk(AsyncLifecycle):
                         "error": str(exc)})  # fmt: skip
 
     async def deliver(
-        self, command: CommandRecord, *, device_type: str, formatted: pb.CommandResult | None
+        self, command: CommandRecord, *, device_type: str, formatted: CommandAnswer | None
     ) -> bytes | None:
         """The command's bytes for the answer, settled as sent (or failed, or queued again
         when the sandbox could not be asked); `formatted` is the sandbox's answer when the
@@ -321,34 +318,33 @@ class CommandDesk(AsyncLifecycle):
             return None
         return await self._settle(command, result)
 
-    async def _format(self, device_type: str, command: CommandRecord) -> pb.CommandResult | str:
+    async def _format(self, device_type: str, command: CommandRecord) -> CommandAnswer | str:
         """The sandbox's answer, or why the sandbox could not be asked (retriable)."""
         if self._sandbox is None:
             return "this desk has no sandbox to format commands"
         started = time.perf_counter()
         try:
-            response = await self._sandbox.format_command(
+            answer = await self._sandbox.format_command(
                 device_type, self.command_input(command), timeout_s=self._limits.sandbox_timeout_s
             )
         except SandboxUnavailableError as exc:
             return str(exc)
         except SandboxRequestError as exc:  # the sandbox refused this command: final
-            message = pb.ScriptError(kind=pb.ERROR_KIND_INVALID_OUTPUT, message=str(exc))
-            return pb.CommandResult(error=message)
+            return CommandAnswer(error=ScriptError(ErrorKind.INVALID_OUTPUT, str(exc)))
         finally:
             if self._metrics is not None:
                 self._metrics.sandbox_latency.labels("FormatCommand").observe(
                     time.perf_counter() - started
                 )
-        return response.result
+        return answer
 
-    async def _settle(self, command: CommandRecord, result: pb.CommandResult) -> bytes | None:
+    async def _settle(self, command: CommandRecord, answer: CommandAnswer) -> bytes | None:
         try:
-            if result.HasField("payload"):
-                await self.sent(command, result.payload)
-                return result.payload
-            error = result.error
-            await self.failed(command, f"{error_kind_name(error.kind)}: {error.message}")
+            if answer.payload is not None:
+                await self.sent(command, answer.payload)
+                return answer.payload
+            error = answer.error or ScriptError(ErrorKind.INVALID_OUTPUT, "no bytes and no error")
+            await self.failed(command, f"{error.kind}: {error.message}")
         except RepositoryError as exc:
             log.warning("command outcome not stored", extra={"request_id": command.request_id,
                         "error": str(exc)})  # fmt: skip

@@ -35,12 +35,8 @@ from preservarium.contract.encoding import encode
 from preservarium.contract.kinds import ErrorKind
 from preservarium.contract.topics import Topics
 from preservarium.repositories import CommandRecord
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import (
-    SandboxRequestError,
-    SandboxUnavailableError,
-    error_kind_name,
-)
+from preservarium.sandbox_answers import ParseAnswer
+from preservarium.sandbox_client import SandboxRequestError, SandboxUnavailableError
 from preservarium.settings import DeviceAuthMode
 
 from preservarium_gateway.admission import Admission
@@ -50,10 +46,9 @@ from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.errors import PublishError
 from preservarium_gateway.identity import Identity, RouteIdentities
-from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.last_seen import LastSeenRecorder
 from preservarium_gateway.metrics import GatewayMetrics
-from preservarium_gateway.types import ParserService
+from preservarium_gateway.types import ParserService, UplinkPublisher
 
 log = logging.getLogger("preservarium.gateway.contact")
 NOTHING = Presented()
@@ -80,7 +75,7 @@ class ContactAnswer:
 class Parsed:
     """The sandbox's answer, or why there is none."""
 
-    response: pb.ParseResponse | None
+    response: ParseAnswer | None
     unavailable: str | None = None
     # The attributes the parser was given (compact JSON, "" for {}).
     attributes_json: str = ""
@@ -88,7 +83,7 @@ class Parsed:
     @property
     def ok(self) -> bool:
         """True when the parser produced data."""
-        return self.response is not None and self.response.HasField("result")
+        return self.response is not None and self.response.ok
 
 
 class ContactPipeline:
@@ -97,7 +92,7 @@ class ContactPipeline:
     def __init__(
         self,
         *,
-        publisher: KafkaPublisher,
+        publisher: UplinkPublisher,
         sandbox: ParserService,
         desk: CommandDesk,
         directory: DeviceDirectory,
@@ -216,8 +211,8 @@ class ContactPipeline:
         if device_id is not None and self._directory.known_type(device_id) is not None:
             self._last_seen.seen(device_id)
         body = b""
-        if parsed.ok and parsed.response is not None and parsed.response.result.HasField("reply"):
-            body = parsed.response.result.reply
+        if parsed.ok and parsed.response is not None and parsed.response.reply is not None:
+            body = parsed.response.reply
         if uplink.confirmable and identity.verified:
             sent = await self._command(uplink, device_id, command, parsed)
             if sent is not None:
@@ -248,17 +243,16 @@ class ContactPipeline:
         that has attributes: parsed again as that device, with them, since the failure may
         come from their absence. The token token() found still counts."""
         response = parsed.response
-        if uplink.device_id is not None or response is None or response.HasField("result"):
-            return parsed
-        if not response.HasField("identified_device_id"):
+        if uplink.device_id is not None or response is None or response.ok:
             return parsed
         device_id = response.identified_device_id
-        if not self._directory.attributes_json(device_id):
+        if device_id is None or not self._directory.attributes_json(device_id):
             return parsed
         self._metrics.route_reparses.inc()
         again = await self._parse(uplink, None, device_id=device_id)
-        if again.ok and again.response is not None and response.HasField("identified_token"):
-            again.response.result.token = response.identified_token
+        token = response.identified_token
+        if again.ok and again.response is not None and token is not None:
+            return replace(again, response=again.response._replace(token=token))
         return again
 
     async def _parse(
@@ -296,37 +290,37 @@ class ContactPipeline:
         if uplink.device_id is not None:  # a path id: checked, and registered with its type
             return Identity(uplink.device_id)
         response = parsed.response
-        if response is None or not response.result.HasField("device_id"):
+        if response is None or response.device_id is None:
             return Identity(None)
         return await self._identities.check(
-            response.result.device_id, route=uplink.path, device_type=uplink.device_type,
+            response.device_id, route=uplink.path, device_type=uplink.device_type,
             proven=presented.proven_device,
         )  # fmt: skip
 
     def _publish_result(self, uplink: Contact, device_id: str | None, parsed: Parsed) -> None:
         """Publish uplink.parsed or uplink.failed."""
         response = parsed.response
-        if response is not None and response.HasField("result"):
-            result = response.result
-            value = uplinks.parsed_record(
-                uplink,
-                device_id=device_id,
-                parser={"name": response.parser.name, "version": response.parser.version},
-                data_json=result.data_json,
-                warnings=list(result.warnings),
-                printed=response.printed,
-            )
-            self._send(self._topics.parsed, value, device_id)
-            return
-        printed = ""
         if response is None:
-            kind, message, line = ErrorKind.SANDBOX_UNAVAILABLE, parsed.unavailable or "", None
-        else:
-            error = response.error
-            kind, message = error_kind_name(error.kind), error.message
-            line = error.line if error.HasField("line") else None
-            printed = response.printed
-        self._publish_failure(uplink, device_id, kind, message, line, printed)
+            unavailable = parsed.unavailable or ""
+            self._publish_failure(
+                uplink, device_id, ErrorKind.SANDBOX_UNAVAILABLE, unavailable, None
+            )
+            return
+        error = response.error
+        if error is not None:
+            self._publish_failure(
+                uplink, device_id, error.kind, error.message, error.line, response.printed
+            )
+            return
+        value = uplinks.parsed_record(
+            uplink,
+            device_id=device_id,
+            parser=response.parser.as_record(),
+            data_json=response.data_json,
+            warnings=list(response.warnings),
+            printed=response.printed,
+        )
+        self._send(self._topics.parsed, value, device_id)
 
     def _publish_failure(
         self,
@@ -360,9 +354,7 @@ class ContactPipeline:
             if command is not None:
                 await self._desk.retry_after_contact(command, parsed.unavailable or "no answer")
             return None
-        formatted = None
-        if command is not None and parsed.response.HasField("command"):
-            formatted = parsed.response.command
+        formatted = None if command is None else parsed.response.command
         if command is None and uplink.device_id is None and device_id is not None:
             command = await self._desk.claim_for_contact(device_id)  # a route device, known now
         if command is None:
@@ -376,6 +368,6 @@ def _with_payload_token(presented: Presented, parsed: Parsed) -> Presented:
     """What a route contact presented, with the token its parser's token() found (a token
     in the Uri-Query comes first)."""
     response = parsed.response
-    if presented.token is not None or response is None or not response.result.HasField("token"):
+    if presented.token is not None or response is None or response.token is None:
         return presented
-    return Presented(presented.dtls_device, response.result.token, presented.oscore_device)
+    return Presented(presented.dtls_device, response.token, presented.oscore_device)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from preservarium.contract.contact import Contact
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_answers import CommandAnswer, ParseAnswer
 from preservarium.sandbox_client import CommandInput
 
 
@@ -27,13 +27,13 @@ class ParserService(Protocol):
         identify: bool = False,
         command: CommandInput | None = None,
         timeout_s: float | None = None,
-    ) -> pb.ParseResponse:
+    ) -> ParseAnswer:
         """Parse one contact (and format a command in the same call)."""
         ...
 
     async def format_command(
         self, device_type: str, command: CommandInput, *, timeout_s: float | None = None
-    ) -> pb.FormatCommandResponse:
+    ) -> CommandAnswer:
         """Format one command."""
         ...
 
@@ -43,6 +43,15 @@ class RecordPublisher(Protocol):
 
     async def publish(self, topic: str, value: bytes, key: bytes | None) -> None:
         """Return once the broker acknowledged the record; PublishError otherwise."""
+        ...
+
+
+class UplinkPublisher(RecordPublisher, Protocol):
+    """What the contact pipeline publishes with: the raw record is waited for, the others
+    are not (KafkaPublisher is the real one)."""
+
+    def publish_later(self, topic: str, value: bytes, key: bytes | None) -> None:
+        """Publish without making the caller wait; a failure is logged and counted."""
         ...
 
 

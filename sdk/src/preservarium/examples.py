@@ -23,6 +23,7 @@ import yaml
 
 from preservarium.attributes import InvalidAttributesError, checked_attributes, encode_attributes
 from preservarium.cli.error_text import with_line
+from preservarium.contract.command_requests import encode_params
 from preservarium.contract.contact import Contact
 from preservarium.contract.kinds import SANDBOX_KINDS
 from preservarium.errors import PreservariumError
@@ -176,7 +177,7 @@ def command_input(spec: object, *, device_id: str | None = None) -> CommandInput
         request_id=_string(mapping, "request_id", DEFAULT_REQUEST_ID, "command."),
         device_id=_string(mapping, "device_id", device_id or DEFAULT_COMMAND_DEVICE_ID, "command."),
         command=name,
-        params=params,
+        params_json=encode_params(params),
         attributes_json=encode_attributes(attributes) if attributes else "",
     )
 

@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 from preservarium.contract import topics
 from preservarium.contract.command_requests import (
     CommandRequest,
+    encode_params,
     read_command_request,
     request_record,
     stored_params,
+    stored_params_json,
     stored_params_valid,
 )
 from preservarium.contract.contact import Contact
@@ -142,6 +144,8 @@ def test_command_request_round_trip() -> None:
     )
     assert isinstance(read, CommandRequest)
     assert stored_params(read.body()) == {"seconds": 900} and stored_params_valid(read.body())
+    assert read.body() == json.dumps({"params": {"seconds": 900}}, separators=(",", ":"))
+    assert stored_params_json(read.body()) == encode_params({"seconds": 900}) == '{"seconds":900}'
     without_ttl = request_record(request_id="r", device_id="d", command="c", params={}, ttl_s=None)
     assert "ttl_s" not in without_ttl
 
@@ -149,6 +153,9 @@ def test_command_request_round_trip() -> None:
 def test_stored_bodies_that_are_not_params_give_none() -> None:
     for body in ("", "[]", '{"params": 1}', '{"params": {"x": NaN}}'):
         assert stored_params(body) == {} and not stored_params_valid(body)
+    # Its params text is cut out as is: a body with another key is not one it can cut.
+    assert not stored_params_valid('{"params":{},"x":1}')
+    assert stored_params_valid("{}") and stored_params_json("{}") == "{}"
 
 
 def test_the_sandbox_answers_every_kind_but_the_gateways_own() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -39,6 +40,8 @@ RFC3339 = re.compile(
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))",
     re.ASCII,
 )
+# How a stored body starts: `{"params":` and the params text.
+STORED_PREFIX = '{"params":'
 FIELDS = frozenset({"v", "request_id", "device_id", "command", "params", "ttl_s", "expires_at"})
 
 
@@ -61,10 +64,9 @@ class CommandRequest:
     expires_at: datetime
 
     def body(self) -> str:
-        """What is stored and later handed to format_command()."""
-        return json.dumps(
-            {"params": self.params}, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        )
+        """What is stored: `{"params":...}`, whose params text later goes to format_command()
+        as it is (stored_params_json)."""
+        return STORED_PREFIX + encode_params(self.params) + "}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +299,20 @@ def request_record(
     return record
 
 
+def encode_params(params: Mapping[str, Any]) -> str:
+    """Params as the JSON text that is stored and handed to the sandbox (compact UTF-8)."""
+    return json.dumps(dict(params), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def stored_params_json(body: str) -> str:
+    """The params text of a stored body, cut out of it without decoding: the body was
+    written by CommandRequest.body() and checked at claim (stored_params_valid); "{}"
+    for a body without params."""
+    if body.startswith(STORED_PREFIX) and body.endswith("}"):
+        return body[len(STORED_PREFIX) : -1]
+    return "{}"
+
+
 def stored_params(body: str) -> dict[str, Any]:
     """The params of a stored body (CommandRequest.body()); {} when it holds no object."""
     try:
@@ -308,10 +324,13 @@ def stored_params(body: str) -> dict[str, Any]:
 
 
 def stored_params_valid(body: str) -> bool:
-    """True when a stored body is `{"params": {...}}` that passes the request rules."""
+    """True when a stored body is `{"params": {...}}` (that key only: its text is cut out
+    as is) that passes the request rules."""
     try:
         stored = loads_strict(body)
         if type(stored) is not dict or type(stored.get("params", {})) is not dict:
+            return False
+        if set(stored) - {"params"}:
             return False
         check_json_value(stored.get("params", {}), field="params")
     except CommandRequestError:

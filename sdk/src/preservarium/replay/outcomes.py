@@ -10,8 +10,7 @@ from typing import Any
 from preservarium.contract.kinds import ErrorKind
 from preservarium.contract.uplinks import RawUplink, error_object, replayed_record
 from preservarium.replay.uplinks import Original
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import error_kind_name
+from preservarium.sandbox_answers import ParseAnswer
 
 UNCHANGED, CHANGED = "unchanged", "changed"
 NEWLY_FAILING, NEWLY_PASSING, NO_ORIGINAL = "newly_failing", "newly_passing", "no_original"
@@ -34,17 +33,14 @@ class Answer:
         return self.error is None
 
 
-def answer_of(response: pb.ParseResponse | pb.TestParserResponse, device_id: str | None) -> Answer:
+def answer_of(response: ParseAnswer, device_id: str | None) -> Answer:
     """A sandbox answer; `device_id` is the contact's, kept unless identify() names one."""
-    if response.HasField("result"):
-        result = response.result
-        named = result.device_id if result.HasField("device_id") else device_id
-        data = json.loads(result.data_json or b"{}")
-        return Answer(named, data, list(result.warnings))
     error = response.error
-    line = error.line if error.HasField("line") else None
-    kind = error_kind_name(error.kind)
-    return Answer(device_id, error=error_object(kind, error.message, line))
+    if error is None:
+        named = device_id if response.device_id is None else response.device_id
+        data = json.loads(response.data_json or b"{}")
+        return Answer(named, data, list(response.warnings))
+    return Answer(device_id, error=error_object(error.kind, error.message, error.line))
 
 
 def refused(device_id: str | None, message: str) -> Answer:

@@ -11,11 +11,12 @@ from preservarium.contract.kinds import ErrorKind
 from preservarium.contract.uplinks import error_object
 from preservarium.replay.errors import QUARANTINED, SANDBOX_UNAVAILABLE, ReplayError
 from preservarium.replay.outcomes import Answer, answer_of
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_answers import ParseAnswer
 from preservarium.sandbox_client import (
     SandboxClient,
     SandboxRequestError,
     SandboxUnavailableError,
+    parse_answer,
 )
 
 
@@ -33,7 +34,7 @@ def _unavailable(exc: Exception) -> ReplayError:
     return ReplayError(f"{exc}", kind=SANDBOX_UNAVAILABLE)
 
 
-def _answer(response: pb.ParseResponse | pb.TestParserResponse, contact: Contact) -> Answer:
+def _answer(response: ParseAnswer, contact: Contact) -> Answer:
     """The parser's answer; ReplayError when the answer says the sandbox could not run
     the parser at all (no worker in time, or the version is quarantined): published,
     such a failure would say the uplink failed when the parser never saw it."""
@@ -85,8 +86,8 @@ class SourceRunner:
         """Parse with the unsaved source."""
         try:
             async with self._turn:
-                response = await self._client.test_parser(
-                    self._source, contact=contact, identify=identify
+                response = parse_answer(
+                    await self._client.test_parser(self._source, contact=contact, identify=identify)
                 )
         except (SandboxUnavailableError, SandboxRequestError) as exc:
             raise _unavailable(exc) from exc
