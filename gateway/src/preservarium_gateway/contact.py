@@ -114,55 +114,55 @@ class ContactPipeline:
         self._limits = limits
         self._metrics = metrics
 
-    async def handle(self, uplink: Contact, presented: Presented = NOTHING) -> ContactAnswer:
+    async def handle(self, contact: Contact, presented: Presented = NOTHING) -> ContactAnswer:
         """Every stage of one contact (stamped with its id and time by the CoAP layer);
         `presented` is what it showed to prove who it is."""
-        if uplink.device_id is None and (
+        if contact.device_id is None and (
             self._authenticate_first or self._directory.any_credentials
         ):
-            return await self._handle_route_authenticated_first(uplink, presented)
+            return await self._handle_route_authenticated_first(contact, presented)
         command = (
-            await self._desk.claim_for_contact(uplink.device_id) if uplink.confirmable else None
+            await self._desk.claim_for_contact(contact.device_id) if contact.confirmable else None
         )
         durable, parsed = await asyncio.gather(
-            self._publish_raw(uplink), self._parse(uplink, command)
+            self._publish_raw(contact), self._parse(contact, command)
         )
-        parsed = await self._parse_after_failure(uplink, parsed)
+        parsed = await self._parse_after_failure(contact, parsed)
         if not durable:
             if command is not None:
                 await self._desk.release_after_contact(command)
             return ContactAnswer(Outcome.RETRY_LATER)
-        identity = await self._identity(uplink, parsed, presented)
-        if self._authenticate(uplink, presented, identity, parsed) is not None:
+        identity = await self._identity(contact, parsed, presented)
+        if self._authenticate(contact, presented, identity, parsed) is not None:
             # Optional mode with no device holding credentials (as far as the directory
             # knew a moment ago): only a mismatch of proofs gets here; the raw record
             # (device_id null) names nobody.
             return ContactAnswer(Outcome.UNAUTHENTICATED)
-        return await self._finish(uplink, parsed, identity, command)
+        return await self._finish(contact, parsed, identity, command)
 
     async def _handle_route_authenticated_first(
-        self, uplink: Contact, presented: Presented
+        self, contact: Contact, presented: Presented
     ) -> ContactAnswer:
         """A route contact that may have to authenticate: identify and authenticate, then
         record, so that a refused contact leaves no uplink record at all."""
-        parsed = await self._parse_after_failure(uplink, await self._parse(uplink, None))
+        parsed = await self._parse_after_failure(contact, await self._parse(contact, None))
         if parsed.response is None:
             if self._authenticate_first:  # who it is cannot be told now: the device retries
                 return ContactAnswer(Outcome.RETRY_LATER)
             # Optional: as for any contact while the sandbox is away, its data is kept.
-            if not await self._publish_raw(uplink):
+            if not await self._publish_raw(contact):
                 return ContactAnswer(Outcome.RETRY_LATER)
-            return await self._finish(uplink, parsed, Identity(None), None)
-        identity = await self._identity(uplink, parsed, presented)
-        if self._authenticate(uplink, presented, identity, parsed) is not None:
+            return await self._finish(contact, parsed, Identity(None), None)
+        identity = await self._identity(contact, parsed, presented)
+        if self._authenticate(contact, presented, identity, parsed) is not None:
             return ContactAnswer(Outcome.UNAUTHENTICATED)
         forbidden = identity.refusal is not None and identity.refusal.forbidden
-        if not forbidden and not await self._publish_raw(uplink):
+        if not forbidden and not await self._publish_raw(contact):
             return ContactAnswer(Outcome.RETRY_LATER)
-        return await self._finish(uplink, parsed, identity, None)
+        return await self._finish(contact, parsed, identity, None)
 
     def _authenticate(
-        self, uplink: Contact, presented: Presented, identity: Identity, parsed: Parsed
+        self, contact: Contact, presented: Presented, identity: Identity, parsed: Parsed
     ) -> AuthFailure | None:
         """Why a route contact is not taken as the device identify() named (None: it is).
 
@@ -171,7 +171,7 @@ class ContactPipeline:
         proved another device did authenticate; that is a mismatch (4.03,
         `device_mismatch`, decided by RouteIdentities).
         """
-        if uplink.device_id is not None:
+        if contact.device_id is not None:
             return None
         device_id, refusal = identity.device_id, identity.refusal
         if refusal is not None and refusal.proven_other:
@@ -182,16 +182,16 @@ class ContactPipeline:
             failure = AuthFailure.MISSING
         else:
             shown = _with_payload_token(presented, parsed)
-            verdict = self._admission.authenticate(device_id, shown, uplink.remote)
+            verdict = self._admission.authenticate(device_id, shown, contact.remote)
             if verdict.failure is None and refusal is None:
                 self._admission.admit_device(device_id)
             return verdict.failure
-        self._admission.failed(failure, uplink.remote)
+        self._admission.failed(failure, contact.remote)
         return failure
 
     async def _finish(
         self,
-        uplink: Contact,
+        contact: Contact,
         parsed: Parsed,
         identity: Identity,
         command: CommandRecord | None,
@@ -201,11 +201,11 @@ class ContactPipeline:
         if refusal is not None:
             if command is not None:
                 await self._desk.release_after_contact(command)
-            self._publish_failure(uplink, device_id, refusal.kind, refusal.message, None)
+            self._publish_failure(contact, device_id, refusal.kind, refusal.message, None)
             return ContactAnswer(Outcome.FORBIDDEN if refusal.forbidden else Outcome.ACCEPTED)
-        if uplink.device_id is None and device_id is not None:
-            parsed = await self._parse_as_named(uplink, device_id, parsed)
-        self._publish_result(uplink, device_id, parsed)
+        if contact.device_id is None and device_id is not None:
+            parsed = await self._parse_as_named(contact, device_id, parsed)
+        self._publish_result(contact, device_id, parsed)
         # Delivered as this device: its last-seen time moves. Only registered devices
         # have one (a route may name devices the registry does not know).
         if device_id is not None and self._directory.known_type(device_id) is not None:
@@ -213,43 +213,44 @@ class ContactPipeline:
         body = b""
         if parsed.ok and parsed.response is not None and parsed.response.reply is not None:
             body = parsed.response.reply
-        if uplink.confirmable and identity.verified:
-            sent = await self._command(uplink, device_id, command, parsed)
+        if contact.confirmable and identity.verified:
+            sent = await self._command(contact, device_id, command, parsed)
             if sent is not None:
                 body = sent
         return ContactAnswer(Outcome.ACCEPTED, body)
 
-    async def _publish_raw(self, uplink: Contact) -> bool:
-        key = uplink.device_id.encode() if uplink.device_id else None
+    async def _publish_raw(self, contact: Contact) -> bool:
+        key = contact.device_id.encode() if contact.device_id else None
         try:
-            await self._publisher.publish(self._topics.raw, encode(uplinks.raw_record(uplink)), key)
+            value = encode(uplinks.raw_record(contact))
+            await self._publisher.publish(self._topics.raw, value, key)
         except PublishError as exc:
-            log.warning("raw uplink not durable", extra={"uplink_id": uplink.id,
-                        "device_id": uplink.device_id, "error": str(exc)})  # fmt: skip
+            log.warning("raw uplink not durable", extra={"uplink_id": contact.id,
+                        "device_id": contact.device_id, "error": str(exc)})  # fmt: skip
             return False
         return True
 
-    async def _parse_as_named(self, uplink: Contact, device_id: str, parsed: Parsed) -> Parsed:
+    async def _parse_as_named(self, contact: Contact, device_id: str, parsed: Parsed) -> Parsed:
         """A route contact's answer for the device identify() named: parsed again with its
         attributes when it has some (the first call could not know them)."""
         attributes = self._directory.attributes_json(device_id)
         if parsed.response is None or parsed.attributes_json == attributes:
             return parsed
         self._metrics.route_reparses.inc()
-        return await self._parse(uplink, None, device_id=device_id)
+        return await self._parse(contact, None, device_id=device_id)
 
-    async def _parse_after_failure(self, uplink: Contact, parsed: Parsed) -> Parsed:
+    async def _parse_after_failure(self, contact: Contact, parsed: Parsed) -> Parsed:
         """A route contact whose parse() (or reply()) failed after identify() named a device
         that has attributes: parsed again as that device, with them, since the failure may
         come from their absence. The token token() found still counts."""
         response = parsed.response
-        if uplink.device_id is not None or response is None or response.ok:
+        if contact.device_id is not None or response is None or response.ok:
             return parsed
         device_id = response.identified_device_id
         if device_id is None or not self._directory.attributes_json(device_id):
             return parsed
         self._metrics.route_reparses.inc()
-        again = await self._parse(uplink, None, device_id=device_id)
+        again = await self._parse(contact, None, device_id=device_id)
         token = response.identified_token
         if again.ok and again.response is not None and token is not None:
             return replace(again, response=again.response._replace(token=token))
@@ -257,22 +258,22 @@ class ContactPipeline:
 
     async def _parse(
         self,
-        uplink: Contact,
+        contact: Contact,
         command: CommandRecord | None,
         *,
         device_id: str | None = None,
     ) -> Parsed:
         """The sandbox's answer for the contact; `device_id` parses a route contact as that
         device (identify() already named it), else the contact's own id is used."""
-        named = device_id or uplink.device_id
+        named = device_id or contact.device_id
         attributes = self._directory.attributes_json(named)
-        contact = uplink
-        if named != uplink.device_id or attributes:
-            contact = replace(uplink, device_id=named, attributes_json=attributes)
+        asked = contact
+        if named != contact.device_id or attributes:
+            asked = replace(contact, device_id=named, attributes_json=attributes)
         started = time.perf_counter()
         try:
             response = await self._sandbox.parse(
-                contact,
+                asked,
                 identify=named is None,
                 command=None if command is None else self._desk.command_input(command),
                 timeout_s=self._limits.sandbox_timeout_s,
@@ -285,35 +286,35 @@ class ContactPipeline:
             )
         return Parsed(response, attributes_json=attributes)
 
-    async def _identity(self, uplink: Contact, parsed: Parsed, presented: Presented) -> Identity:
+    async def _identity(self, contact: Contact, parsed: Parsed, presented: Presented) -> Identity:
         """The device id as now known, or why the contact must not be delivered."""
-        if uplink.device_id is not None:  # a path id: checked, and registered with its type
-            return Identity(uplink.device_id)
+        if contact.device_id is not None:  # a path id: checked, and registered with its type
+            return Identity(contact.device_id)
         response = parsed.response
         if response is None or response.device_id is None:
             return Identity(None)
         return await self._identities.check(
-            response.device_id, route=uplink.path, device_type=uplink.device_type,
+            response.device_id, route=contact.path, device_type=contact.device_type,
             proven=presented.proven_device,
         )  # fmt: skip
 
-    def _publish_result(self, uplink: Contact, device_id: str | None, parsed: Parsed) -> None:
+    def _publish_result(self, contact: Contact, device_id: str | None, parsed: Parsed) -> None:
         """Publish uplink.parsed or uplink.failed."""
         response = parsed.response
         if response is None:
             unavailable = parsed.unavailable or ""
             self._publish_failure(
-                uplink, device_id, ErrorKind.SANDBOX_UNAVAILABLE, unavailable, None
+                contact, device_id, ErrorKind.SANDBOX_UNAVAILABLE, unavailable, None
             )
             return
         error = response.error
         if error is not None:
             self._publish_failure(
-                uplink, device_id, error.kind, error.message, error.line, response.printed
+                contact, device_id, error.kind, error.message, error.line, response.printed
             )
             return
         value = uplinks.parsed_record(
-            uplink,
+            contact,
             device_id=device_id,
             parser=response.parser.as_record(),
             data_json=response.data_json,
@@ -324,7 +325,7 @@ class ContactPipeline:
 
     def _publish_failure(
         self,
-        uplink: Contact,
+        contact: Contact,
         device_id: str | None,
         kind: str,
         message: str,
@@ -332,10 +333,10 @@ class ContactPipeline:
         printed: str = "",
     ) -> None:
         self._metrics.parse_errors.labels(kind).inc()
-        log.info("uplink failed", extra={"uplink_id": uplink.id, "device_id": device_id,
+        log.info("uplink failed", extra={"uplink_id": contact.id, "device_id": device_id,
                  "kind": kind})  # fmt: skip
         failed = uplinks.failed_record(
-            uplink, device_id=device_id, kind=kind, message=message, line=line, printed=printed
+            contact, device_id=device_id, kind=kind, message=message, line=line, printed=printed
         )
         self._send(self._topics.failed, encode(failed), device_id)
 
@@ -344,7 +345,7 @@ class ContactPipeline:
 
     async def _command(
         self,
-        uplink: Contact,
+        contact: Contact,
         device_id: str | None,
         command: CommandRecord | None,
         parsed: Parsed,
@@ -355,12 +356,12 @@ class ContactPipeline:
                 await self._desk.retry_after_contact(command, parsed.unavailable or "no answer")
             return None
         formatted = None if command is None else parsed.response.command
-        if command is None and uplink.device_id is None and device_id is not None:
+        if command is None and contact.device_id is None and device_id is not None:
             command = await self._desk.claim_for_contact(device_id)  # a route device, known now
         if command is None:
             return None
         return await self._desk.deliver(
-            command, device_type=uplink.device_type, formatted=formatted
+            command, device_type=contact.device_type, formatted=formatted
         )
 
 
