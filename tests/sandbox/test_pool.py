@@ -42,9 +42,9 @@ def _raising(error: BaseException) -> Any:
 
 # Each step of the hand-off, as (object, attribute) to replace with one that raises.
 STEPS: list[tuple[object, str]] = [
-    (Job, "frame"),
-    (WorkerPool, "_exchange"),
-    (WorkerProcess, "exchange"),
+    (Job, "item"),
+    (WorkerPool, "_next_answer"),
+    (WorkerProcess, "next_answer"),
     (pool_module, "read_frame"),
     (WorkerPool, "_worn_out"),
     (pool_module, "_death_reason"),

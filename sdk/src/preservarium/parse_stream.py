@@ -73,7 +73,7 @@ class ParseStream:
         self._sent: dict[int, _Message] = {}  # sent and not answered yet
         self._free = MESSAGES_IN_FLIGHT
         self._wake = asyncio.Event()
-        self._on_batch = on_batch or (lambda size: None)
+        self._on_batch = (lambda size: None) if on_batch is None else on_batch
         self.broken: str | None = None
         supervisor = supervisor or Supervisor()
         self._reader = supervisor.spawn("parse-stream-reader", self._read)
