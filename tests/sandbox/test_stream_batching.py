@@ -137,3 +137,32 @@ async def test_an_invalid_request_in_a_batch_fails_only_itself(
     assert answers[2][0] == "sandbox_unavailable", answers[2]
     assert answers[:2] + answers[3:] == [("ok", {"n": n}) for n in range(6)]
     assert batches.sizes[0] == 7, batches.sizes
+
+
+async def test_a_runaway_device_is_counted_against_its_own_version_only(
+    streamed: SandboxClient, parsers: SQLParserRepository, sandbox: SandboxServer
+) -> None:
+    # Loops on b"loop" and swallows its deadline: only the parent's kill ends it.
+    runaway = (
+        "def parse(payload, metadata):\n    while payload == b'loop':\n        try:\n"
+        "            while True:\n                pass\n        except:\n            pass\n"
+        "    return {'n': len(payload)}\n"
+    )
+    mixed, other = new_type(), new_type()
+    await parsers.upload(mixed, runaway)
+    await parsers.upload(other, ECHO)
+    await wait_for_version(streamed, mixed, 1)
+    await wait_for_version(streamed, other, 1)
+    calls = [streamed.parse(contact(other, bytes(n))) for n in range(6)]
+    calls += [streamed.parse(contact(mixed, p)) for p in (b"a", b"loop", b"bb", b"ccc")]
+    answers = await asyncio.gather(*calls)
+    kinds = [outcome(a) for a in answers]
+    assert kinds[:6] == [("ok", {"n": n}) for n in range(6)]
+    assert kinds[6] == ("ok", {"n": 1}) and kinds[7][0] == "timeout", kinds
+    assert kinds[8:] == [("ok", {"n": 2}), ("ok", {"n": 3})]
+    registry = sandbox.metrics.registry
+
+    def timeouts(name: str) -> float | None:
+        return registry.get_sample_value("preservarium_sandbox_timeouts_total", {"parser": name})
+
+    assert (timeouts(mixed), timeouts(other)) == (1.0, None)

@@ -361,7 +361,7 @@ class WorkerPool(AsyncLifecycle):
             self._on_batch(len(batch))
             worker.send(frame)
             replace, unanswered = await self._on_worker(worker, batch, with_source)
-            for pending in unanswered:  # not failed, not lost: run again elsewhere
+            for pending in reversed(unanswered):  # not failed, not lost: run again elsewhere
                 if self._closed:
                     pending.fail(PoolClosedError("the sandbox is stopping"))
                 else:
@@ -387,7 +387,7 @@ class WorkerPool(AsyncLifecycle):
             compiling = with_source and index == 0
             try:
                 answer = await self._next_answer(worker, compiling)
-                if answer.get("need_source"):  # it forgot the version: the batch again
+                if index == 0 and answer.get("need_source"):  # it forgot the version
                     worker.send(self._encode(batch, with_source=True))
                     answer = await self._next_answer(worker, True)
             except TimeoutError:
