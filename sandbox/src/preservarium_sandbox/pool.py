@@ -336,6 +336,10 @@ class WorkerPool(AsyncLifecycle):
                 self._queued.remove(pending)
                 pending.future.cancel()
             raise
+        except Exception as exc:  # never leave its caller waiting on a lead that failed
+            log.exception("a sandbox job's turn failed")
+            self._queued.remove(pending)
+            pending.fail(exc)
 
     def _fits(self, batch: list[Pending], pending: Pending) -> bool:
         """Whether `pending` still fits a frame of `batch` (with the source, at worst)."""
