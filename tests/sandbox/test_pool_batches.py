@@ -128,3 +128,10 @@ async def test_a_worker_killed_mid_batch_loses_no_job(sizes: Sizes) -> None:
     assert [data(a) for a in answers] == ['{"p":"00"}', "runtime_error", '{"p":"02"}', '{"p":"03"}']
     assert answers[1]["worker_died"] is True
     assert sizes == [1, 4, 2]
+
+
+async def test_a_burst_on_an_idle_pool_is_shared_between_its_workers(sizes: Sizes) -> None:
+    async with WorkerPool(size=2, limits=Limits(timeout_ms=2000), spares=0, on_batch=sizes) as pool:
+        answers = await asyncio.gather(*(pool.run(job(ECHO, bytes([n]), "s")) for n in range(4)))
+    assert [data(a) for a in answers] == [f'{{"p":"{n:02x}"}}' for n in range(4)]
+    assert sizes == [2, 2]  # not all four on one worker while the other idles

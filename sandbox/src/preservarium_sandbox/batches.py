@@ -1,15 +1,18 @@
 """Jobs waiting for a worker, kept per parser version, taken a batch at a time.
 
-While every worker is busy, calls of the same parser version queue here; the one whose
-turn comes (preservarium_sandbox.fair) takes the others waiting with it, up to
-MAX_BATCH_JOBS, and hands them to one worker in one frame. Idle, a job goes alone and at
-once; busy, batches grow with the load. A batch never mixes versions, so one tenant's
-runaway parser can only ever delay calls of that same version.
+While every worker is busy, calls of the same parser version queue here, and one turn
+(preservarium_sandbox.fair) is asked for on the version's behalf; when it comes, the
+jobs waiting are taken together, up to MAX_BATCH_JOBS, and handed to one worker in one
+frame. Idle, a job goes alone and at once; busy, batches grow with the load; while other
+workers are free, the jobs waiting are shared out between them rather than all put on
+one (`share`). A batch never mixes versions, so one tenant's runaway parser can only
+ever delay calls of that same version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +27,7 @@ Answer = dict[str, Any]
 class Pending:
     """One job between the caller's `run` and its answer."""
 
-    __slots__ = ("admit", "future", "item", "job", "lead", "payload", "sent", "taken", "withdrawn")
+    __slots__ = ("admit", "future", "item", "job", "payload", "sent", "withdrawn")
 
     def __init__(
         self, job: Any, item: bytes, payload: bytes, admit: Callable[[], bool] | None
@@ -34,9 +37,7 @@ class Pending:
         self.payload = payload
         self.admit = admit
         self.future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self.lead: asyncio.Task[None] | None = None  # the task that waits for its turn
         self.sent = False  # reached a worker once: it runs to its answer from then on
-        self.taken = False  # in a batch (its own, or another job's)
         self.withdrawn = False  # its caller gave up before it was sent
 
     @property
@@ -86,23 +87,21 @@ class VersionQueues:
         if not queue:
             del self._queues[pending.sha]
 
+    def waiting(self, sha: str) -> int:
+        """How many jobs of version `sha` wait."""
+        return len(self._queues.get(sha, ()))
+
     def take(
-        self, leader: Pending, fits: Callable[[list[Pending], Pending], bool]
+        self, sha: str, limit: int, fits: Callable[[list[Pending], Pending], bool]
     ) -> list[Pending]:
-        """`leader` and the jobs of its version waiting behind it, while `fits` says a
-        job still fits the batch; each taken job's own wait for a turn is cancelled."""
-        self.remove(leader)
-        leader.taken = True
-        batch = [leader]
-        queue = self._queues.get(leader.sha)
-        while queue and len(batch) < MAX_BATCH_JOBS and fits(batch, queue[0]):
-            pending = queue.popleft()
-            pending.taken = True
-            if pending.lead is not None:
-                pending.lead.cancel()
-            batch.append(pending)
+        """Up to `limit` jobs of version `sha`, oldest first, while `fits` says the next
+        still fits the batch (the first always does)."""
+        queue = self._queues.get(sha)
+        batch: list[Pending] = []
+        while queue and len(batch) < limit and (not batch or fits(batch, queue[0])):
+            batch.append(queue.popleft())
         if queue is not None and not queue:
-            del self._queues[leader.sha]
+            del self._queues[sha]
         return batch
 
     def drain(self) -> list[Pending]:
@@ -110,3 +109,10 @@ class VersionQueues:
         waiting = [pending for queue in self._queues.values() for pending in queue]
         self._queues.clear()
         return waiting
+
+
+def share(waiting: int, free_workers: int) -> int:
+    """How many of `waiting` jobs one batch takes when `free_workers` other workers are
+    free: an even share (so a burst on an idle pool runs on every worker at once), at
+    most MAX_BATCH_JOBS."""
+    return max(1, min(MAX_BATCH_JOBS, math.ceil(waiting / (1 + max(0, free_workers)))))

@@ -26,7 +26,7 @@ from typing import Any
 
 from preservarium.lifecycle import AsyncLifecycle
 
-from preservarium_sandbox.batches import Answer, Pending, VersionQueues
+from preservarium_sandbox.batches import Answer, Pending, VersionQueues, share
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
 from preservarium_sandbox.fair import FairTurns
 from preservarium_sandbox.limits import Limits
@@ -153,6 +153,8 @@ class WorkerPool(AsyncLifecycle):
         self._on_restart = on_restart or (lambda reason: None)
         self._on_batch = (lambda size: None) if on_batch is None else on_batch
         self._queued = VersionQueues()
+        self._leads: dict[str, asyncio.Task[None]] = {}  # per version, waiting for a turn
+        self._running = 0  # batches on workers now
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         # Turns shared round robin between parser versions (fair.py), not first come.
         self._turns = FairTurns(size)
@@ -306,40 +308,48 @@ class WorkerPool(AsyncLifecycle):
             raise
 
     def _enqueue(self, pending: Pending, *, first: bool = False) -> None:
-        pending.taken = False
         self._queued.add(pending, first=first)
-        lead = pending.lead = asyncio.ensure_future(self._lead(pending))
+        self._ensure_lead(pending.sha)
+
+    def _ensure_lead(self, sha: str) -> None:
+        """One task at a time waits for a turn on behalf of a version's waiting jobs."""
+        if sha in self._leads:
+            return
+        lead = self._leads[sha] = asyncio.ensure_future(self._lead(sha))
         self._calls.add(lead)
         lead.add_done_callback(self._calls.discard)
 
     def _withdraw(self, pending: Pending) -> None:
         pending.withdrawn = True
-        if not pending.taken:
-            self._queued.remove(pending)
-            if pending.lead is not None:
-                pending.lead.cancel()
+        self._queued.remove(pending)
         pending.future.cancel()
 
-    async def _lead(self, pending: Pending) -> None:
-        """Wait for a turn for `pending`; then run it, with the jobs of its version
-        waiting behind it, on one worker. Cancelled when another job's batch takes it."""
+    async def _lead(self, sha: str) -> None:
+        """Wait for a turn for version `sha`; then run the jobs of it waiting (their
+        share, see batches.share) on one worker."""
         try:
-            async with self._turns.turn(pending.sha):
+            async with self._turns.turn(sha):
+                self._leads.pop(sha, None)  # jobs arriving from now on need a turn of their own
                 worker = await self._ready_worker()
-                if pending.taken or pending.withdrawn:  # taken as this turn came
+                free = self.size - self._running - 1
+                batch = self._queued.take(sha, share(self._queued.waiting(sha), free), self._fits)
+                if self._queued.waiting(sha):
+                    self._ensure_lead(sha)
+                if not batch:  # withdrawn meanwhile, or taken by an earlier turn
                     self._settle(worker, None)
                     return
-                batch = self._queued.take(pending, self._fits)
-                await self._run_batch(worker, batch)
-        except asyncio.CancelledError:
-            if not pending.taken:  # the pool is stopping (else another batch has it)
-                self._queued.remove(pending)
-                pending.future.cancel()
-            raise
-        except Exception as exc:  # never leave its caller waiting on a lead that failed
-            log.exception("a sandbox job's turn failed")
-            self._queued.remove(pending)
-            pending.fail(exc)
+                self._running += 1
+                try:
+                    await self._run_batch(worker, batch)
+                finally:
+                    self._running -= 1
+        except Exception:  # never leave callers waiting on a lead that failed
+            log.exception("a sandbox version's turn failed")
+            for pending in self._queued.take(sha, self._queued.waiting(sha), lambda *_: True):
+                pending.fail(PoolClosedError("the sandbox could not run the job"))
+        finally:
+            if self._leads.get(sha) is asyncio.current_task():
+                del self._leads[sha]
 
     def _fits(self, batch: list[Pending], pending: Pending) -> bool:
         """Whether `pending` still fits a frame of `batch` (with the source, at worst)."""
