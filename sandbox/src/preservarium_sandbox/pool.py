@@ -11,13 +11,10 @@ lost worker never answered run again on another.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import json
 import logging
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +24,7 @@ from typing import Any
 from preservarium.lifecycle import AsyncLifecycle
 
 from preservarium_sandbox.batches import Answer, Pending, VersionQueues, share
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.errors import ErrorKind
 from preservarium_sandbox.fair import FairTurns
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.worker.protocol import (
@@ -36,6 +33,7 @@ from preservarium_sandbox.worker.protocol import (
     encode_json,
     read_frame,
 )
+from preservarium_sandbox.worker_process import WorkerProcess, died, exited, failure
 
 log = logging.getLogger("preservarium.sandbox.pool")
 START_TIMEOUT_S = 30.0
@@ -76,59 +74,6 @@ class Job:
             "command": self.command,
             "size": len(self.payload),
         })  # fmt: skip
-
-
-class WorkerProcess:
-    """One worker process and what the parent knows about it."""
-
-    def __init__(self, process: asyncio.subprocess.Process, number: int) -> None:
-        self.process = process
-        self.number = number
-        self.known: set[str] = set()
-        self.calls = 0
-        self.cpu_s = 0.0
-        self.hardening: dict[str, Any] = {}
-
-    @property
-    def pid(self) -> int:
-        """Process id."""
-        return self.process.pid
-
-    def send(self, frame: bytes) -> None:
-        """Hand the worker a job frame (the pipe's buffer takes it; see next_answer)."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(frame)
-
-    async def next_answer(self, deadlines: tuple[float, float], max_answer: int) -> Answer:
-        """Wait for the answer to the next job of the frame sent.
-
-        `deadlines` is (until the first frame, after a `compiled` stage frame): a job that
-        compiles first gets the compile budget for that, then only the call's own time.
-        """
-        assert self.process.stdin is not None and self.process.stdout is not None
-        first, after_compile = deadlines
-        async with asyncio.timeout(first):
-            await self.process.stdin.drain()
-            answer = await read_frame(self.process.stdout, max_answer)
-        if answer.get("stage") != "compiled":
-            return answer
-        async with asyncio.timeout(after_compile):
-            return await read_frame(self.process.stdout, max_answer)
-
-    def kill(self) -> None:
-        """SIGKILL the worker's whole process group."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-
-    async def close(self) -> None:
-        """Ask the worker to exit (EOF on its jobs pipe); kill it if it does not."""
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), 2)
-        except TimeoutError:
-            self.kill()
-            await self.process.wait()
 
 
 Observer = Callable[[str], None]
@@ -405,14 +350,14 @@ class WorkerPool(AsyncLifecycle):
                     worker.send(self._encode(batch, with_source=True))
                     answer = await self._next_answer(worker, True)
             except TimeoutError:
-                pending.answer(_charged(_failure(
+                pending.answer(_charged(failure(
                     ErrorKind.TIMEOUT,
                     f"the parser ran past its limit of "
                     f"{self.limits.timeout_ms} ms and its worker was killed",
                 ), "timeout"))  # fmt: skip
                 return "timeout", batch[index + 1 :]
             except (ProtocolError, ConnectionError, OSError) as exc:
-                pending.answer(_charged(await _died(worker, exc), "died"))
+                pending.answer(_charged(await died(worker, exc), "died"))
                 return "died", batch[index + 1 :]
             worker.known.add(sha)
             worker.calls += 1
@@ -449,7 +394,7 @@ class WorkerPool(AsyncLifecycle):
         outside) is replaced, and never charged to the next job's parser version."""
         while True:
             worker = await self._idle.get()
-            if not _exited(worker):
+            if not exited(worker):
                 return worker
             self._replace(worker, "lost")
 
@@ -498,39 +443,3 @@ def _charged(answer: Answer, replace: str | None) -> Answer:
     answer["worker_died"] = replace == "died"
     answer["worker_replaced"] = replace in CHARGED_REPLACEMENTS
     return answer
-
-
-def _failure(kind: ErrorKind, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": ScriptFailure(kind, message).to_wire()}
-
-
-def _exited(worker: WorkerProcess) -> bool:
-    if worker.process.returncode is not None:
-        return True
-    try:  # WNOWAIT: look without reaping (the event loop's child watcher reaps it)
-        found = os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:  # already reaped
-        return True
-    return found is not None
-
-
-async def _died(worker: WorkerProcess, exc: BaseException) -> dict[str, Any]:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(worker.process.wait(), 0.5)
-    reason = _death_reason(worker) or (
-        ErrorKind.RUNTIME_ERROR,
-        f"the sandbox worker broke the protocol: {exc}",
-    )
-    return _failure(*reason)
-
-
-def _death_reason(worker: WorkerProcess) -> tuple[ErrorKind, str] | None:
-    code = worker.process.returncode
-    if code is None:
-        return None
-    if code == -signal.SIGXCPU:
-        return ErrorKind.TIMEOUT, "the parser ran past its CPU limit"
-    if code < 0:
-        name = signal.Signals(-code).name
-        return ErrorKind.RUNTIME_ERROR, f"the sandbox worker died ({name}) running the parser"
-    return ErrorKind.RUNTIME_ERROR, f"the sandbox worker exited ({code}) running the parser"
