@@ -166,3 +166,20 @@ async def test_a_runaway_device_is_counted_against_its_own_version_only(
         return registry.get_sample_value("preservarium_sandbox_timeouts_total", {"parser": name})
 
     assert (timeouts(mixed), timeouts(other)) == (1.0, None)
+
+
+async def test_large_contacts_waiting_together_stay_under_the_sandbox_s_message_cap(
+    streamed: SandboxClient, batches: Batches, parsers: SQLParserRepository
+) -> None:
+    # Thirty 60 KiB contacts would be one 1.8 MiB message, which the sandbox refuses by
+    # ending the stream: the client splits them instead.
+    device_type = new_type()
+    await parsers.upload(device_type, ECHO)
+    await wait_for_version(streamed, device_type, 1)
+    batches.sizes.clear()
+    size = 60 * 1024
+    answers = await asyncio.gather(
+        *(streamed.parse(contact(device_type, bytes(size))) for _ in range(30))
+    )
+    assert [outcome(a) for a in answers] == [("ok", {"n": size})] * 30
+    assert sum(batches.sizes) == 30 and 1 < max(batches.sizes) < 30, batches.sizes

@@ -9,7 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from preservarium.parse_stream import MAX_BATCH_ITEMS, MESSAGES_IN_FLIGHT, ParseStream
+from preservarium.parse_stream import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ITEMS,
+    MESSAGES_IN_FLIGHT,
+    ParseStream,
+)
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 
 
@@ -136,3 +141,19 @@ async def test_a_message_carries_at_most_its_cap(stream: tuple[ParseStream, Memo
         for number in call.ids(message):
             call.answer(number)
     await asyncio.gather(*first, *many)
+
+
+async def test_a_message_stays_under_its_byte_cap(stream: tuple[ParseStream, MemoryCall]) -> None:
+    opened, call = stream
+    big = pb.ParseRequest(device_type="t", contact=pb.Contact(payload=bytes(60 * 1024)))
+    many = [asyncio.create_task(opened.request(big, 5)) for _ in range(20)]
+    answered: set[int] = set()
+    while not all(task.done() for task in many):
+        await settle()
+        for message in range(len(call.written)):
+            for number in set(call.ids(message)) - answered:
+                answered.add(number)
+                call.answer(number)
+    await asyncio.gather(*many)
+    assert sum(call.sizes()) == 20 and max(call.sizes()) > 1, call.sizes()
+    assert all(message.ByteSize() <= MAX_BATCH_BYTES for message in call.written)

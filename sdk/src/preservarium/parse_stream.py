@@ -29,10 +29,12 @@ from preservarium.supervisor import Supervisor
 # between answering it and reading the next; a second keeps its next batch in hand.
 # More would only split the waiting contacts into smaller batches.
 MESSAGES_IN_FLIGHT = 2
-# A batch stays well under gRPC's 4 MiB message cap (a request is at most about 1 MiB
-# and the sandbox reads at most 64 requests of a stream at once anyway).
+# The sandbox reads at most 64 requests of a stream at once, and refuses a message over
+# about 1 MiB (its largest legal request) by ending the whole stream: a batch stays well
+# under that, and a request bigger than MAX_BATCH_BYTES goes alone, as it always could.
 MAX_BATCH_ITEMS = 64
-MAX_BATCH_BYTES = 2 * 1024 * 1024
+MAX_BATCH_BYTES = 512 * 1024
+ITEM_OVERHEAD_BYTES = 16  # an item's id and field tags
 
 BatchObserver = Callable[[int], None]
 
@@ -121,7 +123,7 @@ class ParseStream:
         message = _Message(0)
         for number in list(self._queued):
             request = self._queued[number]
-            size += request.ByteSize()
+            size += request.ByteSize() + ITEM_OVERHEAD_BYTES
             if message.open and (message.open >= MAX_BATCH_ITEMS or size > MAX_BATCH_BYTES):
                 break
             del self._queued[number]
