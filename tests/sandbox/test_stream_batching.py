@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from preservarium.repositories import SQLParserRepository
-from preservarium.sandbox_client import ContactInput, SandboxClient, SandboxUnavailableError
+from preservarium.sandbox_client import SandboxClient, SandboxUnavailableError
 from preservarium_sandbox.server import SandboxServer
 
 from tests.sandbox.conftest import contact, wait_for_version
@@ -130,7 +130,7 @@ async def test_an_invalid_request_in_a_batch_fails_only_itself(
     batches.sizes.clear()
     # Over the query limit the edge checks (wire.py) refuse it: INVALID_ARGUMENT alone.
     query = {f"k{n}": "v" for n in range(1000)}
-    hostile = ContactInput(payload=b"x", device_type=device_type, query=query)
+    hostile = contact(device_type, b"x", query=query)
     calls = [streamed.parse(contact(device_type, bytes(n))) for n in range(6)]
     calls.insert(2, streamed.parse(hostile))
     answers = [outcome(a) for a in await asyncio.gather(*calls)]

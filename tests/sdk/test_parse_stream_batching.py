@@ -70,7 +70,9 @@ async def settle() -> None:
 
 
 def send(stream: ParseStream, timeout_s: float = 5) -> asyncio.Task[Any]:
-    return asyncio.create_task(stream.request(pb.ParseRequest(device_type="t"), timeout_s))
+    return asyncio.create_task(
+        stream.request(pb.ParseRequest(contact=pb.Contact(device_type="t")), timeout_s)
+    )
 
 
 async def fill_slots(stream: ParseStream, timeout_s: float = 5) -> list[asyncio.Task[Any]]:
@@ -145,7 +147,7 @@ async def test_a_message_carries_at_most_its_cap(stream: tuple[ParseStream, Memo
 
 async def test_a_message_stays_under_its_byte_cap(stream: tuple[ParseStream, MemoryCall]) -> None:
     opened, call = stream
-    big = pb.ParseRequest(device_type="t", contact=pb.Contact(payload=bytes(60 * 1024)))
+    big = pb.ParseRequest(contact=pb.Contact(device_type="t", payload=bytes(60 * 1024)))
     many = [asyncio.create_task(opened.request(big, 5)) for _ in range(20)]
     answered: set[int] = set()
     while not all(task.done() for task in many):

@@ -9,8 +9,10 @@ import os
 import signal
 from typing import Any
 
+from preservarium.contract.kinds import ErrorKind
+
 from preservarium_sandbox.batches import Answer
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.worker.protocol import read_frame
 
 
