@@ -33,7 +33,7 @@ from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import AuthKind
 from preservarium.repositories import SQLParserRepository
 
-from bench import api_idle, replay, rpc, scale
+from bench import api_idle, batches, replay, rpc, scale
 from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health
 from bench.secure_devices import SECRET_KEY, register
 from bench.workload import payloads
@@ -118,6 +118,11 @@ def scale_spec(port: int, window: int, seconds: float) -> str:
     return spec(port, window, seconds, [("m", "/m", 1)])
 
 
+def metrics_env(ports: dict[str, int], service: str) -> dict[str, str]:
+    """The service's metrics on: the batch sizes are read from its histograms."""
+    return {"PRESERVARIUM_METRICS_PORT": str(ports[service])}
+
+
 def loader() -> api_idle.Load:
     """run_load as (port, window, seconds)."""
 
@@ -188,6 +193,7 @@ async def measure(work: Path) -> dict[str, Any]:
     sandbox_addr = f"127.0.0.1:{free_port()}"
     ports = {name: free_port(socket.SOCK_DGRAM) for name in ("bare", "gateway", "naive")}
     coaps = free_port(socket.SOCK_DGRAM)
+    metrics_ports = {"sandbox": free_port(), "gateway": free_port()}
     results: dict[str, Any] = {}
     children: list[Child] = []
     async with EmbeddedBroker(port=free_port()) as broker:
@@ -195,11 +201,13 @@ async def measure(work: Path) -> dict[str, Any]:
         try:
             bare = Child("bare", [sys.executable, "-m", "bench.bare_server", str(ports["bare"])],
                          {}, work / "bare.log")  # fmt: skip
-            sandbox = Child("sandbox", [str(BIN / "preservarium-sandbox")], env,
+            sandbox = Child("sandbox", [str(BIN / "preservarium-sandbox")],
+                            env | metrics_env(metrics_ports, "sandbox"),
                             work / "sandbox.log")  # fmt: skip
             children += [bare, sandbox]
             await wait_for_grpc_health(sandbox_addr)
-            gateway = Child("gateway", [str(BIN / "preservarium-gateway")], env,
+            gateway = Child("gateway", [str(BIN / "preservarium-gateway")],
+                            env | metrics_env(metrics_ports, "gateway"),
                             work / "gateway.log")  # fmt: skip
             naive_env = {**env, "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{ports['naive']}",
                          "PRESERVARIUM_NAIVE_PARSERS": f"efento={EFENTO}",
@@ -224,7 +232,9 @@ async def measure(work: Path) -> dict[str, Any]:
             print("full path: warm-up, then a sustained run ...", flush=True)
             await run_load(spec(ports["gateway"], WINDOW, 5, only_m))
             rss_before = gateway.rss_mb()
+            before = await batches.read(metrics_ports)
             results["full"] = await run_load(spec(ports["gateway"], WINDOW, SUSTAINED_S, only_m))
+            results["batches"] = batches.between(before, await batches.read(metrics_ports))
             rss_after = gateway.rss_mb()
             results["memory"] = {"rss_before_mb": rss_before, "rss_after_mb": rss_after,
                                  "growth_mb": rss_after - rss_before,
@@ -233,16 +243,22 @@ async def measure(work: Path) -> dict[str, Any]:
                 spec(ports["gateway"], 1, SEQUENTIAL_S, only_m)
             )
 
-            print("naive: parser exec'd in the gateway ...", flush=True)
-            await run_load(spec(ports["naive"], WINDOW, 3, only_m))
-            results["naive"] = await run_load(spec(ports["naive"], WINDOW, THROUGHPUT_S, only_m))
-            results["naive_sequential"] = await run_load(
-                spec(ports["naive"], 1, SEQUENTIAL_S, only_m)
-            )
+            only_full = os.environ.get("BENCH_ONLY") == "full"
+            if not only_full:
+                print("naive: parser exec'd in the gateway ...", flush=True)
+                await run_load(spec(ports["naive"], WINDOW, 3, only_m))
+                results["naive"] = await run_load(
+                    spec(ports["naive"], WINDOW, THROUGHPUT_S, only_m)
+                )
+                results["naive_sequential"] = await run_load(
+                    spec(ports["naive"], 1, SEQUENTIAL_S, only_m)
+                )
 
             print("isolation: 5% of contacts hit a parser that loops forever ...", flush=True)
             mix = [("others", "/m", 19), ("runaway", "/x", 1)]
             results["isolation"] = await run_load(spec(ports["gateway"], WINDOW, THROUGHPUT_S, mix))
+            if only_full:
+                return results
 
             # Before the authenticated contacts: once some Efento devices have credentials,
             # plain contacts naming them are refused (4.01, then 4.29 for the source).
@@ -418,10 +434,34 @@ def scale_only() -> None:
     print(f"\nwritten: {RESULTS / 'scale.json'} ({report['duration_s']:.0f} s)")
 
 
+def full_only() -> None:
+    """`python -m bench --only full`: the ceiling and the full path (with its batch
+    sizes) alone, for quick before/after comparisons."""
+    os.environ["BENCH_ONLY"] = "full"
+    with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
+        results = asyncio.run(measure(Path(work)))
+    ceiling, full = results["ceiling"], results["full"]
+    report = {"results": results, "full_throughput_vs_ceiling": full["rate"] / ceiling["rate"]}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "full.json").write_text(json.dumps(report, indent=2))
+    others = results["isolation"]["labels"]["others"]
+    print(f"isolation: others p99 {others['p99_ms']:.2f} ms "
+          f"({others['p99_ms'] / full['p99_ms']:.2f}x full), timeouts {others['timeouts']}, "
+          f"codes {others['codes']}")  # fmt: skip
+    for name in ("ceiling", "full", "ceiling_sequential", "full_sequential"):
+        row = results[name]
+        print(f"{name}: {row['rate']:.0f} contacts/s ({row['rate'] / ceiling['rate']:.3f}x "
+              f"ceiling), p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms")  # fmt: skip
+    print(batches.table(results["batches"]))
+
+
 def main() -> None:
     started = time.time()
     if sys.argv[1:] == ["--only", "scale"]:
         scale_only()
+        return
+    if sys.argv[1:] == ["--only", "full"]:
+        full_only()
         return
     only_api = sys.argv[1:] == ["--only", "api"]
     with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
@@ -448,6 +488,7 @@ def main() -> None:
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(table(results, summary))
     print(scale.table(results["scale"]))
+    print(batches.table(results["batches"]))
     print(replay.table(results["replay"]))
     print(f"\nwritten: {RESULTS / 'latest.json'} ({report['duration_s']:.0f} s)")
 

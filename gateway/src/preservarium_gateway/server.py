@@ -109,6 +109,7 @@ class GatewayServer(AsyncLifecycle):
         self.sandbox: ParserService = parsers or SandboxClient(
             config.sandbox_addr, timeout_s=limits.sandbox_timeout_s,
             streams=limits.sandbox_streams, supervisor=self.supervisor,
+            on_batch=self.metrics.sandbox_batch.observe,
         )  # fmt: skip
         self.desk = CommandDesk(
             repository=SQLCommandRepository(self._engine),
