@@ -24,7 +24,7 @@ from typing import Any
 from preservarium.lifecycle import AsyncLifecycle
 
 from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
-from preservarium_sandbox.fair import FairTurns
+from preservarium_sandbox.fair import FairTurns, leave_one_for_live
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.worker.protocol import ProtocolError, encode_frame, read_frame
 
@@ -58,6 +58,7 @@ class Job:
     identify: bool = False
     command: dict[str, Any] | None = None
     payload: bytes = b""  # the contact's payload, sent as the frame's blob
+    background: bool = False  # a replay's call: served after live ones (fair.py)
 
     def frame(self, *, with_source: bool, max_size: int) -> bytes:
         """The frame sent to a worker (see encode_frame for what it raises)."""
@@ -144,8 +145,9 @@ class WorkerPool(AsyncLifecycle):
         self.spares = spares
         self._on_restart = on_restart or (lambda reason: None)
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
-        # Turns shared round robin between parser versions (fair.py), not first come.
-        self._turns = FairTurns(size)
+        # Turns shared round robin between parser versions (fair.py), not first come;
+        # background jobs (replays) wait for live ones and never hold every worker.
+        self._turns = FairTurns(size, background_cap=leave_one_for_live(size))
         self._all: set[WorkerProcess] = set()
         self._spawning: set[asyncio.Task[None]] = set()
         self._calls: set[asyncio.Future[dict[str, Any]]] = set()
@@ -293,7 +295,7 @@ class WorkerPool(AsyncLifecycle):
     async def _run_held(
         self, job: Job, frame: bytes, admit: Callable[[], bool] | None, sent: asyncio.Event
     ) -> dict[str, Any]:
-        async with self._turns.turn(job.sha):
+        async with self._turns.turn(job.sha, background=job.background):
             worker = await self._ready_worker()
             # Whatever happens below (a cancel at stop, an exception nobody foresaw), the
             # worker goes back to the idle set or is replaced: the pool never shrinks.

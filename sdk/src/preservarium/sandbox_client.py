@@ -169,12 +169,14 @@ class SandboxClient(AsyncLifecycle):
         command: CommandInput | None = None,
         timeout_s: float | None = None,
         version: int | None = None,
+        background: bool = False,
     ) -> pb.ParseResponse:
         """Parse one contact with the active parser of its device type (or with stored
-        version `version` of it)."""
+        version `version` of it); `background` work (a replay) yields to live contacts."""
         request = pb.ParseRequest(
-            device_type=contact.device_type, contact=contact.to_proto(), identify=identify
-        )
+            device_type=contact.device_type, contact=contact.to_proto(), identify=identify,
+            background=background,
+        )  # fmt: skip
         if version is not None:
             request.version = version
         if command is not None:
