@@ -49,7 +49,8 @@ def _answer(response: pb.ParseResponse | pb.TestParserResponse, contact: Contact
 
 
 class VersionRunner:
-    """A stored version of the device type, over the client's parse streams."""
+    """A stored version of the device type, over the client's parse streams, as
+    background calls: the sandbox serves them only when no device's contact waits."""
 
     def __init__(self, client: SandboxClient, *, device_type: str, version: int) -> None:
         self._client = client
@@ -59,7 +60,9 @@ class VersionRunner:
     async def run(self, contact: ContactInput, *, identify: bool) -> Answer:
         """Parse with the pinned version."""
         try:
-            response = await self._client.parse(contact, identify=identify, version=self._version)
+            response = await self._client.parse(
+                contact, identify=identify, version=self._version, background=True
+            )
         except SandboxRequestError as exc:  # this contact alone is refused: its failure
             return Answer(contact.device_id, error={
                 "kind": "sandbox_unavailable", "message": str(exc), "line": None})  # fmt: skip
