@@ -175,6 +175,7 @@ def replay_runs(
     use_case = Replays(
         parsers=SQLParserRepository(engine), replays=repository, sandbox=sandbox,
         bootstrap=bootstrap, topics=ReplayTopics(topics.raw, topics.parsed, topics.failed),
+        supervisor=supervisor,
     )  # fmt: skip
     return ReplayRuns(replays=use_case, repository=repository, supervisor=supervisor,
                       metrics=metrics, max_running=max_running)  # fmt: skip
