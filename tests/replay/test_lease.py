@@ -14,6 +14,7 @@ import pytest
 from preservarium.db.engine import make_engine
 from preservarium.errors import DatabaseUnavailableError
 from preservarium.replay import ReplayError
+from preservarium.replay.lease import ReplayLease
 from preservarium.replay.run import Progress
 from preservarium.replay.service import Observers, ReplayRequest, Replays
 from preservarium.repositories import ReplayRecord, SQLParserRepository, SQLReplayRepository
@@ -179,3 +180,30 @@ async def test_a_stalled_runner_that_lost_its_lease_publishes_nothing_more(
     assert lost.value.kind == "lease_lost"
     assert (await SQLReplayRepository(state).get(held.id)).status == DONE
     assert await stamped_of(scene, held.id, len(ids)) == {i: 1 for i in ids}
+
+
+async def test_the_fence_renews_a_lease_past_its_half_and_refuses_a_lost_one(
+    scene: Scene, state: AsyncEngine
+) -> None:
+    repository = SQLReplayRepository(state)
+    window = scene.window()
+    stored = await repository.create(ReplayRecord(
+        id=f"f{scene.device_type[1:12]}", device_type=scene.device_type, version=1,
+        since=window.since, until=window.until, device_id=None, source="raw", rate=10,
+    ))  # fmt: skip
+    now = [0.0]
+    lease = ReplayLease(repository, stored.id, lease_s=60, clock=lambda: now[0])
+    first = (await lease.acquire()).lease_until
+    await lease.fence()  # fresh: no renewal needed
+    assert (await repository.get(stored.id)).lease_until == first
+    now[0] = 31.0  # past half the lease: renewed before anything is published
+    await asyncio.sleep(0.01)
+    await lease.fence()
+    renewed = (await repository.get(stored.id)).lease_until
+    assert first is not None and renewed is not None and renewed > first
+    await repository.finish(stored, "interrupted", holder=lease.holder)
+    await repository.acquire(stored.id, Holder("f" * 16, "elsewhere", 7), 60)
+    now[0] = 62.0
+    with pytest.raises(ReplayError) as lost:
+        await lease.fence()
+    assert lost.value.kind == "lease_lost" and lease.lost
