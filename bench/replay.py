@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -149,8 +150,12 @@ def _after(figures: dict[str, Any]) -> list[str]:
     return [f"live after the replay: p50 {after['p50_ms']:.2f} ms, p99 {after['p99_ms']:.2f} ms"]
 
 
-async def standalone(work: Path) -> dict[str, Any]:
-    """Broker, sandbox and gateway of their own, then the scenario."""
+Scenario = Callable[[dict[str, str], int, Any], Awaitable[dict[str, Any]]]
+
+
+async def standalone(work: Path, run: Scenario | None = None) -> dict[str, Any]:
+    """Broker, sandbox and gateway of their own, then the scenario (`run`: another one,
+    called as `scenario` is)."""
     from bench.__main__ import prepare_database, service_env, spec
 
     url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
@@ -167,7 +172,7 @@ async def standalone(work: Path) -> dict[str, Any]:
             children.append(Child("gateway", [str(BIN / "preservarium-gateway")], env,
                                   work / "gateway.log"))  # fmt: skip
             await wait_for_coap(port)
-            return await scenario(env, port, spec)
+            return await (run or scenario)(env, port, spec)
         finally:
             for child in reversed(children):
                 child.stop()
