@@ -140,3 +140,15 @@ class TestLease:
             await repository.acquire("r1", Holder.here(), 60)
         with pytest.raises(NotFoundError):
             await repository.acquire("nope", Holder.here(), 60)
+
+
+async def test_a_held_replay_shows_who_holds_it_until_it_ends(engine: AsyncEngine) -> None:
+    repository = SQLReplayRepository(engine)
+    await repository.create(replay())
+    holder = Holder("c" * 16, "gw-1", 303)
+    await repository.acquire("r1", holder, 60)
+    shown = (await repository.get("r1")).as_json()
+    assert shown["held_by"] == {"host": "gw-1", "pid": 303} and shown["lease_until"] is not None
+    await repository.finish(replay(), INTERRUPTED, "interrupted", holder=holder)
+    shown = (await repository.get("r1")).as_json()
+    assert shown["held_by"] is None and shown["lease_until"] is None

@@ -109,6 +109,9 @@ class ReplayRecord:
             "counts": self.counts, "started_at": self.started_at,
             "updated_at": self.updated_at, "finished_at": self.finished_at,
             "error": self.error, "positions": _positions_json(dict(sorted(self.positions.items()))),
+            "held_by": None if self.holder is None else {"host": self.holder.host,
+                                                         "pid": self.holder.pid},
+            "lease_until": self.lease_until,
         }  # fmt: skip
 
     def moved(self, positions: dict[int, Span], counts: dict[str, int]) -> ReplayRecord:
