@@ -7,7 +7,8 @@ replay` sends); the same replay with the flag cleared, which the sandbox serves 
 calls, as it did before the lane (one queue per parser version, no cap). Alternating
 short segments spreads the machine's drift over every mode; the medians are reported.
 
-`python -m bench.replay_lanes` (BENCH_LANES_CYCLES, 5; BENCH_LANES_SEGMENT_S, 8).
+`python -m bench.replay_lanes` (BENCH_LANES_CYCLES, 5; BENCH_LANES_SEGMENT_S, 8;
+BENCH_LANES_REPLAY_RATE, 200).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bench.replay import FILL_WINDOW, LOAD, WARM_UP_S, standalone
 
 CYCLES = int(os.environ.get("BENCH_LANES_CYCLES", "5"))
 SEGMENT_S = float(os.environ.get("BENCH_LANES_SEGMENT_S", "8"))
+REPLAY_RATE = int(os.environ.get("BENCH_LANES_REPLAY_RATE", "200"))
 MODES = ("quiet", "lane", "no_lane")
 
 
@@ -87,7 +89,7 @@ async def _segment(replays: Replays | None, window: Window, live: str) -> dict[s
     """One segment of live load, during a replay at the default rate when `replays`."""
     running = None
     if replays is not None:
-        request = ReplayRequest("efento", window, rate=200)
+        request = ReplayRequest("efento", window, rate=REPLAY_RATE)
         running = asyncio.create_task(replays.start(request))
         await asyncio.sleep(2)  # the replay reads the originals first; then it parses
     try:
@@ -113,7 +115,7 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     (results / "replay_lanes.json").write_text(json.dumps(figures, indent=2))
     print(f"live at {figures['live_rate']}/s (half of {figures['max_live_rate']:.0f}/s), "
-          "medians of the segments:")  # fmt: skip
+          f"replays at {REPLAY_RATE}/s, medians of the segments:")  # fmt: skip
     for mode, medians in figures["medians"].items():
         print(f"  {mode}: p50 {medians['p50_ms']:.1f} ms, p99 {medians['p99_ms']:.1f} ms")
 
