@@ -2,7 +2,7 @@
 
 On one set of services (broker, sandbox, gateway): live contacts under an open-loop load
 at half the maximum live rate, in alternating segments of three modes: no replay; a
-replay at the default rate whose calls are flagged background (what `preservarium
+replay (at the default rate unless told) whose calls are flagged background (what `preservarium
 replay` sends); the same replay with the flag cleared, which the sandbox serves as live
 calls, as it did before the lane (one queue per parser version, no cap). Alternating
 short segments spreads the machine's drift over every mode; the medians are reported.
@@ -86,7 +86,7 @@ async def scenario(env: dict[str, str], port: int, spec: Any) -> dict[str, Any]:
 
 
 async def _segment(replays: Replays | None, window: Window, live: str) -> dict[str, float]:
-    """One segment of live load, during a replay at the default rate when `replays`."""
+    """One segment of live load, during a replay (at REPLAY_RATE) when `replays`."""
     running = None
     if replays is not None:
         request = ReplayRequest("efento", window, rate=REPLAY_RATE)
