@@ -24,12 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from preservarium.contract.contact import Contact
+from preservarium.contract.topics import Topics
 from preservarium.db.engine import make_engine
-from preservarium.replay.service import ReplayRequest, Replays, ReplayTopics
+from preservarium.replay.service import ReplayRequest, Replays
 from preservarium.replay.window import Window
 from preservarium.repositories import SQLParserRepository, SQLReplayRepository
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import ContactInput, SandboxClient
+from preservarium.sandbox_answers import ParseAnswer
+from preservarium.sandbox_client import SandboxClient
 
 from bench.processes import run_load
 from bench.replay import FILL_WINDOW, LOAD, WARM_UP_S, standalone
@@ -43,7 +45,7 @@ MODES = ("quiet", "lane", "no_lane")
 class LiveCalls(SandboxClient):
     """A client that clears the background flag: replayed calls served as live ones."""
 
-    async def parse(self, contact: ContactInput, **options: Any) -> pb.ParseResponse:
+    async def parse(self, contact: Contact, **options: Any) -> ParseAnswer:
         return await super().parse(contact, **{**options, "background": False})
 
 
@@ -61,7 +63,7 @@ async def scenario(env: dict[str, str], port: int, spec: Any) -> dict[str, Any]:
     await run_load(live(WARM_UP_S))
     engine = make_engine(env["PRESERVARIUM_DATABASE_URL"])
     prefix = env["PRESERVARIUM_TOPIC_PREFIX"]
-    topics = ReplayTopics(*(prefix + s for s in ("uplink.raw", "uplink.parsed", "uplink.failed")))
+    topics = Topics.with_prefix(prefix)
     segments: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     address = env["PRESERVARIUM_SANDBOX_ADDR"]
     try:

@@ -20,6 +20,7 @@ import secrets
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from preservarium.contract.topics import Topics
 from preservarium.errors import NotFoundError, RepositoryError
 from preservarium.replay import originals, topics
 from preservarium.replay.errors import (
@@ -37,7 +38,7 @@ from preservarium.replay.lease import LEASE_S, ReplayLease
 from preservarium.replay.pace import Pace
 from preservarium.replay.run import FROM_FAILED, FROM_RAW, ReplayPass, Targets
 from preservarium.replay.runners import Runner, SourceRunner, VersionRunner
-from preservarium.replay.types import Observers, ReplayRequest, ReplaySummary, ReplayTopics
+from preservarium.replay.types import Observers, ReplayRequest, ReplaySummary
 from preservarium.replay.window import Window
 from preservarium.repositories import SQLParserRepository
 from preservarium.repositories.replays import (
@@ -51,7 +52,7 @@ from preservarium.sandbox_client import SandboxClient
 from preservarium.supervisor import Supervisor
 
 # The use case with the vocabulary its callers need (defined in `types`).
-__all__ = ["Observers", "ReplayRequest", "ReplaySummary", "ReplayTopics", "Replays"]
+__all__ = ["Observers", "ReplayRequest", "ReplaySummary", "Replays"]
 
 log = logging.getLogger("preservarium.replay")
 DRY_RUN_ID = "dry-run"
@@ -67,7 +68,7 @@ class Replays:
         replays: SQLReplayRepository,
         sandbox: SandboxClient,
         bootstrap: str,
-        topics: ReplayTopics,
+        topics: Topics,
         lease_s: float = LEASE_S,
         supervisor: Supervisor | None = None,
     ) -> None:
