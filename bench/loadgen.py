@@ -1,9 +1,16 @@
-"""A raw-UDP CoAP load generator with a bounded in-flight window.
+"""A raw-UDP CoAP load generator with a bounded in-flight window (closed loop), or at a
+fixed arrival rate (open loop: spec `rate`, contacts/s).
 
 Runs in its own process (`python -m bench.loadgen < SPEC_JSON`) so that it never shares a
 core's event loop with what it measures. Datagrams are pre-encoded; only the message id
 and token are patched per request. Requests spread over many sockets (many endpoints, as
 real devices are), so message ids never repeat within the server's deduplication window.
+
+A closed loop sends the next request when an answer comes: it measures what the server
+can do at saturation, and its latency grows with the window. An open loop sends on a
+schedule whatever the answers, as independent devices do: its latency is what a device
+sees at that load (a request's time counts from when it was due, so a generator that
+falls behind shows up as latency instead of hiding it).
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ class LoadGenerator:
         self.host, port = spec["target"].rsplit(":", 1)
         self.port = int(port)
         self.window = int(spec["window"])
+        # Open loop: this many requests per second on a schedule (None: closed loop).
+        self.rate = float(spec["rate"]) if spec.get("rate") else None
+        self.sent = 0  # requests sent by the open loop (spec `rate`)
         self.duration_s = float(spec["duration_s"])
         self.timeout_s = float(spec.get("timeout_s", 2.0))
         # templates: [label, method code, path, [payload hex...]]
@@ -94,13 +104,13 @@ class LoadGenerator:
         if not done.done():
             done.set_result(None)
 
-    async def _one(self, sock: _Socket, index: int, counter: int) -> None:
+    async def _one(self, sock: _Socket, index: int, counter: int, due: float | None = None) -> None:
         label, template = self.templates[index]
         sock.mid = (sock.mid + 1) & 0xFFFF
         token = struct.pack(">I", counter & 0xFFFFFFFF)
         datagram = template[:2] + struct.pack(">H", sock.mid) + token + template[8:]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending[token] = (label, time.perf_counter(), done)
+        self.pending[token] = (label, time.perf_counter() if due is None else due, done)
         assert sock.transport is not None
         sock.transport.sendto(datagram)
         try:
@@ -128,12 +138,30 @@ class LoadGenerator:
                 index = self.schedule[counter % len(self.schedule)]
                 await self._one(sockets[(counter + lane_number) % SOCKETS], index, counter)
 
-        await asyncio.gather(*(lane(n) for n in range(self.window)))
+        if self.rate is None:
+            await asyncio.gather(*(lane(n) for n in range(self.window)))
+        else:
+            await self._open_loop(sockets, started, self.rate)
         elapsed = time.perf_counter() - started
         for sock in sockets:
             assert sock.transport is not None
             sock.transport.close()
         return self.report(elapsed)
+
+    async def _open_loop(self, sockets: list[_Socket], started: float, rate: float) -> None:
+        """Send request n at `started + n / rate`, whatever the answers."""
+        total = int(self.duration_s * rate)
+        self.sent = total
+        flying: set[asyncio.Task[None]] = set()
+        for counter in range(1, total + 1):
+            due = started + (counter - 1) / rate
+            if (ahead := due - time.perf_counter()) > 0:
+                await asyncio.sleep(ahead)
+            index = self.schedule[counter % len(self.schedule)]
+            task = asyncio.create_task(self._one(sockets[counter % SOCKETS], index, counter, due))
+            flying.add(task)
+            task.add_done_callback(flying.discard)
+        await asyncio.gather(*flying)
 
     def report(self, elapsed: float) -> dict[str, Any]:
         labels = {}
@@ -156,6 +184,12 @@ class LoadGenerator:
         return {
             "elapsed_s": elapsed,
             "window": self.window,
+            "offered_rate": self.rate,
+            # Requests sent: in a closed loop every one is answered or timed out; in an
+            # open loop, answered + timeouts falling short of it would be a loss.
+            "sent": self.sent
+            if self.rate is not None
+            else total + sum(self.stats.timeouts.values()),
             "answered": total,
             "timeouts": sum(self.stats.timeouts.values()),
             "rate": total / elapsed,

@@ -5,7 +5,7 @@ with two, the naive in-process design) a closed-loop run measures the maximum ra
 over the same window, the CPU seconds of every process from /proc (`bench.cpu`): the
 gateway (with its children when it has several), the sandbox server, its workers, the
 broker, and the load generator (a reaped child of this process: RUSAGE_CHILDREN). Then an
-open-loop run (`bench.openloop`) at 50% of the measured maximum gives p50 and p99 where
+open-loop run (`bench.loadgen` with a `rate`) at 50% of the measured maximum gives p50 and p99 where
 the queue is short: the latency a device sees on a loaded but not saturated gateway.
 """
 
@@ -93,9 +93,8 @@ async def metered(
 async def at_half_load(target: Target, spec: Spec, max_rate: float, seconds: float) -> Any:
     """Open loop at 50% of `max_rate` against `target`: p50 and p99 with CPU."""
     base = json.loads(spec(target.port, 1, seconds))
-    base.pop("window", None)
     open_spec = json.dumps({**base, "rate": HALF * max_rate})
-    return await metered(target, open_spec, lambda s: run_load(s, module="bench.openloop"))
+    return await metered(target, open_spec, run_load)
 
 
 def median_run(rounds: list[dict[str, Any]]) -> dict[str, Any]:

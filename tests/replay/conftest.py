@@ -3,9 +3,11 @@ device type with two parser versions, and uplinks written as the gateway writes 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,9 +20,10 @@ from preservarium.contract.topics import Topics
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.embedded.broker import EmbeddedBroker
+from preservarium.replay.lease import LEASE_S
 from preservarium.replay.service import Replays
 from preservarium.replay.window import Window
-from preservarium.repositories import SQLParserRepository, SQLReplayRepository
+from preservarium.repositories import ReplayRecord, SQLParserRepository, SQLReplayRepository
 from preservarium.sandbox_client import SandboxClient
 from preservarium_gateway.kafka import ensure_topics
 from preservarium_sandbox.server import SandboxServer
@@ -136,12 +139,13 @@ class Scene:
         return ids
 
     def replays(
-        self, client: SandboxClient, replay_repository: SQLReplayRepository | None = None
-    ) -> Replays:
+        self, client: SandboxClient, replay_repository: SQLReplayRepository | None = None,
+        *, lease_s: float = LEASE_S,
+    ) -> Replays:  # fmt: skip
         return Replays(
             parsers=SQLParserRepository(self.engine),
             replays=replay_repository or SQLReplayRepository(self.engine),
-            sandbox=client, bootstrap=self.bootstrap, topics=self.topics,
+            sandbox=client, bootstrap=self.bootstrap, topics=self.topics, lease_s=lease_s,
         )  # fmt: skip
 
 
@@ -200,3 +204,36 @@ def source_file(tmp_path: Path, text: str = V2) -> Path:
     path = tmp_path / "parser.py"
     path.write_text(text)
     return path
+
+
+async def until_lease_expires(record: ReplayRecord) -> None:
+    """Sleep until the lease a (crashed) runner left on `record` has expired."""
+    assert record.lease_until is not None
+    left = (record.lease_until - datetime.now(UTC)).total_seconds()
+    await asyncio.sleep(max(0.0, left) + 0.05)
+
+
+async def stamped_of(scene: Scene, replay_id: str, count: int) -> Counter[str]:
+    """The original ids of the replay's results, once `count` of them are on the topics,
+    and a moment more (to see a duplicate, if one came)."""
+    readers = [
+        TopicReader(scene.bootstrap, scene.topic(t)) for t in ("uplink.parsed", "uplink.failed")
+    ]
+    for reader in readers:
+        await reader.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while True:
+            found = [v for r in readers for v in r.values()
+                     if (v.get("replay") or {}).get("id") == replay_id]  # fmt: skip
+            if len(found) >= count or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        found = [v for r in readers for v in r.values()
+                 if (v.get("replay") or {}).get("id") == replay_id]  # fmt: skip
+    finally:
+        for reader in readers:
+            await reader.stop()
+    return Counter(v["replay"]["of"] for v in found)

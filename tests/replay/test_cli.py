@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
-from preservarium.repositories import SQLParserRepository, SQLReplayRepository
+from preservarium.repositories import ReplayRecord, SQLParserRepository, SQLReplayRepository
+from preservarium.repositories.replays import Holder
 
 from tests.replay.conftest import V1, V2, Scene, source_file
 from tests.support.cli import BIN, run_cli
@@ -129,3 +132,22 @@ def one_line_of(stderr: str) -> str:
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), stderr
     return lines[0]
+
+
+async def test_resuming_a_replay_another_process_runs_is_refused_in_one_line(
+    scene: Scene,
+) -> None:
+    repository = SQLReplayRepository(scene.engine)
+    window = scene.window()
+    stored = await repository.create(ReplayRecord(
+        id=uuid.uuid4().hex[:12], device_type=scene.device_type, version=1,
+        since=window.since, until=window.until, device_id=None, source="raw", rate=10,
+    ))  # fmt: skip
+    await repository.acquire(stored.id, Holder("0123456789abcdef", "gw-2", 48213), 60)
+    result = await cli(scene, "replay", "--resume", stored.id)
+    assert result.returncode == 1
+    assert re.fullmatch(
+        rf"error: replay {stored.id} is running in pid 48213 on host gw-2; lease until "
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
+        one_line(result),
+    )

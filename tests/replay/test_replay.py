@@ -12,6 +12,7 @@ from preservarium.replay.service import ReplayRequest
 from preservarium.repositories import SQLParserRepository, SQLReplayRepository
 from preservarium.repositories.replays import DONE
 from preservarium.sandbox_client import SandboxClient
+from preservarium_sandbox.server import SandboxServer
 
 from tests.replay.conftest import Scene
 
@@ -181,3 +182,21 @@ async def test_a_replay_gives_parsers_the_devices_attributes_and_the_original_up
     finally:
         await parsed.stop()
     assert result["data"] == {"t": 7, "attributes": {"site": "north"}, "of": ids[0]}
+
+
+async def test_a_replay_asks_the_sandbox_in_the_background_lane(
+    scene: Scene, client: SandboxClient, sandbox: SandboxServer
+) -> None:
+    def background() -> float:
+        value = sandbox.metrics.registry.get_sample_value(
+            "preservarium_sandbox_lane_calls_total", {"lane": "background"}
+        )
+        return value or 0.0
+
+    ids = await scene.uplinks([b"\x01", b"\x02", b"\x03"])
+    before = background()
+    summary = await scene.replays(client).start(
+        ReplayRequest(scene.device_type, scene.window(), version=2)
+    )
+    assert summary.counts["replayed"] == len(ids)
+    assert background() - before == len(ids)

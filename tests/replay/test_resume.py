@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import pytest
 from preservarium.errors import DatabaseUnavailableError
@@ -11,11 +12,10 @@ from preservarium.replay import ReplayError
 from preservarium.replay.run import Progress
 from preservarium.replay.service import Observers, ReplayRequest
 from preservarium.repositories import ReplayRecord, SQLReplayRepository
-from preservarium.repositories.replays import DONE, INTERRUPTED, RUNNING
+from preservarium.repositories.replays import DONE, INTERRUPTED, RUNNING, Holder
 from preservarium.sandbox_client import SandboxClient
 
-from tests.replay.conftest import Scene
-from tests.support.kafka import TopicReader
+from tests.replay.conftest import Scene, stamped_of, until_lease_expires
 
 
 class LosesItsDatabase(SQLReplayRepository):
@@ -27,40 +27,21 @@ class LosesItsDatabase(SQLReplayRepository):
         self.calls = 0
         self.fail_at = fail_at
 
-    async def checkpoint(self, replay: ReplayRecord) -> None:
+    async def checkpoint(self, replay: ReplayRecord, **lease: Any) -> None:
         self.calls += 1
         if self.calls >= self.fail_at:
             raise DatabaseUnavailableError("database unavailable: connection lost")
-        await super().checkpoint(replay)
+        await super().checkpoint(replay, **lease)
 
-    async def finish(self, replay: ReplayRecord, status: str, error: str | None = None) -> None:
+    async def renew(self, replay_id: str, holder: Holder, lease_s: float) -> None:
+        if self.calls >= self.fail_at:
+            raise DatabaseUnavailableError("database unavailable: connection lost")
+        await super().renew(replay_id, holder, lease_s)
+
+    async def finish(
+        self, replay: ReplayRecord, status: str, error: str | None = None, **lease: Any
+    ) -> None:
         raise DatabaseUnavailableError("database unavailable: connection lost")
-
-
-async def stamped_of(scene: Scene, replay_id: str, count: int) -> Counter[str]:
-    """The original ids of the replay's results, once `count` of them are on the topics,
-    and a moment more (to see a duplicate, if one came)."""
-    readers = [
-        TopicReader(scene.bootstrap, scene.topic(t)) for t in ("uplink.parsed", "uplink.failed")
-    ]
-    for reader in readers:
-        await reader.start()
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15
-        while True:
-            found = [v for r in readers for v in r.values()
-                     if (v.get("replay") or {}).get("id") == replay_id]  # fmt: skip
-            if len(found) >= count or loop.time() > deadline:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
-        found = [v for r in readers for v in r.values()
-                 if (v.get("replay") or {}).get("id") == replay_id]  # fmt: skip
-    finally:
-        for reader in readers:
-            await reader.stop()
-    return Counter(v["replay"]["of"] for v in found)
 
 
 async def test_a_replay_cut_between_publish_and_checkpoint_resumes_without_duplicates(
@@ -70,12 +51,14 @@ async def test_a_replay_cut_between_publish_and_checkpoint_resumes_without_dupli
     failing = LosesItsDatabase(scene.engine, fail_at=3)  # the 1st stores the spans
     request = ReplayRequest(scene.device_type, scene.window(), version=2, rate=40)  # 10 a batch
     with pytest.raises(ReplayError) as caught:
-        await scene.replays(client, failing).start(request)
+        await scene.replays(client, failing, lease_s=1).start(request)
     assert caught.value.kind == "database_unavailable" and caught.value.retriable
     (stored,) = [r for r in await SQLReplayRepository(scene.engine).list()
                  if r.device_type == scene.device_type]  # fmt: skip
-    # The process died with its database: the replay still says running, 1 batch done.
+    # The process died with its database: the replay still says running, 1 batch done,
+    # held by the dead runner until its lease expires.
     assert stored.status == RUNNING and stored.counts["replayed"] == 10
+    await until_lease_expires(stored)
     summary = await scene.replays(client).resume(stored.id)
     assert summary.replay.status == DONE
     assert (await SQLReplayRepository(scene.engine).get(stored.id)).status == DONE

@@ -4,6 +4,7 @@ each keeps its own answer and deadline, and none is lost when its worker is."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -94,6 +95,26 @@ async def test_jobs_waiting_together_share_one_frame_per_version(
     await occupied
     # The busy job alone, then one frame for each version: never one mixing them.
     assert sizes == [1, 5, 5]
+
+
+async def test_live_and_background_jobs_never_share_a_frame(pool: WorkerPool, sizes: Sizes) -> None:
+    # A replay's jobs (background) of the same version as a device's, queued earlier:
+    # the device's go first, in a frame of their own, and the replay's after them.
+    occupied = await busy(pool)
+    replayed = [
+        asyncio.create_task(
+            pool.run(dataclasses.replace(job(ECHO, bytes([n]), "a"), background=True))
+        )
+        for n in range(4)
+    ]
+    await asyncio.sleep(0)  # queued, and waiting for a turn, before the live ones
+    await asyncio.sleep(0)
+    assert not occupied.done()
+    live = [asyncio.create_task(pool.run(job(ECHO, bytes([10 + n]), "a"))) for n in range(3)]
+    answers = await asyncio.gather(*live, *replayed)
+    assert [data(a) for a in answers] == [f'{{"p":"{n:02x}"}}' for n in (10, 11, 12, 0, 1, 2, 3)]
+    await occupied
+    assert sizes == [1, 3, 4]
 
 
 async def test_a_runaway_fails_alone_and_the_rest_of_its_batch_is_answered(

@@ -6,7 +6,8 @@ jobs waiting are taken together, up to MAX_BATCH_JOBS, and handed to one worker 
 frame. Idle, a job goes alone and at once; busy, batches grow with the load; while other
 workers are free, the jobs waiting are shared out between them rather than all put on
 one (`share`). A batch never mixes versions, so one tenant's runaway parser can only
-ever delay calls of that same version.
+ever delay calls of that same version; nor lanes (fair.py): a replay's jobs never ride in
+a device's frame, so they never take a live turn.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 MAX_BATCH_JOBS = 16
 
 Answer = dict[str, Any]
+# Jobs queue, and ask for turns, per parser version and lane: (sha, background).
+QueueKey = tuple[str, bool]
 
 
 class Pending:
@@ -46,6 +49,11 @@ class Pending:
         sha: str = self.job.sha
         return sha
 
+    @property
+    def key(self) -> QueueKey:
+        """The queue it waits in: its version, in its lane."""
+        return (self.job.sha, bool(self.job.background))
+
     def answer(self, answer: Answer) -> None:
         """Resolve the caller's call with `answer` (once)."""
         if not self.future.done():
@@ -58,10 +66,10 @@ class Pending:
 
 
 class VersionQueues:
-    """The jobs waiting for a worker, per parser version, in arrival order."""
+    """The jobs waiting for a worker, per parser version and lane, in arrival order."""
 
     def __init__(self) -> None:
-        self._queues: dict[str, deque[Pending]] = {}
+        self._queues: dict[QueueKey, deque[Pending]] = {}
 
     def __len__(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
@@ -69,7 +77,7 @@ class VersionQueues:
     def add(self, pending: Pending, *, first: bool = False) -> None:
         """Queue `pending` (`first`: ahead of the others, a job re-run after its worker
         was lost: it has waited longest)."""
-        queue = self._queues.setdefault(pending.sha, deque())
+        queue = self._queues.setdefault(pending.key, deque())
         if first:
             queue.appendleft(pending)
         else:
@@ -77,7 +85,7 @@ class VersionQueues:
 
     def remove(self, pending: Pending) -> None:
         """Forget a job that will not be taken (its caller gave up)."""
-        queue = self._queues.get(pending.sha)
+        queue = self._queues.get(pending.key)
         if queue is None:
             return
         try:
@@ -85,23 +93,23 @@ class VersionQueues:
         except ValueError:
             return
         if not queue:
-            del self._queues[pending.sha]
+            del self._queues[pending.key]
 
-    def waiting(self, sha: str) -> int:
-        """How many jobs of version `sha` wait."""
-        return len(self._queues.get(sha, ()))
+    def waiting(self, key: QueueKey) -> int:
+        """How many jobs wait in queue `key`."""
+        return len(self._queues.get(key, ()))
 
     def take(
-        self, sha: str, limit: int, fits: Callable[[list[Pending], Pending], bool]
+        self, key: QueueKey, limit: int, fits: Callable[[list[Pending], Pending], bool]
     ) -> list[Pending]:
-        """Up to `limit` jobs of version `sha`, oldest first, while `fits` says the next
+        """Up to `limit` jobs of queue `key`, oldest first, while `fits` says the next
         still fits the batch (the first always does)."""
-        queue = self._queues.get(sha)
+        queue = self._queues.get(key)
         batch: list[Pending] = []
         while queue and len(batch) < limit and (not batch or fits(batch, queue[0])):
             batch.append(queue.popleft())
         if queue is not None and not queue:
-            del self._queues[sha]
+            del self._queues[key]
         return batch
 
     def drain(self) -> list[Pending]:

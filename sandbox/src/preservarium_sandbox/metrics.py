@@ -24,6 +24,11 @@ class SandboxMetrics:
             "preservarium_sandbox_call_seconds", "Sandbox call latency by method.",
             ["method"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.lanes = Counter(
+            "preservarium_sandbox_lane_calls",
+            "Parse calls by lane: live (devices) or background (replays, served after live).",
+            ["lane"], registry=r,
+        )  # fmt: skip
         self.timeouts = Counter(
             "preservarium_sandbox_timeouts", "Parser calls that ran past their deadline.",
             ["parser"], registry=r,

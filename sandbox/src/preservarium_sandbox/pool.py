@@ -24,8 +24,8 @@ from typing import Any
 from preservarium.contract.kinds import ErrorKind
 from preservarium.lifecycle import AsyncLifecycle
 
-from preservarium_sandbox.batches import Answer, Pending, VersionQueues, share
-from preservarium_sandbox.fair import FairTurns
+from preservarium_sandbox.batches import Answer, Pending, QueueKey, VersionQueues, share
+from preservarium_sandbox.fair import FairTurns, leave_one_for_live
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.worker.protocol import (
     ProtocolError,
@@ -65,6 +65,7 @@ class Job:
     identify: bool = False
     command: dict[str, Any] | None = None
     payload: bytes = b""  # the contact's payload, sent as the frame's blob
+    background: bool = False  # a replay's call: served after live ones (fair.py)
 
     def item(self) -> bytes:
         """The job's own part of a job frame (see encode_json for what it raises)."""
@@ -98,11 +99,13 @@ class WorkerPool(AsyncLifecycle):
         self._on_restart = on_restart or (lambda reason: None)
         self._on_batch = (lambda size: None) if on_batch is None else on_batch
         self._queued = VersionQueues()
-        self._leads: dict[str, asyncio.Task[None]] = {}  # per version, waiting for a turn
+        # Per version and lane, the task waiting for a turn for its queued jobs.
+        self._leads: dict[QueueKey, asyncio.Task[None]] = {}
         self._running = 0  # batches on workers now
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
-        # Turns shared round robin between parser versions (fair.py), not first come.
-        self._turns = FairTurns(size)
+        # Turns shared round robin between parser versions (fair.py), not first come;
+        # background jobs (replays) wait for live ones and never hold every worker.
+        self._turns = FairTurns(size, background_cap=leave_one_for_live(size))
         self._all: set[WorkerProcess] = set()
         self._spawning: set[asyncio.Task[None]] = set()
         self._calls: set[asyncio.Task[None]] = set()
@@ -254,13 +257,14 @@ class WorkerPool(AsyncLifecycle):
 
     def _enqueue(self, pending: Pending, *, first: bool = False) -> None:
         self._queued.add(pending, first=first)
-        self._ensure_lead(pending.sha)
+        self._ensure_lead(pending.key)
 
-    def _ensure_lead(self, sha: str) -> None:
-        """One task at a time waits for a turn on behalf of a version's waiting jobs."""
-        if sha in self._leads:
+    def _ensure_lead(self, key: QueueKey) -> None:
+        """One task at a time waits for a turn on behalf of a version's waiting jobs
+        (per lane: a replay's jobs wait for their own turn)."""
+        if key in self._leads:
             return
-        lead = self._leads[sha] = asyncio.ensure_future(self._lead(sha))
+        lead = self._leads[key] = asyncio.ensure_future(self._lead(key))
         self._calls.add(lead)
         lead.add_done_callback(self._calls.discard)
 
@@ -269,17 +273,18 @@ class WorkerPool(AsyncLifecycle):
         self._queued.remove(pending)
         pending.future.cancel()
 
-    async def _lead(self, sha: str) -> None:
-        """Wait for a turn for version `sha`; then run the jobs of it waiting (their
-        share, see batches.share) on one worker."""
+    async def _lead(self, key: QueueKey) -> None:
+        """Wait for a turn for queue `key` (a version, in its lane); then run the jobs
+        waiting in it (their share, see batches.share) on one worker."""
         try:
-            async with self._turns.turn(sha):
-                self._leads.pop(sha, None)  # jobs arriving from now on need a turn of their own
+            sha, background = key
+            async with self._turns.turn(sha, background=background):
+                self._leads.pop(key, None)  # jobs arriving from now on need a turn of their own
                 worker = await self._ready_worker()
                 free = self.size - self._running - 1
-                batch = self._queued.take(sha, share(self._queued.waiting(sha), free), self._fits)
-                if self._queued.waiting(sha):
-                    self._ensure_lead(sha)
+                batch = self._queued.take(key, share(self._queued.waiting(key), free), self._fits)
+                if self._queued.waiting(key):
+                    self._ensure_lead(key)
                 if not batch:  # withdrawn meanwhile, or taken by an earlier turn
                     self._settle(worker, None)
                     return
@@ -290,11 +295,11 @@ class WorkerPool(AsyncLifecycle):
                     self._running -= 1
         except Exception:  # never leave callers waiting on a lead that failed
             log.exception("a sandbox version's turn failed")
-            for pending in self._queued.take(sha, self._queued.waiting(sha), lambda *_: True):
+            for pending in self._queued.take(key, self._queued.waiting(key), lambda *_: True):
                 pending.fail(PoolClosedError("the sandbox could not run the job"))
         finally:
-            if self._leads.get(sha) is asyncio.current_task():
-                del self._leads[sha]
+            if self._leads.get(key) is asyncio.current_task():
+                del self._leads[key]
 
     def _fits(self, batch: list[Pending], pending: Pending) -> bool:
         """Whether `pending` still fits a frame of `batch` (with the source, at worst)."""

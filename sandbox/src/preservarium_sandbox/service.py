@@ -20,6 +20,7 @@ from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 
 from preservarium_sandbox import wire
 from preservarium_sandbox.catalog import ParserCatalog, ParserSource
+from preservarium_sandbox.fair import BACKGROUND, LIVE
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.outcome import Outcome, read_answer
@@ -193,11 +194,13 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         else:
             parser = await self._pinned(context, device_type, version)
         command = request.command if request.HasField("command") else None
+        background = request.background
+        self._metrics.child(self._metrics.lanes, BACKGROUND if background else LIVE).inc()
         outcome = await self._guarded(
             "Parse", _label(parser),
             lambda: self._execute(
                 context, device_type, parser,
-                lambda: self._job(parser, request.contact, request.identify, command),
+                lambda: self._job(parser, request.contact, request.identify, command, background),
                 version,
             ),
         )  # fmt: skip
@@ -259,6 +262,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         contact: pb.Contact | None,
         identify: bool,
         command: pb.Command | None,
+        background: bool = False,
     ) -> Job:
         assert parser is not None
         return Job(
@@ -268,6 +272,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             identify=identify,
             command=None if command is None else wire.command_job(command, self._limits),
             payload=b"" if contact is None else contact.payload,
+            background=background,
         )
 
     async def _guarded(

@@ -201,10 +201,13 @@ class SandboxClient(AsyncLifecycle):
         command: CommandInput | None = None,
         timeout_s: float | None = None,
         version: int | None = None,
+        background: bool = False,
     ) -> ParseAnswer:
         """Parse one contact with the active parser of its device type (or with stored
-        version `version` of it)."""
-        request = pb.ParseRequest(contact=contact_proto(contact), identify=identify)
+        version `version` of it); `background` work (a replay) yields to live contacts."""
+        request = pb.ParseRequest(
+            contact=contact_proto(contact), identify=identify, background=background
+        )
         if version is not None:
             request.version = version
         if command is not None:

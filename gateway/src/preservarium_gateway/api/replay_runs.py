@@ -173,7 +173,7 @@ def replay_runs(
     repository = SQLReplayRepository(engine)
     use_case = Replays(
         parsers=SQLParserRepository(engine), replays=repository, sandbox=sandbox,
-        bootstrap=bootstrap, topics=topics,
+        bootstrap=bootstrap, topics=topics, supervisor=supervisor,
     )  # fmt: skip
     return ReplayRuns(replays=use_case, repository=repository, supervisor=supervisor,
                       metrics=metrics, max_running=max_running)  # fmt: skip

@@ -231,6 +231,9 @@ class Replay(Base):
     `positions` maps each partition of the source topic to where the replay started,
     the next offset to read and the offset it stops at: `{"0": {"start", "next", "end"}}`.
     `counts` holds what it did so far (scanned, replayed, parsed, failed, skipped).
+    `owner_*` and `lease_until` name the runner that holds the replay while it runs (a
+    random id per run, its host and pid) and until when: another runner may take it
+    over only once the lease has expired (the holder crashed).
     """
 
     __tablename__ = "replays"
@@ -250,3 +253,7 @@ class Replay(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    owner_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    owner_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    owner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

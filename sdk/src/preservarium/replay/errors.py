@@ -16,6 +16,8 @@ SANDBOX_UNAVAILABLE = "sandbox_unavailable"
 KAFKA_UNAVAILABLE = "kafka_unavailable"
 DATABASE_UNAVAILABLE = "database_unavailable"
 QUARANTINED = "quarantined"  # resume once the quarantine ends (by itself)
+REPLAY_RUNNING = "replay_running"  # another runner holds it: its message names which
+LEASE_LOST = "lease_lost"  # this runner stalled past its lease, another took over
 RETRIABLE_KINDS = frozenset(
     {SANDBOX_UNAVAILABLE, KAFKA_UNAVAILABLE, DATABASE_UNAVAILABLE, QUARANTINED}
 )

@@ -9,6 +9,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -24,13 +25,23 @@ from preservarium.replay.pace import Pace
 from preservarium.replay.runners import Runner
 from preservarium.replay.uplinks import Original
 from preservarium.replay.window import Window
-from preservarium.repositories.replays import ReplayRecord, Span, SQLReplayRepository
+from preservarium.repositories.replays import ReplayRecord, Span
 
 log = logging.getLogger("preservarium.replay")
 FROM_RAW, FROM_FAILED = "raw", "failed"
 Positions = dict[int, Span]
 Outgoing = list[tuple[str, bytes, bytes | None]]
 MAX_BATCH = 200
+
+
+class Checkpoints(Protocol):
+    """Where a stored replay's progress goes (the run's lease on it, `lease.ReplayLease`)."""
+
+    async def fence(self) -> None:
+        """Raise unless results may still be published (the replay is still held)."""
+
+    async def checkpoint(self, replay: ReplayRecord) -> None:
+        """Store how far the replay got."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +87,7 @@ class ReplayPass:
         pace: Pace,
         producer: AIOKafkaProducer | None,
         targets: Targets,
-        repository: SQLReplayRepository | None,
+        repository: Checkpoints | None,
         attributes: Mapping[str, str] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         on_verdict: Callable[[Verdict], None] | None = None,
@@ -115,6 +126,8 @@ class ReplayPass:
             chosen = [c for c in map(self._choose, batch) if c is not None]
             await self._pace.take(len(chosen))
             answers = await asyncio.gather(*(self._answer(c) for c in chosen))
+            if self._repository is not None:
+                await self._repository.fence()  # another runner may have taken it over
             await self._deliver(chosen, answers)
             self.replay = self.replay.moved(_moved(self.replay.positions, batch), dict(self.counts))
             if self._repository is not None:

@@ -52,7 +52,8 @@ def _answer(response: ParseAnswer, contact: Contact) -> Answer:
 
 
 class VersionRunner:
-    """A stored version of the device type, over the client's parse streams."""
+    """A stored version of the device type, over the client's parse streams, as
+    background calls: the sandbox serves them only when no device's contact waits."""
 
     def __init__(self, client: SandboxClient, *, device_type: str, version: int) -> None:
         self._client = client
@@ -62,7 +63,9 @@ class VersionRunner:
     async def run(self, contact: Contact, *, identify: bool) -> Answer:
         """Parse with the pinned version."""
         try:
-            response = await self._client.parse(contact, identify=identify, version=self._version)
+            response = await self._client.parse(
+                contact, identify=identify, version=self._version, background=True
+            )
         except SandboxRequestError as exc:  # this contact alone is refused: its failure
             failure = error_object(ErrorKind.SANDBOX_UNAVAILABLE, str(exc), None)
             return Answer(contact.device_id, error=failure)

@@ -5,6 +5,8 @@ Start offsets, the index of originals, and (for a real replay) the stored state 
 first; then one pass over the raw records (`run.ReplayPass`). A real replay is stored
 before its first record is read, checkpointed after every published batch, and ends
 `done`, `failed` (with the error) or `interrupted` (cancelled): `resume` continues it.
+A run holds its replay with a lease (`lease.ReplayLease`): a second runner of the same
+replay is refused while the first one's lease lasts, and takes over once it expired.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from preservarium.replay.errors import (
     BAD_REQUEST,
     DATABASE_UNAVAILABLE,
     KAFKA_UNAVAILABLE,
+    LEASE_LOST,
     NOT_RESUMABLE,
     UNKNOWN_REPLAY,
     UNKNOWN_TYPE,
     UNKNOWN_VERSION,
     ReplayError,
 )
+from preservarium.replay.lease import LEASE_S, ReplayLease
 from preservarium.replay.pace import Pace
 from preservarium.replay.run import FROM_FAILED, FROM_RAW, ReplayPass, Targets
 from preservarium.replay.runners import Runner, SourceRunner, VersionRunner
@@ -45,6 +49,7 @@ from preservarium.repositories.replays import (
     SQLReplayRepository,
 )
 from preservarium.sandbox_client import SandboxClient
+from preservarium.supervisor import Supervisor
 
 # The use case with the vocabulary its callers need (defined in `types`).
 __all__ = ["Observers", "ReplayRequest", "ReplaySummary", "Replays"]
@@ -64,12 +69,19 @@ class Replays:
         sandbox: SandboxClient,
         bootstrap: str,
         topics: Topics,
+        lease_s: float = LEASE_S,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        """`lease_s`: how long a run's hold on its replay lasts unless renewed (a
+        crashed runner's replay can be taken over after that); the renewal runs under
+        `supervisor`."""
         self._parsers = parsers
         self._replays = replays
         self._sandbox = sandbox
         self._bootstrap = bootstrap
         self._topics = topics
+        self._lease_s = lease_s
+        self._supervisor = supervisor
 
     async def status(self, replay_id: str) -> ReplayRecord:
         """One replay as stored; ReplayError (unknown_replay) if there is none."""
@@ -101,15 +113,14 @@ class Replays:
         self, replay_id: str, observers: Observers = Observers(), *, rate: int | None = None
     ) -> ReplaySummary:
         """Continue a replay that did not finish, without publishing any uplink twice
-        (at `rate` per second when given, else at its own)."""
+        (at `rate` per second when given, else at its own). Refused (`replay_running`)
+        while another runner holds it; taken over once that runner's lease expired."""
         plan = await self.status(replay_id)
         if plan.status == DONE:
             raise ReplayError(f"replay {replay_id} is done already", kind=NOT_RESUMABLE)
-        if rate is not None:
-            plan = dataclasses.replace(plan, rate=rate)
         await self._version(plan.device_type, plan.version)
         log.info("replay resumed", extra={"replay_id": plan.id})
-        return await self._stored_run(plan, observers)
+        return await self._stored_run(plan, observers, rate=rate)
 
     async def dry_run(
         self, request: ReplayRequest, observers: Observers = Observers()
@@ -117,7 +128,7 @@ class Replays:
         """Compare what the version produces now with what was published; publish nothing."""
         plan = await self._plan(request, DRY_RUN_ID)
         runner = VersionRunner(self._sandbox, device_type=plan.device_type, version=plan.version)
-        return await self._run(plan, runner, observers, stored=False)
+        return await self._run(plan, runner, observers, lease=None)
 
     async def check(
         self, request: ReplayRequest, source: str, observers: Observers = Observers()
@@ -125,11 +136,21 @@ class Replays:
         """A dry run of an unsaved source (before it is stored as a version)."""
         plan = await self._plan(request, DRY_RUN_ID, known_type=False)
         runner = SourceRunner(self._sandbox, device_type=plan.device_type, source=source)
-        return await self._run(plan, runner, observers, stored=False)
+        return await self._run(plan, runner, observers, lease=None)
 
-    async def _stored_run(self, plan: ReplayRecord, observers: Observers) -> ReplaySummary:
+    async def _stored_run(
+        self, plan: ReplayRecord, observers: Observers, *, rate: int | None = None
+    ) -> ReplaySummary:
+        lease = ReplayLease(
+            self._replays, plan.id, lease_s=self._lease_s, supervisor=self._supervisor
+        )
+        # As stored once held: a previous runner may have gone further meanwhile.
+        plan = await lease.acquire()
+        if rate is not None:
+            plan = dataclasses.replace(plan, rate=rate)
         runner = VersionRunner(self._sandbox, device_type=plan.device_type, version=plan.version)
-        return await self._run(plan, runner, observers, stored=True)
+        async with lease.kept():
+            return await self._run(plan, runner, observers, lease=lease)
 
     async def _plan(
         self, request: ReplayRequest, replay_id: str, *, known_type: bool = True
@@ -173,8 +194,11 @@ class Replays:
         return {d.id: encode_attributes(d.attributes) for d in devices if d.attributes}
 
     async def _run(
-        self, plan: ReplayRecord, runner: Runner, observers: Observers, *, stored: bool
-    ) -> ReplaySummary:
+        self, plan: ReplayRecord, runner: Runner, observers: Observers, *,
+        lease: ReplayLease | None,
+    ) -> ReplaySummary:  # fmt: skip
+        """One pass; stored (checkpointed, resumable) when it runs under a `lease`."""
+        stored = lease is not None
         loop = asyncio.get_running_loop()
         started = loop.time()
         window = Window(plan.since, plan.until)
@@ -195,15 +219,15 @@ class Replays:
                         reader, self._topics.raw, window.since_ms, window.until_ms
                     )
                     plan = plan.moved(positions, plan.counts)
-                    if stored:
-                        await self._replays.checkpoint(plan)
+                    if lease is not None:
+                        await lease.checkpoint(plan)
                 if producer is not None:
                     await topics.ensure(self._bootstrap, (self._topics.parsed, self._topics.failed))
                     await producer.start()
                 replay_pass = ReplayPass(
                     plan, runner=runner, originals=index, pace=Pace(plan.rate),
                     producer=producer, targets=Targets(self._topics.parsed, self._topics.failed),
-                    repository=self._replays if stored else None,
+                    repository=lease,
                     attributes=await self._attributes(),
                     on_progress=observers.progress, on_verdict=observers.verdict,
                 )  # fmt: skip
@@ -214,36 +238,38 @@ class Replays:
                     await producer.stop()
         except (KafkaError, OSError) as exc:
             failure = ReplayError(f"Kafka at {self._bootstrap}: {exc}", kind=KAFKA_UNAVAILABLE)
-            await self._ended(replay_pass, plan, stored, FAILED, str(failure))
+            await self._ended(replay_pass, plan, lease, FAILED, str(failure))
             raise _resumable(failure, plan, stored) from exc
         except RepositoryError as exc:  # a checkpoint could not be stored
             failure = ReplayError(f"database: {exc}", kind=DATABASE_UNAVAILABLE)
             with contextlib.suppress(RepositoryError):
-                await self._ended(replay_pass, plan, stored, FAILED, str(failure))
+                await self._ended(replay_pass, plan, lease, FAILED, str(failure))
             raise _resumable(failure, plan, stored) from exc
         except ReplayError as exc:
-            await self._ended(replay_pass, plan, stored, FAILED, str(exc))
+            await self._ended(replay_pass, plan, lease, FAILED, str(exc))
+            if exc.kind == LEASE_LOST:
+                raise  # another runner continues it: no hint to resume
             raise _resumable(exc, plan, stored) from exc
         except asyncio.CancelledError:
-            await self._ended(replay_pass, plan, stored, INTERRUPTED, "interrupted")
+            await self._ended(replay_pass, plan, lease, INTERRUPTED, "interrupted")
             raise
-        if stored:
-            await self._replays.finish(plan, DONE)
+        if lease is not None:
+            await lease.finish(plan, DONE)
             plan = await self._replays.get(plan.id)
             log.info("replay done", extra={"replay_id": plan.id, "counts": plan.counts})
         return ReplaySummary(plan, not stored, loop.time() - started, trusted, dict(plan.counts))
 
     async def _ended(
-        self, replay_pass: ReplayPass | None, plan: ReplayRecord, stored: bool, status: str,
-        error: str,
+        self, replay_pass: ReplayPass | None, plan: ReplayRecord, lease: ReplayLease | None,
+        status: str, error: str,
     ) -> None:  # fmt: skip
         """Store how a replay stopped, with the positions of its last checkpoint."""
-        if not stored:
+        if lease is None:
             return
         last = plan if replay_pass is None else replay_pass.replay
         log.warning("replay stopped", extra={"replay_id": plan.id, "status": status,
                     "error": error})  # fmt: skip
-        await self._replays.finish(last, status, error)
+        await lease.finish(last, status, error)
 
 
 def _resumable(error: ReplayError, plan: ReplayRecord, stored: bool) -> ReplayError:

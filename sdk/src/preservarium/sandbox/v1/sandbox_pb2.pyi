@@ -120,16 +120,18 @@ class CommandResult(_message.Message):
     def __init__(self, payload: _Optional[bytes] = ..., error: _Optional[_Union[ScriptError, _Mapping]] = ...) -> None: ...
 
 class ParseRequest(_message.Message):
-    __slots__ = ("contact", "identify", "command", "version")
+    __slots__ = ("contact", "identify", "command", "version", "background")
     CONTACT_FIELD_NUMBER: _ClassVar[int]
     IDENTIFY_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     contact: Contact
     identify: bool
     command: Command
     version: int
-    def __init__(self, contact: _Optional[_Union[Contact, _Mapping]] = ..., identify: _Optional[bool] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    background: bool
+    def __init__(self, contact: _Optional[_Union[Contact, _Mapping]] = ..., identify: _Optional[bool] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., version: _Optional[int] = ..., background: _Optional[bool] = ...) -> None: ...
 
 class ParseResponse(_message.Message):
     __slots__ = ("result", "error", "parser", "command", "duration_ms", "identified_device_id", "identified_token", "printed")
