@@ -20,6 +20,7 @@ from preservarium_sandbox.worker.footprint import Footprint
 
 from tests.sandbox.conftest import contact, sandbox_config
 from tests.sandbox.support import outcome
+from tests.support.contacts import unix
 
 MEMORY_MB = 160
 PIN_MB = 40
@@ -81,7 +82,9 @@ async def roomy_client(roomy: SandboxServer) -> AsyncIterator[SandboxClient]:
 async def run(
     client: SandboxClient, source: str, received_at: int = 1_700_000_000
 ) -> tuple[str, Any]:
-    response = await client.test_parser(source, contact=contact("test", received_at=received_at))
+    response = await client.test_parser(
+        source, contact=contact("test", received_at=unix(received_at))
+    )
     return outcome(response)
 
 
