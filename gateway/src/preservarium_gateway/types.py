@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
+from preservarium.clock import Clock as Clock
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import CommandInput, ContactInput
 
