@@ -8,17 +8,17 @@ from the database, so it stays right across restarts and beside other gateways.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from preservarium.command_requests import CommandRequestError, check_json_value, loads_strict
-from preservarium.db.models import utcnow
 from preservarium.errors import ConflictError, NotFoundError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
-from preservarium.repositories import CommandRecord, SQLCommandRepository
+from preservarium.repositories import CommandRecord
 from preservarium.repositories.commands import CommandStatus
 from preservarium.supervisor import Supervisor
 from preservarium.text import clean_text
@@ -27,7 +27,7 @@ from preservarium_gateway import records
 from preservarium_gateway.command_requests import CommandRequest, Rejection
 from preservarium_gateway.config import GatewayLimits, Topics
 from preservarium_gateway.status_outbox import StatusOutbox
-from preservarium_gateway.types import RecordPublisher
+from preservarium_gateway.types import Clock, CommandStore, RecordPublisher
 
 log = logging.getLogger("preservarium.gateway.commands")
 StatusObserver = Callable[[str], None]
@@ -85,7 +85,7 @@ class CommandDesk(AsyncLifecycle):
     def __init__(
         self,
         *,
-        repository: SQLCommandRepository,
+        repository: CommandStore,
         publisher: RecordPublisher,
         topics: Topics,
         limits: GatewayLimits,
@@ -94,8 +94,11 @@ class CommandDesk(AsyncLifecycle):
         max_attempts: int = MAX_UNAVAILABLE_ATTEMPTS,
         max_counted: int = MAX_COUNTED_COMMANDS,
         supervisor: Supervisor | None = None,
+        clock: Clock = time.time,
     ) -> None:
         self._repository = repository
+        # A wall clock: it stamps statuses and dates the claims that count as stale.
+        self._clock = clock
         # Statuses are kept until Kafka has them: through an outage, not a crash.
         self.outbox = StatusOutbox(publisher, topic=topics.command_status, supervisor=supervisor)
         self._limits = limits
@@ -106,7 +109,7 @@ class CommandDesk(AsyncLifecycle):
         self._max_counted = max_counted
         self._attempts: OrderedDict[str, int] = OrderedDict()
         self._housekeeper = Periodic(
-            self._housekeeping, interval_s=limits.commands_refresh_s,
+            self.housekeep, interval_s=limits.commands_refresh_s,
             name="command-housekeeping", supervisor=supervisor,
         )  # fmt: skip
 
@@ -136,7 +139,7 @@ class CommandDesk(AsyncLifecycle):
             request_id=request_id,
             device_id=device_id,
             status=status,
-            at=utcnow(),
+            at=self._now(),
             reason=reason,
             payload=payload,
         )
@@ -149,9 +152,14 @@ class CommandDesk(AsyncLifecycle):
         self.index.reading()
         self.index.replace(await self._repository.pending_device_ids())
 
-    async def _housekeeping(self) -> None:
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    async def housekeep(self) -> None:
+        """One round of what the periodic loop does: expire what is due, queue again the
+        claims of gateways that died mid-contact, re-read the pending devices."""
         await self.expire()
-        stale = utcnow() - timedelta(seconds=self._limits.stale_claim_s)
+        stale = self._now() - timedelta(seconds=self._limits.stale_claim_s)
         await self._repository.requeue_stale_claims(stale)
         await self.refresh()
 
