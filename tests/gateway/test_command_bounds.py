@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from preservarium.command_requests import CommandRequest, read_command_request
 from preservarium.db.engine import make_engine
-from preservarium.db.migrate import upgrade
 from preservarium.db.models import utcnow
 from preservarium.repositories import SQLCommandRepository
 from preservarium_gateway.commands import CommandDesk
@@ -20,11 +19,12 @@ from preservarium_gateway.config import GatewayLimits, Topics
 from preservarium_gateway.kafka import KafkaPublisher
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.sqlite import SQLiteTemplate
+
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'attempts.db'}"
-    await upgrade(url)
+async def engine(tmp_path: Path, sqlite_template: SQLiteTemplate) -> AsyncIterator[AsyncEngine]:
+    url = await sqlite_template.copy(tmp_path / "attempts.db")
     created = make_engine(url)
     yield created
     await created.dispose()
