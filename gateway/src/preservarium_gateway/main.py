@@ -7,12 +7,14 @@ import asyncio
 from preservarium.service import run_service
 from preservarium.settings import Settings
 
-from preservarium_gateway.config import GatewayConfig
-from preservarium_gateway.server import GatewayServer
-
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until SIGTERM/SIGINT, then drain in-flight contacts and stop."""
+    # Imported once the settings are read: a bad setting is reported before the seconds
+    # of CPU that importing the server (SQLAlchemy, FastAPI, aiocoap, aiokafka) costs.
+    from preservarium_gateway.config import GatewayConfig
+    from preservarium_gateway.server import GatewayServer
+
     async with GatewayServer(GatewayConfig.from_settings(settings)):
         await stop.wait()
 
