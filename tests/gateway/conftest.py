@@ -23,10 +23,6 @@ from tests.support.sqlite import SQLiteTemplate
 ROUTES = {"m": "thermo", "t": "thermo"}
 
 
-# The command consumer's group session: the broker holds a first join for half of it
-# (5 s at the default 10 s), and every gateway a test starts joins once. 3 s still leaves
-# a loaded machine's event loop room between heartbeats (1 s apart).
-COMMAND_SESSION_S = 3.0
 # Tests send many contacts from 127.0.0.1 as unauthenticated devices: the module's
 # gateways run `optional` with no rate limits unless a test asks otherwise.
 OPEN_LIMITS = {"device_rate_per_min": 0, "source_rate_per_min": 0, "auth_failures_per_min": 0}
@@ -53,8 +49,7 @@ def gateway_config(
         database_url=database_url,
         metrics_port=0,
         limits=dataclasses.replace(
-            GatewayLimits(commands_refresh_s=0.2, command_session_timeout_s=COMMAND_SESSION_S),
-            **{**OPEN_LIMITS, **limits},
+            GatewayLimits(commands_refresh_s=0.2), **{**OPEN_LIMITS, **limits}
         ),
         device_auth=device_auth,
         coaps_bind=coaps_bind,

@@ -79,10 +79,6 @@ class GatewayLimits:
     last_seen_flush_s: float = 10.0
     last_seen_entries: int = 100_000
     commands_refresh_s: float = 1.0
-    # The command consumer's group session: a gateway that dies is out of the group (its
-    # partitions handed over) after this long. The broker may hold a first join for half
-    # of it (Tansu does), and a stop waits for a join under way.
-    command_session_timeout_s: float = 10.0
     stale_claim_s: float = 60.0
     default_command_ttl_s: int = 86_400
     # Commands queued for one device at once; past it a request is `rejected`, so one

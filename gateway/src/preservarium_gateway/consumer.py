@@ -72,7 +72,6 @@ class CommandConsumer(AsyncLifecycle):
         await self._close()
 
     def _consumer(self) -> AIOKafkaConsumer:
-        session_ms = int(self._limits.command_session_timeout_s * 1000)
         return AIOKafkaConsumer(
             self._topic,
             bootstrap_servers=self._bootstrap,
@@ -81,9 +80,6 @@ class CommandConsumer(AsyncLifecycle):
             auto_offset_reset="earliest",
             retry_backoff_ms=200,
             metadata_max_age_ms=5000,
-            session_timeout_ms=session_ms,
-            # Several heartbeats a session (aiokafka's default is 3 s for its 10 s one).
-            heartbeat_interval_ms=min(3000, session_ms // 3),
         )
 
     async def _run(self) -> None:
