@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from preservarium.contract.command_requests import CommandRequest
+from preservarium.contract.topics import Topics
 from preservarium.errors import ConflictError
 from preservarium.repositories.commands import CommandStatus
-from preservarium_gateway.command_requests import CommandRequest
 from preservarium_gateway.commands import CommandDesk
-from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.config import GatewayLimits
 
 from tests.support.clock import SteppedClock
 from tests.support.command_store import InMemoryCommandStore
