@@ -12,9 +12,14 @@ from typing import Any
 
 import pytest
 from preservarium.contract.command_requests import CommandRequest
+from preservarium.contract.contact import Contact
+from preservarium.contract.kinds import ErrorKind
 from preservarium.contract.topics import Topics
 from preservarium.errors import ConflictError
+from preservarium.repositories import CommandRecord
 from preservarium.repositories.commands import CommandStatus
+from preservarium.sandbox_answers import CommandAnswer, ParseAnswer, ScriptError
+from preservarium.sandbox_client import CommandInput, SandboxRequestError, SandboxUnavailableError
 from preservarium_gateway.commands import CommandDesk
 from preservarium_gateway.config import GatewayLimits
 
@@ -311,3 +316,84 @@ async def test_status_times_come_from_the_desks_clock() -> None:
     unit.desk.emit("queued", request_id="r0", device_id="dev-1")
     at = datetime.fromisoformat((await unit.last())["at"].replace("Z", "+00:00"))
     assert at - datetime.now(UTC) > timedelta(hours=23)
+
+
+class FormatSandbox:
+    """A ParserService whose format_command answers (or raises) what the test set."""
+
+    def __init__(self, answer: CommandAnswer | Exception) -> None:
+        self.answer = answer
+        self.asked: list[tuple[str, CommandInput]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def parse(self, contact: Contact, **_: Any) -> ParseAnswer:
+        raise AssertionError("the desk never parses")
+
+    async def format_command(
+        self, device_type: str, command: CommandInput, *, timeout_s: float | None = None
+    ) -> CommandAnswer:
+        self.asked.append((device_type, command))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+class TestDeliver:
+    async def _claimed(self, unit: Desk) -> CommandRecord:
+        await unit.desk.store(unit.request("r0", seconds=900))
+        claimed = await unit.desk.claim("dev-1")
+        assert claimed is not None
+        return claimed
+
+    async def test_formatted_bytes_are_returned_and_the_command_is_sent(self) -> None:
+        sandbox = FormatSandbox(CommandAnswer(payload=b"\x10\x3c"))
+        unit = Desk(sandbox=sandbox)
+        claimed = await self._claimed(unit)
+        assert await unit.desk.deliver(claimed, device_type="thermo", formatted=None) == b"\x10\x3c"
+        ((device_type, asked),) = sandbox.asked
+        assert (device_type, asked.command, json.loads(asked.params_json)) == (
+            "thermo", "set_period", {"seconds": 900},
+        )  # fmt: skip
+        assert (await unit.last())["status"] == "sent"
+
+    async def test_an_answer_formatted_by_the_parse_call_asks_the_sandbox_nothing(self) -> None:
+        sandbox = FormatSandbox(AssertionError("asked twice"))
+        unit = Desk(sandbox=sandbox)
+        claimed = await self._claimed(unit)
+        formatted = CommandAnswer(payload=b"\x01")
+        assert await unit.desk.deliver(claimed, device_type="t", formatted=formatted) == b"\x01"
+        assert sandbox.asked == []
+
+    async def test_a_script_error_fails_the_command_with_its_kind(self) -> None:
+        error = ScriptError(ErrorKind.RUNTIME_ERROR, "boom", 3)
+        unit = Desk(sandbox=FormatSandbox(CommandAnswer(error=error)))
+        claimed = await self._claimed(unit)
+        assert await unit.desk.deliver(claimed, device_type="t", formatted=None) is None
+        last = await unit.last()
+        assert last["status"] == "failed" and last["reason"].startswith("runtime_error")
+        assert await unit.desk.claim("dev-1") is None
+
+    async def test_a_refused_request_is_final(self) -> None:
+        unit = Desk(sandbox=FormatSandbox(SandboxRequestError("too large")))
+        claimed = await self._claimed(unit)
+        assert await unit.desk.deliver(claimed, device_type="t", formatted=None) is None
+        last = await unit.last()
+        assert last["status"] == "failed" and last["reason"].startswith("invalid_output")
+
+    async def test_an_unavailable_sandbox_queues_it_again_until_the_attempts_run_out(
+        self,
+    ) -> None:
+        unit = Desk(sandbox=FormatSandbox(SandboxUnavailableError("no answer")), max_attempts=2)
+        claimed = await self._claimed(unit)
+        assert await unit.desk.deliver(claimed, device_type="t", formatted=None) is None
+        assert (await unit.store.get("r0")).status is CommandStatus.QUEUED
+        again = await unit.desk.claim("dev-1")
+        assert again is not None
+        assert await unit.desk.deliver(again, device_type="t", formatted=None) is None
+        last = await unit.last()
+        assert last["status"] == "failed" and last["reason"].startswith("sandbox_unavailable")
