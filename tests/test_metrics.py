@@ -19,6 +19,14 @@ from tests.gateway.conftest import gateway_config
 from tests.sandbox.conftest import sandbox_config
 from tests.support.kafka import prefix
 from tests.support.net import free_port
+from tests.support.waiting import until
+
+
+def parse_errors(gateway: GatewayServer, kind: str) -> float:
+    value = gateway.metrics.registry.get_sample_value(
+        "preservarium_gateway_parse_errors_total", {"kind": kind}
+    )
+    return value or 0.0
 
 
 def scrape(port: int) -> str:
@@ -42,10 +50,14 @@ async def test_metrics_endpoints(tmp_path: Path, broker: EmbeddedBroker) -> None
             topic_prefix=prefix(),
         )
         config = dataclasses.replace(config, metrics_port=gateway_port)
-        async with GatewayServer(config), cw.CoapClient("127.0.0.1", config.bind.port) as coap:
+        async with (
+            GatewayServer(config) as gateway,
+            cw.CoapClient("127.0.0.1", config.bind.port) as coap,
+        ):
             await coap.call(cw.POST, "/d/nobody", b"x")
             await coap.call(cw.POST, "/m", b"x")
-            await asyncio.sleep(1.1)
+            # The route contact's parse failure is counted once its parse is done.
+            await until(lambda: parse_errors(gateway, "parser_not_found") >= 1)
             gateway_text = await asyncio.to_thread(scrape, gateway_port)
         sandbox_text = await asyncio.to_thread(scrape, sandbox_port)
     for name in (

@@ -12,7 +12,6 @@ import httpx
 import pytest
 from preservarium.api_access import Scope
 from preservarium.contract.topics import Topics
-from preservarium.db.migrate import upgrade
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import SecretBox
 from preservarium.repositories import SQLTokenRepository
@@ -28,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.sandbox.conftest import sandbox_config
 from tests.support.kafka import prefix
+from tests.support.sqlite import SQLiteTemplate
 
 SECRET_KEY = "api-tests-secret-key-0123456789abcdef"
 
@@ -45,10 +45,14 @@ class Api:
         return {"Authorization": f"Bearer {self.tokens[scope]}"}
 
 
-@pytest.fixture(scope="module")
-async def api_sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SandboxServer]:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('api-sandbox') / 'sandbox.db'}"
-    await upgrade(url)
+@pytest.fixture(scope="session")
+async def api_sandbox(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: SQLiteTemplate
+) -> AsyncIterator[SandboxServer]:
+    """One sandbox for every API test: they only test unsaved sources on it or upload
+    parsers under device types of their own, so none depends on a fresh one (starting one
+    costs its worker processes, once per module before)."""
+    url = await sqlite_template.copy(tmp_path_factory.mktemp("api-sandbox") / "sandbox.db")
     async with SandboxServer(sandbox_config(url)) as server:
         yield server
 

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from preservarium.api_access import Scope
 from preservarium.db.engine import make_engine
-from preservarium.db.migrate import upgrade
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import SQLTokenRepository
 from preservarium.settings import HostPort
@@ -25,13 +24,12 @@ from preservarium_sandbox.server import SandboxServer
 from tests.gateway.conftest import gateway_config
 from tests.support.kafka import prefix
 from tests.support.net import free_port
+from tests.support.sqlite import SQLiteTemplate
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[str]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
-    await upgrade(url)
-    yield url
+async def database(tmp_path: Path, sqlite_template: SQLiteTemplate) -> AsyncIterator[str]:
+    yield await sqlite_template.copy(tmp_path / "gw.db")
 
 
 async def _token(url: str) -> str:

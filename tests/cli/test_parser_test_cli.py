@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from preservarium.db.migrate import upgrade
 from preservarium_sandbox.server import SandboxServer
 
 from tests.sandbox.conftest import sandbox_config
@@ -74,9 +73,10 @@ WRONG_EXAMPLE = """\
 
 
 @pytest.fixture(scope="module")
-async def sandbox_addr(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('cli-sandbox') / 'sandbox.db'}"
-    await upgrade(url)
+async def sandbox_addr(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: SQLiteTemplate
+) -> AsyncIterator[str]:
+    url = await sqlite_template.copy(tmp_path_factory.mktemp("cli-sandbox") / "sandbox.db")
     async with SandboxServer(sandbox_config(url)) as server:
         yield server.config.listen
 

@@ -13,7 +13,6 @@ import pytest
 from preservarium.contract.command_requests import CommandRequest, read_command_request
 from preservarium.contract.topics import Topics
 from preservarium.db.engine import make_engine
-from preservarium.db.migrate import upgrade
 from preservarium.db.models import utcnow
 from preservarium.repositories import SQLCommandRepository
 from preservarium_gateway.commands import CommandDesk
@@ -21,11 +20,12 @@ from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.kafka import KafkaPublisher
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.sqlite import SQLiteTemplate
+
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'attempts.db'}"
-    await upgrade(url)
+async def engine(tmp_path: Path, sqlite_template: SQLiteTemplate) -> AsyncIterator[AsyncEngine]:
+    url = await sqlite_template.copy(tmp_path / "attempts.db")
     created = make_engine(url)
     yield created
     await created.dispose()

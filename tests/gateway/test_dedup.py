@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiocoap.numbers.types import CON, NON
 from preservarium_gateway.dedup import BoundedDeduplication
+
+from tests.support.clock import SteppedClock
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,13 @@ def test_over_the_global_bound_the_largest_source_loses_its_oldest() -> None:
 
 
 def test_entries_expire_after_the_lifetime() -> None:
-    dedup, _ = cache(lifetime_s=0.05)
+    clock = SteppedClock()
+    dedup, _ = cache(lifetime_s=247.0, clock=clock)
     remote = v4("10.0.0.1")
     seen(dedup, remote, 1)
     assert seen(dedup, remote, 1) is True
-    time.sleep(0.1)
+    clock.advance(246.0)
+    assert seen(dedup, remote, 1) is True  # still within its lifetime
+    clock.advance(1.0)
     assert seen(dedup, remote, 2) is False  # expires the first on the way
     assert len(dedup) == 1 and seen(dedup, remote, 1) is False

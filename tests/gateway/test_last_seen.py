@@ -7,13 +7,13 @@ import asyncio
 import struct
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
-from preservarium.db.models import Base, utcnow
+from preservarium.db.models import Base
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import SecretBox
 from preservarium.repositories import SQLDeviceActivityRepository, SQLDeviceRepository
@@ -22,6 +22,7 @@ from preservarium.usecases.devices import show_device
 from preservarium_gateway.last_seen import LastSeenRecorder
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.server import GatewayServer
+from preservarium_gateway.types import Clock
 from preservarium_sandbox.server import SandboxServer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.gateway.conftest import gateway_config
 from tests.gateway.parsers import THERMO
 from tests.sandbox.conftest import sandbox_config
+from tests.support.clock import SteppedClock
 from tests.support.kafka import prefix
 from tests.support.parsers import install_parsers
 
@@ -95,10 +97,13 @@ def _sample(metrics: GatewayMetrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def _recorder(engine: AsyncEngine, metrics: GatewayMetrics, **limits: int) -> LastSeenRecorder:
+def _recorder(
+    engine: AsyncEngine, metrics: GatewayMetrics, clock: Clock = time.time, **limits: int
+) -> LastSeenRecorder:
     return LastSeenRecorder(
         store=SQLDeviceActivityRepository(engine), flush_s=3600.0,
         max_entries=limits.get("max_entries", 1000), metrics=metrics, supervisor=Supervisor(),
+        clock=clock,
     )  # fmt: skip
 
 
@@ -167,11 +172,12 @@ def test_the_hot_path_is_one_dict_write() -> None:
 async def test_two_gateways_keep_the_later_contact(engine: AsyncEngine) -> None:
     await SQLDeviceRepository(engine).register("shared", "thermo")
     metrics = GatewayMetrics()
-    early, late = _recorder(engine, metrics), _recorder(engine, metrics)
+    clock = SteppedClock(time.time)  # the two gateways' contacts, a second apart each
+    early, late = _recorder(engine, metrics, clock), _recorder(engine, metrics, clock)
     early.seen("shared")
-    await asyncio.sleep(0.01)  # only orders the contacts and the mark; nothing waits on it
-    between = utcnow()
-    await asyncio.sleep(0.01)
+    clock.advance(1.0)
+    between = datetime.fromtimestamp(clock(), UTC)
+    clock.advance(1.0)
     late.seen("shared")
     assert await late.flush() and await early.flush()  # the older one is written last
     activity = await SQLDeviceActivityRepository(engine).activity(["shared"])
@@ -180,6 +186,7 @@ async def test_two_gateways_keep_the_later_contact(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         rows = (await connection.execute(text("SELECT count(*) FROM device_last_seen"))).scalar()
     assert rows == 1
+    clock.advance(1.0)
     late.seen("shared")
     assert await late.flush()
     newer = (await SQLDeviceActivityRepository(engine).activity(["shared"]))["shared"]

@@ -39,8 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.gateway.conftest import Topology, gateway_config
 from tests.gateway.parsers import READING, SET_PERIOD_900, THERMO
 from tests.gateway.test_commands import command, queued, send_command
+from tests.support.clock import SteppedClock
 from tests.support.kafka import prefix
 from tests.support.parsers import install_parsers
+from tests.support.waiting import until
 
 DEVICES = ("rt-query", "rt-value", "rt-path")
 
@@ -152,7 +154,8 @@ class TestMadeUpDeviceIds:
         helps only for ids seen again), so each cheap datagram cost a query and the
         flood queued in front of the claims of real devices on the connection pool."""
         devices = SQLDeviceRepository(engine)
-        directory = DeviceDirectory(devices, refresh_s=3600, unknown_ttl_s=60)
+        clock = SteppedClock()
+        directory = DeviceDirectory(devices, refresh_s=3600, unknown_ttl_s=60, clock=clock)
         await directory.start()
         try:
             await devices.register("fresh-1", "thermo")  # newer than the memory copy
@@ -166,7 +169,7 @@ class TestMadeUpDeviceIds:
             assert len(statements) <= 2 * UNKNOWN_LOOKUPS_PER_S
             assert deferred >= 300 - 2 * UNKNOWN_LOOKUPS_PER_S
             # The budget comes back: a device registered since the last reload is found.
-            await asyncio.sleep(1.5 / UNKNOWN_LOOKUPS_PER_S)
+            clock.advance(1.5 / UNKNOWN_LOOKUPS_PER_S)
             assert await directory.device_type("fresh-1") == "thermo"
         finally:
             await directory.stop()
@@ -221,10 +224,12 @@ class BrokerDown:
     def __init__(self) -> None:
         self.down = True
         self.acknowledged: list[dict[str, Any]] = []
+        self.refused = 0
 
     async def publish(self, topic: str, value: bytes, key: bytes | None) -> None:
         await asyncio.sleep(0)
         if self.down:
+            self.refused += 1
             raise PublishError("kafka did not acknowledge (test)")
         self.acknowledged.append(json.loads(value))
 
@@ -257,12 +262,11 @@ async def test_status_records_of_a_kafka_outage_are_published_once_it_is_back(
         for n in range(3):
             await SQLCommandRepository(engine).add(
                 request_id=f"brief-{n}", device_id="dev-y", name="set_period",
-                body='{"params":{}}', expires_at=utcnow() + timedelta(milliseconds=50),
+                body='{"params":{}}', expires_at=utcnow() - timedelta(seconds=1),
             )  # fmt: skip
-        await asyncio.sleep(0.1)
         await desk.expire()  # the broker is down as they expire
-        await asyncio.sleep(0.3)
-        assert broker.acknowledged == []
+        await until(lambda: broker.refused > 3)  # all three refused, and again on a retry
+        assert broker.acknowledged == [] and len(desk.outbox) == 3
         broker.down = False
         for _ in range(100):
             if len(broker.acknowledged) >= 3:

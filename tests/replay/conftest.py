@@ -18,7 +18,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from preservarium.contract.topics import Topics
 from preservarium.db.engine import make_engine
-from preservarium.db.migrate import upgrade
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.replay.lease import LEASE_S
 from preservarium.replay.service import Replays
@@ -31,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.sandbox.conftest import sandbox_config
 from tests.support.kafka import TopicReader, prefix
+from tests.support.sqlite import SQLiteTemplate
 
 # Version 1 is what ran at the time; version 2 changes 2, fails on 3 and fixes 4.
 V1 = """
@@ -55,10 +55,10 @@ def parse(payload, metadata):
 
 
 @pytest.fixture(scope="module")
-async def replay_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('replay') / 'replay.db'}"
-    await upgrade(url)
-    return url
+async def replay_db(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: SQLiteTemplate
+) -> str:
+    return await sqlite_template.copy(tmp_path_factory.mktemp("replay") / "replay.db")
 
 
 @pytest.fixture(scope="module")

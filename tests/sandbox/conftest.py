@@ -15,6 +15,7 @@ from preservarium_sandbox.quarantine import QuarantinePolicy
 from preservarium_sandbox.server import SandboxConfig, SandboxServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.clock import SteppedClock
 from tests.support.contacts import unix
 from tests.support.net import free_port
 from tests.support.sqlite import SQLiteTemplate
@@ -46,8 +47,14 @@ async def sandbox_db(
 
 
 @pytest.fixture(scope="module")
-async def sandbox(sandbox_db: str) -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(sandbox_config(sandbox_db)) as server:
+def sandbox_clock() -> SteppedClock:
+    """The module sandbox's clock: real time, stepped by tests that wait out a bench."""
+    return SteppedClock()
+
+
+@pytest.fixture(scope="module")
+async def sandbox(sandbox_db: str, sandbox_clock: SteppedClock) -> AsyncIterator[SandboxServer]:
+    async with SandboxServer(sandbox_config(sandbox_db), clock=sandbox_clock) as server:
         yield server
 
 

@@ -15,6 +15,7 @@ from preservarium_sandbox.server import SandboxServer
 
 from tests.sandbox.conftest import QUARANTINE, contact, sandbox_config, wait_for_version
 from tests.sandbox.support import alive, kill, outcome
+from tests.support.clock import SteppedClock
 
 ECHO = "def parse(payload, metadata):\n    return {'n': len(payload), 'v': VERSION}\nVERSION = 1\n"
 LOOP = "def parse(payload, metadata):\n    while True:\n        pass\n"
@@ -81,7 +82,7 @@ async def test_a_looping_parser_costs_other_parsers_nothing(
 
 
 async def test_quarantine_enters_and_ends(
-    client: SandboxClient, parsers: SQLParserRepository
+    client: SandboxClient, parsers: SQLParserRepository, sandbox_clock: SteppedClock
 ) -> None:
     device_type, other = new_type(), new_type()
     await parsers.upload(device_type, LOOP)
@@ -95,7 +96,7 @@ async def test_quarantine_enters_and_ends(
     assert outcome(await client.parse(contact(device_type)))[0] == "quarantined"
     assert time.perf_counter() - started < 0.05
     assert outcome(await client.parse(contact(other)))[0] == "ok"
-    await asyncio.sleep(QUARANTINE.cooldown_s + 0.1)
+    sandbox_clock.advance(QUARANTINE.cooldown_s)
     assert outcome(await client.parse(contact(device_type)))[0] == "timeout"
     assert outcome(await client.parse(contact(device_type)))[0] == "quarantined"
 

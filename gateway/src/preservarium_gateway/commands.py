@@ -13,7 +13,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from preservarium.contract.command_requests import (
     CommandRequest,
@@ -26,11 +26,10 @@ from preservarium.contract.encoding import encode
 from preservarium.contract.kinds import ErrorKind
 from preservarium.contract.status import Status, status_record
 from preservarium.contract.topics import Topics
-from preservarium.db.models import utcnow
 from preservarium.errors import ConflictError, NotFoundError, RepositoryError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
-from preservarium.repositories import CommandRecord, SQLCommandRepository
+from preservarium.repositories import CommandRecord
 from preservarium.repositories.commands import CommandStatus
 from preservarium.sandbox_answers import CommandAnswer, ScriptError
 from preservarium.sandbox_client import CommandInput, SandboxRequestError, SandboxUnavailableError
@@ -42,7 +41,7 @@ from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.pending_commands import PendingCommandIndex
 from preservarium_gateway.status_outbox import StatusOutbox
-from preservarium_gateway.types import ParserService, RecordPublisher
+from preservarium_gateway.types import Clock, CommandStore, ParserService, RecordPublisher
 
 log = logging.getLogger("preservarium.gateway.commands")
 StatusObserver = Callable[[str], None]
@@ -62,7 +61,7 @@ class CommandDesk(AsyncLifecycle):
     def __init__(
         self,
         *,
-        repository: SQLCommandRepository,
+        repository: CommandStore,
         publisher: RecordPublisher,
         topics: Topics,
         limits: GatewayLimits,
@@ -71,6 +70,7 @@ class CommandDesk(AsyncLifecycle):
         max_attempts: int = MAX_UNAVAILABLE_ATTEMPTS,
         max_counted: int = MAX_COUNTED_COMMANDS,
         supervisor: Supervisor | None = None,
+        clock: Clock = time.time,
         sandbox: ParserService | None = None,
         directory: DeviceDirectory | None = None,
         metrics: GatewayMetrics | None = None,
@@ -78,6 +78,8 @@ class CommandDesk(AsyncLifecycle):
         """`sandbox` formats the commands it delivers (with each device's attributes from
         `directory`); a desk without one only stores, claims and settles."""
         self._repository = repository
+        # A wall clock: it stamps statuses and dates the claims that count as stale.
+        self._clock = clock
         self._sandbox = sandbox
         self._directory = directory
         self._metrics = metrics
@@ -91,7 +93,7 @@ class CommandDesk(AsyncLifecycle):
         self._max_counted = max_counted
         self._attempts: OrderedDict[str, int] = OrderedDict()
         self._housekeeper = Periodic(
-            self._housekeeping, interval_s=limits.commands_refresh_s,
+            self.housekeep, interval_s=limits.commands_refresh_s,
             name="command-housekeeping", supervisor=supervisor,
         )  # fmt: skip
 
@@ -121,7 +123,7 @@ class CommandDesk(AsyncLifecycle):
             request_id=request_id,
             device_id=device_id,
             status=status,
-            at=utcnow(),
+            at=self._now(),
             reason=reason,
             payload=payload,
         )
@@ -134,9 +136,14 @@ class CommandDesk(AsyncLifecycle):
         self.index.reading()
         self.index.replace(await self._repository.pending_device_ids())
 
-    async def _housekeeping(self) -> None:
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    async def housekeep(self) -> None:
+        """One round of what the periodic loop does: expire what is due, queue again the
+        claims of gateways that died mid-contact, re-read the pending devices."""
         await self.expire()
-        stale = utcnow() - timedelta(seconds=self._limits.stale_claim_s)
+        stale = self._now() - timedelta(seconds=self._limits.stale_claim_s)
         await self._repository.requeue_stale_claims(stale)
         await self.refresh()
 

@@ -21,6 +21,7 @@ from aiocoap.numbers.types import CON
 
 from preservarium_gateway.dtls import dtls_peer
 from preservarium_gateway.fair_entries import FairEntries, Key, host_of
+from preservarium_gateway.types import Clock
 
 
 def endpoint_of(remote: Any) -> tuple[Any, ...]:
@@ -42,9 +43,16 @@ class BoundedDeduplication:
     """Drop-in for aiocoap MessageManager's `_deduplicate_message` and response store."""
 
     def __init__(
-        self, manager: Any, *, lifetime_s: float, max_entries: int, source_entries: int
+        self,
+        manager: Any,
+        *,
+        lifetime_s: float,
+        max_entries: int,
+        source_entries: int,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._manager = manager
+        self._clock = clock
         self._lifetime_s = lifetime_s
         # key -> [deadline, response or None]
         self._entries = FairEntries(max_entries=max_entries, host_entries=source_entries)
@@ -78,7 +86,7 @@ class BoundedDeduplication:
     def deduplicate(self, message: Any) -> bool:
         """True when `message` was seen already (a stored response is sent again)."""
         key = key_of(message)
-        now = time.monotonic()
+        now = self._clock()
         entry = self._entries.get(key)
         if entry is not None:
             if entry[0] > now:

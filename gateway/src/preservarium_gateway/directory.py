@@ -32,6 +32,7 @@ from preservarium.repositories.credentials import NO_CREDENTIALS, AuthEntry
 from preservarium.supervisor import Supervisor
 
 from preservarium_gateway.errors import DirectoryBusyError
+from preservarium_gateway.types import Clock
 
 log = logging.getLogger("preservarium.gateway.directory")
 MAX_UNKNOWN = 100_000
@@ -43,10 +44,10 @@ UNKNOWN_LOOKUPS_PER_S = 20.0
 class LookupBudget:
     """A token bucket: `rate` lookups a second on average, at most `rate` at once."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, *, clock: Clock = time.monotonic) -> None:
         self._rate = rate
         self._tokens = rate
-        self._at = time.monotonic()
+        self._at = clock()
 
     def take(self, now: float) -> bool:
         """Spend one lookup if there is one left."""
@@ -84,11 +85,13 @@ class DeviceDirectory(AsyncLifecycle):
         credentials: CredentialSource | None = None,
         supervisor: Supervisor | None = None,
         on_reload: Callable[[Mapping[str, AuthEntry]], None] | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._repository = repository
+        self._clock = clock
         # Told the credentials after each reload (the OSCORE contexts drop stale ones).
         self._on_reload = on_reload
-        self._budget = LookupBudget(lookups_per_s)
+        self._budget = LookupBudget(lookups_per_s, clock=clock)
         self._credentials = credentials
         self._auth: dict[str, AuthEntry] = {}
         self._any_credentials = False
@@ -129,7 +132,7 @@ class DeviceDirectory(AsyncLifecycle):
         self._auth = auth
         self._any_credentials = any(e.auth is not AuthKind.NONE for e in auth.values())
         self._revision = revision
-        self._next_full = time.monotonic() + self._refresh_s
+        self._next_full = self._clock() + self._refresh_s
         if self._on_reload is not None:
             self._on_reload(auth)
 
@@ -141,7 +144,7 @@ class DeviceDirectory(AsyncLifecycle):
     async def _refresh(self) -> None:
         """Reload when the registry revision moved, or when the periodic full reload is due
         (the safety net for a write that did not move the revision)."""
-        if time.monotonic() >= self._next_full:
+        if self._clock() >= self._next_full:
             await self.reload()
         elif await self._repository.revision() != self._revision:
             log.info("device registry changed: reloading")
@@ -168,7 +171,7 @@ class DeviceDirectory(AsyncLifecycle):
         known = self._types.get(device_id)
         if known is not None:
             return known
-        now = time.monotonic()
+        now = self._clock()
         if self._unknown.get(device_id, 0.0) > now:
             return None
         if not self._budget.take(now):

@@ -20,7 +20,7 @@ from preservarium.periodic import Periodic
 from preservarium.supervisor import Supervisor
 
 from preservarium_gateway.metrics import GatewayMetrics
-from preservarium_gateway.types import LastSeenStore
+from preservarium_gateway.types import Clock, LastSeenStore
 
 log = logging.getLogger("preservarium.gateway.last_seen")
 
@@ -36,8 +36,11 @@ class LastSeenRecorder:
         max_entries: int,
         metrics: GatewayMetrics,
         supervisor: Supervisor,
+        clock: Clock = time.time,
     ) -> None:
         self._store = store
+        # A wall clock: the times are stored as the devices' last contact.
+        self._clock = clock
         self._max_entries = max_entries
         self._metrics = metrics
         self._seen: dict[str, float] = {}
@@ -53,7 +56,7 @@ class LastSeenRecorder:
         """A contact of `device_id` was delivered now (the hot path: one dict write)."""
         seen = self._seen
         if len(seen) < self._max_entries or device_id in seen:
-            seen[device_id] = time.time()
+            seen[device_id] = self._clock()
         else:
             self._metrics.last_seen_dropped.inc()
 

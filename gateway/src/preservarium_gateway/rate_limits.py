@@ -13,9 +13,8 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 
-Clock = Callable[[], float]
+from preservarium_gateway.types import Clock
 
 
 class KeyedRateLimiter:

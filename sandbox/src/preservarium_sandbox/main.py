@@ -7,11 +7,13 @@ import asyncio
 from preservarium.service import run_service
 from preservarium.settings import Settings
 
-from preservarium_sandbox.server import SandboxConfig, SandboxServer
-
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until SIGTERM/SIGINT; in-flight calls finish before the workers stop."""
+    # Imported once the settings are read: a bad setting is reported before the server's
+    # imports (gRPC, SQLAlchemy) cost their CPU.
+    from preservarium_sandbox.server import SandboxConfig, SandboxServer
+
     async with SandboxServer(SandboxConfig.from_settings(settings)):
         await stop.wait()
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
+from preservarium.clock import Clock
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.errors import PreservariumError
@@ -73,7 +75,7 @@ class SandboxConfig:
 class SandboxServer(AsyncLifecycle):
     """Owns every part of the sandbox; start() and stop() in order, stop() idempotent."""
 
-    def __init__(self, config: SandboxConfig) -> None:
+    def __init__(self, config: SandboxConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.metrics = SandboxMetrics()
         self.task_metrics = SupervisorMetrics(self.metrics.registry)
@@ -110,7 +112,8 @@ class SandboxServer(AsyncLifecycle):
             limits=config.limits,
             trial=config.trial,
         )
-        self.quarantine = Quarantine(config.quarantine)
+        # Quarantine's benches end by this clock (tests step it instead of waiting).
+        self.quarantine = Quarantine(config.quarantine, clock=clock)
         self._health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._service: SandboxService | None = None
