@@ -1,0 +1,227 @@
+"""The gateway's own CPU per contact, beside the bare aiocoap server's, with a breakdown.
+
+`python -m bench.gateway_profile [--seconds S] [--window W] [--runs N] [--no-profile]`
+starts a broker, a sandbox, the real gateway and the bare aiocoap server (bench.bare_server)
+as separate processes, drives each with the raw-UDP load generator (Efento contacts on
+the `/m` route), and reads each server's CPU (utime + stime of every thread, from /proc)
+before and after every run: CPU per answered contact is steadier than throughput on a
+shared machine. Runs alternate gateway and bare server, after a warm-up of each.
+
+Then (unless --no-profile) one more gateway run under cProfile (its default clock: the
+main thread's CPU clock costs a system call per profiler event here; the time spent
+waiting in epoll is left out of the totals instead): the gateway process
+is started through `python -m bench.gateway_profile serve`, which runs the gateway with
+a profiler that SIGUSR1 turns on and SIGUSR2 turns off and writes out. The profile
+gives each stage's share of the main thread's CPU; the budget table scales those shares
+to the unprofiled main-thread CPU per contact (cProfile's own cost inflates functions
+that make many calls, so these figures are estimates, the totals are not).
+
+Writes bench/results/gateway_profile.json and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from preservarium.embedded.broker import EmbeddedBroker
+
+from bench.gateway_stages import Budget, budget
+from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """utime + stime of each thread of `pid`, in seconds."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) * TICK_S
+    return out
+
+
+async def measured(pid: int, spec: str) -> dict[str, Any]:
+    """One load run; the server's CPU per answered contact (all threads, main thread)."""
+    before = thread_cpu_s(pid)
+    report = await run_load(spec)
+    after = thread_cpu_s(pid)
+    total = sum(after.values()) - sum(before.values())
+    main = after.get(pid, 0.0) - before.get(pid, 0.0)
+    answered = max(1, int(report["answered"]))
+    return {
+        "answered": report["answered"],
+        "timeouts": report["timeouts"],
+        "rate": report["rate"],
+        "p50_ms": report["p50_ms"],
+        "p99_ms": report["p99_ms"],
+        "cpu_s": total,
+        "cpu_us_per_contact": total / answered * 1e6,
+        "main_thread_us_per_contact": main / answered * 1e6,
+    }
+
+
+async def measure(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from bench.__main__ import prepare_database, service_env, spec
+
+    url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
+    await prepare_database(url)
+    sandbox_addr = f"127.0.0.1:{free_port()}"
+    gateway_port, bare_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    profile_path = work / "gateway.prof"
+    children: list[Child] = []
+    runs: dict[str, list[dict[str, Any]]] = {"gateway": [], "bare": []}
+    async with EmbeddedBroker(port=free_port()) as broker:
+        env = service_env(url, broker.bootstrap, sandbox_addr, gateway_port)
+        env["BENCH_PROFILE_OUT"] = str(profile_path)
+        try:
+            sandbox = Child("sandbox", [str(BIN / "preservarium-sandbox")], env,
+                            work / "sandbox.log")  # fmt: skip
+            children.append(sandbox)
+            await wait_for_grpc_health(sandbox_addr)
+            gateway = Child("gateway", [sys.executable, "-m", "bench.gateway_profile", "serve"],
+                            env, work / "gateway.log")  # fmt: skip
+            bare = Child("bare", [sys.executable, "-m", "bench.bare_server", str(bare_port)],
+                         {}, work / "bare.log")  # fmt: skip
+            children += [gateway, bare]
+            await wait_for_coap(gateway_port)
+            await wait_for_coap(bare_port)
+            only_m = [("m", "/m", 1)]
+            load = {name: spec(port, args.window, args.seconds, only_m)
+                    for name, port in (("gateway", gateway_port), ("bare", bare_port))}  # fmt: skip
+            for _, port in (("gateway", gateway_port), ("bare", bare_port)):
+                await run_load(spec(port, args.window, 3, only_m))  # warm-up
+            for n in range(args.runs):
+                for name, child in (("gateway", gateway), ("bare", bare)):
+                    print(f"run {n + 1}/{args.runs}: {name} ...", flush=True)
+                    runs[name].append(await measured(child.pid, load[name]))
+            profile: Budget | None = None
+            if args.profile:
+                print("profiled gateway run ...", flush=True)
+                os.kill(gateway.pid, signal.SIGUSR1)
+                profiled = await measured(gateway.pid, load["gateway"])
+                os.kill(gateway.pid, signal.SIGUSR2)
+                await _wait_for(profile_path)
+                main_us = _median([r["main_thread_us_per_contact"] for r in runs["gateway"]])
+                profile = budget(profile_path, main_us)
+                profile.load = profiled
+                if args.keep_profile is not None:
+                    args.keep_profile.write_bytes(profile_path.read_bytes())
+        finally:
+            for child in reversed(children):
+                child.stop()
+    return {"runs": runs, "profile": None if profile is None else profile.as_dict()}
+
+
+async def _wait_for(path: Path, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() or path.stat().st_size == 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no profile written to {path}")
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)  # the dump is written in one go; let it finish
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else float("nan")
+
+
+def summary(results: dict[str, Any]) -> dict[str, float]:
+    """Medians over the runs."""
+    gateway, bare = results["runs"]["gateway"], results["runs"]["bare"]
+    out = {
+        "gateway_cpu_us_per_contact": _median([r["cpu_us_per_contact"] for r in gateway]),
+        "gateway_main_thread_us_per_contact": _median(
+            [r["main_thread_us_per_contact"] for r in gateway]
+        ),
+        "bare_cpu_us_per_contact": _median([r["cpu_us_per_contact"] for r in bare]),
+        "gateway_rate": _median([r["rate"] for r in gateway]),
+        "bare_rate": _median([r["rate"] for r in bare]),
+        "gateway_lost": sum(r["timeouts"] for r in gateway),
+    }
+    out["gateway_over_bare_us"] = out["gateway_cpu_us_per_contact"] - out["bare_cpu_us_per_contact"]
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["server   run  contacts/s  p50 ms  p99 ms  CPU us/contact  main thread us"]
+    for name, runs in results["runs"].items():
+        for n, r in enumerate(runs, 1):
+            lines.append(
+                f"{name:8} {n:3}  {r['rate']:10.0f}  {r['p50_ms']:6.2f}  {r['p99_ms']:6.2f}"
+                f"  {r['cpu_us_per_contact']:14.0f}  {r['main_thread_us_per_contact']:14.0f}"
+            )
+    lines.append("")
+    lines += [f"{key}: {value:.1f}" for key, value in results["summary"].items()]
+    if results["profile"] is not None:
+        lines += ["", Budget.render(results["profile"])]
+    return "\n".join(lines)
+
+
+def serve() -> None:
+    """The gateway, with a profiler SIGUSR1 starts and SIGUSR2 stops and writes out."""
+    from preservarium_gateway.main import main
+
+    profiler = cProfile.Profile()
+    out = os.environ["BENCH_PROFILE_OUT"]
+
+    def start(signum: int, frame: Any) -> None:
+        profiler.enable()
+
+    def stop(signum: int, frame: Any) -> None:
+        profiler.disable()
+        profiler.dump_stats(out)
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    main()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway_profile")
+    parser.add_argument("command", nargs="?", choices=["serve"], help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each run")
+    parser.add_argument("--window", type=int, default=64, help="requests in flight")
+    parser.add_argument("--runs", type=int, default=3, help="runs per server")
+    parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--out", type=Path, default=RESULTS / "gateway_profile.json")
+    parser.add_argument("--keep-profile", type=Path, help="copy the cProfile output here")
+    args = parser.parse_args()
+    if args.command == "serve":
+        serve()
+        return
+    with tempfile.TemporaryDirectory(prefix="preservarium-gwprofile-") as work:
+        results = asyncio.run(measure(Path(work), args))
+    results["summary"] = summary(results)
+    results["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results["window"], results["seconds"] = args.window, args.seconds
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"\nwritten: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
