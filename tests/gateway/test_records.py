@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
 
 from preservarium_gateway import records
 
@@ -22,3 +23,17 @@ def test_a_status_of_a_rejected_record_is_cleaned_to_encodable_text() -> None:
 def test_encode_never_raises_on_text() -> None:
     value = records.encode({"v": 1, "nested": [{"\ud800": "x\udfff"}]})
     assert json.loads(value) == {"v": 1, "nested": [{"\ufffd": "x\ufffd"}]}
+
+
+def test_uplink_ids_are_random_version_4_uuids_in_hex() -> None:
+    ids = {records.uplink_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in ids:
+        parsed = uuid.UUID(hex=text)
+        assert parsed.hex == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_rfc3339_is_utc_with_milliseconds_whatever_the_zone() -> None:
+    moment = datetime(2026, 11, 30, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    assert records.rfc3339(moment) == "2026-11-30T12:00:00.123Z"
+    assert records.rfc3339(AT) == records.rfc3339(AT) == "2026-11-30T12:00:00.000Z"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -138,7 +137,7 @@ class ContactPipeline:
         """Every stage of one contact."""
         now = datetime.now(UTC)
         uplink = records.Uplink(
-            id=uuid.uuid4().hex, received_at=now, device_id=request.device_id,
+            id=records.uplink_id(), received_at=now, device_id=request.device_id,
             device_type=request.device_type, method=request.method, path=request.path,
             confirmable=request.confirmable, remote=request.remote, payload=request.payload,
             query=request.query,
