@@ -100,8 +100,10 @@ async def measure(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                             work / "sandbox.log")  # fmt: skip
             children.append(sandbox)
             await wait_for_grpc_health(sandbox_addr)
+            # --against: the gateway runs another tree's sources (an A/B comparison).
+            gateway_env = {**env, "PYTHONPATH": _pythonpath(args.against)}
             gateway = Child("gateway", [sys.executable, "-m", "bench.gateway_profile", "serve"],
-                            env, work / "gateway.log")  # fmt: skip
+                            gateway_env, work / "gateway.log")  # fmt: skip
             bare = Child("bare", [sys.executable, "-m", "bench.bare_server", str(bare_port)],
                          {}, work / "bare.log")  # fmt: skip
             children += [gateway, bare]
@@ -132,6 +134,14 @@ async def measure(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             for child in reversed(children):
                 child.stop()
     return {"runs": runs, "profile": None if profile is None else profile.as_dict()}
+
+
+def _pythonpath(tree: Path | None) -> str:
+    """PYTHONPATH for the gateway: this bench first, then the other tree's packages."""
+    paths = [str(Path(__file__).resolve().parents[1])]
+    if tree is not None:
+        paths += [str(tree / "gateway" / "src"), str(tree / "sdk" / "src")]
+    return os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 
 
 async def _wait_for(path: Path, timeout_s: float = 30) -> None:
@@ -207,6 +217,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per server")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--out", type=Path, default=RESULTS / "gateway_profile.json")
+    parser.add_argument("--against", type=Path, help="run the gateway from this source tree "
+                        "(e.g. `git archive main | tar -x -C DIR`)")  # fmt: skip
     parser.add_argument("--keep-profile", type=Path, help="copy the cProfile output here")
     args = parser.parse_args()
     if args.command == "serve":
@@ -217,6 +229,7 @@ def main() -> None:
     results["summary"] = summary(results)
     results["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results["window"], results["seconds"] = args.window, args.seconds
+    results["against"] = None if args.against is None else str(args.against)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(table(results))
