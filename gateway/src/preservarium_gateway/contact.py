@@ -147,9 +147,7 @@ class ContactPipeline:
         ):
             return await self._handle_route_authenticated_first(request, uplink)
         command = await self._claim(request.device_id) if request.confirmable else None
-        durable, parsed = await asyncio.gather(
-            self._publish_raw(uplink), self._parse(uplink, command)
-        )
+        durable, parsed = await self._publish_raw_while_parsing(uplink, command)
         parsed = await self._parse_after_failure(uplink, parsed)
         if not durable:
             if command is not None:
@@ -162,6 +160,20 @@ class ContactPipeline:
             # (device_id null) names nobody.
             return ContactAnswer(Outcome.UNAUTHENTICATED)
         return await self._finish(request, uplink, parsed, identity, command)
+
+    async def _publish_raw_while_parsing(
+        self, uplink: records.Uplink, command: CommandRecord | None
+    ) -> tuple[bool, Parsed]:
+        """The raw record's publish and the sandbox call, at the same time. The parse runs
+        in this task and only the publish gets one of its own (asyncio.gather would make
+        two tasks and a future per contact); if this task is cancelled, so is the publish."""
+        raw = asyncio.create_task(self._publish_raw(uplink))
+        try:
+            parsed = await self._parse(uplink, command)
+        except BaseException:
+            raw.cancel()
+            raise
+        return await raw, parsed
 
     async def _handle_route_authenticated_first(
         self, request: ContactRequest, uplink: records.Uplink
