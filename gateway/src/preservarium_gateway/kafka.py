@@ -77,6 +77,10 @@ class KafkaPublisher(AsyncLifecycle):
                 "kafka unavailable", extra={"bootstrap": self._bootstrap, "error": str(exc)}
             )
             return False
+        except asyncio.CancelledError:  # stop() during an attempt: close what it opened
+            with contextlib.suppress(Exception):
+                await asyncio.shield(producer.stop())
+            raise
         self._producer = producer
         log.info("kafka connected", extra={"bootstrap": self._bootstrap})
         return True
