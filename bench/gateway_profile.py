@@ -1,20 +1,23 @@
 """The gateway's own CPU per contact, beside the bare aiocoap server's, with a breakdown.
 
-`python -m bench.gateway_profile [--seconds S] [--window W] [--runs N] [--no-profile]`
-starts a broker, a sandbox, the real gateway and the bare aiocoap server (bench.bare_server)
-as separate processes, drives each with the raw-UDP load generator (Efento contacts on
-the `/m` route), and reads each server's CPU (utime + stime of every thread, from /proc)
-before and after every run: CPU per answered contact is steadier than throughput on a
-shared machine. Runs alternate gateway and bare server, after a warm-up of each.
+`python -m bench.gateway_profile [--seconds S] [--window W] [--runs N] [--against DIR]
+[--no-profile]` starts a broker, a sandbox, the real gateway and the bare aiocoap server
+(bench.bare_server) as separate processes, drives each with the raw-UDP load generator
+(Efento contacts on the `/m` route), and reads each server's CPU (utime + stime of every
+thread, from /proc) before and after every run: CPU per answered contact is steadier than
+throughput on a shared machine. With --against, a second gateway runs the sources of
+another tree (say main's) beside the first, on the same sandbox and broker; runs
+alternate gateway, against, bare, short and repeated, so both gateways see the same
+machine, and the summary gives their run-by-run ratio.
 
-Then (unless --no-profile) one more gateway run under cProfile (its default clock: the
-main thread's CPU clock costs a system call per profiler event here; the time spent
-waiting in epoll is left out of the totals instead): the gateway process
-is started through `python -m bench.gateway_profile serve`, which runs the gateway with
-a profiler that SIGUSR1 turns on and SIGUSR2 turns off and writes out. The profile
-gives each stage's share of the main thread's CPU; the budget table scales those shares
-to the unprofiled main-thread CPU per contact (cProfile's own cost inflates functions
-that make many calls, so these figures are estimates, the totals are not).
+Then (unless --no-profile) one more run of each gateway under cProfile (its default
+clock: the thread CPU clock costs a system call per profiler event here; the time spent
+waiting in epoll is left out of the totals instead). A gateway is started through
+`python -m bench.gateway_profile serve`, which runs it with a profiler that SIGUSR1 turns
+on and SIGUSR2 turns off and writes out. The profile gives each stage's share of the
+main thread's CPU (bench.gateway_stages); the budget scales those shares to the
+unprofiled main-thread CPU per contact (cProfile's own cost inflates functions that make
+many calls, so the stage figures are estimates; the totals are measured).
 
 Writes bench/results/gateway_profile.json and prints the tables.
 """
@@ -88,54 +91,68 @@ async def measure(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
     await prepare_database(url)
     sandbox_addr = f"127.0.0.1:{free_port()}"
-    gateway_port, bare_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
-    profile_path = work / "gateway.prof"
-    children: list[Child] = []
-    runs: dict[str, list[dict[str, Any]]] = {"gateway": [], "bare": []}
+    # "gateway": this tree; "against": --against's tree, beside it on the same sandbox and
+    # broker, so that alternating short runs see the same machine (it is shared).
+    names = ["gateway", "against"] if args.against is not None else ["gateway"]
+    ports = {name: free_port(socket.SOCK_DGRAM) for name in [*names, "bare"]}
+    children: dict[str, Child] = {}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
     async with EmbeddedBroker(port=free_port()) as broker:
-        env = service_env(url, broker.bootstrap, sandbox_addr, gateway_port)
-        env["BENCH_PROFILE_OUT"] = str(profile_path)
+        env = service_env(url, broker.bootstrap, sandbox_addr, 0)
         try:
-            sandbox = Child("sandbox", [str(BIN / "preservarium-sandbox")], env,
-                            work / "sandbox.log")  # fmt: skip
-            children.append(sandbox)
+            children["sandbox"] = Child("sandbox", [str(BIN / "preservarium-sandbox")], env,
+                                        work / "sandbox.log")  # fmt: skip
             await wait_for_grpc_health(sandbox_addr)
-            # --against: the gateway runs another tree's sources (an A/B comparison).
-            gateway_env = {**env, "PYTHONPATH": _pythonpath(args.against)}
-            gateway = Child("gateway", [sys.executable, "-m", "bench.gateway_profile", "serve"],
-                            gateway_env, work / "gateway.log")  # fmt: skip
-            bare = Child("bare", [sys.executable, "-m", "bench.bare_server", str(bare_port)],
-                         {}, work / "bare.log")  # fmt: skip
-            children += [gateway, bare]
-            await wait_for_coap(gateway_port)
-            await wait_for_coap(bare_port)
+            for name in names:
+                tree = args.against if name == "against" else None
+                children[name] = Child(
+                    name, [sys.executable, "-m", "bench.gateway_profile", "serve"],
+                    {**env, "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{ports[name]}",
+                     "PYTHONPATH": _pythonpath(tree),
+                     "BENCH_PROFILE_OUT": str(work / f"{name}.prof")},
+                    work / f"{name}.log",
+                )  # fmt: skip
+            children["bare"] = Child(
+                "bare", [sys.executable, "-m", "bench.bare_server", str(ports["bare"])], {},
+                work / "bare.log",
+            )  # fmt: skip
+            for port in ports.values():
+                await wait_for_coap(port)
             only_m = [("m", "/m", 1)]
             load = {name: spec(port, args.window, args.seconds, only_m)
-                    for name, port in (("gateway", gateway_port), ("bare", bare_port))}  # fmt: skip
-            for _, port in (("gateway", gateway_port), ("bare", bare_port)):
+                    for name, port in ports.items()}  # fmt: skip
+            for port in ports.values():
                 await run_load(spec(port, args.window, 3, only_m))  # warm-up
-            idle = await idle_cpu(gateway.pid)
+            idle = {name: await idle_cpu(children[name].pid) for name in names}
             for n in range(args.runs):
-                for name, child in (("gateway", gateway), ("bare", bare)):
+                for name in ports:
                     print(f"run {n + 1}/{args.runs}: {name} ...", flush=True)
-                    runs[name].append(await measured(child.pid, load[name]))
-            profile: Budget | None = None
-            if args.profile:
-                print("profiled gateway run ...", flush=True)
-                os.kill(gateway.pid, signal.SIGUSR1)
-                profiled = await measured(gateway.pid, load["gateway"])
-                os.kill(gateway.pid, signal.SIGUSR2)
-                await _wait_for(profile_path)
-                main_us = _median([r["main_thread_us_per_contact"] for r in runs["gateway"]])
-                profile = budget(profile_path, main_us)
-                profile.load = profiled
+                    runs[name].append(await measured(children[name].pid, load[name]))
+            profiles: dict[str, Any] = {}
+            for name in names if args.profile else []:
+                print(f"profiled run: {name} ...", flush=True)
+                profiles[name] = await profiled(children[name], work, load[name], runs[name])
                 if args.keep_profile is not None:
-                    args.keep_profile.write_bytes(profile_path.read_bytes())
+                    kept = args.keep_profile.with_stem(f"{args.keep_profile.stem}-{name}")
+                    kept.write_bytes((work / f"{name}.prof").read_bytes())
         finally:
-            for child in reversed(children):
+            for child in reversed(children.values()):
                 child.stop()
-    return {"runs": runs, "idle": idle,
-            "profile": None if profile is None else profile.as_dict()}  # fmt: skip
+    return {"runs": runs, "idle": idle, "profiles": profiles}
+
+
+async def profiled(
+    child: Child, work: Path, load: str, runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One more run with the profiler on; its budget, scaled to the unprofiled runs."""
+    path = work / f"{child.name}.prof"
+    os.kill(child.pid, signal.SIGUSR1)
+    run = await measured(child.pid, load)
+    os.kill(child.pid, signal.SIGUSR2)
+    await _wait_for(path)
+    profile = budget(path, _median([r["main_thread_us_per_contact"] for r in runs]))
+    profile.load = run
+    return profile.as_dict()
 
 
 async def idle_cpu(pid: int, seconds: float = 5.0) -> dict[str, float]:
@@ -170,20 +187,23 @@ def _median(values: list[float]) -> float:
 
 
 def summary(results: dict[str, Any]) -> dict[str, float]:
-    """Medians over the runs."""
-    gateway, bare = results["runs"]["gateway"], results["runs"]["bare"]
-    out = {
-        "gateway_cpu_us_per_contact": _median([r["cpu_us_per_contact"] for r in gateway]),
-        "gateway_main_thread_us_per_contact": _median(
-            [r["main_thread_us_per_contact"] for r in gateway]
-        ),
-        "bare_cpu_us_per_contact": _median([r["cpu_us_per_contact"] for r in bare]),
-        "gateway_rate": _median([r["rate"] for r in gateway]),
-        "bare_rate": _median([r["rate"] for r in bare]),
-        "gateway_lost": sum(r["timeouts"] for r in gateway),
-    }
+    """Medians over the runs, and the paired ratio of the two gateways (run by run)."""
+    out: dict[str, float] = {}
+    for name, runs in results["runs"].items():
+        out[f"{name}_cpu_us_per_contact"] = _median([r["cpu_us_per_contact"] for r in runs])
+        out[f"{name}_main_thread_us_per_contact"] = _median(
+            [r["main_thread_us_per_contact"] for r in runs]
+        )
+        out[f"{name}_rate"] = _median([r["rate"] for r in runs])
+        out[f"{name}_lost"] = sum(r["timeouts"] for r in runs)
+    for name, idle in results["idle"].items():
+        out[f"{name}_idle_cpu_ms_per_s"] = idle["cpu_ms_per_s"]
     out["gateway_over_bare_us"] = out["gateway_cpu_us_per_contact"] - out["bare_cpu_us_per_contact"]
-    out["gateway_idle_cpu_ms_per_s"] = results["idle"]["cpu_ms_per_s"]
+    if "against" in results["runs"]:
+        pairs = zip(results["runs"]["gateway"], results["runs"]["against"], strict=True)
+        out["gateway_vs_against_paired"] = _median(
+            [a["cpu_us_per_contact"] / b["cpu_us_per_contact"] for a, b in pairs]
+        )
     return out
 
 
@@ -196,9 +216,9 @@ def table(results: dict[str, Any]) -> str:
                 f"  {r['cpu_us_per_contact']:14.0f}  {r['main_thread_us_per_contact']:14.0f}"
             )
     lines.append("")
-    lines += [f"{key}: {value:.1f}" for key, value in results["summary"].items()]
-    if results["profile"] is not None:
-        lines += ["", Budget.render(results["profile"])]
+    lines += [f"{key}: {value:.3f}" for key, value in results["summary"].items()]
+    for name, profile in results["profiles"].items():
+        lines += ["", f"[{name}]", Budget.render(profile)]
     return "\n".join(lines)
 
 
@@ -224,17 +244,23 @@ def serve() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway_profile")
     parser.add_argument("command", nargs="?", choices=["serve"], help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each run")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
     # 16 in flight keeps the gateway's answers inside aiocoap's empty-ACK delay (0.1 s)
     # on a busy machine: at 64 it answers late, each contact then costs an empty ACK, a
     # separate response and its ACK, and the CPU per contact follows the throughput.
     parser.add_argument("--window", type=int, default=16, help="requests in flight")
-    parser.add_argument("--runs", type=int, default=3, help="runs per server")
+    parser.add_argument("--runs", type=int, default=4, help="runs per server")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--out", type=Path, default=RESULTS / "gateway_profile.json")
-    parser.add_argument("--against", type=Path, help="run the gateway from this source tree "
-                        "(e.g. `git archive main | tar -x -C DIR`)")  # fmt: skip
-    parser.add_argument("--keep-profile", type=Path, help="copy the cProfile output here")
+    parser.add_argument(
+        "--against", type=Path,
+        help="also run a gateway from this source tree, beside this one "
+        "(`git archive main gateway sdk | tar -x -C DIR`)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep-profile", type=Path,
+        help="keep the cProfile outputs (STEM-gateway.prof, STEM-against.prof)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.command == "serve":
         serve()
