@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from preservarium.api_access import Scope
+from preservarium.contract.topics import Topics
 from preservarium.db.migrate import upgrade
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import SecretBox
@@ -20,7 +21,6 @@ from preservarium.settings import HostPort
 from preservarium.supervisor import Supervisor
 from preservarium_gateway.api import ApiContext, create_app
 from preservarium_gateway.api.server import ApiServer
-from preservarium_gateway.config import Topics
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_sandbox.server import SandboxServer

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from preservarium.coapwire import CoapClient
+from preservarium.contract.topics import Topics
 from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.settings import DeviceAuthMode, HostPort
-from preservarium_gateway.config import GatewayConfig, GatewayLimits, Topics
+from preservarium_gateway.config import GatewayConfig, GatewayLimits
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from preservarium import coapwire as cw
 from preservarium.coapwire import CoapClient
+from preservarium.contract.command_requests import CommandRequest
 from preservarium.db.engine import make_engine
 from preservarium.ids import is_device_id
 from preservarium.repositories import SQLDeviceRepository
 from preservarium.repositories.commands import CommandStatus, SQLCommandRepository
-from preservarium_gateway.command_requests import CommandRequest
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 

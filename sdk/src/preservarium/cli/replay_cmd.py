@@ -60,13 +60,12 @@ class Source(StrEnum):
 async def replays(config: Settings) -> AsyncIterator[Replays]:
     """The use case, on the configured database, sandbox and broker."""
     from preservarium.cli.database import migrated_database
-    from preservarium.replay.service import Replays, ReplayTopics
+    from preservarium.contract.topics import Topics
+    from preservarium.replay.service import Replays
     from preservarium.repositories import SQLParserRepository, SQLReplayRepository
     from preservarium.sandbox_client import SandboxClient
 
-    names = ReplayTopics(
-        config.topic("uplink.raw"), config.topic("uplink.parsed"), config.topic("uplink.failed")
-    )
+    names = Topics.with_prefix(config.topic_prefix)
     async with (
         migrated_database(config) as engine,
         SandboxClient(config.sandbox_addr, timeout_s=CALL_TIMEOUT_S, streams=STREAMS) as client,

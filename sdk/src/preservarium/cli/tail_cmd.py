@@ -31,8 +31,9 @@ from preservarium.cli.command_cmds import (
 from preservarium.cli.common import settings
 from preservarium.cli.error_text import without_line
 from preservarium.cli.tail_backlog import backlog
+from preservarium.contract import topics
+from preservarium.contract.encoding import Record, decode_record
 from preservarium.ids import is_device_id
-from preservarium.kafka_records import Record, decode_record
 from preservarium.text import STEERING, terminal_text
 
 PRINTED_SHOWN = 120  # characters of a record's `printed` shown on its line
@@ -48,10 +49,10 @@ class Stream(StrEnum):
 
 
 SUFFIXES = {
-    Stream.raw: "uplink.raw",
-    Stream.parsed: "uplink.parsed",
-    Stream.failed: "uplink.failed",
-    Stream.status: "command.status",
+    Stream.raw: topics.RAW,
+    Stream.parsed: topics.PARSED,
+    Stream.failed: topics.FAILED,
+    Stream.status: topics.COMMAND_STATUS,
 }
 
 
