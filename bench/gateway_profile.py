@@ -116,8 +116,12 @@ async def measure(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                 "bare", [sys.executable, "-m", "bench.bare_server", str(ports["bare"])], {},
                 work / "bare.log",
             )  # fmt: skip
-            for port in ports.values():
-                await wait_for_coap(port)
+            for name, port in ports.items():
+                try:
+                    await wait_for_coap(port)
+                except TimeoutError:
+                    log = (work / f"{name}.log").read_text()[-2000:]
+                    raise RuntimeError(f"{name} did not answer CoAP on {port}:\n{log}") from None
             only_m = [("m", "/m", 1)]
             load = {name: spec(port, args.window, args.seconds, only_m)
                     for name, port in ports.items()}  # fmt: skip
@@ -238,6 +242,7 @@ def serve() -> None:
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
+    sys.argv = ["preservarium-gateway"]  # the gateway reads its own options from argv
     main()
 
 
