@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import CON
 from aiocoap.resource import PathCapable, Resource
 from preservarium.contract.contact import Contact
+from preservarium.contract.encoding import new_record_id
 from preservarium.errors import RepositoryError
 from preservarium.ids import is_device_id
 
@@ -131,6 +131,7 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         self._admission = admission
         self._limits = limits
         self._metrics = metrics
+        self._contact_children: dict[tuple[str, Code, str], tuple[Any, Any]] = {}
         self._in_flight_limit = InFlightLimit(
             total=limits.contacts_in_flight, per_host=limits.source_contacts_in_flight
         )
@@ -186,11 +187,22 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
     def _count(
         self, route: str, response: aiocoap.Message, presented: Presented, seconds: float
     ) -> None:
-        code = str(response.code.dotted)
-        outcome = "accepted" if response.code.is_successful() else OUTCOMES.get(code, "refused")
+        key = (route, response.code, presented.label)
+        children = self._contact_children.get(key)
+        if children is None:
+            children = self._contact_children[key] = self._children(*key)
+        counter, latency = children
+        counter.inc()
+        latency.observe(seconds)
+
+    def _children(self, route: str, code: Code, auth: str) -> tuple[Any, Any]:
+        """The contact counter and latency children for one (route, code, auth): worked
+        out once, not per contact (routes and codes are few; a path not routed is "?")."""
+        dotted = str(code.dotted)
+        outcome = "accepted" if code.is_successful() else OUTCOMES.get(dotted, "refused")
         metrics = self._metrics
-        metrics.child(metrics.contacts, route, code, presented.label, outcome).inc()
-        metrics.child(metrics.contact_latency, route).observe(seconds)
+        counter = metrics.child(metrics.contacts, route, dotted, auth, outcome)
+        return counter, metrics.child(metrics.contact_latency, route)
 
     async def _render_protected(
         self, oscore: OscoreEndpoint, request: aiocoap.Message
@@ -293,7 +305,7 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         at: _At,
     ) -> aiocoap.Message:
         contact = Contact(
-            id=uuid.uuid4().hex,
+            id=new_record_id(),
             received_at=datetime.now(UTC),
             device_id=device_id,
             device_type=device_type,
