@@ -9,7 +9,7 @@ import pytest
 from aiokafka.structs import OffsetAndTimestamp
 from preservarium.replay import ReplayError
 from preservarium.replay.outcomes import changes
-from preservarium.replay.pace import Pace
+from preservarium.replay.pace import FLOOR_DIVISOR, Pace
 from preservarium.replay.run import batch_size
 from preservarium.replay.topics import trusted_offset
 from preservarium.replay.window import window
@@ -87,3 +87,47 @@ async def test_the_pace_bounds_the_rate() -> None:
     await pace.take(25)
     assert loop.time() - started >= 0.45
     assert batch_size(1) == 1 and batch_size(200) == 50 and batch_size(100_000) == 200
+
+
+class TestPaceYields:
+    """The replay slows down while others need the machine, and only then."""
+
+    def test_batches_at_their_usual_speed_keep_the_full_rate(self) -> None:
+        pace = Pace(200)
+        for seconds in (0.10, 0.12, 0.09, 0.15, 0.11):  # jitter under twice the best
+            pace.observe(50, seconds)
+        assert pace.rate == 200 and pace.yielded == 0
+
+    def test_a_slow_batch_halves_the_rate_down_to_its_floor_and_never_below(self) -> None:
+        pace = Pace(200)
+        pace.observe(50, 0.1)
+        pace.observe(50, 0.5)  # live traffic took the workers: 5x slower
+        assert pace.rate == 100 and pace.yielded == 1
+        for _ in range(10):
+            pace.observe(50, 0.5)
+        assert pace.rate == 200 / FLOOR_DIVISOR
+
+    def test_the_rate_climbs_back_by_a_tenth_once_batches_are_fast_again(self) -> None:
+        pace = Pace(200)
+        pace.observe(50, 0.1)
+        pace.observe(50, 1.0)
+        pace.observe(50, 1.0)
+        assert pace.rate == 50
+        pace.observe(50, 0.1)
+        assert pace.rate == 70
+        for _ in range(20):
+            pace.observe(50, 0.1)
+        assert pace.rate == 200
+
+    def test_an_unlucky_best_is_forgotten_slowly(self) -> None:
+        pace = Pace(200)
+        pace.observe(50, 0.01)  # one batch far faster than the machine usually is
+        for _ in range(200):
+            pace.observe(50, 0.1)
+        assert pace.rate == 200  # the baseline drifted up to the usual speed
+
+    def test_a_fixed_pace_never_moves(self) -> None:
+        pace = Pace(200, adaptive=False)
+        pace.observe(50, 0.1)
+        pace.observe(50, 5.0)
+        assert pace.rate == 200 and pace.yielded == 0

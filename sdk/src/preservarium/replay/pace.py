@@ -1,4 +1,14 @@
-"""A bound on how many uplinks a replay sends to the sandbox per second."""
+"""How many uplinks a replay sends to the sandbox per second: at most `--rate`, and less
+while live traffic needs the machine.
+
+The sandbox serves a replay's calls in its background lane (only when no device's call
+waits for a worker), so a replayed uplink takes longer exactly when live traffic is busy,
+and also when the machine's CPU is short, which the lane cannot see. The pace watches that
+time, as LEDBAT-style scavenger transports watch queueing delay: once a batch takes more
+than `SLOWER_THAN` times the fastest seen per uplink, the rate is halved (not below
+`--rate` / `FLOOR_DIVISOR`); while batches run at about their best, it climbs back by a
+tenth of `--rate` per batch. A replay on an idle machine runs at `--rate`.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +17,38 @@ import time
 from collections.abc import Callable
 
 DEFAULT_RATE = 200
+# A batch this many times slower per uplink than the best seen means others need the
+# machine: twice is well past the jitter of an idle one.
+SLOWER_THAN = 2.0
+# The replay never yields below this fraction of its rate: it always ends.
+FLOOR_DIVISOR = 8
+# The best time per uplink is forgotten slowly (a fraction per batch), so a baseline
+# measured in a lucky moment does not hold the replay down for ever.
+FORGET = 0.02
 
 
 class Pace:
-    """A token bucket of `rate` tokens per second holding at most one second of them."""
+    """A token bucket of `rate` tokens per second holding at most one second of them;
+    `rate` moves between `ceiling` / FLOOR_DIVISOR and `ceiling` (see the module)."""
 
-    def __init__(self, rate: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: int, *, adaptive: bool = True, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if rate < 1:
             raise ValueError("the rate must be at least 1 per second")
-        self.rate = rate
+        self.ceiling = rate
+        self.rate = float(rate)
+        self.adaptive = adaptive
+        self.yielded = 0  # how many times the rate was halved for others
+        self._floor = max(1.0, rate / FLOOR_DIVISOR)
+        self._best: float | None = None
         self._clock = clock
         self._tokens = float(rate)
         self._stamp = clock()
 
     def _refill(self) -> None:
         now = self._clock()
-        self._tokens = min(float(self.rate), self._tokens + (now - self._stamp) * self.rate)
+        self._tokens = min(self.rate, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
     async def take(self, count: int) -> None:
@@ -35,3 +61,16 @@ class Pace:
             left -= granted
             if left > 0:
                 await asyncio.sleep(min(left, self.rate) / self.rate)
+
+    def observe(self, count: int, seconds: float) -> None:
+        """`count` uplinks were answered in `seconds` (their batch): yield or climb."""
+        if not self.adaptive or count < 1 or seconds <= 0:
+            return
+        each = seconds / count
+        best = each if self._best is None else min(each, self._best * (1 + FORGET))
+        self._best = best
+        if each > SLOWER_THAN * best:
+            self.rate = max(self._floor, self.rate / 2)
+            self.yielded += 1
+        else:
+            self.rate = min(float(self.ceiling), self.rate + self.ceiling / 10)

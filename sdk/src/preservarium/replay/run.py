@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -121,11 +122,13 @@ class ReplayPass:
     async def run(self, reader: AIOKafkaConsumer, raw_topic: str) -> ReplayRecord:
         """Every batch, to the end of the spans; the replay as it ends."""
         self._on_progress(self.progress())
-        size = batch_size(self._pace.rate)
+        size = batch_size(self._pace.ceiling)
         async for batch in topics.read(reader, raw_topic, self.replay.positions, batch=size):
             chosen = [c for c in map(self._choose, batch) if c is not None]
             await self._pace.take(len(chosen))
+            started = time.monotonic()
             answers = await asyncio.gather(*(self._answer(c) for c in chosen))
+            self._pace.observe(len(chosen), time.monotonic() - started)
             if self._repository is not None:
                 await self._repository.fence()  # another runner may have taken it over
             await self._deliver(chosen, answers)
