@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 from preservarium.db.engine import make_engine
-from preservarium.embedded.shipped import (
+from preservarium.repositories import SQLParserRepository
+from preservarium_tools.embedded.shipped import (
     ParserState,
     candidates,
     find_parsers_dir,
     read_parsers,
     upload_changed,
 )
-from preservarium.repositories import SQLParserRepository
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.sqlite import SQLiteTemplate

@@ -10,11 +10,8 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
 from preservarium.db.models import Base, utcnow
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import SecretBox
 from preservarium.repositories import SQLDeviceActivityRepository, SQLDeviceRepository
 from preservarium.supervisor import Supervisor
@@ -23,6 +20,9 @@ from preservarium_gateway.last_seen import LastSeenRecorder
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 

@@ -62,7 +62,10 @@ def test_sandbox_image_lacks(images: dict[str, Image], module: str) -> None:
 @pytest.mark.parametrize(
     ("service", "modules"),
     [
-        ("gateway", ["preservarium_gateway.main", "aiocoap", "aiokafka", "preservarium.cli.app"]),
+        (
+            "gateway",
+            ["preservarium_gateway.main", "aiocoap", "aiokafka", "preservarium_tools.cli.app"],
+        ),
         ("gateway", ["DTLSSocket.dtls", "aiocoap.oscore", "aiocoap.transports.tinydtls_server"]),
         ("sandbox", ["preservarium_sandbox.main", "RestrictedPython", "grpc_reflection"]),
     ],

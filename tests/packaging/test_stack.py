@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from preservarium.embedded.broker import EmbeddedBroker
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.packaging import compose_file
 from tests.packaging.conftest import Image

@@ -16,13 +16,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.replay.service import Replays, ReplayTopics
 from preservarium.replay.window import Window
 from preservarium.repositories import SQLParserRepository, SQLReplayRepository
 from preservarium.sandbox_client import SandboxClient
 from preservarium_gateway.kafka import ensure_topics
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools.embedded.broker import EmbeddedBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.sandbox.conftest import sandbox_config

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from preservarium.cli.probe_cmds import check_sandbox
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.repositories import SQLParserRepository
@@ -19,6 +18,7 @@ from preservarium.sandbox_client import SandboxClient
 from preservarium.settings import parse_host_port
 from preservarium.supervisor import Backoff, Supervisor
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools.cli.probe_cmds import check_sandbox
 
 from tests.sandbox.conftest import sandbox_config, wait_for_version
 from tests.support.postgres import migrated_database

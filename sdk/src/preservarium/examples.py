@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from preservarium.attributes import InvalidAttributesError, checked_attributes, encode_attributes
-from preservarium.cli.error_text import with_line
+from preservarium.error_text import with_line
 from preservarium.errors import PreservariumError
 from preservarium.ids import is_device_id
 from preservarium.sandbox.v1 import sandbox_pb2 as pb

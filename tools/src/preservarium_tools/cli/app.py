@@ -12,9 +12,8 @@ import importlib
 import os
 import sys
 
-import typer
-
 import preservarium
+import typer
 
 HELP = (
     "Preservarium CoAP connector: parsers, devices, commands and the embedded stack.\n\n"
@@ -24,7 +23,7 @@ HELP = (
     "other commands never do. Every PRESERVARIUM_* setting is checked before a command runs."
 )
 
-# noun -> (module in preservarium.cli, attribute, is a sub-app rather than one command,
+# noun -> (module in preservarium_tools.cli, attribute, is a sub-app rather than one command,
 # its one-line help: the same as the module's own, which a test checks)
 NOUNS: dict[str, tuple[str, str, bool, str]] = {
     "db": ("db_cmds", "app", True, "Database schema."),
@@ -63,7 +62,7 @@ COMPLETION_VARIABLE = "_PRESERVARIUM_COMPLETE"
 
 def _add(app: typer.Typer, noun: str) -> None:
     module_name, attribute, is_group, _ = NOUNS[noun]
-    target = getattr(importlib.import_module(f"preservarium.cli.{module_name}"), attribute)
+    target = getattr(importlib.import_module(f"preservarium_tools.cli.{module_name}"), attribute)
     if is_group:
         app.add_typer(target, name=noun)
     else:
@@ -118,7 +117,7 @@ def check_settings(argv: list[str]) -> None:
     the variable, exit 2 (also for commands that would not have used it)."""
     if len(argv) < 2 or NO_RUN.intersection(argv[1:]):
         return
-    from preservarium.cli.common import settings
+    from preservarium_tools.cli.common import settings
 
     settings()
 

@@ -13,14 +13,14 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
-
-from preservarium.cli import command_list
-from preservarium.cli.common import err_console, fail, print_json, run, settings, stored_in
-from preservarium.cli.database import migrated_database
 from preservarium.kafka_records import quiet_aiokafka
 from preservarium.usecases import commands as usecase
 from preservarium.usecases.commands import REQUEST_TOPIC, STATUS_TOPIC
 from preservarium.usecases.errors import InvalidInputError
+
+from preservarium_tools.cli import command_list
+from preservarium_tools.cli.common import err_console, fail, print_json, run, settings, stored_in
+from preservarium_tools.cli.database import migrated_database
 
 if TYPE_CHECKING:
     from preservarium.repositories import CommandRecord

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
+from preservarium.usecases import commands as usecase
 from rich.table import Table
 
-from preservarium.cli.common import console, fail, print_json, run, settings, when
-from preservarium.cli.database import migrated_database
-from preservarium.usecases import commands as usecase
+from preservarium_tools.cli.common import console, fail, print_json, run, settings, when
+from preservarium_tools.cli.database import migrated_database
 
 if TYPE_CHECKING:
     from preservarium.repositories import CommandRecord

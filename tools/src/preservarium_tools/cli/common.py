@@ -9,12 +9,12 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from preservarium.errors import PreservariumError
+from preservarium.usecases.jsonable import json_default
 from rich.console import Console
 from rich.markup import escape
 
-from preservarium.cli.pipe_safe import pipe_safe
-from preservarium.errors import PreservariumError
-from preservarium.usecases.jsonable import json_default
+from preservarium_tools.cli.pipe_safe import pipe_safe
 
 if TYPE_CHECKING:  # pydantic is imported when a command reads its settings, not for --help
     from preservarium.settings import Settings
@@ -59,7 +59,7 @@ def note(text: str) -> None:
 
 def stored_in(config: Settings) -> None:
     """Say where a write went: the database and the variable that chooses it."""
-    from preservarium.cli.database import location
+    from preservarium_tools.cli.database import location
 
     note(f"stored in {location(config.database_url)}")
 

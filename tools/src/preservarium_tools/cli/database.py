@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING
 from preservarium.errors import PreservariumError
 
 if TYPE_CHECKING:  # SQLAlchemy is imported by the commands that open the database
+    from preservarium.settings import Settings
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
-
-    from preservarium.settings import Settings
 
 VARIABLE = "PRESERVARIUM_DATABASE_URL"
 UPGRADE = "run `preservarium db upgrade` (or start `preservarium up`)"
@@ -68,9 +67,8 @@ async def migrated_database(config: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 async def _check_revision(engine: AsyncEngine, url: str) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from preservarium.db.migrate import shipped_head
+    from sqlalchemy.exc import SQLAlchemyError
 
     try:
         async with engine.connect() as connection:

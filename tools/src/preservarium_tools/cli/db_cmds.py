@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from preservarium.cli.common import console, fail, print_json, run, settings
+from preservarium_tools.cli.common import console, fail, print_json, run, settings
 
 app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -19,11 +19,11 @@ def upgrade_command(
     The database is PRESERVARIUM_DATABASE_URL; by default SQLite in PRESERVARIUM_DATA_DIR
     ($XDG_DATA_HOME/preservarium, else ~/.local/share/preservarium).
     """
+    from preservarium.db.migrate import upgrade
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from preservarium.cli.database import location
-    from preservarium.db.migrate import upgrade
+    from preservarium_tools.cli.database import location
 
     config = settings()
     try:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from preservarium.cli.common import (
+from preservarium_tools.cli.common import (
     console,
     fail,
     print_json,
@@ -16,8 +16,8 @@ from preservarium.cli.common import (
     stored_in,
     when,
 )
-from preservarium.cli.database import migrated_database
-from preservarium.cli.device_credentials import (
+from preservarium_tools.cli.database import migrated_database
+from preservarium_tools.cli.device_credentials import (
     AUTH_HELP,
     AuthChoice,
     auth_kind,
@@ -27,7 +27,7 @@ from preservarium.cli.device_credentials import (
     show_document,
     summary_line,
 )
-from preservarium.cli.device_import_cmd import import_file
+from preservarium_tools.cli.device_import_cmd import import_file
 
 if TYPE_CHECKING:
     from preservarium.identity import SecretBox
@@ -192,7 +192,7 @@ def show(device_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSO
     if not pending:
         console.print("no pending commands", highlight=False)
         return
-    from preservarium.cli.command_list import command_table
+    from preservarium_tools.cli.command_list import command_table
 
     console.print(f"{len(pending)} pending (oldest sent first):", highlight=False)
     console.print(command_table(list(reversed(pending))))

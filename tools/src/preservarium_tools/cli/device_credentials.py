@@ -8,16 +8,24 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from preservarium.cli.common import console, fail, note, print_json, run, settings, stored_in, when
-from preservarium.cli.database import migrated_database
+from preservarium_tools.cli.common import (
+    console,
+    fail,
+    note,
+    print_json,
+    run,
+    settings,
+    stored_in,
+    when,
+)
+from preservarium_tools.cli.database import migrated_database
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from preservarium.identity.documents import CredentialDocument
     from preservarium.identity.kinds import AuthKind
     from preservarium.repositories import CredentialSummary, SQLCredentialRepository
     from preservarium.settings import Settings
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 AUTH_HELP = "How the device proves who it is: none, token, psk (DTLS) or oscore."
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from preservarium.cli.common import console, err_console, fail, note, print_json, settings
-from preservarium.cli.database import migrated_database
+from preservarium_tools.cli.common import console, err_console, fail, note, print_json, settings
+from preservarium_tools.cli.database import migrated_database
 
 if TYPE_CHECKING:
     from preservarium.settings import Settings
@@ -71,10 +71,11 @@ def _run(
     config: Settings, data: bytes, fmt: ImportFormat, *, dry_run: bool, force: bool,
     as_json: bool,
 ) -> ImportResult:  # fmt: skip
-    from preservarium.cli.common import run
-    from preservarium.cli.device_cmds import secret_box
     from preservarium.usecases.device_import import import_devices
     from preservarium.usecases.errors import InvalidInputError
+
+    from preservarium_tools.cli.common import run
+    from preservarium_tools.cli.device_cmds import secret_box
 
     async def body(progress: Progress) -> ImportResult | InvalidInputError:
         async with migrated_database(config) as engine:
@@ -122,8 +123,9 @@ def _progress(*, enabled: bool) -> Iterator[Progress]:
 
 
 def _print_report(result: ImportResult) -> None:
-    from preservarium.cli.device_credentials import ONCE
     from preservarium.usecases.device_import import Outcome
+
+    from preservarium_tools.cli.device_credentials import ONCE
 
     counts = ", ".join(f"{result.count(outcome)} {outcome.value}" for outcome in Outcome)
     prefix = "dry run, nothing written: would be " if result.dry_run else ""

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from preservarium.cli.common import err_console, fail, note, run
-from preservarium.cli.replay_cmd import USAGE, quiet_replay_log, replays
+from preservarium_tools.cli.common import err_console, fail, note, run
+from preservarium_tools.cli.replay_cmd import USAGE, quiet_replay_log, replays
 
 if TYPE_CHECKING:
     from preservarium.replay.outcomes import Verdict
@@ -23,10 +23,11 @@ def check_against(
     config: Settings, device_type: str, source: str, since: str, *, force: bool
 ) -> ReplaySummary:
     """Run the check; refuse (exit 1) a regression unless `force`."""
-    from preservarium.cli.command_cmds import require_aiokafka
     from preservarium.replay import ReplayError
     from preservarium.replay.service import Observers, ReplayRequest
     from preservarium.replay.window import window
+
+    from preservarium_tools.cli.command_cmds import require_aiokafka
 
     require_aiokafka()
     quiet_replay_log()

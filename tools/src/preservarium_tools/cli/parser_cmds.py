@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from preservarium.errors import InvalidParserSourceError
+from preservarium.ids import is_device_type
 from rich.table import Table
 
-from preservarium.cli.common import (
+from preservarium_tools.cli.common import (
     console,
     err_console,
     fail,
@@ -20,9 +22,7 @@ from preservarium.cli.common import (
     stored_in,
     when,
 )
-from preservarium.cli.database import migrated_database
-from preservarium.errors import InvalidParserSourceError
-from preservarium.ids import is_device_type
+from preservarium_tools.cli.database import migrated_database
 
 if TYPE_CHECKING:  # `parser test` never opens the database: SQLAlchemy waits until needed
     from preservarium.repositories import ParserRecord, ParserSummary
@@ -86,8 +86,8 @@ def upload(
     uplinks that passed fail with it, unless --force. Exit 0 stored, 1 the parser, an
     example or the check refused it, 2 a usage or infrastructure error.
     """
-    from preservarium.cli import parser_test_cmd
-    from preservarium.cli.parser_upload import require_parse_function
+    from preservarium_tools.cli import parser_test_cmd
+    from preservarium_tools.cli.parser_upload import require_parse_function
 
     if not is_device_type(device_type):
         fail(
@@ -104,7 +104,7 @@ def upload(
     else:
         parser_test_cmd.check_compiles(config.sandbox_addr, source, force=force)
     if check_window is not None:
-        from preservarium.cli.parser_check import check_against
+        from preservarium_tools.cli.parser_check import check_against
 
         check_against(config, device_type, source, check_window, force=force)
 
@@ -160,7 +160,7 @@ def try_parser(
     as_json: bool = JSON,
 ) -> None:
     """Run FILE in the sandbox, unsaved: parse a payload, format a command, or run examples."""
-    from preservarium.cli import parser_test_cmd
+    from preservarium_tools.cli import parser_test_cmd
 
     options = parser_test_cmd.TrialOptions(
         device_type=device_type or parser_test_cmd.default_device_type(file),

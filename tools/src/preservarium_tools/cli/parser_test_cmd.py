@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rich.markup import escape
-
-from preservarium.cli.common import console, err_console, fail, print_json
-from preservarium.cli.error_text import with_line, without_line
+from preservarium.error_text import with_line, without_line
 from preservarium.examples import (
     METHODS,
     Example,
@@ -40,6 +37,9 @@ from preservarium.sandbox_client import (
 )
 from preservarium.text import terminal_text
 from preservarium.usecases import parsers as parsers_usecase
+from rich.markup import escape
+
+from preservarium_tools.cli.common import console, err_console, fail, print_json
 
 T = TypeVar("T")
 trial_report = parsers_usecase.trial_report
@@ -261,7 +261,8 @@ def _attributes(options: TrialOptions) -> str:
         checked_attributes,
         encode_attributes,
     )
-    from preservarium.cli.device_credentials import parse_attributes
+
+    from preservarium_tools.cli.device_credentials import parse_attributes
 
     if not options.attributes:
         return ""

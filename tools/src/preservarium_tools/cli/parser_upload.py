@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from preservarium.cli.common import fail
 from preservarium.usecases.parsers import REQUIRED_FUNCTION, defines
+
+from preservarium_tools.cli.common import fail
 
 
 def require_parse_function(path: Path, source: str) -> None:

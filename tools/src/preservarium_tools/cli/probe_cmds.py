@@ -13,10 +13,10 @@ from typing import NoReturn
 import grpc
 import typer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from preservarium import coapwire
 from preservarium.errors import PreservariumError
 from preservarium.settings import HostPort, Settings, load_settings, parse_host_port
+
+from preservarium_tools import coapwire
 
 app = typer.Typer(
     help="Health probes of the services: exit 0 healthy, 1 not.", no_args_is_help=True

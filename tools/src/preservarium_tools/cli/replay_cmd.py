@@ -14,10 +14,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import typer
+from preservarium.ids import is_device_id, is_device_type
 from typer.core import TyperGroup
 
-from preservarium.cli.common import fail, print_json, run, settings
-from preservarium.ids import is_device_id, is_device_type
+from preservarium_tools.cli.common import fail, print_json, run, settings
 
 if TYPE_CHECKING:
     from preservarium.replay.outcomes import Verdict
@@ -59,10 +59,11 @@ class Source(StrEnum):
 @asynccontextmanager
 async def replays(config: Settings) -> AsyncIterator[Replays]:
     """The use case, on the configured database, sandbox and broker."""
-    from preservarium.cli.database import migrated_database
     from preservarium.replay.service import Replays, ReplayTopics
     from preservarium.repositories import SQLParserRepository, SQLReplayRepository
     from preservarium.sandbox_client import SandboxClient
+
+    from preservarium_tools.cli.database import migrated_database
 
     names = ReplayTopics(
         config.topic("uplink.raw"), config.topic("uplink.parsed"), config.topic("uplink.failed")
@@ -143,7 +144,7 @@ def run_replay(
     at the time is printed, field by field. Never answers devices nor sends commands.
     Exit 0 done, 1 bad request, 2 infrastructure (the replay can be resumed).
     """
-    from preservarium.cli.command_cmds import require_aiokafka
+    from preservarium_tools.cli.command_cmds import require_aiokafka
 
     if resume is not None:
         if any(v is not None for v in (device_type, version, since, until, device)) or dry_run:
@@ -168,7 +169,7 @@ def run_replay(
     seen_id: list[str | None] = [None]  # the replay's id, once it has one (for Ctrl-C)
 
     async def body() -> ReplaySummary:
-        from preservarium.cli import replay_view
+        from preservarium_tools.cli import replay_view
 
         async with replays(config) as use_case:
             with replay_view.observers(
@@ -192,7 +193,7 @@ def run_replay(
 
 
 def _report(summary: ReplaySummary, verdicts: list[Verdict], *, as_json: bool) -> None:
-    from preservarium.cli import replay_view
+    from preservarium_tools.cli import replay_view
 
     if summary.dry_run:
         if as_json:
@@ -212,14 +213,15 @@ def list_replays(as_json: bool = JSON) -> None:
     config = settings()
 
     async def body() -> list[ReplayRecord]:
-        from preservarium.cli.database import migrated_database
         from preservarium.repositories import SQLReplayRepository
+
+        from preservarium_tools.cli.database import migrated_database
 
         async with migrated_database(config) as engine:
             return await SQLReplayRepository(engine).list()
 
     found = run(body)
-    from preservarium.cli import replay_view
+    from preservarium_tools.cli import replay_view
 
     if as_json:
         print_json([replay.as_json() for replay in found])
@@ -233,10 +235,11 @@ def show_replay(replay_id: str = typer.Argument(..., metavar="ID"), as_json: boo
     config = settings()
 
     async def body() -> ReplayRecord:
-        from preservarium.cli.database import migrated_database
         from preservarium.errors import NotFoundError
         from preservarium.replay import ReplayError
         from preservarium.repositories import SQLReplayRepository
+
+        from preservarium_tools.cli.database import migrated_database
 
         async with migrated_database(config) as engine:
             try:
@@ -245,7 +248,7 @@ def show_replay(replay_id: str = typer.Argument(..., metavar="ID"), as_json: boo
                 raise ReplayError(str(exc), kind="unknown_replay") from exc
 
     found = run(body)
-    from preservarium.cli import replay_view
+    from preservarium_tools.cli import replay_view
 
     if as_json:
         print_json(found.as_json())

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from preservarium.cli.common import console, err_console, note, when
+from preservarium_tools.cli.common import console, err_console, note, when
 
 if TYPE_CHECKING:
     from preservarium.replay.outcomes import Verdict

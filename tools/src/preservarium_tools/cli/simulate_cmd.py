@@ -6,14 +6,14 @@ import asyncio
 from dataclasses import dataclass
 
 import typer
-
-from preservarium import coapwire
-from preservarium.cli.common import console, err_console, fail, settings
 from preservarium.settings import HostPort, Settings, parse_host_port
-from preservarium.simulator import render
-from preservarium.simulator.exchange import NoAnswerError
-from preservarium.simulator.outcomes import FeedUnavailableError, OutcomeFeed
-from preservarium.simulator.run import ContactReport, SimulationPlan, gateway_routes, simulate
+
+from preservarium_tools import coapwire
+from preservarium_tools.cli.common import console, err_console, fail, settings
+from preservarium_tools.simulator import render
+from preservarium_tools.simulator.exchange import NoAnswerError
+from preservarium_tools.simulator.outcomes import FeedUnavailableError, OutcomeFeed
+from preservarium_tools.simulator.run import ContactReport, SimulationPlan, gateway_routes, simulate
 
 app = typer.Typer(help="Simulate devices against a running gateway.", no_args_is_help=True)
 

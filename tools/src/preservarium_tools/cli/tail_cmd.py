@@ -18,8 +18,12 @@ from enum import StrEnum
 from typing import Any
 
 import typer
+from preservarium.error_text import without_line
+from preservarium.ids import is_device_id
+from preservarium.kafka_records import Record, decode_record
+from preservarium.text import STEERING, terminal_text
 
-from preservarium.cli.command_cmds import (
+from preservarium_tools.cli.command_cmds import (
     CONNECT_TIMEOUT_S,
     ensure_topic,
     note,
@@ -28,12 +32,8 @@ from preservarium.cli.command_cmds import (
     run_kafka,
     stop_quietly,
 )
-from preservarium.cli.common import settings
-from preservarium.cli.error_text import without_line
-from preservarium.cli.tail_backlog import backlog
-from preservarium.ids import is_device_id
-from preservarium.kafka_records import Record, decode_record
-from preservarium.text import STEERING, terminal_text
+from preservarium_tools.cli.common import settings
+from preservarium_tools.cli.tail_backlog import backlog
 
 PRINTED_SHOWN = 120  # characters of a record's `printed` shown on its line
 

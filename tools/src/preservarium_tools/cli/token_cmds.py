@@ -8,8 +8,17 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from preservarium.cli.common import console, fail, note, print_json, run, settings, stored_in, when
-from preservarium.cli.database import migrated_database
+from preservarium_tools.cli.common import (
+    console,
+    fail,
+    note,
+    print_json,
+    run,
+    settings,
+    stored_in,
+    when,
+)
+from preservarium_tools.cli.database import migrated_database
 
 if TYPE_CHECKING:
     from preservarium.repositories import TokenRecord

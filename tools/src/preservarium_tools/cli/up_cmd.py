@@ -10,22 +10,22 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import preservarium
 import typer
+from preservarium.errors import ConfigError
+from preservarium.settings import Settings
 from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 from rich.text import Text
 
-import preservarium
-from preservarium.cli.common import console, fail, settings
-from preservarium.embedded import logview
-from preservarium.embedded.config import DEFAULT_KAFKA_PORT, StackConfig, UpOptions
-from preservarium.embedded.errors import ChildExitedError, NotReadyError, StackError
-from preservarium.embedded.shipped import candidates, find_parsers_dir
-from preservarium.embedded.stack import EmbeddedStack, StackReport
-from preservarium.embedded.summary import endpoints, next_commands
-from preservarium.errors import ConfigError
-from preservarium.settings import Settings
+from preservarium_tools.cli.common import console, fail, settings
+from preservarium_tools.embedded import logview
+from preservarium_tools.embedded.config import DEFAULT_KAFKA_PORT, StackConfig, UpOptions
+from preservarium_tools.embedded.errors import ChildExitedError, NotReadyError, StackError
+from preservarium_tools.embedded.shipped import candidates, find_parsers_dir
+from preservarium_tools.embedded.stack import EmbeddedStack, StackReport
+from preservarium_tools.embedded.summary import endpoints, next_commands
 
 CHILD_STYLES = {"kafka": "magenta", "sandbox": "cyan", "gateway": "blue"}
 LEVEL_STYLES = {"debug": "dim", "warning": "yellow", "error": "bold red", "critical": "bold red"}

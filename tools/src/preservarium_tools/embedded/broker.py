@@ -10,9 +10,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-from preservarium.embedded.parent_death import dying_with_parent
 from preservarium.errors import PreservariumError
 from preservarium.lifecycle import AsyncLifecycle
+
+from preservarium_tools.embedded.parent_death import dying_with_parent
 
 
 class BrokerError(PreservariumError):

@@ -16,8 +16,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO, Protocol
 
-from preservarium.embedded.broker import EmbeddedBroker
-from preservarium.embedded.parent_death import dying_with_parent
+from preservarium_tools.embedded.broker import EmbeddedBroker
+from preservarium_tools.embedded.parent_death import dying_with_parent
 
 LineSink = Callable[[str, str], None]
 """Receives (child name, one line of its output)."""

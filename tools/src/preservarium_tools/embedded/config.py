@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from preservarium.embedded.ports import Port
-from preservarium.embedded.readiness import grpc_target, local
 from preservarium.errors import ConfigError
 from preservarium.settings import (
     DEFAULT_GATEWAY_METRICS_PORT,
@@ -24,6 +22,9 @@ from preservarium.settings import (
     HostPort,
     Settings,
 )
+
+from preservarium_tools.embedded.ports import Port
+from preservarium_tools.embedded.readiness import grpc_target, local
 
 Service = Literal["sandbox", "gateway"]
 

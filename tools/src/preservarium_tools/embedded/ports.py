@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from preservarium.embedded.errors import PortInUseError
+from preservarium_tools.embedded.errors import PortInUseError
 
 Protocol = Literal["tcp", "udp"]
 

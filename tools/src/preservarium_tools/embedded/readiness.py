@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from preservarium import coapwire
-from preservarium.embedded.children import Child
-from preservarium.embedded.errors import ChildExitedError, NotReadyError
 from preservarium.settings import HostPort
+
+from preservarium_tools import coapwire
+from preservarium_tools.embedded.children import Child
+from preservarium_tools.embedded.errors import ChildExitedError, NotReadyError
 
 Probe = Callable[[], Awaitable[bool]]
 PROBE_INTERVAL_S = 0.1

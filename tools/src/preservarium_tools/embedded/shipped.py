@@ -13,13 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from preservarium.errors import InvalidParserSourceError, NotFoundError
 from preservarium.ids import is_device_type
 from preservarium.parser_source import validate_source
 from preservarium.repositories import SQLParserRepository
 from preservarium.repositories.parsers import source_sha256
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 PARSERS_SUBDIR = Path("examples") / "parsers"
 UPLOADER = "preservarium up"

@@ -13,26 +13,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
-from preservarium.embedded import readiness
-from preservarium.embedded.broker import BrokerError
-from preservarium.embedded.children import BrokerChild, Child, ChildProcess
-from preservarium.embedded.config import BROKER_HOST, PROGRAMS, Service, StackConfig
-from preservarium.embedded.errors import ChildExitedError, StackError, StackSetupError
-from preservarium.embedded.ports import ensure_free
-from preservarium.embedded.shipped import (
+from preservarium.errors import RepositoryError
+from preservarium.lifecycle import AsyncLifecycle
+from preservarium.settings import parse_host_port
+from sqlalchemy.exc import SQLAlchemyError
+
+from preservarium_tools.embedded import readiness
+from preservarium_tools.embedded.broker import BrokerError
+from preservarium_tools.embedded.children import BrokerChild, Child, ChildProcess
+from preservarium_tools.embedded.config import BROKER_HOST, PROGRAMS, Service, StackConfig
+from preservarium_tools.embedded.errors import ChildExitedError, StackError, StackSetupError
+from preservarium_tools.embedded.ports import ensure_free
+from preservarium_tools.embedded.shipped import (
     ParserState,
     RefusedParser,
     describe_parser,
     read_parsers,
     upload_changed,
 )
-from preservarium.errors import RepositoryError
-from preservarium.lifecycle import AsyncLifecycle
-from preservarium.settings import parse_host_port
 
 
 class StackObserver(Protocol):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from preservarium.settings import Settings
 from sqlalchemy.engine import make_url
 
-from preservarium.embedded.config import StackConfig
-from preservarium.embedded.readiness import local
-from preservarium.embedded.shipped import describe_parser
-from preservarium.embedded.stack import StackReport
-from preservarium.settings import Settings
+from preservarium_tools.embedded.config import StackConfig
+from preservarium_tools.embedded.readiness import local
+from preservarium_tools.embedded.shipped import describe_parser
+from preservarium_tools.embedded.stack import StackReport
 
 EXAMPLE_DEVICE = "282c02000001"
 EXAMPLE_PARAMS = '{"measurement_period_base": 120, "transmission_interval": 600}'

@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from preservarium.simulator.efento_wire import (
+from preservarium_tools.simulator.efento_wire import (
     HUMIDITY,
     SERIAL_PREFIX,
     TEMPERATURE,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from preservarium import coapwire
 from preservarium.errors import PreservariumError
+
+from preservarium_tools import coapwire
 
 
 class NoAnswerError(PreservariumError):

@@ -6,8 +6,8 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from preservarium.simulator.outcomes import Outcome
-from preservarium.simulator.run import ContactReport
+from preservarium_tools.simulator.outcomes import Outcome
+from preservarium_tools.simulator.run import ContactReport
 
 UNITS = {
     "temperature": "°C",

@@ -15,12 +15,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from preservarium import coapwire, protowire
+from preservarium import protowire
 from preservarium.settings import HostPort
-from preservarium.simulator.efento_device import EfentoDevice, default_first_serial
-from preservarium.simulator.efento_wire import ConfigField, decode_configuration
-from preservarium.simulator.exchange import NoAnswerError, Retransmission, exchange
-from preservarium.simulator.outcomes import (
+
+from preservarium_tools import coapwire
+from preservarium_tools.simulator.efento_device import EfentoDevice, default_first_serial
+from preservarium_tools.simulator.efento_wire import ConfigField, decode_configuration
+from preservarium_tools.simulator.exchange import NoAnswerError, Retransmission, exchange
+from preservarium_tools.simulator.outcomes import (
     Expectation,
     FeedUnavailableError,
     Outcome,
