@@ -60,6 +60,8 @@ class StackTimings:
     grace_s: float = 10.0
     kafka_connect_s: float = 10.0
     sandbox_ready_s: float = 60.0
+    # One check of a shipped parser (a compile or an example); the first compiles it cold.
+    sandbox_call_s: float = 10.0
     gateway_ready_s: float = 30.0
 
 

@@ -1,10 +1,12 @@
-"""The parsers shipped in `examples/parsers/`: finding them and uploading what changed.
+"""The parsers shipped in `examples/parsers/`: finding them and publishing what changed.
 
 Each `TYPE.py` there is the parser of device type TYPE; `TYPE.examples.yaml`, when present,
-is stored with it. A source is stored (and activated) as a new version only when no
-stored version of its type has the same content: restarting `preservarium up` neither
-piles up versions nor, while the file is unchanged, overrides the version an operator
-activated by hand.
+is stored with it. Each is published through the same use case as `parser upload` and the
+HTTP API (`preservarium.usecases.parsers.publish_version`): checked, its examples run in
+the sandbox, and stored (and activated) as a new version only when no stored version of
+its type has the same source and examples. Restarting `preservarium up` neither piles up
+versions nor, while the files are unchanged, overrides the version an operator activated
+by hand. A parser the checks refuse is left out, with the reason, and the stack starts.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from preservarium.errors import InvalidParserSourceError, NotFoundError
+from preservarium.errors import InvalidParserSourceError
+from preservarium.examples import ExamplesError
 from preservarium.ids import is_device_type
 from preservarium.parser_source import validate_source
-from preservarium.repositories import SQLParserRepository
-from preservarium.repositories.parsers import source_sha256
+from preservarium.sandbox_client import SandboxClient
+from preservarium.usecases.parsers import (
+    ExamplesFailedError,
+    ScriptRefusedError,
+    publish_version,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 PARSERS_SUBDIR = Path("examples") / "parsers"
@@ -55,7 +62,7 @@ class RefusedParser:
 def candidates(start: Path, package_file: Path) -> list[Path]:
     """Where shipped parsers may be: `start` and its parents, then the source checkout."""
     places = [folder / PARSERS_SUBDIR for folder in (start, *start.parents)]
-    # An editable install (the workspace's .venv) runs this file from sdk/src/preservarium/.
+    # An editable install (the workspace's .venv) runs this file from tools/src/, in the checkout.
     places += [folder / PARSERS_SUBDIR for folder in package_file.parents]
     return list(dict.fromkeys(places))
 
@@ -89,27 +96,39 @@ def _read(path: Path) -> ShippedParser:
     return ShippedParser(device_type, path, validate_source(path.read_bytes()), examples)
 
 
-async def upload_changed(
-    engine: AsyncEngine, parsers: Sequence[ShippedParser]
-) -> list[ParserState]:
-    """Store and activate each parser whose source no stored version has; report each."""
-    repository = SQLParserRepository(engine)
-    return [await _upload_if_changed(repository, parser) for parser in parsers]
+async def publish_shipped(
+    engine: AsyncEngine, sandbox: SandboxClient, parsers: Sequence[ShippedParser]
+) -> tuple[list[ParserState], list[RefusedParser]]:
+    """Publish each parser (see the module's docstring): what each became, and those the
+    checks refused. SandboxUnavailableError and RepositoryError stop it."""
+    states: list[ParserState] = []
+    refused: list[RefusedParser] = []
+    for parser in parsers:
+        try:
+            stored = await publish_version(
+                engine, sandbox, parser.device_type, parser.source.encode("utf-8"),
+                parser.examples, uploaded_by=UPLOADER, keep_unchanged=True,
+            )  # fmt: skip
+        except ExamplesFailedError as exc:
+            refused.append(RefusedParser(parser.path, _failed_examples(exc)))
+        except (InvalidParserSourceError, ExamplesError, ScriptRefusedError) as exc:
+            refused.append(RefusedParser(parser.path, str(exc)))
+        else:
+            record = stored.record
+            states.append(
+                ParserState(parser.device_type, record.version, stored.created, record.active)
+            )
+    return states, refused
 
 
-async def _upload_if_changed(repository: SQLParserRepository, parser: ShippedParser) -> ParserState:
-    digest = source_sha256(parser.source)
-    try:
-        stored = await repository.list_versions(parser.device_type)
-    except NotFoundError:
-        stored = []
-    for record in stored:
-        if record.sha256 == digest:
-            return ParserState(parser.device_type, record.version, False, record.active)
-    record = await repository.upload(
-        parser.device_type, parser.source, uploaded_by=UPLOADER, examples=parser.examples
-    )
-    return ParserState(parser.device_type, record.version, True, record.active)
+def _failed_examples(exc: ExamplesFailedError) -> str:
+    """`2 of 5 examples failed; ...: #3 (description) mismatch; ...`."""
+    failed = [
+        f"#{result.index} ({result.description}) {result.mismatch}"
+        for result in exc.results
+        if not result.ok
+    ]
+    return f"{exc}: " + "; ".join(failed)
 
 
 def describe_parser(state: ParserState) -> str:

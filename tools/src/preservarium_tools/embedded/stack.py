@@ -1,4 +1,4 @@
-"""The embedded stack: database, broker, shipped parsers, sandbox and gateway, in one object.
+"""The embedded stack: database, broker, sandbox, shipped parsers and gateway, in one object.
 
 `EmbeddedStack.start()` brings the parts up in dependency order and waits for each to be
 ready; `wait()` returns only by raising, when a service exits by itself; `stop()` stops
@@ -17,6 +17,7 @@ from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.errors import RepositoryError
 from preservarium.lifecycle import AsyncLifecycle
+from preservarium.sandbox_client import SandboxClient, SandboxUnavailableError
 from preservarium.settings import parse_host_port
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,8 +31,8 @@ from preservarium_tools.embedded.shipped import (
     ParserState,
     RefusedParser,
     describe_parser,
+    publish_shipped,
     read_parsers,
-    upload_changed,
 )
 
 
@@ -76,8 +77,10 @@ class EmbeddedStack(AsyncLifecycle):
             ensure_free(self.config.ports())
             await self._migrate()
             await self._start_kafka()
-            await self._upload_parsers()
+            # The shipped parsers are checked in the sandbox (their examples run there)
+            # before they are stored, as any upload is: the sandbox comes first.
             await self._start_sandbox()
+            await self._publish_parsers()
             await self._start_gateway()
         except BaseException:
             await self.stop()
@@ -143,23 +146,29 @@ class EmbeddedStack(AsyncLifecycle):
             await asyncio.sleep(readiness.PROBE_INTERVAL_S)
         self._observer.done(f"kafka reachable at {bootstrap}")
 
-    async def _upload_parsers(self) -> None:
+    async def _publish_parsers(self) -> None:
         directory = self.config.parsers_dir
         if directory is None or not directory.is_dir():
             where = "examples/parsers" if directory is None else str(directory)
             self._observer.note(f"no shipped parsers found ({where}); none uploaded")
             return
         self._observer.progress(f"uploading the shipped parsers of {directory}")
-        parsers, self.report.refused = read_parsers(directory)
-        for refused in self.report.refused:
-            self._observer.note(f"{refused.path.name} not uploaded: {refused.reason}")
+        parsers, unreadable = read_parsers(directory)
         engine = make_engine(self.config.database_url)
+        sandbox = SandboxClient(
+            readiness.grpc_target(readiness.local(self.config.sandbox_listen)),
+            timeout_s=self.config.timings.sandbox_call_s,
+        )
         try:
-            self.report.parsers = await upload_changed(engine, parsers)
-        except RepositoryError as exc:
+            async with sandbox:
+                self.report.parsers, refused = await publish_shipped(engine, sandbox, parsers)
+        except (RepositoryError, SandboxUnavailableError) as exc:
             raise StackError(f"cannot store the shipped parsers: {exc}") from exc
         finally:
             await engine.dispose()
+        self.report.refused = unreadable + refused
+        for each in self.report.refused:
+            self._observer.note(f"{each.path.name} not uploaded: {each.reason}")
         states = ", ".join(map(describe_parser, self.report.parsers)) or f"none in {directory}"
         self._observer.done(f"parsers: {states}")
 
