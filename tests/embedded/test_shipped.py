@@ -66,7 +66,7 @@ class TestFinding:
 
     def test_then_beside_the_installed_package(self, tmp_path: Path) -> None:
         found = shipped(tmp_path / "checkout" / "examples" / "parsers")
-        package_file = tmp_path / "checkout" / "sdk" / "src" / "preservarium" / "__init__.py"
+        package_file = tmp_path / "checkout" / "tools" / "src" / "preservarium_tools" / "x.py"
         assert find_parsers_dir(candidates(tmp_path / "empty", package_file)) == found
 
     def test_nowhere(self, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import preservarium
 import typer
 from preservarium.errors import ConfigError
 from preservarium.settings import Settings
@@ -19,6 +18,7 @@ from rich.markup import escape
 from rich.status import Status
 from rich.text import Text
 
+import preservarium_tools
 from preservarium_tools.cli.common import console, fail, settings
 from preservarium_tools.embedded import logview
 from preservarium_tools.embedded.config import DEFAULT_KAFKA_PORT, StackConfig, UpOptions
@@ -102,7 +102,7 @@ def stack_config(current: Settings, options: UpOptions) -> StackConfig:
     """The stack to run; a bad combination of settings is one line and exit 2."""
     found = options.parsers_dir
     if found is None:
-        found = find_parsers_dir(candidates(Path.cwd(), Path(preservarium.__file__)))
+        found = find_parsers_dir(candidates(Path.cwd(), Path(preservarium_tools.__file__)))
     try:
         return StackConfig.from_settings(
             current,
