@@ -74,11 +74,13 @@ def up(
     Starts, in order: migrations of the database (PRESERVARIUM_DATABASE_URL, by default
     SQLite in PRESERVARIUM_DATA_DIR: ~/.local/share/preservarium), the bundled
     Kafka-compatible broker on 127.0.0.1:9092 unless PRESERVARIUM_KAFKA_BOOTSTRAP names a
-    Kafka, the shipped parsers (each TYPE.py of the parsers directory, stored as a new
-    version only when its source changed), the sandbox, and the gateway on 127.0.0.1:5683
-    with the Efento routes m, i, c, t (unless PRESERVARIUM_COAP_BIND / _COAP_ROUTES say
-    otherwise). Metrics: gateway 9464, sandbox 9465; PRESERVARIUM_METRICS_PORT=N gives them
-    N and N+1, and 0 turns both off. Every other PRESERVARIUM_* variable is passed on.
+    Kafka, the sandbox, then both the shipped parsers (each TYPE.py of the parsers
+    directory, checked as `parser upload` checks it, its TYPE.examples.yaml run in the
+    sandbox, and stored as a new version only when its source or examples changed) and
+    the gateway on 127.0.0.1:5683 with the Efento routes m, i, c, t (unless
+    PRESERVARIUM_COAP_BIND / _COAP_ROUTES say otherwise). Metrics: gateway 9464, sandbox
+    9465; PRESERVARIUM_METRICS_PORT=N gives them N and N+1, and 0 turns both off. Every
+    other PRESERVARIUM_* variable is passed on.
 
     Exit status: 0 after Ctrl-C (or SIGTERM, SIGHUP, SIGPIPE), 1 when a service fails,
     2 when a port is in use or a setting is bad.

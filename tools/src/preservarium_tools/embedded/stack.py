@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
@@ -34,6 +35,19 @@ from preservarium_tools.embedded.shipped import (
     publish_shipped,
     read_parsers,
 )
+
+
+async def all_of(*steps: Coroutine[Any, Any, None]) -> None:
+    """Run `steps` at once until all are done; the first to fail cancels the others (and
+    they are awaited) and its exception propagates as it is (not in an ExceptionGroup)."""
+    tasks = [asyncio.create_task(step) for step in steps]
+    try:
+        for finished in asyncio.as_completed(tasks):
+            await finished
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class StackObserver(Protocol):
@@ -78,10 +92,11 @@ class EmbeddedStack(AsyncLifecycle):
             await self._migrate()
             await self._start_kafka()
             # The shipped parsers are checked in the sandbox (their examples run there)
-            # before they are stored, as any upload is: the sandbox comes first.
+            # before they are stored, as any upload is: the sandbox comes first. The
+            # gateway needs no parser to start, so it starts meanwhile (the Efento
+            # examples take seconds); the summary waits for both.
             await self._start_sandbox()
-            await self._publish_parsers()
-            await self._start_gateway()
+            await all_of(self._publish_parsers(), self._start_gateway())
         except BaseException:
             await self.stop()
             raise
