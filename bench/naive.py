@@ -13,8 +13,10 @@ import json
 import os
 from typing import Any
 
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput, ContactInput
+from preservarium.contract.contact import Contact
+from preservarium.contract.kinds import ErrorKind
+from preservarium.sandbox_answers import CommandAnswer, ParseAnswer, ParserVersion, ScriptError
+from preservarium.sandbox_client import CommandInput
 from preservarium.service import run_service
 from preservarium.settings import Settings
 from preservarium_gateway.config import GatewayConfig
@@ -42,41 +44,36 @@ class InProcessParsers:
 
     async def parse(
         self,
-        contact: ContactInput,
+        contact: Contact,
         *,
         identify: bool = False,
         command: CommandInput | None = None,
         timeout_s: float | None = None,
-    ) -> pb.ParseResponse:
+    ) -> ParseAnswer:
         module = self._modules[contact.device_type]
         metadata: dict[str, Any] = {
             "device_id": contact.device_id, "device_type": contact.device_type,
             "path": contact.path, "method": contact.method, "confirmable": contact.confirmable,
-            "received_at": contact.received_at, "query": dict(contact.query),
+            "received_at": contact.received_at_s, "query": dict(contact.query),
         }  # fmt: skip
-        response = pb.ParseResponse()
-        response.parser.name = contact.device_type
+        parser = ParserVersion(contact.device_type, 0)
         try:
             if identify:
                 metadata["device_id"] = module["identify"](contact.payload, metadata)
             data = module["parse"](contact.payload, metadata)
         except Exception as exc:
-            response.error.kind = pb.ERROR_KIND_RUNTIME_ERROR
-            response.error.message = repr(exc)
-            return response
-        response.result.data_json = json.dumps(data).encode()
-        if metadata["device_id"] is not None:
-            response.result.device_id = metadata["device_id"]
-        return response
+            return ParseAnswer(parser, ScriptError(ErrorKind.RUNTIME_ERROR, repr(exc)))
+        return ParseAnswer(
+            parser, device_id=metadata["device_id"], data_json=json.dumps(data).encode()
+        )
 
     async def format_command(
         self, device_type: str, command: CommandInput, *, timeout_s: float | None = None
-    ) -> pb.FormatCommandResponse:
-        response = pb.FormatCommandResponse()
+    ) -> CommandAnswer:
+        params = json.loads(command.params_json)
         record = {"request_id": command.request_id, "device_id": command.device_id,
-                  "command": command.command, "params": dict(command.params)}  # fmt: skip
-        response.result.payload = self._modules[device_type]["format_command"](record)
-        return response
+                  "command": command.command, "params": params}  # fmt: skip
+        return CommandAnswer(payload=self._modules[device_type]["format_command"](record))
 
 
 def _sources() -> dict[str, str]:

@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from preservarium.sandbox_client import ContactInput, SandboxClient, SandboxUnavailableError
+from preservarium.contract.contact import Contact
+from preservarium.sandbox_client import SandboxClient, SandboxUnavailableError
 
 from bench.loadgen import percentile
 from bench.workload import expose_protowire
@@ -30,7 +31,7 @@ async def parse_rpc(
             nonlocal counter, errors, unavailable
             while time.perf_counter() < deadline:
                 counter += 1
-                contact = ContactInput(payloads[counter % len(payloads)], "efento", path="m")
+                contact = Contact(payloads[counter % len(payloads)], "efento", path="m")
                 started = time.perf_counter()
                 try:
                     response = await client.parse(contact, identify=True)
@@ -38,7 +39,7 @@ async def parse_rpc(
                     unavailable += 1
                     continue
                 latencies.append(time.perf_counter() - started)
-                errors += response.HasField("error")
+                errors += response.error is not None
 
         started = time.perf_counter()
         await asyncio.gather(*(lane() for _ in range(concurrency)))

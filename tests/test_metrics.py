@@ -7,8 +7,9 @@ import dataclasses
 import urllib.request
 from pathlib import Path
 
+from preservarium.contract.contact import Contact
 from preservarium.db.migrate import upgrade
-from preservarium.sandbox_client import ContactInput, SandboxClient
+from preservarium.sandbox_client import SandboxClient
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 from preservarium_tools import coapwire as cw
@@ -32,8 +33,8 @@ async def test_metrics_endpoints(tmp_path: Path, broker: EmbeddedBroker) -> None
     async with SandboxServer(sandbox_config(url, metrics_port=sandbox_port)) as sandbox:
         async with SandboxClient(sandbox.config.listen) as client:
             source = "def parse(payload, metadata):\n    while True:\n        pass\n"
-            await client.test_parser(source, contact=ContactInput(b"", "x"))
-            await client.parse(ContactInput(b"", "unknown-type"))
+            await client.test_parser(source, contact=Contact(b"", "x"))
+            await client.parse(Contact(b"", "unknown-type"))
         config = gateway_config(
             database_url=url,
             bootstrap=broker.bootstrap,

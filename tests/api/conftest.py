@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from preservarium.api_access import Scope
+from preservarium.contract.topics import Topics
 from preservarium.db.migrate import upgrade
 from preservarium.identity import SecretBox
 from preservarium.repositories import SQLTokenRepository
@@ -19,7 +20,6 @@ from preservarium.settings import HostPort
 from preservarium.supervisor import Supervisor
 from preservarium_gateway.api import ApiContext, create_app
 from preservarium_gateway.api.server import ApiServer
-from preservarium_gateway.config import Topics
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_sandbox.server import SandboxServer

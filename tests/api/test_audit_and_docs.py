@@ -3,7 +3,9 @@ and the OpenAPI document and offline docs page."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import pathlib
 import re
 
@@ -80,6 +82,28 @@ async def test_openapi_and_offline_docs(client: httpx.AsyncClient) -> None:
     for ref in references:
         if ref.startswith("/api/docs/assets/"):
             assert (await client.get(ref)).status_code == 200, ref
+    # Its one inline script runs by its hash; no other inline script could.
+    (script,) = re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = page.headers["content-security-policy"]
+    assert f"script-src 'self' 'sha256-{digest}'" in policy
+    assert "frame-ancestors 'none'" in policy and "unsafe-eval" not in policy
+
+
+async def test_every_response_carries_the_security_headers(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    for response in (
+        await client.get("/api/v1/devices", headers=api.auth("read")),
+        await client.get("/api/v1/devices"),  # a 401 problem document too
+        await client.get("/signin"),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        policy = response.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy
 
 
 async def test_an_audit_cursor_out_of_range_is_422(api: Api, client: httpx.AsyncClient) -> None:

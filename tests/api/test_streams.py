@@ -11,11 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 from preservarium.api_access import Scope
 from preservarium.repositories import SQLTokenRepository
 from preservarium.settings import HostPort
 from preservarium.supervisor import Supervisor
 from preservarium_gateway.api import create_app
+from preservarium_gateway.api.problems import Problem
+from preservarium_gateway.api.routes.streams import StreamSlots
 from preservarium_gateway.api.server import ApiServer
 
 from tests.api.conftest import Api
@@ -95,6 +98,36 @@ async def test_streams_are_bounded(api: Api, live: httpx.AsyncClient) -> None:
     api.app.state.stream_slots.limit = 0  # type: ignore[attr-defined]
     response = await live.get("/api/v1/streams/raw", headers=api.auth("read"))
     assert response.status_code == 503 and response.headers["retry-after"] == "5"
+
+
+def test_one_token_cannot_take_every_stream() -> None:
+    slots = StreamSlots(8)
+    assert slots.per_token == 2
+    slots.take("script")
+    slots.take("script")
+    with pytest.raises(Problem) as refused:
+        slots.take("script")
+    assert refused.value.status == 429
+    slots.take("console")  # another token still gets a stream
+    slots.give_back("script")
+    slots.take("script")
+    assert slots.open == 3
+    for token in ("script", "script", "console"):
+        slots.give_back(token)
+    assert slots.open == 0
+
+
+async def test_a_token_over_its_share_of_streams_gets_429(
+    api: Api, live: httpx.AsyncClient
+) -> None:
+    slots: StreamSlots = api.app.state.stream_slots  # type: ignore[attr-defined]
+    share, slots.per_token = slots.per_token, 0
+    try:
+        response = await live.get("/api/v1/streams/raw", headers=api.auth("read"))
+    finally:
+        slots.per_token = share
+    assert response.status_code == 429 and response.headers["retry-after"] == "5"
+    assert response.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_uplinks_newest_first_of_a_type(api: Api, client: httpx.AsyncClient) -> None:

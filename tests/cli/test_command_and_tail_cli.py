@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from preservarium_gateway.command_requests import CommandRequest, read_command_request
+from preservarium.contract.command_requests import CommandRequest, read_command_request
 from preservarium_gateway.kafka import ensure_topics
 from preservarium_tools.cli.tail_cmd import Stream, describe
 from preservarium_tools.embedded.broker import EmbeddedBroker

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from preservarium.contract import status as gateway_records
 from preservarium.db.engine import make_engine
 from preservarium.repositories import SQLCommandRepository, SQLParserRepository
 from preservarium.repositories.commands import CommandStatus
-from preservarium_gateway import records as gateway_records
 from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.support.cli import run_cli, run_cli_process

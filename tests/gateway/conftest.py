@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from preservarium.contract.topics import Topics
 from preservarium.settings import DeviceAuthMode, HostPort
-from preservarium_gateway.config import GatewayConfig, GatewayLimits, Topics
+from preservarium_gateway.config import GatewayConfig, GatewayLimits
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 from preservarium_tools.coapwire import CoapClient

@@ -10,13 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from preservarium.command_requests import CommandRequest, read_command_request
+from preservarium.contract.command_requests import CommandRequest, read_command_request
+from preservarium.contract.topics import Topics
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.db.models import utcnow
 from preservarium.repositories import SQLCommandRepository
 from preservarium_gateway.commands import CommandDesk
-from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.kafka import KafkaPublisher
 from sqlalchemy.ext.asyncio import AsyncEngine
 

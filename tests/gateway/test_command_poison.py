@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
+from preservarium.contract.contact import Contact
 from preservarium.db.engine import make_engine
 from preservarium.db.models import utcnow
 from preservarium.repositories import SQLCommandRepository
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_answers import CommandAnswer, ParseAnswer, ParserVersion
 from preservarium.sandbox_client import (
     CommandInput,
-    ContactInput,
     SandboxRequestError,
     SandboxUnavailableError,
 )
@@ -191,17 +191,17 @@ class UnreachableSandbox:
         pass
 
     async def parse(
-        self, contact: ContactInput, *, identify: bool = False,
+        self, contact: Contact, *, identify: bool = False,
         command: CommandInput | None = None, timeout_s: float | None = None,
-    ) -> pb.ParseResponse:  # fmt: skip
+    ) -> ParseAnswer:  # fmt: skip
         if command is not None and self.parse_fails:
             self.commands.append(command.request_id)
             raise self.error
-        return pb.ParseResponse(result=pb.ParseResult(data_json=b"{}"))
+        return ParseAnswer(ParserVersion(contact.device_type, 1), data_json=b"{}")
 
     async def format_command(
         self, device_type: str, command: CommandInput, *, timeout_s: float | None = None
-    ) -> pb.FormatCommandResponse:
+    ) -> CommandAnswer:
         self.commands.append(command.request_id)
         raise self.error
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from preservarium.contract.command_requests import CommandRequest
 from preservarium.db.engine import make_engine
 from preservarium.ids import is_device_id
 from preservarium.repositories import SQLDeviceRepository
 from preservarium.repositories.commands import CommandStatus, SQLCommandRepository
-from preservarium_gateway.command_requests import CommandRequest
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 from preservarium_tools import coapwire as cw

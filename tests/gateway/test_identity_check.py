@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 from preservarium.errors import DatabaseUnavailableError
-from preservarium_gateway.commands import PendingCommandIndex
 from preservarium_gateway.identity import RouteIdentities
+from preservarium_gateway.pending_commands import PendingCommandIndex
 
 
 class Directory:

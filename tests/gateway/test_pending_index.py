@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from preservarium_gateway.commands import PendingCommandIndex
+from preservarium_gateway.pending_commands import PendingCommandIndex
 
 
 def test_a_command_queued_while_the_refresh_reads_is_not_lost() -> None:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from preservarium.contract.topics import Topics
 from preservarium.db.models import utcnow
 from preservarium.errors import ConflictError
 from preservarium.repositories import (
@@ -20,9 +21,9 @@ from preservarium.repositories import (
     SQLCommandRepository,
     SQLDeviceRepository,
 )
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_answers import ParseAnswer, ParserVersion
 from preservarium_gateway.commands import MAX_UNAVAILABLE_ATTEMPTS, CommandDesk
-from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.directory import UNKNOWN_LOOKUPS_PER_S, DeviceDirectory
 from preservarium_gateway.errors import DirectoryBusyError, PublishError
 from preservarium_gateway.kafka import KafkaPublisher
@@ -287,10 +288,10 @@ class HeldParser:
     async def stop(self) -> None:
         self.gate.set()
 
-    async def parse(self, contact: Any, **_: Any) -> pb.ParseResponse:
+    async def parse(self, contact: Any, **_: Any) -> ParseAnswer:
         self.calls += 1
         await self.gate.wait()
-        return pb.ParseResponse(result=pb.ParseResult(device_id="0a0b0c0d", data_json=b"{}"))
+        return ParseAnswer(ParserVersion("thermo", 1), device_id="0a0b0c0d", data_json=b"{}")
 
     async def format_command(self, device_type: str, command: Any, **_: Any) -> Any:
         raise AssertionError("no command is pending")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from preservarium.contract.command_requests import encode_params
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import CommandInput, SandboxClient, error_kind_name
 
@@ -61,7 +62,10 @@ async def run_command(
 ) -> tuple[str, bytes | str]:
     """format_command() of `src` for one command."""
     command = CommandInput(
-        request_id="test", device_id="test-device", command=name, params=params or {}
+        request_id="test",
+        device_id="test-device",
+        command=name,
+        params_json=encode_params(params or {}),
     )
     return command_outcome(await client.test_parser(src, command=command))
 

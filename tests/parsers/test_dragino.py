@@ -6,7 +6,8 @@ import struct
 from typing import Any
 
 import pytest
-from preservarium.sandbox_client import ContactInput, SandboxClient
+from preservarium.contract.contact import Contact
+from preservarium.sandbox_client import SandboxClient
 
 from tests.parsers.support import (
     RECEIVED_AT,
@@ -18,6 +19,7 @@ from tests.parsers.support import (
     ok,
     source,
 )
+from tests.support.contacts import unix
 
 SOURCE = source("dragino")
 EXAMPLES = examples("dragino")
@@ -46,10 +48,14 @@ def frame(
     return body
 
 
-def registered(payload: bytes) -> ContactInput:
+def registered(payload: bytes) -> Contact:
     """A contact of a registered device on /d/{id}: no identify, path ""."""
-    return ContactInput(
-        payload=payload, device_type="dragino", device_id=DEVICE, path="", received_at=RECEIVED_AT
+    return Contact(
+        payload=payload,
+        device_type="dragino",
+        device_id=DEVICE,
+        path="",
+        received_at=unix(RECEIVED_AT),
     )
 
 
@@ -115,7 +121,7 @@ async def test_many_stored_records(client: SandboxClient) -> None:
 
 
 async def test_identify_returns_the_frame_id(client: SandboxClient) -> None:
-    contact = ContactInput(payload=frame().hex().encode(), device_type="dragino", path="")
+    contact = Contact(payload=frame().hex().encode(), device_type="dragino", path="")
     response = await client.test_parser(SOURCE, contact=contact, identify=True)
     assert ok(response).device_id == "f86841105675"
 

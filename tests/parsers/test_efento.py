@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from preservarium import protowire
-from preservarium.sandbox_client import ContactInput, SandboxClient
+from preservarium.contract.contact import Contact
+from preservarium.sandbox_client import SandboxClient
 
 from tests.conftest import DATA
 from tests.parsers.support import (
@@ -21,6 +22,7 @@ from tests.parsers.support import (
     run_command,
     source,
 )
+from tests.support.contacts import unix
 
 SOURCE = source("efento")
 EXAMPLES = examples("efento")
@@ -28,11 +30,11 @@ SERIAL = bytes.fromhex("282c02000001")
 TS = 1_700_000_000
 
 
-def route(path: str, payload: bytes, **kw: Any) -> ContactInput:
+def route(path: str, payload: bytes, **kw: Any) -> Contact:
     """A contact on an Efento route: no device id, identify() names the device."""
-    values: dict[str, Any] = {"received_at": RECEIVED_AT}
+    values: dict[str, Any] = {"received_at": unix(RECEIVED_AT)}
     values.update(kw)
-    return ContactInput(payload=payload, device_type="efento", path=path, **values)
+    return Contact(payload=payload, device_type="efento", path=path, **values)
 
 
 def channel(
@@ -308,12 +310,12 @@ async def test_configuration_lists_errors_even_when_there_are_none(client: Sandb
 
 
 async def test_time_request_is_answered_with_received_at(client: SandboxClient) -> None:
-    contact = ContactInput(
+    contact = Contact(
         payload=b"",
         device_type="efento",
         device_id="282c02000001",
         path="t",
-        received_at=1_749_674_100,
+        received_at=unix(1_749_674_100),
     )
     result = ok(await client.test_parser(SOURCE, contact=contact))
     assert result.reply == bytes.fromhex("6849e874")
@@ -397,7 +399,7 @@ async def test_a_time_request_names_no_device_and_gets_the_time(client: SandboxC
 
 
 async def test_a_registered_contact_parses_without_identify(client: SandboxClient) -> None:
-    contact = ContactInput(payload=S1, device_type="efento", device_id="other-name", path="m")
+    contact = Contact(payload=S1, device_type="efento", device_id="other-name", path="m")
     response = await client.test_parser(SOURCE, contact=contact)
     assert ok(response).device_id == "other-name"
     assert data_of(response)["serial_number"] == "282c02000001"

@@ -8,10 +8,12 @@ import json
 import re
 from typing import Any
 
-from preservarium.sandbox_client import ContactInput, SandboxClient
+from preservarium.contract.contact import Contact
+from preservarium.sandbox_client import SandboxClient
 
 from tests.parsers.efento_reference import config_bytes, config_message, modules
 from tests.parsers.support import RECEIVED_AT, data_of, examples, ok, run_command, source
+from tests.support.contacts import unix
 
 SOURCE = source("efento")
 EXAMPLES = examples("efento")
@@ -100,7 +102,9 @@ async def test_a_configuration_report_made_by_protobuf_parses_field_by_field(
                    "parameters": [-5, 1, 2, 1], "action": "trigger_transmission"}],
     }  # fmt: skip
     payload = bytes(config_message(report).SerializeToString())
-    contact = ContactInput(payload=payload, device_type="efento", path="c", received_at=RECEIVED_AT)
+    contact = Contact(
+        payload=payload, device_type="efento", path="c", received_at=unix(RECEIVED_AT)
+    )
     response = await client.test_parser(SOURCE, contact=contact, identify=True)
     assert ok(response).device_id == SERIAL.hex()
     data = data_of(response)

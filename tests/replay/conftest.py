@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from preservarium.contract.topics import Topics
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
-from preservarium.replay.service import Replays, ReplayTopics
+from preservarium.replay.service import Replays
 from preservarium.replay.window import Window
 from preservarium.repositories import SQLParserRepository, SQLReplayRepository
 from preservarium.sandbox_client import SandboxClient
@@ -83,9 +84,8 @@ class Scene:
     raw_ids: list[str] = field(default_factory=list)
 
     @property
-    def topics(self) -> ReplayTopics:
-        return ReplayTopics(self.topic("uplink.raw"), self.topic("uplink.parsed"),
-                            self.topic("uplink.failed"))  # fmt: skip
+    def topics(self) -> Topics:
+        return Topics.with_prefix(self.prefix)
 
     def topic(self, suffix: str) -> str:
         return self.prefix + suffix

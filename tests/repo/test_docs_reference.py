@@ -7,11 +7,12 @@ import re
 from typing import Any
 
 import pytest
+from preservarium.contract.kinds import ErrorKind
 from preservarium.examples import load_examples
 from preservarium.parser_source import VETTED_IMPORTS
 from preservarium.settings import TIMEOUT_CEILING_MS
 from preservarium_sandbox.engine.compiler import compile_parser
-from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS, ErrorKind
+from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS
 from preservarium_sandbox.engine.facades import VETTED_MODULES
 from preservarium_sandbox.engine.nesting import MAX_DEPTH
 from preservarium_sandbox.engine.policy import BUILTINS

@@ -6,14 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from preservarium.contract.contact import Contact
 from preservarium.db.engine import make_engine
 from preservarium.repositories import SQLParserRepository
-from preservarium.sandbox_client import ContactInput, SandboxClient, error_kind_name
+from preservarium.sandbox_client import SandboxClient
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.quarantine import QuarantinePolicy
 from preservarium_sandbox.server import SandboxConfig, SandboxServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.contacts import unix
 from tests.support.net import free_port
 from tests.support.sqlite import SQLiteTemplate
 
@@ -67,11 +69,15 @@ def parsers(repo_engine: AsyncEngine) -> SQLParserRepository:
     return SQLParserRepository(repo_engine)
 
 
-def contact(device_type: str, payload: bytes = b"\x00", **kw: object) -> ContactInput:
+def contact(device_type: str, payload: bytes = b"\x00", **kw: object) -> Contact:
     """A contact of a registered device."""
-    values: dict[str, object] = {"device_id": "dev-1", "path": "", "received_at": 1_700_000_000}
+    values: dict[str, object] = {
+        "device_id": "dev-1",
+        "path": "",
+        "received_at": unix(1_700_000_000),
+    }
     values.update(kw)
-    return ContactInput(payload=payload, device_type=device_type, **values)  # type: ignore[arg-type]
+    return Contact(payload=payload, device_type=device_type, **values)  # type: ignore[arg-type]
 
 
 async def wait_for_version(
@@ -85,6 +91,6 @@ async def wait_for_version(
         if response.parser.version == version:
             return loop.time() - started
         if loop.time() - started > timeout_s:
-            kind = error_kind_name(response.error.kind) if response.HasField("error") else "-"
+            kind = "-" if response.error is None else response.error.kind
             raise AssertionError(f"version {version} of {device_type} not served ({kind})")
         await asyncio.sleep(0.05)

@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_answers import ParseAnswer
 from preservarium.sandbox_client import error_kind_name
 
 
-def outcome(response: pb.TestParserResponse | pb.ParseResponse) -> tuple[str, Any]:
+def outcome(response: pb.TestParserResponse | pb.ParseResponse | ParseAnswer) -> tuple[str, Any]:
     """('ok', data) or (error kind, ScriptError)."""
+    if isinstance(response, ParseAnswer):
+        if response.error is not None:
+            return response.error.kind, response.error
+        return "ok", json.loads(response.data_json or b"{}")
     if response.HasField("error"):
         return error_kind_name(response.error.kind), response.error
     return "ok", json.loads(response.result.data_json or b"{}")

@@ -8,10 +8,12 @@ import json
 import uuid
 
 from preservarium.attributes import encode_attributes
+from preservarium.contract.contact import Contact
 from preservarium.examples import load_examples, run_examples
 from preservarium.repositories import SQLParserRepository
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput, ContactInput, SandboxClient
+from preservarium.sandbox_client import CommandInput, SandboxClient
+
+from tests.support.contacts import unix
 
 SOURCE = """
 import json
@@ -39,10 +41,10 @@ ATTRIBUTES = {"serial": "abc", "calibration": {"offset": -0.5, "points": [1, 2]}
 UPLINK_ID = "0123456789abcdef0123456789abcdef"
 
 
-def contact(**values: object) -> ContactInput:
-    return ContactInput(
-        payload=b"\x01", device_type="ctx", path="m", received_at=1_700_000_000,
-        attributes_json=encode_attributes(ATTRIBUTES), uplink_id=UPLINK_ID, **values,  # type: ignore[arg-type]
+def contact(**values: object) -> Contact:
+    return Contact(
+        payload=b"\x01", device_type="ctx", path="m", received_at=unix(1_700_000_000),
+        attributes_json=encode_attributes(ATTRIBUTES), id=UPLINK_ID, **values,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -65,7 +67,7 @@ async def test_identify_parse_and_reply_get_the_attributes_and_the_uplink_id(
 async def test_without_context_attributes_are_empty_and_the_uplink_id_none(
     client: SandboxClient,
 ) -> None:
-    plain = ContactInput(payload=b"\x01", device_type="ctx", device_id="d1", path="m")
+    plain = Contact(payload=b"\x01", device_type="ctx", device_id="d1", path="m")
     response = await client.test_parser(SOURCE, contact=plain)
     data = json.loads(response.result.data_json)
     assert (data["attributes"], data["uplink_id"]) == ({}, None)
@@ -73,7 +75,7 @@ async def test_without_context_attributes_are_empty_and_the_uplink_id_none(
 
 async def test_format_command_gets_the_attributes(client: SandboxClient) -> None:
     command = CommandInput(
-        request_id="r1", device_id="d1", command="set", params={"a": 1},
+        request_id="r1", device_id="d1", command="set", params_json='{"a": 1}',
         attributes_json=encode_attributes({"site": "north"}),
     )  # fmt: skip
     response = await client.test_parser(SOURCE, command=command)
@@ -124,20 +126,20 @@ async def test_a_failure_after_identify_says_which_device_and_token_it_named(
 ) -> None:
     device_type = f"t{uuid.uuid4().hex[:10]}"
     await parsers.upload(device_type, STRICT)
-    route = ContactInput(payload=b"\x0a\x0b", device_type=device_type, path="m")
+    route = Contact(payload=b"\x0a\x0b", device_type=device_type, path="m")
     for _ in range(100):  # until the sandbox's catalog has the version
         response = await client.parse(route, identify=True)
-        if response.error.kind != pb.ERROR_KIND_PARSER_NOT_FOUND:
+        if response.error is None or response.error.kind != "parser_not_found":
             break
         await asyncio.sleep(0.05)
-    assert response.HasField("error") and "KeyError" in response.error.message
+    assert response.error is not None and "KeyError" in response.error.message
     assert (response.identified_device_id, response.identified_token) == ("dev-0a0b", "tok-0a0b")
-    again = ContactInput(
+    again = Contact(
         payload=b"\x0a\x0b", device_type=device_type, path="m", device_id="dev-0a0b",
         attributes_json=encode_attributes({"offset": 2}),
     )  # fmt: skip
     answered = await client.parse(again)
-    assert json.loads(answered.result.data_json) == {"offset": 2}
+    assert json.loads(answered.data_json) == {"offset": 2}
     # A registered device's failure (no identify()) names nothing more than the contact did.
-    failed = await client.parse(ContactInput(payload=b"", device_type=device_type, device_id="d"))
-    assert failed.HasField("error") and not failed.HasField("identified_device_id")
+    failed = await client.parse(Contact(payload=b"", device_type=device_type, device_id="d"))
+    assert failed.error is not None and failed.identified_device_id is None

@@ -70,7 +70,7 @@ async def test_identify_reply_and_format_command(client: SandboxClient) -> None:
         source,
         contact=contact("test", b"\xab", device_id=None, path="m"),
         identify=True,
-        command=CommandInput("r1", "sn-ab", "reboot", {"n": 9}),
+        command=CommandInput("r1", "sn-ab", "reboot", '{"n": 9}'),
     )
     assert outcome(response) == ("ok", {"id": "sn-ab", "path": "m"})
     assert response.result.device_id == "sn-ab"

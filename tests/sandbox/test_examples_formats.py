@@ -4,6 +4,8 @@ command cases, `errors` as an expected failure whose message says each of them."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from preservarium.examples import (
     ANY_ERROR,
@@ -78,7 +80,10 @@ def test_a_codec_file_reads_as_uplink_and_command_cases() -> None:
     assert reading.device_id == "test-device" and reading.received_at == 1796040000
     assert isinstance(short, UplinkExample) and short.error == ANY_ERROR
     assert isinstance(unnamed, CommandExample)
-    assert (unnamed.command.command, dict(unnamed.command.params)) == ("downlink", {"led": "green"})
+    assert (unnamed.command.command, json.loads(unnamed.command.params_json)) == (
+        "downlink",
+        {"led": "green"},
+    )
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from preservarium.contract.kinds import ErrorKind
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium_sandbox.engine.errors import ErrorKind
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.outcome import read_answer
 from preservarium_sandbox.pool import Job, NotAdmittedError, WorkerPool

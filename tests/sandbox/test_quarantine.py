@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from preservarium_sandbox.engine.errors import ErrorKind
+from preservarium.contract.kinds import ErrorKind
 from preservarium_sandbox.quarantine import Quarantine, QuarantinePolicy
 
 POLICY = QuarantinePolicy(threshold=3, cooldown_s=30.0, churn_limit=4, churn_window_s=10.0)

@@ -14,7 +14,7 @@ import pytest
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
-from preservarium.sandbox_client import SandboxClient, SandboxUnavailableError
+from preservarium.sandbox_client import SandboxClient, SandboxUnavailableError, contact_proto
 from preservarium_sandbox.engine.compiler import compile_parser
 from preservarium_sandbox.engine.runner import run_job
 from preservarium_sandbox.limits import Limits
@@ -64,7 +64,7 @@ class TestStreams:
 
 
 def _parse_fields(device_type: str) -> dict[str, Any]:
-    return {"device_type": device_type, "contact": contact(device_type).to_proto()}
+    return {"contact": contact_proto(contact(device_type))}
 
 
 async def _flood(request: pb.ParseStreamRequest, count: int) -> AsyncIterator[Any]:
@@ -274,7 +274,7 @@ class TestStreamRefusals:
             for n, fields in enumerate(
                 [
                     _parse_fields(name),
-                    {"device_type": name, "contact": contact(name, query=query).to_proto()},
+                    {"contact": contact_proto(contact(name, query=query))},
                     _parse_fields(name),
                 ]
             )
@@ -304,14 +304,16 @@ class TestRequestSize:
         query = {f"{n:04d}" + wide[4:]: wide for n in range(limits.max_query_entries)}
         largest = pb.TestParserRequest(
             source=source,
-            contact=contact(
-                wide,
-                b"\xff" * limits.max_payload_bytes,
-                device_id=wide,
-                path=wide,
-                method=wide,
-                query=query,
-            ).to_proto(),
+            contact=contact_proto(
+                contact(
+                    wide,
+                    b"\xff" * limits.max_payload_bytes,
+                    device_id=wide,
+                    path=wide,
+                    method=wide,
+                    query=query,
+                )
+            ),
             command=pb.Command(request_id=wide, device_id=wide, command=wide, params_json=params),
         )
         assert largest.ByteSize() < limits.request_bytes()
@@ -322,7 +324,7 @@ class TestRequestSize:
             answer = await stub.TestParser(largest, timeout=30)
             assert answer.WhichOneof("outcome") is not None
             oversize = pb.ParseRequest(
-                device_type="x", contact=contact("x", b"\x00" * 2 * 1024 * 1024).to_proto()
+                contact=contact_proto(contact("x", b"\x00" * 2 * 1024 * 1024))
             )
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stub.Parse(oversize, timeout=10)

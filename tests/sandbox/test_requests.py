@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
-from preservarium.sandbox_client import SandboxClient
+from preservarium.sandbox_client import SandboxClient, contact_proto
 from preservarium_sandbox.server import SandboxServer
 
 from tests.sandbox.conftest import contact, wait_for_version
@@ -89,9 +89,8 @@ async def test_params_that_cannot_travel_are_invalid_argument(
         request = pb.FormatCommandRequest(device_type=device_type, command=command(params_json))
         assert await answered(stub.FormatCommand, request) is None
         parse = pb.ParseRequest(
-            device_type=device_type, contact=contact(device_type).to_proto(),
-            command=command(params_json),
-        )  # fmt: skip
+            contact=contact_proto(contact(device_type)), command=command(params_json)
+        )
         assert await answered(stub.Parse, parse) is None
         test = pb.TestParserRequest(source=SOURCE, command=command(params_json))
         assert await answered(stub.TestParser, test) is None
@@ -111,11 +110,11 @@ async def test_oversized_request_fields_are_invalid_argument(
         contact(device_type, query={str(n): "v" for n in range(limits.max_query_entries + 1)}),
     ]
     for each in contacts:
-        request: Any = pb.ParseRequest(device_type=device_type, contact=each.to_proto())
+        request: Any = pb.ParseRequest(contact=contact_proto(each))
         assert await answered(stub.Parse, request) is None
         assert (
             await answered(
-                stub.TestParser, pb.TestParserRequest(source=SOURCE, contact=each.to_proto())
+                stub.TestParser, pb.TestParserRequest(source=SOURCE, contact=contact_proto(each))
             )
             is None
         )
@@ -139,11 +138,9 @@ async def test_attributes_that_break_their_bounds_are_invalid_argument(
     stub: Any, device_type: str, client: SandboxClient, sandbox: SandboxServer,
     attributes_json: str,
 ) -> None:  # fmt: skip
-    proto = contact(device_type).to_proto()
+    proto = contact_proto(contact(device_type))
     proto.attributes_json = attributes_json
-    assert (
-        await answered(stub.Parse, pb.ParseRequest(device_type=device_type, contact=proto)) is None
-    )
+    assert await answered(stub.Parse, pb.ParseRequest(contact=proto)) is None
     assert (
         await answered(stub.TestParser, pb.TestParserRequest(source=SOURCE, contact=proto)) is None
     )

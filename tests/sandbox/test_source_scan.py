@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from preservarium_sandbox.engine.errors import ErrorKind
+from preservarium.contract.kinds import ErrorKind
 from preservarium_sandbox.limits import SourceScanLimits
 from preservarium_sandbox.source_scan import scan_source
 

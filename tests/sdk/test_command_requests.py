@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from preservarium.command_requests import (
+from preservarium.contract.command_requests import (
     MAX_PARAMS_DEPTH,
     MAX_RECORD_BYTES,
     CommandRequest,

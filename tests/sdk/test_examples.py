@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from preservarium.contract.contact import Contact
 from preservarium.errors import PreservariumError
 from preservarium.examples import (
     CommandExample,
@@ -16,7 +17,7 @@ from preservarium.examples import (
     run_examples,
 )
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput, ContactInput
+from preservarium.sandbox_client import CommandInput
 
 GOOD = """\
 - description: two temperature samples
@@ -54,10 +55,10 @@ class TestLoad:
             b"\x01\x02",
             "runtime_error",
         )
-        assert registered.contact("efento").received_at == 1_700_000_000
+        assert registered.contact("efento").received_at_s == 1_700_000_000
         assert command == CommandExample(
             description="set period",
-            command=CommandInput("test", "dev-1", "set_period", {"seconds": 900}),
+            command=CommandInput("test", "dev-1", "set_period", '{"seconds":900}'),
             output=bytes.fromhex("103c18"),
         )
 
@@ -156,7 +157,7 @@ class TestLoad:
 
     def test_command_input_defaults(self) -> None:
         assert command_input({"command": "x"}, device_id="dev-9") == CommandInput(
-            "test", "dev-9", "x", {}
+            "test", "dev-9", "x", "{}"
         )
 
 
@@ -165,13 +166,13 @@ class FakeSandbox:
 
     def __init__(self, *responses: pb.TestParserResponse) -> None:
         self.responses = list(responses)
-        self.calls: list[tuple[ContactInput | None, bool, CommandInput | None]] = []
+        self.calls: list[tuple[Contact | None, bool, CommandInput | None]] = []
 
     async def test_parser(
         self,
         source: str,
         *,
-        contact: ContactInput | None = None,
+        contact: Contact | None = None,
         identify: bool = False,
         command: CommandInput | None = None,
     ) -> pb.TestParserResponse:
@@ -221,7 +222,7 @@ class TestCompare:
         assert contact is not None and command is not None
         assert json.loads(contact.attributes_json) == {"site": "north", "n": [1]}
         assert json.loads(command.attributes_json) == {"site": "south"}
-        assert contact.uplink_id is None  # no uplink record behind an example
+        assert contact.id is None  # no uplink record behind an example
 
     async def test_numbers_compare_by_value(self) -> None:
         text = (UPLINK % "") + "  output: {data: {a: 1, b: [2.0, {c: 3}]}}\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from preservarium.kafka_records import decode_record
+from preservarium.contract.encoding import decode_record
 
 
 @pytest.mark.parametrize(

@@ -155,12 +155,12 @@ async def test_a_failing_stream_reader_breaks_its_stream_and_is_counted() -> Non
     stream = ParseStream(stub, supervisor=watch.supervisor)
     try:
         with pytest.raises(StreamBrokenError):
-            await stream.request(pb.ParseRequest(device_type="t"), timeout_s=5)
+            await stream.request(pb.ParseRequest(contact=pb.Contact(device_type="t")), timeout_s=5)
         assert stream.broken is not None and stub.call.cancelled
         await until(lambda: watch.restarts == ["parse-stream-reader"])
         await until(lambda: watch.health == [False, True])
         with pytest.raises(StreamBrokenError):  # the client opens a new stream instead
-            await stream.request(pb.ParseRequest(device_type="t"), timeout_s=5)
+            await stream.request(pb.ParseRequest(contact=pb.Contact(device_type="t")), timeout_s=5)
     finally:
         await stream.close()
     assert watch.supervisor.healthy

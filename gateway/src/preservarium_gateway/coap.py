@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiocoap
@@ -25,13 +27,14 @@ from aiocoap import error
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import CON
 from aiocoap.resource import PathCapable, Resource
+from preservarium.contract.contact import Contact
 from preservarium.errors import RepositoryError
 from preservarium.ids import is_device_id
 
 from preservarium_gateway.admission import Admission, NotAuthenticated
 from preservarium_gateway.authn import AuthFailure, Presented, split_token
 from preservarium_gateway.config import GatewayLimits
-from preservarium_gateway.contact import ContactPipeline, ContactRequest, Outcome
+from preservarium_gateway.contact import ContactPipeline, Outcome
 from preservarium_gateway.directory import DeviceDirectory
 from preservarium_gateway.dtls import authenticated_device, dtls_peer
 from preservarium_gateway.errors import DirectoryBusyError
@@ -289,19 +292,19 @@ class GatewaySite(Resource, PathCapable):  # type: ignore[misc]
         path: str,
         at: _At,
     ) -> aiocoap.Message:
-        answer = await self._pipeline.handle(
-            ContactRequest(
-                device_id=device_id,
-                device_type=device_type,
-                path=path,
-                method=str(request.code),
-                confirmable=request.mtype is CON,
-                remote=at.remote,
-                payload=bytes(request.payload),
-                query=at.query,
-                presented=at.presented,
-            )
+        contact = Contact(
+            id=uuid.uuid4().hex,
+            received_at=datetime.now(UTC),
+            device_id=device_id,
+            device_type=device_type,
+            path=path,
+            method=str(request.code),
+            confirmable=request.mtype is CON,
+            remote=at.remote,
+            payload=bytes(request.payload),
+            query=at.query,
         )
+        answer = await self._pipeline.handle(contact, at.presented)
         if answer.outcome is Outcome.RETRY_LATER:
             raise RetryLater(self._limits.retry_after_s)
         if answer.outcome is Outcome.FORBIDDEN:

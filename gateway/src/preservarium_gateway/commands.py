@@ -1,4 +1,6 @@
-"""Commands: stored durably, known in memory by device, claimed atomically at a contact.
+"""The command desk: commands stored durably, claimed atomically at a contact, formatted
+by the device's parser, and settled (sent, failed, or back in the queue), every status
+reported on Kafka.
 
 `PendingCommandIndex` keeps the database off the hot path: only a contact from a device
 that has a pending command costs a query (the atomic claim). The index is refreshed
@@ -8,26 +10,39 @@ from the database, so it stays right across restarts and beside other gateways.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
-from preservarium.command_requests import CommandRequestError, check_json_value, loads_strict
+from preservarium.contract.command_requests import (
+    CommandRequest,
+    Rejection,
+    stored_params,
+    stored_params_json,
+    stored_params_valid,
+)
+from preservarium.contract.encoding import encode
+from preservarium.contract.kinds import ErrorKind
+from preservarium.contract.status import Status, status_record
+from preservarium.contract.topics import Topics
 from preservarium.db.models import utcnow
-from preservarium.errors import ConflictError, NotFoundError
+from preservarium.errors import ConflictError, NotFoundError, RepositoryError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.periodic import Periodic
 from preservarium.repositories import CommandRecord, SQLCommandRepository
 from preservarium.repositories.commands import CommandStatus
+from preservarium.sandbox_answers import CommandAnswer, ScriptError
+from preservarium.sandbox_client import CommandInput, SandboxRequestError, SandboxUnavailableError
 from preservarium.supervisor import Supervisor
 from preservarium.text import clean_text
 
-from preservarium_gateway import records
-from preservarium_gateway.command_requests import CommandRequest, Rejection
-from preservarium_gateway.config import GatewayLimits, Topics
+from preservarium_gateway.config import GatewayLimits
+from preservarium_gateway.directory import DeviceDirectory
+from preservarium_gateway.metrics import GatewayMetrics
+from preservarium_gateway.pending_commands import PendingCommandIndex
 from preservarium_gateway.status_outbox import StatusOutbox
-from preservarium_gateway.types import RecordPublisher
+from preservarium_gateway.types import ParserService, RecordPublisher
 
 log = logging.getLogger("preservarium.gateway.commands")
 StatusObserver = Callable[[str], None]
@@ -39,44 +54,6 @@ MAX_UNAVAILABLE_ATTEMPTS = 3
 # another gateway (or cancelled) never comes back here to clear its count: the oldest
 # counts are dropped past this bound, which costs such a command at most a few more tries.
 MAX_COUNTED_COMMANDS = 10_000
-
-
-class PendingCommandIndex:
-    """Device ids with at least one queued command.
-
-    A refresh reads the database's view, which may predate a command queued while the
-    query ran: what was added meanwhile is kept, or that device's next contact would
-    miss its command until the next refresh.
-    """
-
-    def __init__(self) -> None:
-        self._devices: set[str] = set()
-        self._added_since_read: set[str] = set()
-
-    def __contains__(self, device_id: object) -> bool:
-        return device_id in self._devices
-
-    def __len__(self) -> int:
-        return len(self._devices)
-
-    def add(self, device_id: str) -> None:
-        """A command was queued for `device_id`."""
-        self._devices.add(device_id)
-        self._added_since_read.add(device_id)
-
-    def discard(self, device_id: str) -> None:
-        """`device_id` has nothing queued any more."""
-        self._devices.discard(device_id)
-
-    def reading(self) -> None:
-        """A read of the database's view starts now."""
-        self._added_since_read = set()
-
-    def replace(self, device_ids: set[str]) -> None:
-        """Take the database's view, read since the last `reading()`, with what was
-        added after it began."""
-        self._devices = device_ids | self._added_since_read
-        self._added_since_read = set()
 
 
 class CommandDesk(AsyncLifecycle):
@@ -94,8 +71,16 @@ class CommandDesk(AsyncLifecycle):
         max_attempts: int = MAX_UNAVAILABLE_ATTEMPTS,
         max_counted: int = MAX_COUNTED_COMMANDS,
         supervisor: Supervisor | None = None,
+        sandbox: ParserService | None = None,
+        directory: DeviceDirectory | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        """`sandbox` formats the commands it delivers (with each device's attributes from
+        `directory`); a desk without one only stores, claims and settles."""
         self._repository = repository
+        self._sandbox = sandbox
+        self._directory = directory
+        self._metrics = metrics
         # Statuses are kept until Kafka has them: through an outage, not a crash.
         self.outbox = StatusOutbox(publisher, topic=topics.command_status, supervisor=supervisor)
         self._limits = limits
@@ -132,7 +117,7 @@ class CommandDesk(AsyncLifecycle):
     ) -> None:
         """Publish a `command.status` record (without holding up the caller; held until
         Kafka acknowledges it)."""
-        record = records.status_record(
+        record = status_record(
             request_id=request_id,
             device_id=device_id,
             status=status,
@@ -141,7 +126,7 @@ class CommandDesk(AsyncLifecycle):
             payload=payload,
         )
         key = clean_text(device_id).encode() if device_id else None
-        self.outbox.put(records.encode(record), key)
+        self.outbox.put(encode(record), key)
         self._on_status(status)
 
     async def refresh(self) -> None:
@@ -159,7 +144,7 @@ class CommandDesk(AsyncLifecycle):
         """Expire what is past its time and report it."""
         for command in await self._repository.expire_due():
             self._attempts.pop(command.request_id, None)
-            self.emit("expired", request_id=command.request_id, device_id=command.device_id)
+            self.emit(Status.EXPIRED, request_id=command.request_id, device_id=command.device_id)
 
     async def store(self, request: CommandRequest) -> None:
         """Store a valid request durably and report it queued.
@@ -193,14 +178,14 @@ class CommandDesk(AsyncLifecycle):
             await self._seen_before(request)
             return
         self.index.add(request.device_id)
-        self.emit("queued", request_id=request.request_id, device_id=request.device_id)
+        self.emit(Status.QUEUED, request_id=request.request_id, device_id=request.device_id)
 
     async def _seen_before(self, request: CommandRequest) -> None:
         try:
             existing = await self._repository.get(request.request_id)
         except NotFoundError:  # removed in between: nothing to compare with
             return
-        same = (existing.device_id, existing.name, command_params(existing)) == (
+        same = (existing.device_id, existing.name, stored_params(existing.body)) == (
             request.device_id, request.command, request.params,
         )  # fmt: skip
         if same:
@@ -219,7 +204,7 @@ class CommandDesk(AsyncLifecycle):
     def reject(self, rejection: Rejection) -> None:
         """Report an invalid request."""
         self.emit(
-            "rejected",
+            Status.REJECTED,
             request_id=rejection.request_id,
             device_id=rejection.device_id,
             reason=rejection.reason,
@@ -238,7 +223,7 @@ class CommandDesk(AsyncLifecycle):
             if command is None:
                 self.index.discard(device_id)
                 return None
-            if stored_params_valid(command):
+            if stored_params_valid(command.body):
                 return command
             await self.failed(command, "the stored params are not valid JSON for a command")
 
@@ -246,7 +231,7 @@ class CommandDesk(AsyncLifecycle):
         """The command's bytes left in a CoAP response."""
         self._attempts.pop(command.request_id, None)
         await self._repository.finish(command.request_id, CommandStatus.SENT, claimer=self._claimer)
-        self.emit("sent", request_id=command.request_id, device_id=command.device_id,
+        self.emit(Status.SENT, request_id=command.request_id, device_id=command.device_id,
                   payload=payload)  # fmt: skip
 
     async def failed(self, command: CommandRecord, reason: str) -> None:
@@ -255,7 +240,7 @@ class CommandDesk(AsyncLifecycle):
         await self._repository.finish(
             command.request_id, CommandStatus.FAILED, reason=reason, claimer=self._claimer
         )
-        self.emit("failed", request_id=command.request_id, device_id=command.device_id,
+        self.emit(Status.FAILED, request_id=command.request_id, device_id=command.device_id,
                   reason=reason)  # fmt: skip
 
     async def release(self, command: CommandRecord) -> None:
@@ -277,24 +262,90 @@ class CommandDesk(AsyncLifecycle):
             self._attempts.popitem(last=False)
         await self.release(command)
 
+    # Delivery: what a contact does with a command. A database that cannot be asked
+    # never fails the contact: the command stays where it was, and the stale-claim sweep
+    # queues again whatever was left claimed.
 
-def command_params(command: CommandRecord) -> dict[str, Any]:
-    """The params stored with a command ({} when the stored body is not an object)."""
-    try:
-        body = loads_strict(command.body)
-    except CommandRequestError:
-        return {}
-    params = body.get("params", {}) if isinstance(body, dict) else {}
-    return params if isinstance(params, dict) else {}
+    async def claim_for_contact(self, device_id: str | None) -> CommandRecord | None:
+        """The command to send in this contact's answer, claimed; None when there is
+        none or the database cannot say."""
+        if device_id is None:
+            return None
+        try:
+            return await self.claim(device_id)
+        except RepositoryError as exc:
+            log.warning("command claim failed", extra={"device_id": device_id, "error": str(exc)})
+            return None
 
+    def command_input(self, command: CommandRecord) -> CommandInput:
+        """The command as format_command() sees it, with its device's attributes."""
+        attributes = (
+            "" if self._directory is None else self._directory.attributes_json(command.device_id)
+        )
+        return CommandInput(
+            request_id=command.request_id,
+            device_id=command.device_id,
+            command=command.name,
+            params_json=stored_params_json(command.body),
+            attributes_json=attributes,
+        )
 
-def stored_params_valid(command: CommandRecord) -> bool:
-    """True when the stored body is `{"params": {...}}` that passes the request rules."""
-    try:
-        body = loads_strict(command.body)
-        if type(body) is not dict or type(body.get("params", {})) is not dict:
-            return False
-        check_json_value(body.get("params", {}), field="params")
-    except CommandRequestError:
-        return False
-    return True
+    async def release_after_contact(self, command: CommandRecord) -> None:
+        """The contact could not carry the command: queue it again for the next one."""
+        try:
+            await self.release(command)
+        except RepositoryError as exc:
+            log.warning("command release failed", extra={"request_id": command.request_id,
+                        "error": str(exc)})  # fmt: skip
+
+    async def retry_after_contact(self, command: CommandRecord, reason: str) -> None:
+        """The sandbox could not be asked about the command: `retry_later`."""
+        try:
+            await self.retry_later(command, reason)
+        except RepositoryError as exc:
+            log.warning("command release failed", extra={"request_id": command.request_id,
+                        "error": str(exc)})  # fmt: skip
+
+    async def deliver(
+        self, command: CommandRecord, *, device_type: str, formatted: CommandAnswer | None
+    ) -> bytes | None:
+        """The command's bytes for the answer, settled as sent (or failed, or queued again
+        when the sandbox could not be asked); `formatted` is the sandbox's answer when the
+        parse call formatted it already."""
+        result = formatted if formatted is not None else await self._format(device_type, command)
+        if isinstance(result, str):
+            await self.retry_after_contact(command, result)
+            return None
+        return await self._settle(command, result)
+
+    async def _format(self, device_type: str, command: CommandRecord) -> CommandAnswer | str:
+        """The sandbox's answer, or why the sandbox could not be asked (retriable)."""
+        if self._sandbox is None:
+            return "this desk has no sandbox to format commands"
+        started = time.perf_counter()
+        try:
+            answer = await self._sandbox.format_command(
+                device_type, self.command_input(command), timeout_s=self._limits.sandbox_timeout_s
+            )
+        except SandboxUnavailableError as exc:
+            return str(exc)
+        except SandboxRequestError as exc:  # the sandbox refused this command: final
+            return CommandAnswer(error=ScriptError(ErrorKind.INVALID_OUTPUT, str(exc)))
+        finally:
+            if self._metrics is not None:
+                self._metrics.sandbox_latency.labels("FormatCommand").observe(
+                    time.perf_counter() - started
+                )
+        return answer
+
+    async def _settle(self, command: CommandRecord, answer: CommandAnswer) -> bytes | None:
+        try:
+            if answer.payload is not None:
+                await self.sent(command, answer.payload)
+                return answer.payload
+            error = answer.error or ScriptError(ErrorKind.INVALID_OUTPUT, "no bytes and no error")
+            await self.failed(command, f"{error.kind}: {error.message}")
+        except RepositoryError as exc:
+            log.warning("command outcome not stored", extra={"request_id": command.request_id,
+                        "error": str(exc)})  # fmt: skip
+        return None

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from preservarium.contract.topics import PARTITIONS, Topics
 from preservarium.settings import (
     DEFAULT_GATEWAY_METRICS_PORT,
     DeviceAuthMode,
@@ -15,32 +16,6 @@ from preservarium.settings import (
 )
 
 from preservarium_gateway.directory import UNKNOWN_LOOKUPS_PER_S
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    """Full topic names for one prefix."""
-
-    raw: str
-    parsed: str
-    failed: str
-    command_request: str
-    command_status: str
-
-    @classmethod
-    def with_prefix(cls, prefix: str) -> Topics:
-        """The contract's topic suffixes under `prefix`."""
-        return cls(
-            raw=prefix + "uplink.raw",
-            parsed=prefix + "uplink.parsed",
-            failed=prefix + "uplink.failed",
-            command_request=prefix + "command.request",
-            command_status=prefix + "command.status",
-        )
-
-    def all(self) -> tuple[str, ...]:
-        """Every topic, for creating them."""
-        return (self.raw, self.parsed, self.failed, self.command_request, self.command_status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +61,7 @@ class GatewayLimits:
     command_queue_limit: int = 100
     max_command_ttl_s: int = 30 * 86_400
     drain_timeout_s: float = 5.0
-    topic_partitions: int = 3
+    topic_partitions: int = PARTITIONS
     # Contacts per minute (0: no limit); each is a token bucket holding one minute's worth.
     device_rate_per_min: int = 120
     source_rate_per_min: int = 600

@@ -17,12 +17,12 @@ import logging
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
+from preservarium.contract.command_requests import CommandRequest, Rejection, read_command_request
 from preservarium.db.models import utcnow
 from preservarium.errors import RepositoryError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.supervisor import Supervisor
 
-from preservarium_gateway.command_requests import CommandRequest, Rejection, read_command_request
 from preservarium_gateway.commands import CommandDesk
 from preservarium_gateway.config import GatewayLimits
 

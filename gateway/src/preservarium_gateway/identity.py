@@ -21,11 +21,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from preservarium.contract.kinds import ErrorKind
 from preservarium.errors import RepositoryError
 from preservarium.ids import is_device_id
 
-from preservarium_gateway.commands import PendingCommandIndex
 from preservarium_gateway.directory import DeviceDirectory
+from preservarium_gateway.pending_commands import PendingCommandIndex
 
 log = logging.getLogger("preservarium.gateway.identity")
 INVALID_ID = "identify() must return 1 to 64 characters of A-Z a-z 0-9 . _ : - (not . or ..)"
@@ -35,7 +36,7 @@ INVALID_ID = "identify() must return 1 to 64 characters of A-Z a-z 0-9 . _ : - (
 class Refusal:
     """Why the gateway, not the parser, refuses what a route contact's parser named."""
 
-    kind: str
+    kind: ErrorKind
     message: str
     forbidden: bool = False  # True: the device is told 4.03, not its success code
     proven_other: bool = False  # True: the contact authenticated, as another device
@@ -63,10 +64,10 @@ class RouteIdentities:
         """The identity of a contact on `route` (for `device_type`) that names `device_id`;
         `proven` is the device its DTLS session or OSCORE context authenticated, if any."""
         if not is_device_id(device_id):
-            return Identity(None, Refusal("invalid_output", INVALID_ID))
+            return Identity(None, Refusal(ErrorKind.INVALID_OUTPUT, INVALID_ID))
         if proven is not None and proven != device_id:
             message = f"the contact authenticated as {proven}; identify() named {device_id}"
-            refusal = Refusal("device_mismatch", message, forbidden=True, proven_other=True)
+            refusal = Refusal(ErrorKind.DEVICE_MISMATCH, message, forbidden=True, proven_other=True)
             return Identity(device_id, refusal)
         try:
             registered = await self._registered_type(device_id)
@@ -80,7 +81,7 @@ class RouteIdentities:
             f"device {device_id} is registered as type {registered}; "
             f"route /{route} is for type {device_type}"
         )
-        return Identity(device_id, Refusal("device_mismatch", message, forbidden=True))
+        return Identity(device_id, Refusal(ErrorKind.DEVICE_MISMATCH, message, forbidden=True))
 
     async def _registered_type(self, device_id: str) -> str | None:
         known = self._directory.known_type(device_id)

@@ -118,6 +118,9 @@ class GatewayServer(AsyncLifecycle):
             claimer=config.instance_id,
             on_status=lambda status: self.metrics.commands.labels(status).inc(),
             supervisor=self.supervisor,
+            sandbox=self.sandbox,
+            directory=self.directory,
+            metrics=self.metrics,
         )
         self.consumer = CommandConsumer(
             bootstrap=config.kafka_bootstrap,

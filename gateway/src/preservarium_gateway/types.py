@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput, ContactInput
+from preservarium.contract.contact import Contact
+from preservarium.sandbox_answers import CommandAnswer, ParseAnswer
+from preservarium.sandbox_client import CommandInput
 
 
 class ParserService(Protocol):
@@ -21,18 +22,18 @@ class ParserService(Protocol):
 
     async def parse(
         self,
-        contact: ContactInput,
+        contact: Contact,
         *,
         identify: bool = False,
         command: CommandInput | None = None,
         timeout_s: float | None = None,
-    ) -> pb.ParseResponse:
+    ) -> ParseAnswer:
         """Parse one contact (and format a command in the same call)."""
         ...
 
     async def format_command(
         self, device_type: str, command: CommandInput, *, timeout_s: float | None = None
-    ) -> pb.FormatCommandResponse:
+    ) -> CommandAnswer:
         """Format one command."""
         ...
 
@@ -42,6 +43,15 @@ class RecordPublisher(Protocol):
 
     async def publish(self, topic: str, value: bytes, key: bytes | None) -> None:
         """Return once the broker acknowledged the record; PublishError otherwise."""
+        ...
+
+
+class UplinkPublisher(RecordPublisher, Protocol):
+    """What the contact pipeline publishes with: the raw record is waited for, the others
+    are not (KafkaPublisher is the real one)."""
+
+    def publish_later(self, topic: str, value: bytes, key: bytes | None) -> None:
+        """Publish without making the caller wait; a failure is logged and counted."""
         ...
 
 

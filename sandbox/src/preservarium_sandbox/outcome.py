@@ -7,7 +7,9 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure, clean_text
+from preservarium.contract.kinds import ErrorKind
+
+from preservarium_sandbox.engine.errors import ScriptFailure, clean_text
 from preservarium_sandbox.engine.outputs import (
     check_decoded,
     checked_bytes,

@@ -21,9 +21,10 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from preservarium.contract.kinds import ErrorKind
 from preservarium.lifecycle import AsyncLifecycle
 
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.fair import FairTurns
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.worker.protocol import ProtocolError, encode_frame, read_frame

@@ -14,7 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from preservarium_sandbox.engine.errors import ErrorKind
+from preservarium.contract.kinds import ErrorKind
+
 from preservarium_sandbox.limits import QuarantinePolicy as QuarantinePolicy
 
 COSTLY = frozenset({ErrorKind.TIMEOUT, ErrorKind.MEMORY_LIMIT})

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, Protocol
 
 import grpc
+from preservarium.contract.kinds import ErrorKind
 from preservarium.errors import RepositoryError
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 
 from preservarium_sandbox import wire
 from preservarium_sandbox.catalog import ParserCatalog, ParserSource
-from preservarium_sandbox.engine.errors import ErrorKind
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.outcome import Outcome, read_answer
@@ -181,15 +181,16 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
     async def _parse(self, request: pb.ParseRequest, context: Aborter) -> pb.ParseResponse:
         started = time.perf_counter()
         version = request.version if request.HasField("version") else None
+        device_type = request.contact.device_type
         if version is None:
-            parser = self._catalog.lookup(request.device_type)
+            parser = self._catalog.lookup(device_type)
         else:
-            parser = await self._pinned(context, request.device_type, version)
+            parser = await self._pinned(context, device_type, version)
         command = request.command if request.HasField("command") else None
         outcome = await self._guarded(
             "Parse", _label(parser),
             lambda: self._execute(
-                context, request.device_type, parser,
+                context, device_type, parser,
                 lambda: self._job(parser, request.contact, request.identify, command),
                 version,
             ),

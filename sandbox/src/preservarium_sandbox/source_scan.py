@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import tokenize
 
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium.contract.kinds import ErrorKind
+
+from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.limits import SourceScanLimits
 
 OPENERS = frozenset("([{")

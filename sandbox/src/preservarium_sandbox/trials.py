@@ -13,9 +13,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from preservarium.contract.kinds import ErrorKind
 from preservarium.lifecycle import AsyncLifecycle
 
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.limits import Limits, TrialLimits
 from preservarium_sandbox.outcome import Outcome, read_answer
 from preservarium_sandbox.pool import Job, WorkerPool

@@ -12,9 +12,10 @@ import math
 from typing import Any
 
 from preservarium.attributes import InvalidAttributesError, decode_attributes
+from preservarium.contract.kinds import ErrorKind
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.outcome import CommandOutcome, Outcome
 

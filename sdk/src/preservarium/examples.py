@@ -14,22 +14,25 @@ import base64
 import binascii
 import json
 import math
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
 from preservarium.attributes import InvalidAttributesError, checked_attributes, encode_attributes
+from preservarium.contract.command_requests import encode_params
+from preservarium.contract.contact import Contact
+from preservarium.contract.kinds import SANDBOX_KINDS
 from preservarium.error_text import with_line
 from preservarium.errors import PreservariumError
 from preservarium.ids import is_device_id
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput, ContactInput, SandboxClient, error_kind_name
+from preservarium.sandbox_client import CommandInput, SandboxClient, error_kind_name
 from preservarium.yaml_text import NoAliasLoader
 
-ERROR_KINDS = frozenset(error_kind_name(kind) for kind in pb.ErrorKind.values() if kind)
+ERROR_KINDS = SANDBOX_KINDS
 METHODS = ("GET", "POST", "PUT")
 DEFAULT_REQUEST_ID = "test"
 DEFAULT_COMMAND_DEVICE_ID = "test-device"
@@ -75,10 +78,12 @@ class UplinkExample:
     # Texts the error message must contain (each), when an error is expected.
     error_texts: tuple[str, ...] = ()
 
-    def contact(self, device_type: str) -> ContactInput:
+    def contact(self, device_type: str) -> Contact:
         """The contact as the sandbox receives it (received now unless the example says)."""
-        received_at = int(time.time()) if self.received_at is None else self.received_at
-        return ContactInput(
+        received_at = datetime.now(UTC)
+        if self.received_at is not None:
+            received_at = datetime.fromtimestamp(self.received_at, UTC)
+        return Contact(
             payload=self.payload,
             device_type=device_type,
             device_id=self.device_id,
@@ -172,7 +177,7 @@ def command_input(spec: object, *, device_id: str | None = None) -> CommandInput
         request_id=_string(mapping, "request_id", DEFAULT_REQUEST_ID, "command."),
         device_id=_string(mapping, "device_id", device_id or DEFAULT_COMMAND_DEVICE_ID, "command."),
         command=name,
-        params=params,
+        params_json=encode_params(params),
         attributes_json=encode_attributes(attributes) if attributes else "",
     )
 

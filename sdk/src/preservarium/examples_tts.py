@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from preservarium.contract.command_requests import encode_params
 from preservarium.examples import (
     ANY_ERROR,
     DEFAULT_COMMAND_DEVICE_ID,
@@ -163,7 +164,7 @@ def _command(data: dict[str, Any]) -> CommandInput:
         raise ExamplesError("input.data.params must be a mapping")
     return CommandInput(
         request_id=DEFAULT_REQUEST_ID, device_id=DEFAULT_COMMAND_DEVICE_ID,
-        command=name, params=params,
+        command=name, params_json=encode_params(params),
     )  # fmt: skip
 
 

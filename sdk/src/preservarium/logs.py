@@ -37,3 +37,11 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def quiet_aiokafka() -> None:
+    """Silence aiokafka's log: it logs every failed connection attempt, and our tools
+    report a broker that cannot be reached in one line of their own."""
+    kafka_log = logging.getLogger("aiokafka")
+    kafka_log.addHandler(logging.NullHandler())
+    kafka_log.propagate = False

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from preservarium.contract.contact import Contact
+from preservarium.contract.kinds import ErrorKind
 from preservarium.errors import PreservariumError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.parse_stream import ParseStream, StreamBrokenError
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
+from preservarium.sandbox_answers import (
+    CommandAnswer,
+    ParseAnswer,
+    ParserVersion,
+    ScriptError,
+)
 from preservarium.supervisor import Supervisor
 
 CHANNEL_OPTIONS = [
@@ -36,48 +42,14 @@ class SandboxRequestError(PreservariumError):
 
 
 @dataclass(frozen=True, slots=True)
-class ContactInput:
-    """One device contact, as the parser will see it."""
-
-    payload: bytes
-    device_type: str
-    device_id: str | None = None
-    path: str = ""
-    method: str = "POST"
-    confirmable: bool = True
-    received_at: int = 0
-    query: Mapping[str, str] = field(default_factory=dict)
-    # The device's attributes as compact JSON ("" is {}): the gateway's cache holds them so.
-    attributes_json: str = ""
-    uplink_id: str | None = None
-
-    def to_proto(self) -> pb.Contact:
-        """The proto form."""
-        contact = pb.Contact(
-            payload=self.payload,
-            device_type=self.device_type,
-            path=self.path,
-            method=self.method,
-            confirmable=self.confirmable,
-            received_at=self.received_at,
-            query=dict(self.query),
-            attributes_json=self.attributes_json,
-        )
-        if self.device_id is not None:
-            contact.device_id = self.device_id
-        if self.uplink_id is not None:
-            contact.uplink_id = self.uplink_id
-        return contact
-
-
-@dataclass(frozen=True, slots=True)
 class CommandInput:
     """One command request, as format_command() will see it."""
 
     request_id: str
     device_id: str
     command: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    # The params object as JSON text: stored so, and handed on as it is.
+    params_json: str = "{}"
     attributes_json: str = ""
 
     def to_proto(self) -> pb.Command:
@@ -86,23 +58,80 @@ class CommandInput:
             request_id=self.request_id,
             device_id=self.device_id,
             command=self.command,
-            params_json=json.dumps(dict(self.params)),
+            params_json=self.params_json,
             attributes_json=self.attributes_json,
         )
 
 
 # A kind this client does not know (a newer sandbox during a rolling upgrade) is still a
 # script's failure: it is reported as the most general one instead of failing the contact.
-UNKNOWN_KIND = "runtime_error"
+UNKNOWN_KIND = ErrorKind.RUNTIME_ERROR
+# The parser of a TestParser answer: an unsaved source has no name or version.
+UNSAVED = ParserVersion("", 0)
 
 
-def error_kind_name(kind: int) -> str:
+def error_kind_name(kind: int) -> ErrorKind:
     """`ERROR_KIND_TIMEOUT` -> `timeout`; an unknown number -> `runtime_error`."""
     try:
-        name = pb.ErrorKind.Name(kind)
+        return ErrorKind(pb.ErrorKind.Name(kind).removeprefix("ERROR_KIND_").lower())
     except ValueError:
         return UNKNOWN_KIND
-    return name.removeprefix("ERROR_KIND_").lower()
+
+
+def script_error(error: pb.ScriptError) -> ScriptError:
+    """The SDK value of a proto ScriptError."""
+    line = error.line if error.HasField("line") else None
+    return ScriptError(error_kind_name(error.kind), error.message, line)
+
+
+def command_answer(result: pb.CommandResult) -> CommandAnswer:
+    """The SDK value of a proto CommandResult."""
+    if result.HasField("payload"):
+        return CommandAnswer(payload=result.payload)
+    return CommandAnswer(error=script_error(result.error))
+
+
+def parse_answer(response: pb.ParseResponse | pb.TestParserResponse) -> ParseAnswer:
+    """The SDK value of a proto ParseResponse (or of TestParser's, which names no stored
+    parser version: `ParserVersion("", 0)`). On the gateway's hot path: lean on purpose."""
+    parser, named, token = UNSAVED, None, None
+    if type(response) is pb.ParseResponse:
+        ref = response.parser
+        parser = ParserVersion(ref.name, ref.version)
+        if response.HasField("identified_device_id"):
+            named = response.identified_device_id
+        if response.HasField("identified_token"):
+            token = response.identified_token
+    command = command_answer(response.command) if response.HasField("command") else None
+    if not response.HasField("result"):
+        error = script_error(response.error)
+        return ParseAnswer(parser, error, None, b"", (), None, None, command, response.printed,
+                           named, token)  # fmt: skip
+    result = response.result
+    device_id = result.device_id if result.HasField("device_id") else None
+    reply = result.reply if result.HasField("reply") else None
+    found = result.token if result.HasField("token") else None
+    return ParseAnswer(parser, None, device_id, result.data_json, tuple(result.warnings), reply,
+                       found, command, response.printed)  # fmt: skip
+
+
+def contact_proto(contact: Contact) -> pb.Contact:
+    """The proto form of a contact."""
+    message = pb.Contact(
+        payload=contact.payload,
+        device_type=contact.device_type,
+        path=contact.path,
+        method=contact.method,
+        confirmable=contact.confirmable,
+        received_at=contact.received_at_s,
+        query=dict(contact.query),
+        attributes_json=contact.attributes_json,
+    )
+    if contact.device_id is not None:
+        message.device_id = contact.device_id
+    if contact.id is not None:
+        message.uplink_id = contact.id
+    return message
 
 
 class SandboxClient(AsyncLifecycle):
@@ -163,28 +192,26 @@ class SandboxClient(AsyncLifecycle):
 
     async def parse(
         self,
-        contact: ContactInput,
+        contact: Contact,
         *,
         identify: bool = False,
         command: CommandInput | None = None,
         timeout_s: float | None = None,
         version: int | None = None,
-    ) -> pb.ParseResponse:
+    ) -> ParseAnswer:
         """Parse one contact with the active parser of its device type (or with stored
         version `version` of it)."""
-        request = pb.ParseRequest(
-            device_type=contact.device_type, contact=contact.to_proto(), identify=identify
-        )
+        request = pb.ParseRequest(contact=contact_proto(contact), identify=identify)
         if version is not None:
             request.version = version
         if command is not None:
             request.command.CopyFrom(command.to_proto())
         if self._stream_count:
-            return await self._parse_on_stream(request, timeout_s or self.timeout_s)
+            return parse_answer(await self._parse_on_stream(request, timeout_s or self.timeout_s))
         response: pb.ParseResponse = await self._call(
             self._require_stub().Parse, request, timeout_s
         )
-        return response
+        return parse_answer(response)
 
     async def _parse_on_stream(
         self, request: pb.ParseRequest, timeout_s: float
@@ -210,20 +237,20 @@ class SandboxClient(AsyncLifecycle):
 
     async def format_command(
         self, device_type: str, command: CommandInput, *, timeout_s: float | None = None
-    ) -> pb.FormatCommandResponse:
+    ) -> CommandAnswer:
         """Format one command with the active parser of `device_type`."""
         request = pb.FormatCommandRequest(device_type=device_type, command=command.to_proto())
         stub = self._require_stub()
         response: pb.FormatCommandResponse = await self._call(
             stub.FormatCommand, request, timeout_s
         )
-        return response
+        return command_answer(response.result)
 
     async def test_parser(
         self,
         source: str,
         *,
-        contact: ContactInput | None = None,
+        contact: Contact | None = None,
         identify: bool = False,
         command: CommandInput | None = None,
         timeout_s: float | None = None,
@@ -231,7 +258,7 @@ class SandboxClient(AsyncLifecycle):
         """Run an unsaved source on a contact and/or a command."""
         request = pb.TestParserRequest(source=source, identify=identify)
         if contact is not None:
-            request.contact.CopyFrom(contact.to_proto())
+            request.contact.CopyFrom(contact_proto(contact))
         if command is not None:
             request.command.CopyFrom(command.to_proto())
         stub = self._require_stub()

@@ -17,6 +17,7 @@ from preservarium.supervisor import Supervisor
 from preservarium_gateway.api import docs, params, problems
 from preservarium_gateway.api.bodies import BoundedBodies
 from preservarium_gateway.api.context import ApiContext
+from preservarium_gateway.api.headers import SecurityHeaders
 from preservarium_gateway.api.observe import ObservedRequests
 from preservarium_gateway.api.replay_runs import replay_runs
 from preservarium_gateway.api.routes import (
@@ -72,6 +73,7 @@ def create_app(context: ApiContext, *, console: bool = True) -> FastAPI:
         ObservedRequests, metrics=context.metrics, audit=SQLAuditRepository(context.engine),
         templates=templates,
     )  # fmt: skip
+    app.add_middleware(SecurityHeaders)
     if console:
         mount_console(app)
     return app

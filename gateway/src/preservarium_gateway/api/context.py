@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fastapi import Request
+from preservarium.contract.topics import Topics
 from preservarium.identity import SecretBox
 from preservarium.sandbox_client import SandboxClient
 from preservarium.usecases.commands import Publish
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from preservarium_gateway.api.replay_runs import DEFAULT_MAX_RUNNING, ReplayRuns
-from preservarium_gateway.config import Topics
 from preservarium_gateway.metrics import GatewayMetrics
 
 

@@ -15,12 +15,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
+from preservarium.contract.topics import PARTITIONS
 
 from preservarium_gateway.errors import PublishError
 from preservarium_gateway.kafka import ensure_topics
 
 STOP_TIMEOUT_S = 2.0
-TOPIC_PARTITIONS = 3
 
 
 class KafkaReadError(PublishError):
@@ -62,7 +62,7 @@ async def assigned(bootstrap: str, topic: str, *, timeout_s: float) -> AsyncIter
             await consumer.start()
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                await ensure_topics(bootstrap, (topic,), partitions=TOPIC_PARTITIONS)
+                await ensure_topics(bootstrap, (topic,), partitions=PARTITIONS)
                 await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(topic) or {0}
         assignment = [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import logging
 
+from preservarium.contract.topics import Topics
 from preservarium.replay.errors import ReplayError
 from preservarium.replay.service import (
     Observers,
     ReplayRequest,
     Replays,
     ReplaySummary,
-    ReplayTopics,
 )
 from preservarium.repositories import SQLParserRepository
 from preservarium.repositories.replays import (
@@ -35,7 +35,6 @@ from preservarium.sandbox_client import SandboxClient
 from preservarium.supervisor import Supervisor
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from preservarium_gateway.config import Topics
 from preservarium_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("preservarium.gateway.api.replays")
@@ -174,7 +173,7 @@ def replay_runs(
     repository = SQLReplayRepository(engine)
     use_case = Replays(
         parsers=SQLParserRepository(engine), replays=repository, sandbox=sandbox,
-        bootstrap=bootstrap, topics=ReplayTopics(topics.raw, topics.parsed, topics.failed),
+        bootstrap=bootstrap, topics=topics,
     )  # fmt: skip
     return ReplayRuns(replays=use_case, repository=repository, supervisor=supervisor,
                       metrics=metrics, max_running=max_running)  # fmt: skip

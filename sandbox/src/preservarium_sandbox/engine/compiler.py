@@ -7,10 +7,11 @@ import re
 from dataclasses import dataclass, field
 from types import CodeType
 
+from preservarium.contract.kinds import ErrorKind
 from preservarium.parser_source import FILENAME, denied_import, import_refusal
 from RestrictedPython.compile import compile_restricted_exec
 
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.engine.template import ModuleImage
 from preservarium_sandbox.engine.transformer import ParserTransformer
 

@@ -1,26 +1,11 @@
-"""Error kinds of parser scripts, as the contract names them."""
+"""Structured failures of parser scripts; their kinds are the contract's ErrorKind."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-
-class ErrorKind(StrEnum):
-    """Why a script call did not produce a result (docs/parsers.md, "Error kinds")."""
-
-    COMPILE_ERROR = "compile_error"
-    MISSING_FUNCTION = "missing_function"
-    IMPORT_DENIED = "import_denied"
-    RUNTIME_ERROR = "runtime_error"
-    TIMEOUT = "timeout"
-    MEMORY_LIMIT = "memory_limit"
-    INVALID_OUTPUT = "invalid_output"
-    QUARANTINED = "quarantined"
-    PARSER_NOT_FOUND = "parser_not_found"
-    SANDBOX_UNAVAILABLE = "sandbox_unavailable"
-
+from preservarium.contract.kinds import SANDBOX_KINDS, ErrorKind
 
 MAX_MESSAGE_CHARS = 512
 
@@ -52,6 +37,8 @@ class ScriptFailure(Exception):
         if type(value) is not dict:
             raise ValueError("error is not an object")
         kind = ErrorKind(str(value.get("kind")))
+        if kind not in SANDBOX_KINDS:
+            raise ValueError("not a kind the sandbox answers")
         message = value.get("message")
         line = value.get("line")
         if type(message) is not str or not (line is None or type(line) is int):

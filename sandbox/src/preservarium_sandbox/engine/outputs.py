@@ -11,7 +11,9 @@ import json
 import math
 from typing import Any
 
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium.contract.kinds import ErrorKind
+
+from preservarium_sandbox.engine.errors import ScriptFailure
 
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1

@@ -16,16 +16,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from preservarium.contract.kinds import ErrorKind
 from preservarium.parser_source import FILENAME
 
 from preservarium_sandbox.engine.compiler import CompiledParser
 from preservarium_sandbox.engine.display import scrub, shown_str
-from preservarium_sandbox.engine.errors import (
-    MAX_MESSAGE_CHARS,
-    ErrorKind,
-    ScriptFailure,
-    clean_text,
-)
+from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS, ScriptFailure, clean_text
 from preservarium_sandbox.engine.facades import ImportDenied
 from preservarium_sandbox.engine.outputs import (
     checked_bytes,

@@ -20,8 +20,10 @@ from dataclasses import asdict
 from types import FrameType
 from typing import Any
 
+from preservarium.contract.kinds import ErrorKind
+
 from preservarium_sandbox.engine.compiler import CompiledParser, compile_parser
-from preservarium_sandbox.engine.errors import ErrorKind, ScriptFailure
+from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.engine.residue import forget_call_state
 from preservarium_sandbox.engine.runner import Deadline, failure_from, run_job
 from preservarium_sandbox.limits import Limits, cpu_soft_limit_for

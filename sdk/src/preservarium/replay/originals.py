@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
 
-from preservarium.kafka_records import decode_record
+from preservarium.contract.encoding import decode_record
 from preservarium.replay import topics
 from preservarium.replay.uplinks import Original, replay_stamp
 

@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from preservarium.replay.uplinks import DEVICE_MISMATCH, Original, RawUplink
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import error_kind_name
-from preservarium.text import clean_text
+from preservarium.contract.kinds import ErrorKind
+from preservarium.contract.uplinks import RawUplink, error_object, replayed_record
+from preservarium.replay.uplinks import Original
+from preservarium.sandbox_answers import ParseAnswer
 
-VERSION = 1
 UNCHANGED, CHANGED = "unchanged", "changed"
 NEWLY_FAILING, NEWLY_PASSING, NO_ORIGINAL = "newly_failing", "newly_passing", "no_original"
 VERDICTS = (UNCHANGED, CHANGED, NEWLY_FAILING, NEWLY_PASSING, NO_ORIGINAL)
@@ -35,31 +33,19 @@ class Answer:
         return self.error is None
 
 
-def answer_of(response: pb.ParseResponse | pb.TestParserResponse, device_id: str | None) -> Answer:
+def answer_of(response: ParseAnswer, device_id: str | None) -> Answer:
     """A sandbox answer; `device_id` is the contact's, kept unless identify() names one."""
-    if response.HasField("result"):
-        result = response.result
-        named = result.device_id if result.HasField("device_id") else device_id
-        data = json.loads(result.data_json or b"{}")
-        return Answer(named, data, list(result.warnings))
     error = response.error
-    line = error.line if error.HasField("line") else None
-    kind = error_kind_name(error.kind)
-    return Answer(device_id, error={"kind": kind, "message": error.message, "line": line})
-
-
-def encode(value: dict[str, Any]) -> bytes:
-    """A record value: compact UTF-8 JSON, a lone surrogate written as U+FFFD."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return clean_text(text).encode("utf-8")
+    if error is None:
+        named = device_id if response.device_id is None else response.device_id
+        data = json.loads(response.data_json or b"{}")
+        return Answer(named, data, list(response.warnings))
+    return Answer(device_id, error=error_object(error.kind, error.message, error.line))
 
 
 def refused(device_id: str | None, message: str) -> Answer:
     """A route contact whose identity the replay will not deliver."""
-    return Answer(device_id, error={"kind": DEVICE_MISMATCH, "message": message, "line": None})
+    return Answer(device_id, error=error_object(ErrorKind.DEVICE_MISMATCH, message, None))
 
 
 def record(
@@ -67,14 +53,12 @@ def record(
 ) -> dict[str, Any]:
     """The replayed `uplink.parsed` or `uplink.failed` record: a new id, the original's
     `received_at`, and `replay: {id, of}` naming the replay and the original uplink."""
-    head: dict[str, Any] = {
-        "v": VERSION, "id": uuid.uuid4().hex, "received_at": uplink.received_at,
-        "device_id": answer.device_id, "device_type": uplink.device_type,
-    }  # fmt: skip
-    stamp = {"replay": {"id": replay_id, "of": uplink.id}, "parser": parser}
-    if answer.ok:
-        return {**head, **stamp, "data": answer.data, "warnings": answer.warnings}
-    return {**head, **stamp, "payload_b64": uplink.payload_b64, "error": answer.error}
+    return replayed_record(
+        received_at=uplink.received_at, device_id=answer.device_id,
+        device_type=uplink.device_type, replay={"id": replay_id, "of": uplink.id},
+        parser=parser, data=answer.data, warnings=answer.warnings,
+        payload_b64=uplink.payload_b64, error=answer.error,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

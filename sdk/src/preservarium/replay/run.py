@@ -14,13 +14,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from preservarium.contract.encoding import encode
+from preservarium.contract.uplinks import RawUplink, read_raw
 from preservarium.replay import outcomes, topics
 from preservarium.replay.errors import KAFKA_UNAVAILABLE, ReplayError
 from preservarium.replay.originals import OriginalIndex
 from preservarium.replay.outcomes import Answer, Verdict
 from preservarium.replay.pace import Pace
 from preservarium.replay.runners import Runner
-from preservarium.replay.uplinks import Original, RawUplink, raw_uplink
+from preservarium.replay.uplinks import Original
 from preservarium.replay.window import Window
 from preservarium.repositories.replays import ReplayRecord, Span, SQLReplayRepository
 
@@ -125,7 +127,7 @@ class ReplayPass:
         self.counts["scanned"] += 1
         if not self._window.holds(item.timestamp):
             return None
-        uplink = raw_uplink(item.value)
+        uplink = read_raw(item.value)
         if uplink is None:
             self.counts["unreadable"] += 1
             return None
@@ -179,7 +181,7 @@ class ReplayPass:
                 continue
             topic = self._targets.parsed if answer.ok else self._targets.failed
             key = None if answer.device_id is None else answer.device_id.encode()
-            outgoing.append((topic, outcomes.encode(record), key))
+            outgoing.append((topic, encode(record), key))
         if self._producer is not None and outgoing:
             await _publish(self._producer, outgoing)
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
+from preservarium.contract.contact import Contact
+from preservarium.contract.kinds import ErrorKind
+from preservarium.contract.uplinks import error_object
 from preservarium.replay.errors import QUARANTINED, SANDBOX_UNAVAILABLE, ReplayError
 from preservarium.replay.outcomes import Answer, answer_of
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_answers import ParseAnswer
 from preservarium.sandbox_client import (
-    ContactInput,
     SandboxClient,
     SandboxRequestError,
     SandboxUnavailableError,
+    parse_answer,
 )
 
 
@@ -23,7 +26,7 @@ class Runner(Protocol):
 
     parser: dict[str, Any]
 
-    async def run(self, contact: ContactInput, *, identify: bool) -> Answer:
+    async def run(self, contact: Contact, *, identify: bool) -> Answer:
         """The parser's answer for `contact`."""
 
 
@@ -31,7 +34,7 @@ def _unavailable(exc: Exception) -> ReplayError:
     return ReplayError(f"{exc}", kind=SANDBOX_UNAVAILABLE)
 
 
-def _answer(response: pb.ParseResponse | pb.TestParserResponse, contact: ContactInput) -> Answer:
+def _answer(response: ParseAnswer, contact: Contact) -> Answer:
     """The parser's answer; ReplayError when the answer says the sandbox could not run
     the parser at all (no worker in time, or the version is quarantined): published,
     such a failure would say the uplink failed when the parser never saw it."""
@@ -56,13 +59,13 @@ class VersionRunner:
         self._version = version
         self.parser: dict[str, Any] = {"name": device_type, "version": version}
 
-    async def run(self, contact: ContactInput, *, identify: bool) -> Answer:
+    async def run(self, contact: Contact, *, identify: bool) -> Answer:
         """Parse with the pinned version."""
         try:
             response = await self._client.parse(contact, identify=identify, version=self._version)
         except SandboxRequestError as exc:  # this contact alone is refused: its failure
-            return Answer(contact.device_id, error={
-                "kind": "sandbox_unavailable", "message": str(exc), "line": None})  # fmt: skip
+            failure = error_object(ErrorKind.SANDBOX_UNAVAILABLE, str(exc), None)
+            return Answer(contact.device_id, error=failure)
         except SandboxUnavailableError as exc:
             raise _unavailable(exc) from exc
         return _answer(response, contact)
@@ -79,12 +82,12 @@ class SourceRunner:
         self._turn = asyncio.Lock()
         self.parser: dict[str, Any] = {"name": device_type, "version": None}
 
-    async def run(self, contact: ContactInput, *, identify: bool) -> Answer:
+    async def run(self, contact: Contact, *, identify: bool) -> Answer:
         """Parse with the unsaved source."""
         try:
             async with self._turn:
-                response = await self._client.test_parser(
-                    self._source, contact=contact, identify=identify
+                response = parse_answer(
+                    await self._client.test_parser(self._source, contact=contact, identify=identify)
                 )
         except (SandboxUnavailableError, SandboxRequestError) as exc:
             raise _unavailable(exc) from exc

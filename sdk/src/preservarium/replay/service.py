@@ -18,6 +18,7 @@ import secrets
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from preservarium.contract.topics import Topics
 from preservarium.errors import NotFoundError, RepositoryError
 from preservarium.replay import originals, topics
 from preservarium.replay.errors import (
@@ -33,7 +34,7 @@ from preservarium.replay.errors import (
 from preservarium.replay.pace import Pace
 from preservarium.replay.run import FROM_FAILED, FROM_RAW, ReplayPass, Targets
 from preservarium.replay.runners import Runner, SourceRunner, VersionRunner
-from preservarium.replay.types import Observers, ReplayRequest, ReplaySummary, ReplayTopics
+from preservarium.replay.types import Observers, ReplayRequest, ReplaySummary
 from preservarium.replay.window import Window
 from preservarium.repositories import SQLParserRepository
 from preservarium.repositories.replays import (
@@ -46,7 +47,7 @@ from preservarium.repositories.replays import (
 from preservarium.sandbox_client import SandboxClient
 
 # The use case with the vocabulary its callers need (defined in `types`).
-__all__ = ["Observers", "ReplayRequest", "ReplaySummary", "ReplayTopics", "Replays"]
+__all__ = ["Observers", "ReplayRequest", "ReplaySummary", "Replays"]
 
 log = logging.getLogger("preservarium.replay")
 DRY_RUN_ID = "dry-run"
@@ -62,7 +63,7 @@ class Replays:
         replays: SQLReplayRepository,
         sandbox: SandboxClient,
         bootstrap: str,
-        topics: ReplayTopics,
+        topics: Topics,
     ) -> None:
         self._parsers = parsers
         self._replays = replays

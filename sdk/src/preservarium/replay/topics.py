@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, OffsetAndTimestamp, TopicPartition
 
+from preservarium.contract.topics import PARTITIONS
 from preservarium.replay.errors import KAFKA_UNAVAILABLE, ReplayError
 from preservarium.repositories.replays import Span
 
@@ -142,10 +143,6 @@ async def read(
             raise ReplayError(f"no record from {topic} for {STALL_S:.0f} s", kind=KAFKA_UNAVAILABLE)
 
 
-# As the gateway and the CLI create the uplink topics when they are missing.
-TOPIC_PARTITIONS = 3
-
-
 async def ensure(bootstrap: str, names: tuple[str, ...]) -> None:
     """Create the topics of `names` that do not exist yet."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -157,6 +154,6 @@ async def ensure(bootstrap: str, names: tuple[str, ...]) -> None:
         missing = [name for name in names if name not in set(await admin.list_topics())]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(n, TOPIC_PARTITIONS, 1) for n in missing])
+                await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in missing])
     finally:
         await admin.close()

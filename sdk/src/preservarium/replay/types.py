@@ -25,15 +25,6 @@ class ReplayRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class ReplayTopics:
-    """The connector's uplink topics (prefix included)."""
-
-    raw: str
-    parsed: str
-    failed: str
-
-
-@dataclass(frozen=True, slots=True)
 class ReplaySummary:
     """How a replay, dry run or check ended."""
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from preservarium.command_requests import (
+from preservarium.contract.command_requests import (
     MAX_NAME,
     MAX_RECORD_BYTES,
     MAX_REQUEST_ID,
@@ -18,8 +18,11 @@ from preservarium.command_requests import (
     CommandRequestError,
     Rejection,
     loads_strict,
+    request_record,
     validate_command_record,
 )
+from preservarium.contract.encoding import encode
+from preservarium.contract.status import CANCEL_REASON, Status, status_record
 from preservarium.errors import ConflictError, NotFoundError
 from preservarium.ids import is_device_id
 from preservarium.usecases.errors import invalid
@@ -31,10 +34,6 @@ if TYPE_CHECKING:
 
 # Publishes one record (topic, value, key) and returns once the broker acknowledged it.
 Publish = Callable[[str, bytes, bytes | None], Awaitable[None]]
-REQUEST_TOPIC = "command.request"
-STATUS_TOPIC = "command.status"
-RECORD_VERSION = 1
-CANCEL_REASON = "cancelled"
 STATUSES = ("queued", "claimed", "sent", "failed", "expired", "rejected")
 
 
@@ -62,15 +61,10 @@ def build_request(
         raise invalid(
             "ttl_s", f"--ttl must be from 1 to {MAX_TTL_S} seconds (30 days), got {ttl_s}"
         )
-    record: dict[str, Any] = {
-        "v": RECORD_VERSION,
-        "request_id": request_id or uuid.uuid4().hex,
-        "device_id": device_id,
-        "command": name,
-        "params": params or {},
-    }
-    if ttl_s is not None:
-        record["ttl_s"] = ttl_s
+    record = request_record(
+        request_id=request_id or uuid.uuid4().hex, device_id=device_id, command=name,
+        params=params or {}, ttl_s=ttl_s,
+    )  # fmt: skip
     checked = validate_command_record(record, now=datetime.now(UTC))
     if isinstance(checked, Rejection):
         raise invalid("command", f"invalid command: {checked.reason}")
@@ -90,11 +84,6 @@ def params_from_json(text: str | None) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise invalid("params", f"--params must be a JSON object, got {type(params).__name__}")
     return params
-
-
-def encode(record: dict[str, Any]) -> bytes:
-    """A record value: compact UTF-8 JSON."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 async def require_registered(engine: AsyncEngine, device_id: str) -> None:
@@ -138,14 +127,10 @@ async def cancel_stored(engine: AsyncEngine, request_id: str) -> tuple[CommandRe
 
 def cancelled_status(record: CommandRecord, *, at: datetime) -> dict[str, Any]:
     """The `command.status` record of a cancelled command, as the gateway writes one."""
-    return {
-        "v": RECORD_VERSION,
-        "request_id": record.request_id,
-        "device_id": record.device_id,
-        "status": "expired",
-        "at": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "reason": CANCEL_REASON,
-    }
+    return status_record(
+        request_id=record.request_id, device_id=record.device_id, status=Status.EXPIRED, at=at,
+        reason=CANCEL_REASON,
+    )  # fmt: skip
 
 
 async def publish_cancelled(publish: Publish, topic: str, record: CommandRecord) -> None:

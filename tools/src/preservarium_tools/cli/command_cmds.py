@@ -13,9 +13,9 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
-from preservarium.kafka_records import quiet_aiokafka
+from preservarium.contract.topics import COMMAND_REQUEST, COMMAND_STATUS, PARTITIONS
+from preservarium.logs import quiet_aiokafka
 from preservarium.usecases import commands as usecase
-from preservarium.usecases.commands import REQUEST_TOPIC, STATUS_TOPIC
 from preservarium.usecases.errors import InvalidInputError
 
 from preservarium_tools.cli import command_list
@@ -32,9 +32,6 @@ app = typer.Typer(help="Send, list and cancel commands to devices.", no_args_is_
 CONNECT_TIMEOUT_S = 5.0
 ACK_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 2.0
-# The gateway creates its topics with this many partitions; a topic the CLI creates
-# first must look the same.
-TOPIC_PARTITIONS = 3
 
 
 def refuse(message: str) -> NoReturn:
@@ -85,7 +82,7 @@ async def ensure_topic(bootstrap: str, topic: str) -> None:
         await admin.start()
         if topic not in set(await admin.list_topics()):
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(topic, TOPIC_PARTITIONS, 1)])
+                await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
 
@@ -169,7 +166,7 @@ def send(
     if not force:
         run(lambda: require_registered(config, device_id))
     require_aiokafka()
-    topic = config.topic(REQUEST_TOPIC)
+    topic = config.topic(COMMAND_REQUEST)
     body = usecase.send_command(one_shot(config.kafka_bootstrap), topic, record)
     run_kafka(config.kafka_bootstrap, body)
     if as_json:
@@ -217,7 +214,7 @@ def cancel(
     config = settings()
     require_aiokafka()
     record, now = run(lambda: _cancel_stored(config, request_id))
-    topic = config.topic(STATUS_TOPIC)
+    topic = config.topic(COMMAND_STATUS)
     # The database says what happened; the status record only tells consumers. Say
     # so when it cannot be published, and how to publish it later.
     context = f"{request_id} is cancelled, but its status is not published (cancel it again): "

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from preservarium.contract.contact import Contact
 from preservarium.error_text import with_line, without_line
 from preservarium.examples import (
     METHODS,
@@ -29,7 +30,6 @@ from preservarium.ids import is_device_id, is_device_type
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import (
     CommandInput,
-    ContactInput,
     SandboxClient,
     SandboxRequestError,
     SandboxUnavailableError,
@@ -51,7 +51,7 @@ USAGE = 2
 class Trial:
     """One `parser test` run: the contact to parse and/or the command to format."""
 
-    contact: ContactInput | None
+    contact: Contact | None
     identify: bool
     command: CommandInput | None
 
@@ -110,14 +110,14 @@ def trial_from(options: TrialOptions) -> Trial:
         command = dataclasses.replace(command, attributes_json=attributes)
     contact = None
     if payload is not None or command is None:
-        contact = ContactInput(
+        contact = Contact(
             payload=payload or b"",
             device_type=options.device_type,
             device_id=options.device_id,
             path=options.path or "",
             method=method,
             confirmable=not options.non,
-            received_at=int(time.time()),
+            received_at=datetime.now(UTC),
             attributes_json=attributes,
         )
     return Trial(contact=contact, identify=options.device_id is None, command=command)

@@ -59,15 +59,14 @@ class Source(StrEnum):
 @asynccontextmanager
 async def replays(config: Settings) -> AsyncIterator[Replays]:
     """The use case, on the configured database, sandbox and broker."""
-    from preservarium.replay.service import Replays, ReplayTopics
+    from preservarium.contract.topics import Topics
+    from preservarium.replay.service import Replays
     from preservarium.repositories import SQLParserRepository, SQLReplayRepository
     from preservarium.sandbox_client import SandboxClient
 
     from preservarium_tools.cli.database import migrated_database
 
-    names = ReplayTopics(
-        config.topic("uplink.raw"), config.topic("uplink.parsed"), config.topic("uplink.failed")
-    )
+    names = Topics.with_prefix(config.topic_prefix)
     async with (
         migrated_database(config) as engine,
         SandboxClient(config.sandbox_addr, timeout_s=CALL_TIMEOUT_S, streams=STREAMS) as client,

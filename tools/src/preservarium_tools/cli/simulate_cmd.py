@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 
 import typer
+from preservarium.contract import topics
 from preservarium.settings import HostPort, Settings, parse_host_port
 
 from preservarium_tools import coapwire
@@ -130,8 +131,8 @@ async def _run(plan: SimulationPlan, config: Settings, tally: Tally, *, follow: 
 async def _feed(config: Settings) -> OutcomeFeed | None:
     feed = OutcomeFeed(
         bootstrap=config.kafka_bootstrap,
-        parsed_topic=config.topic("uplink.parsed"),
-        failed_topic=config.topic("uplink.failed"),
+        parsed_topic=config.topic(topics.PARSED),
+        failed_topic=config.topic(topics.FAILED),
     )
     try:
         await feed.start()

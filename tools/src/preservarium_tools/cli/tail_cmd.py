@@ -18,9 +18,10 @@ from enum import StrEnum
 from typing import Any
 
 import typer
+from preservarium.contract import topics
+from preservarium.contract.encoding import Record, decode_record
 from preservarium.error_text import without_line
 from preservarium.ids import is_device_id
-from preservarium.kafka_records import Record, decode_record
 from preservarium.text import STEERING, terminal_text
 
 from preservarium_tools.cli.command_cmds import (
@@ -48,10 +49,10 @@ class Stream(StrEnum):
 
 
 SUFFIXES = {
-    Stream.raw: "uplink.raw",
-    Stream.parsed: "uplink.parsed",
-    Stream.failed: "uplink.failed",
-    Stream.status: "command.status",
+    Stream.raw: topics.RAW,
+    Stream.parsed: topics.PARSED,
+    Stream.failed: topics.FAILED,
+    Stream.status: topics.COMMAND_STATUS,
 }
 
 

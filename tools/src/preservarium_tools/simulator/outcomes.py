@@ -11,9 +11,10 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from preservarium.contract.encoding import Record, decode_record
 from preservarium.errors import PreservariumError
-from preservarium.kafka_records import Record, decode_record, quiet_aiokafka
 from preservarium.lifecycle import AsyncLifecycle
+from preservarium.logs import quiet_aiokafka
 
 Topic = Literal["parsed", "failed"]
 CONNECT_TIMEOUT_S = 5.0

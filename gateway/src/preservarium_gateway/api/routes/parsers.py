@@ -4,15 +4,16 @@ cases of `preservarium parser ...`, with the same checks)."""
 from __future__ import annotations
 
 import asyncio
-import time
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from preservarium.contract.contact import Contact
 from preservarium.examples import Example, command_input, load_examples, run_examples
 from preservarium.ids import is_device_id, is_device_type
 from preservarium.repositories import SQLParserRepository
-from preservarium.sandbox_client import ContactInput, SandboxUnavailableError
+from preservarium.sandbox_client import SandboxUnavailableError
 from preservarium.usecases import parsers as usecase
 from preservarium.usecases.errors import invalid
 from preservarium.usecases.jsonable import json_object, jsonable
@@ -155,7 +156,7 @@ async def test(request: Request, body: Trial) -> Any:
     return usecase.trial_report(response)
 
 
-def _trial(body: Trial) -> tuple[ContactInput | None, Any]:
+def _trial(body: Trial) -> tuple[Contact | None, Any]:
     if body.device_id is not None and not is_device_id(body.device_id):
         raise invalid("device_id", f"invalid device id {body.device_id!r}")
     try:
@@ -167,9 +168,9 @@ def _trial(body: Trial) -> tuple[ContactInput | None, Any]:
         command = command_input(body.command, device_id=body.device_id)
     contact = None
     if payload is not None or command is None:
-        contact = ContactInput(
+        contact = Contact(
             payload=payload or b"", device_type=body.device_type, device_id=body.device_id,
             path=body.path, method=body.method, confirmable=body.confirmable,
-            received_at=int(time.time()),
+            received_at=datetime.now(UTC),
         )  # fmt: skip
     return contact, command

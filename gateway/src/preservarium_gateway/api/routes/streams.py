@@ -66,23 +66,43 @@ def event(name: StreamName, record: TopicRecord) -> bytes:
 
 
 class StreamSlots:
-    """How many streams may be open at once."""
+    """How many streams may be open at once, in all and per token.
 
-    def __init__(self, limit: int) -> None:
+    Each stream holds a Kafka consumer. Without a share per token, one token (a script
+    opening streams in a loop, or a leaked read token) could take every slot and lock
+    the console out for everyone else.
+    """
+
+    def __init__(self, limit: int, *, per_token: int | None = None) -> None:
         self.limit = limit
+        self.per_token = per_token if per_token is not None else max(1, limit // 4)
         self.open = 0
+        self._by_token: dict[str, int] = {}
 
-    def take(self) -> None:
-        """Count one more stream; a Problem (503) when all slots are taken."""
+    def take(self, token: str) -> None:
+        """Count one more stream of `token`; a Problem (503, or 429 for the token's own
+        share) when no slot is free."""
         if self.open >= self.limit:
             raise Problem(503, "too-many-streams",
                           f"{self.limit} streams are open; try again later",
                           headers={"Retry-After": "5"})  # fmt: skip
+        held = self._by_token.get(token, 0)
+        if held >= self.per_token:
+            raise Problem(429, "too-many-streams-for-token",
+                          f"token {token!r} has {held} streams open, its share of "
+                          f"{self.per_token}; close one first",
+                          headers={"Retry-After": "5"})  # fmt: skip
+        self._by_token[token] = held + 1
         self.open += 1
 
-    def give_back(self) -> None:
-        """One stream fewer."""
+    def give_back(self, token: str) -> None:
+        """One stream of `token` fewer."""
         self.open -= 1
+        held = self._by_token.get(token, 0) - 1
+        if held > 0:
+            self._by_token[token] = held
+        else:
+            self._by_token.pop(token, None)
 
 
 @router.get("/streams/{name}", dependencies=[READ], summary="Follow a topic (Server-Sent Events)",
@@ -99,18 +119,19 @@ async def stream(
     and every few seconds while nothing comes."""
     context = context_of(request)
     slots: StreamSlots = request.app.state.stream_slots
-    slots.take()
+    token: str = request.state.caller.name  # set by the READ dependency
+    slots.take(token)
     reader = assigned(context.kafka_bootstrap, _topic(context, name),
                       timeout_s=context.limits.kafka_timeout_s)  # fmt: skip
 
     async def close() -> None:
         await reader.__aexit__(None, None, None)
-        slots.give_back()
+        slots.give_back(token)
 
     try:
         tail = TopicTail(*await reader.__aenter__())
     except BaseException:
-        slots.give_back()
+        slots.give_back(token)
         raise
     try:
         await tail.start()

@@ -120,18 +120,16 @@ class CommandResult(_message.Message):
     def __init__(self, payload: _Optional[bytes] = ..., error: _Optional[_Union[ScriptError, _Mapping]] = ...) -> None: ...
 
 class ParseRequest(_message.Message):
-    __slots__ = ("device_type", "contact", "identify", "command", "version")
-    DEVICE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("contact", "identify", "command", "version")
     CONTACT_FIELD_NUMBER: _ClassVar[int]
     IDENTIFY_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
-    device_type: str
     contact: Contact
     identify: bool
     command: Command
     version: int
-    def __init__(self, device_type: _Optional[str] = ..., contact: _Optional[_Union[Contact, _Mapping]] = ..., identify: _Optional[bool] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    def __init__(self, contact: _Optional[_Union[Contact, _Mapping]] = ..., identify: _Optional[bool] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ParseResponse(_message.Message):
     __slots__ = ("result", "error", "parser", "command", "duration_ms", "identified_device_id", "identified_token", "printed")

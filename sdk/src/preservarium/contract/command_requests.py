@@ -1,8 +1,9 @@
 """`command.request` records, validated at the edge: a request that can always be encoded
-again, or the reason it is rejected.
+again, or the reason it is rejected; and the body a valid request is stored with.
 
 The gateway's consumer reads records with `read_command_request`; `preservarium command
-send` checks what it is about to publish with `validate_command_record`, the same rules.
+send` and the API build what they publish with `request_record` and check it with
+`validate_command_record`, the same rules.
 A record is parsed strictly: UTF-8 only, no `NaN`/`Infinity` constants and no number
 that overflows to one, no repeated keys, no lone surrogates in any key or value, bounded
 size and nesting. What passes is plain JSON that `json.dumps` and UTF-8 take back as is,
@@ -14,10 +15,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from preservarium.contract.encoding import VERSION, Record
 from preservarium.errors import PreservariumError
 from preservarium.ids import is_device_id
 from preservarium.text import clean_text, has_surrogates, is_plain_text
@@ -37,6 +40,8 @@ RFC3339 = re.compile(
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))",
     re.ASCII,
 )
+# How a stored body starts: `{"params":` and the params text.
+STORED_PREFIX = '{"params":'
 FIELDS = frozenset({"v", "request_id", "device_id", "command", "params", "ttl_s", "expires_at"})
 
 
@@ -59,10 +64,9 @@ class CommandRequest:
     expires_at: datetime
 
     def body(self) -> str:
-        """What is stored and later handed to format_command()."""
-        return json.dumps(
-            {"params": self.params}, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        )
+        """What is stored: `{"params":...}`, whose params text later goes to format_command()
+        as it is (stored_params_json)."""
+        return STORED_PREFIX + encode_params(self.params) + "}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,3 +281,58 @@ def _ids_of(value: bytes) -> tuple[str | None, str | None]:
     except (ValueError, RecursionError):
         return None, None
     return _seen_ids(record) if isinstance(record, dict) else (None, None)
+
+
+def request_record(
+    *, request_id: str, device_id: str, command: str, params: dict[str, Any], ttl_s: int | None
+) -> Record:
+    """The `command.request` record of these values (unchecked: see validate_command_record)."""
+    record: Record = {
+        "v": VERSION,
+        "request_id": request_id,
+        "device_id": device_id,
+        "command": command,
+        "params": params,
+    }
+    if ttl_s is not None:
+        record["ttl_s"] = ttl_s
+    return record
+
+
+def encode_params(params: Mapping[str, Any]) -> str:
+    """Params as the JSON text that is stored and handed to the sandbox (compact UTF-8)."""
+    return json.dumps(dict(params), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def stored_params_json(body: str) -> str:
+    """The params text of a stored body, cut out of it without decoding: the body was
+    written by CommandRequest.body() and checked at claim (stored_params_valid); "{}"
+    for a body without params."""
+    if body.startswith(STORED_PREFIX) and body.endswith("}"):
+        return body[len(STORED_PREFIX) : -1]
+    return "{}"
+
+
+def stored_params(body: str) -> dict[str, Any]:
+    """The params of a stored body (CommandRequest.body()); {} when it holds no object."""
+    try:
+        stored = loads_strict(body)
+    except CommandRequestError:
+        return {}
+    params = stored.get("params", {}) if isinstance(stored, dict) else {}
+    return params if isinstance(params, dict) else {}
+
+
+def stored_params_valid(body: str) -> bool:
+    """True when a stored body is `{"params": {...}}` (that key only: its text is cut out
+    as is) that passes the request rules."""
+    try:
+        stored = loads_strict(body)
+        if type(stored) is not dict or type(stored.get("params", {})) is not dict:
+            return False
+        if set(stored) - {"params"}:
+            return False
+        check_json_value(stored.get("params", {}), field="params")
+    except CommandRequestError:
+        return False
+    return True
