@@ -33,7 +33,7 @@ from preservarium.identity import AuthKind
 from preservarium.repositories import SQLParserRepository
 from preservarium_tools.embedded.broker import EmbeddedBroker
 
-from bench import api_idle, replay, rpc
+from bench import api_idle, batches, replay, rpc, scale
 from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health
 from bench.secure_devices import SECRET_KEY, register
 from bench.workload import payloads
@@ -49,6 +49,8 @@ THROUGHPUT_S = float(os.environ.get("BENCH_THROUGHPUT_S", "15"))
 SEQUENTIAL_S = float(os.environ.get("BENCH_SEQUENTIAL_S", "5"))
 SUSTAINED_S = float(os.environ.get("BENCH_SUSTAINED_S", "60"))
 SECURE_S = float(os.environ.get("BENCH_SECURE_S", "10"))
+SCALE_S = float(os.environ.get("BENCH_SCALE_S", "10"))
+SCALE_ROUNDS = int(os.environ.get("BENCH_SCALE_ROUNDS", "3"))
 SECURE_DEVICES = 32  # per kind: one lane each
 RPC_RUNS = ("rpc_sequential", "rpc_concurrent", "stream_sequential", "stream_concurrent")
 
@@ -111,6 +113,16 @@ def service_env(
     }
 
 
+def scale_spec(port: int, window: int, seconds: float) -> str:
+    """The scale scenario's load: Efento contacts on /m."""
+    return spec(port, window, seconds, [("m", "/m", 1)])
+
+
+def metrics_env(ports: dict[str, int], service: str) -> dict[str, str]:
+    """The service's metrics on: the batch sizes are read from its histograms."""
+    return {"PRESERVARIUM_METRICS_PORT": str(ports[service])}
+
+
 def loader() -> api_idle.Load:
     """run_load as (port, window, seconds)."""
 
@@ -138,12 +150,50 @@ async def measure_api(work: Path) -> dict[str, Any]:
             sandbox.stop()
 
 
+async def measure_scale(work: Path) -> dict[str, Any]:
+    """`python -m bench --only scale`: CPU per contact, half load, 1 vs 2 gateways alone."""
+    url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
+    await prepare_database(url)
+    sandbox_addr = f"127.0.0.1:{free_port()}"
+    ports = {name: free_port(socket.SOCK_DGRAM) for name in ("bare", "gateway", "naive")}
+    children: list[Child] = []
+    async with EmbeddedBroker(port=free_port()) as broker:
+        env = service_env(url, broker.bootstrap, sandbox_addr, ports["gateway"])
+        try:
+            sandbox = Child("sandbox", [str(BIN / "preservarium-sandbox")], env,
+                            work / "sandbox.log")  # fmt: skip
+            children.append(sandbox)
+            await wait_for_grpc_health(sandbox_addr)
+            bare = Child("bare", [sys.executable, "-m", "bench.bare_server", str(ports["bare"])],
+                         {}, work / "bare.log")  # fmt: skip
+            gateway = Child("gateway", [str(BIN / "preservarium-gateway")], env,
+                            work / "gateway.log")  # fmt: skip
+            naive_env = {**env, "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{ports['naive']}",
+                         "PRESERVARIUM_NAIVE_PARSERS": f"efento={EFENTO}"}  # fmt: skip
+            naive = Child("naive", [sys.executable, "-m", "bench.naive"], naive_env,
+                          work / "naive.log")  # fmt: skip
+            children += [bare, gateway, naive]
+            for port in ports.values():
+                await wait_for_coap(port)
+            running = scale.Running(bare=bare, bare_port=ports["bare"], gateway=gateway,
+                                    gateway_port=ports["gateway"], naive=naive,
+                                    naive_port=ports["naive"], sandbox=sandbox,
+                                    broker_pid=broker.pid)  # fmt: skip
+            return {"scale": await scale.scenario(work, env, running, scale_spec,
+                                                  window=WINDOW, seconds=SCALE_S,
+                                                  rounds=SCALE_ROUNDS)}  # fmt: skip
+        finally:
+            for child in reversed(children):
+                child.stop()
+
+
 async def measure(work: Path) -> dict[str, Any]:
     url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
     await prepare_database(url)
     sandbox_addr = f"127.0.0.1:{free_port()}"
     ports = {name: free_port(socket.SOCK_DGRAM) for name in ("bare", "gateway", "naive")}
     coaps = free_port(socket.SOCK_DGRAM)
+    metrics_ports = {"sandbox": free_port(), "gateway": free_port()}
     results: dict[str, Any] = {}
     children: list[Child] = []
     async with EmbeddedBroker(port=free_port()) as broker:
@@ -151,11 +201,13 @@ async def measure(work: Path) -> dict[str, Any]:
         try:
             bare = Child("bare", [sys.executable, "-m", "bench.bare_server", str(ports["bare"])],
                          {}, work / "bare.log")  # fmt: skip
-            sandbox = Child("sandbox", [str(BIN / "preservarium-sandbox")], env,
+            sandbox = Child("sandbox", [str(BIN / "preservarium-sandbox")],
+                            env | metrics_env(metrics_ports, "sandbox"),
                             work / "sandbox.log")  # fmt: skip
             children += [bare, sandbox]
             await wait_for_grpc_health(sandbox_addr)
-            gateway = Child("gateway", [str(BIN / "preservarium-gateway")], env,
+            gateway = Child("gateway", [str(BIN / "preservarium-gateway")],
+                            env | metrics_env(metrics_ports, "gateway"),
                             work / "gateway.log")  # fmt: skip
             naive_env = {**env, "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{ports['naive']}",
                          "PRESERVARIUM_NAIVE_PARSERS": f"efento={EFENTO}",
@@ -180,7 +232,9 @@ async def measure(work: Path) -> dict[str, Any]:
             print("full path: warm-up, then a sustained run ...", flush=True)
             await run_load(spec(ports["gateway"], WINDOW, 5, only_m))
             rss_before = gateway.rss_mb()
+            before = await batches.read(metrics_ports)
             results["full"] = await run_load(spec(ports["gateway"], WINDOW, SUSTAINED_S, only_m))
+            results["batches"] = batches.between(before, await batches.read(metrics_ports))
             rss_after = gateway.rss_mb()
             results["memory"] = {"rss_before_mb": rss_before, "rss_after_mb": rss_after,
                                  "growth_mb": rss_after - rss_before,
@@ -189,16 +243,33 @@ async def measure(work: Path) -> dict[str, Any]:
                 spec(ports["gateway"], 1, SEQUENTIAL_S, only_m)
             )
 
-            print("naive: parser exec'd in the gateway ...", flush=True)
-            await run_load(spec(ports["naive"], WINDOW, 3, only_m))
-            results["naive"] = await run_load(spec(ports["naive"], WINDOW, THROUGHPUT_S, only_m))
-            results["naive_sequential"] = await run_load(
-                spec(ports["naive"], 1, SEQUENTIAL_S, only_m)
-            )
+            only_full = os.environ.get("BENCH_ONLY") == "full"
+            if not only_full:
+                print("naive: parser exec'd in the gateway ...", flush=True)
+                await run_load(spec(ports["naive"], WINDOW, 3, only_m))
+                results["naive"] = await run_load(
+                    spec(ports["naive"], WINDOW, THROUGHPUT_S, only_m)
+                )
+                results["naive_sequential"] = await run_load(
+                    spec(ports["naive"], 1, SEQUENTIAL_S, only_m)
+                )
 
             print("isolation: 5% of contacts hit a parser that loops forever ...", flush=True)
             mix = [("others", "/m", 19), ("runaway", "/x", 1)]
             results["isolation"] = await run_load(spec(ports["gateway"], WINDOW, THROUGHPUT_S, mix))
+            if only_full:
+                return results
+
+            # Before the authenticated contacts: once some Efento devices have credentials,
+            # plain contacts naming them are refused (4.01, then 4.29 for the source).
+            print("scale: CPU per contact per process, half load, 1 vs 2 gateways ...")
+            running = scale.Running(bare=bare, bare_port=ports["bare"], gateway=gateway,
+                                    gateway_port=ports["gateway"], naive=naive,
+                                    naive_port=ports["naive"], sandbox=sandbox,
+                                    broker_pid=broker.pid)  # fmt: skip
+            results["scale"] = await scale.scenario(work, env, running, scale_spec,
+                                                    window=WINDOW, seconds=SCALE_S,
+                                                    rounds=SCALE_ROUNDS)  # fmt: skip
 
             print("authenticated contacts: OSCORE, DTLS-PSK, plain again ...", flush=True)
             results |= await secure_runs(url, work, ports["gateway"], coaps, only_m)
@@ -287,6 +358,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         "gateway_rss_growth_mb": results["memory"]["growth_mb"],
         **secure_ratios(results),
         **api_idle.ratios(results["api_idle"]),
+        **scale.ratios(results["scale"]),
     }
 
 
@@ -341,8 +413,56 @@ def table(results: dict[str, Any], r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def scale_only() -> None:
+    """The scale scenario alone: bench/results/scale.json and its table."""
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
+        results = asyncio.run(measure_scale(Path(work)))
+    summary = scale.ratios(results["scale"])
+    report = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "duration_s": time.time() - started,
+        "results": results,
+        "ratios": summary,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.json").write_text(json.dumps(report, indent=2))
+    print(scale.table(results["scale"]))
+    print("\n".join(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}"
+                    for key, value in summary.items()))  # fmt: skip
+    print(f"\nwritten: {RESULTS / 'scale.json'} ({report['duration_s']:.0f} s)")
+
+
+def full_only() -> None:
+    """`python -m bench --only full`: the ceiling and the full path (with its batch
+    sizes) alone, for quick before/after comparisons."""
+    os.environ["BENCH_ONLY"] = "full"
+    with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
+        results = asyncio.run(measure(Path(work)))
+    ceiling, full = results["ceiling"], results["full"]
+    report = {"results": results, "full_throughput_vs_ceiling": full["rate"] / ceiling["rate"]}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "full.json").write_text(json.dumps(report, indent=2))
+    others = results["isolation"]["labels"]["others"]
+    print(f"isolation: others p99 {others['p99_ms']:.2f} ms "
+          f"({others['p99_ms'] / full['p99_ms']:.2f}x full), timeouts {others['timeouts']}, "
+          f"codes {others['codes']}")  # fmt: skip
+    for name in ("ceiling", "full", "ceiling_sequential", "full_sequential"):
+        row = results[name]
+        print(f"{name}: {row['rate']:.0f} contacts/s ({row['rate'] / ceiling['rate']:.3f}x "
+              f"ceiling), p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms")  # fmt: skip
+    print(batches.table(results["batches"]))
+
+
 def main() -> None:
     started = time.time()
+    if sys.argv[1:] == ["--only", "scale"]:
+        scale_only()
+        return
+    if sys.argv[1:] == ["--only", "full"]:
+        full_only()
+        return
     only_api = sys.argv[1:] == ["--only", "api"]
     with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
         results = asyncio.run((measure_api if only_api else measure)(Path(work)))
@@ -367,6 +487,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(table(results, summary))
+    print(scale.table(results["scale"]))
+    print(batches.table(results["batches"]))
     print(replay.table(results["replay"]))
     print(f"\nwritten: {RESULTS / 'latest.json'} ({report['duration_s']:.0f} s)")
 

@@ -36,8 +36,10 @@ async def api_on_off(
     try:
         for name, port in ports.items():
             listen = f"127.0.0.1:{api_port}" if name == "api_on" else ""
+            # No DTLS port: the bench's main gateway holds it, and it is not shared.
             child_env = {**env, "PRESERVARIUM_COAP_BIND": f"127.0.0.1:{port}",
-                         "PRESERVARIUM_API_LISTEN": listen}  # fmt: skip
+                         "PRESERVARIUM_API_LISTEN": listen,
+                         "PRESERVARIUM_COAPS_BIND": ""}  # fmt: skip
             children.append(Child(name, [str(BIN / "preservarium-gateway")], child_env,
                                   work / f"{name}.log"))  # fmt: skip
         for port in ports.values():

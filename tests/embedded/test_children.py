@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 
-from preservarium_tools.embedded.children import ChildProcess
+from preservarium.children import ChildProcess
 from preservarium_tools.embedded.errors import ChildExitedError
 from preservarium_tools.embedded.readiness import wait_ready
 

@@ -214,3 +214,27 @@ def test_settings_load(
     for key, value in env(services, name).items():
         monkeypatch.setenv(key, value)
     load_settings()
+
+
+def test_the_gateway_runs_one_process_per_cpu_unless_told(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert env(services, "gateway")["PRESERVARIUM_GATEWAY_PROCESSES"] == "auto"
+    told = compose_file.load({**VARIABLES, "PRESERVARIUM_GATEWAY_PROCESSES": "3"})
+    assert (
+        compose_file.environment(told["services"]["gateway"])["PRESERVARIUM_GATEWAY_PROCESSES"]
+        == "3"
+    )
+    for key in [key for key in os.environ if key.startswith("PRESERVARIUM_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PRESERVARIUM_GATEWAY_PROCESSES", "auto")
+    assert load_settings().gateway_processes >= 1
+
+
+def test_sandbox_replicas_are_one_unless_told(services: dict[str, dict[str, Any]]) -> None:
+    assert str(services["sandbox"]["deploy"]["replicas"]) == "1"
+    told = compose_file.load({**VARIABLES, "SANDBOX_REPLICAS": "3"})
+    assert str(told["services"]["sandbox"]["deploy"]["replicas"]) == "3"
+    # Replicas share the service's name: the gateway's one address reaches all of them.
+    assert env(services, "gateway")["PRESERVARIUM_SANDBOX_ADDR"] == "sandbox:50051"
+    assert "container_name" not in services["sandbox"] and "ports" not in services["sandbox"]

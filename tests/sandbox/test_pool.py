@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from preservarium_sandbox import pool as pool_module
+from preservarium_sandbox import worker_process
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.outcome import read_answer
-from preservarium_sandbox.pool import Job, WorkerPool, WorkerProcess
+from preservarium_sandbox.pool import Job, WorkerPool
 from preservarium_sandbox.worker.protocol import ProtocolError
+from preservarium_sandbox.worker_process import WorkerProcess
 
 LIMITS = Limits(timeout_ms=200)
 SIZE, SPARES = 1, 1
@@ -42,12 +43,12 @@ def _raising(error: BaseException) -> Any:
 
 # Each step of the hand-off, as (object, attribute) to replace with one that raises.
 STEPS: list[tuple[object, str]] = [
-    (Job, "frame"),
-    (WorkerPool, "_exchange"),
-    (WorkerProcess, "exchange"),
-    (pool_module, "read_frame"),
+    (Job, "item"),
+    (WorkerPool, "_next_answer"),
+    (WorkerProcess, "next_answer"),
+    (worker_process, "read_frame"),
     (WorkerPool, "_worn_out"),
-    (pool_module, "_death_reason"),
+    (worker_process, "death_reason"),
 ]
 
 
@@ -77,9 +78,9 @@ async def test_an_exception_at_any_step_of_a_call_loses_no_worker(pool: WorkerPo
         for error in _errors():
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(target, name, _raising(error))
-                # The died path (where _death_reason runs) needs a broken frame first.
-                if name == "_death_reason":
-                    patch.setattr(pool_module, "read_frame", _raising(ProtocolError()))
+                # The died path (where death_reason runs) needs a broken frame first.
+                if name == "death_reason":
+                    patch.setattr(worker_process, "read_frame", _raising(ProtocolError()))
                 with pytest.raises(Exception):  # noqa: B017 - any failure, but no hang
                     async with asyncio.timeout(5):
                         answer = await pool.run(job(sha=f"{name}{error!r}"[:64]))

@@ -108,6 +108,10 @@ def test_device_identity_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         ("PRESERVARIUM_COAPS_BIND", "5684"),
         ("PRESERVARIUM_DEVICE_RATE_PER_MIN", "-1"),
         ("PRESERVARIUM_SOURCE_RATE_PER_MIN", "lots"),
+        ("PRESERVARIUM_GATEWAY_PROCESSES", "0"),
+        ("PRESERVARIUM_GATEWAY_PROCESSES", "-2"),
+        ("PRESERVARIUM_GATEWAY_PROCESSES", "all"),
+        ("PRESERVARIUM_GATEWAY_PROCESSES", "257"),
     ],
 )
 def test_a_bad_value_names_its_variable(
@@ -155,3 +159,12 @@ def test_the_gateway_refuses_required_mode_without_a_secret_key(tmp_path: Path) 
     lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("{")]
     assert len(lines) == 1 and "PRESERVARIUM_SECRET_KEY" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_gateway_processes_is_a_number_or_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().gateway_processes == 1
+    monkeypatch.setenv("PRESERVARIUM_GATEWAY_PROCESSES", "3")
+    assert load_settings().gateway_processes == 3
+    monkeypatch.setenv("PRESERVARIUM_GATEWAY_PROCESSES", " Auto ")
+    # One per CPU this process may run on, fewer under a CPU quota (tests/sdk/test_cpus.py).
+    assert 1 <= load_settings().gateway_processes <= len(os.sched_getaffinity(0))

@@ -92,6 +92,8 @@ class GatewayConfig:
     sandbox_addr: str
     database_url: str
     metrics_port: int
+    # One of several gateway processes serves its metrics to its parent only (loopback).
+    metrics_host: str = "0.0.0.0"
     auto_migrate: bool = False
     device_auth: DeviceAuthMode = DeviceAuthMode.REQUIRED
     coaps_bind: HostPort | None = None  # None: no DTLS listener

@@ -7,6 +7,8 @@ from preservarium.supervisor import SupervisorMetrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 API_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
+# Batch sizes: 1 is the idle case; 64 is the most one message carries.
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -48,6 +50,12 @@ class GatewayMetrics:
         self.sandbox_latency = Histogram(
             "preservarium_gateway_sandbox_call_seconds", "Sandbox call latency.",
             ["method"], buckets=BUCKETS, registry=r,
+        )  # fmt: skip
+        self.sandbox_batch = Histogram(
+            "preservarium_gateway_sandbox_batch_contacts",
+            "Contacts carried by one ParseStream message to the sandbox (1 when idle; "
+            "contacts that arrive while earlier messages are out go together).",
+            buckets=BATCH_BUCKETS, registry=r,
         )  # fmt: skip
         self.route_reparses = Counter(
             "preservarium_gateway_route_reparses",

@@ -109,6 +109,7 @@ class GatewayServer(AsyncLifecycle):
         self.sandbox: ParserService = parsers or SandboxClient(
             config.sandbox_addr, timeout_s=limits.sandbox_timeout_s,
             streams=limits.sandbox_streams, supervisor=self.supervisor,
+            on_batch=self.metrics.sandbox_batch.observe,
         )  # fmt: skip
         self.desk = CommandDesk(
             repository=SQLCommandRepository(self._engine),
@@ -164,7 +165,9 @@ class GatewayServer(AsyncLifecycle):
                 retry_after_s=limits.retry_after_s,
             ),
         )
-        self._metrics_endpoint = MetricsEndpoint(self.metrics.registry, port=config.metrics_port)
+        self._metrics_endpoint = MetricsEndpoint(
+            self.metrics.registry, port=config.metrics_port, host=config.metrics_host
+        )
         self._context: Any = None
         self._dedup: list[BoundedDeduplication] = []
         # The DTLS port serves the same site: a PSK session names its device.

@@ -1,20 +1,20 @@
 """The worker pool: long-lived worker processes, killed and replaced at their deadline.
 
-`size` jobs run at once, turns shared round robin between parser versions while jobs
+`size` workers run at once, turns shared round robin between parser versions while jobs
 wait (preservarium_sandbox.fair); `spares` extra workers stand ready, so that a worker killed for
 a runaway parser is replaced at once and other devices never wait for a process start.
+Jobs of one version that wait together go to a worker together, in one frame
+(preservarium_sandbox.batches); each keeps its own deadline and answer, and the jobs a
+lost worker never answered run again on another.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import json
 import logging
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,10 +24,16 @@ from typing import Any
 from preservarium.contract.kinds import ErrorKind
 from preservarium.lifecycle import AsyncLifecycle
 
-from preservarium_sandbox.engine.errors import ScriptFailure
+from preservarium_sandbox.batches import Answer, Pending, VersionQueues, share
 from preservarium_sandbox.fair import FairTurns
 from preservarium_sandbox.limits import Limits
-from preservarium_sandbox.worker.protocol import ProtocolError, encode_frame, read_frame
+from preservarium_sandbox.worker.protocol import (
+    ProtocolError,
+    encode_batch,
+    encode_json,
+    read_frame,
+)
+from preservarium_sandbox.worker_process import WorkerProcess, died, exited, failure
 
 log = logging.getLogger("preservarium.sandbox.pool")
 START_TIMEOUT_S = 30.0
@@ -60,70 +66,14 @@ class Job:
     command: dict[str, Any] | None = None
     payload: bytes = b""  # the contact's payload, sent as the frame's blob
 
-    def frame(self, *, with_source: bool, max_size: int) -> bytes:
-        """The frame sent to a worker (see encode_frame for what it raises)."""
-        return encode_frame(
-            {
-                "sha": self.sha,
-                "source": self.source if with_source else None,
-                "contact": self.contact,
-                "identify": self.identify,
-                "command": self.command,
-            },
-            self.payload,
-            max_size,
-        )
-
-
-class WorkerProcess:
-    """One worker process and what the parent knows about it."""
-
-    def __init__(self, process: asyncio.subprocess.Process, number: int) -> None:
-        self.process = process
-        self.number = number
-        self.known: set[str] = set()
-        self.calls = 0
-        self.cpu_s = 0.0
-        self.hardening: dict[str, Any] = {}
-
-    @property
-    def pid(self) -> int:
-        """Process id."""
-        return self.process.pid
-
-    async def exchange(
-        self, frame: bytes, deadlines: tuple[float, float], max_answer: int
-    ) -> dict[str, Any]:
-        """Send a job and wait for its answer.
-
-        `deadlines` is (until the first frame, after a `compiled` stage frame): a job that
-        compiles first gets the compile budget for that, then only the call's own time.
-        """
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(frame)
-        first, after_compile = deadlines
-        async with asyncio.timeout(first):
-            await self.process.stdin.drain()
-            answer = await read_frame(self.process.stdout, max_answer)
-        if answer.get("stage") != "compiled":
-            return answer
-        async with asyncio.timeout(after_compile):
-            return await read_frame(self.process.stdout, max_answer)
-
-    def kill(self) -> None:
-        """SIGKILL the worker's whole process group."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-
-    async def close(self) -> None:
-        """Ask the worker to exit (EOF on its jobs pipe); kill it if it does not."""
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), 2)
-        except TimeoutError:
-            self.kill()
-            await self.process.wait()
+    def item(self) -> bytes:
+        """The job's own part of a job frame (see encode_json for what it raises)."""
+        return encode_json({
+            "contact": self.contact,
+            "identify": self.identify,
+            "command": self.command,
+            "size": len(self.payload),
+        })  # fmt: skip
 
 
 Observer = Callable[[str], None]
@@ -139,17 +89,23 @@ class WorkerPool(AsyncLifecycle):
         limits: Limits,
         spares: int = 1,
         on_restart: Observer | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_batch` is told how many jobs each frame handed to a worker carried."""
         self.size = size
         self.limits = limits
         self.spares = spares
         self._on_restart = on_restart or (lambda reason: None)
+        self._on_batch = (lambda size: None) if on_batch is None else on_batch
+        self._queued = VersionQueues()
+        self._leads: dict[str, asyncio.Task[None]] = {}  # per version, waiting for a turn
+        self._running = 0  # batches on workers now
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         # Turns shared round robin between parser versions (fair.py), not first come.
         self._turns = FairTurns(size)
         self._all: set[WorkerProcess] = set()
         self._spawning: set[asyncio.Task[None]] = set()
-        self._calls: set[asyncio.Future[dict[str, Any]]] = set()
+        self._calls: set[asyncio.Task[None]] = set()
         self._closed = True
         self._numbers = 0
         self._cwd: tempfile.TemporaryDirectory[str] | None = None
@@ -174,6 +130,8 @@ class WorkerPool(AsyncLifecycle):
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        for pending in self._queued.drain():  # jobs whose wait never began
+            pending.future.cancel()
         await asyncio.gather(*(w.close() for w in list(self._all)), return_exceptions=True)
         self._all.clear()
         if self._cwd is not None:
@@ -257,15 +215,17 @@ class WorkerPool(AsyncLifecycle):
         self,
         job: Job,
         admit: Callable[[], bool] | None = None,
-        on_abandoned: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
+        on_abandoned: Callable[[Answer], None] | None = None,
+    ) -> Answer:
         """Run `job` on a worker and return its raw answer (checked by the caller).
 
         A missed deadline, a dead worker or a broken frame is answered here as a
-        failure, and the worker is killed and replaced. `admit` is asked once a worker is
-        free, after however long the job waited for one: False raises NotAdmittedError
-        and the job does not run (a parser version quarantined meanwhile). A job that
-        cannot be encoded raises UnsendableJobError before any worker is taken.
+        failure, and the worker is killed and replaced; the other jobs of its batch that
+        it had not answered yet run again on another worker. `admit` is asked once a
+        worker is free, after however long the job waited for one: False raises
+        NotAdmittedError and the job does not run (a parser version quarantined
+        meanwhile). A job that cannot be encoded raises UnsendableJobError before any
+        worker is taken.
 
         The answer's `worker_replaced` says whether the call cost its worker (a timeout,
         a death, a memory recycle): the caller charges that to the parser version.
@@ -278,47 +238,163 @@ class WorkerPool(AsyncLifecycle):
         """
         if self._closed:
             raise PoolClosedError("the sandbox is stopping")
-        frame = self._encode(job, with_source=False)
-        sent = asyncio.Event()
-        call = asyncio.ensure_future(self._run_held(job, frame, admit, sent))
-        self._calls.add(call)
-        call.add_done_callback(self._calls.discard)
         try:
-            return await asyncio.shield(call)
+            item = job.item()
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise UnsendableJobError(f"the job cannot be sent to a worker: {exc}") from exc
+        pending = Pending(job, item, job.payload, admit)
+        self._enqueue(pending)
+        try:
+            return await asyncio.shield(pending.future)
         except asyncio.CancelledError:
-            if not sent.is_set():
-                call.cancel()
-            call.add_done_callback(lambda done: _deliver(done, on_abandoned))
+            if not pending.sent:
+                self._withdraw(pending)
+            pending.future.add_done_callback(lambda done: _deliver(done, on_abandoned))
             raise
 
-    async def _run_held(
-        self, job: Job, frame: bytes, admit: Callable[[], bool] | None, sent: asyncio.Event
-    ) -> dict[str, Any]:
-        async with self._turns.turn(job.sha):
-            worker = await self._ready_worker()
-            # Whatever happens below (a cancel at stop, an exception nobody foresaw), the
-            # worker goes back to the idle set or is replaced: the pool never shrinks.
-            replace: str | None = None
+    def _enqueue(self, pending: Pending, *, first: bool = False) -> None:
+        self._queued.add(pending, first=first)
+        self._ensure_lead(pending.sha)
+
+    def _ensure_lead(self, sha: str) -> None:
+        """One task at a time waits for a turn on behalf of a version's waiting jobs."""
+        if sha in self._leads:
+            return
+        lead = self._leads[sha] = asyncio.ensure_future(self._lead(sha))
+        self._calls.add(lead)
+        lead.add_done_callback(self._calls.discard)
+
+    def _withdraw(self, pending: Pending) -> None:
+        pending.withdrawn = True
+        self._queued.remove(pending)
+        pending.future.cancel()
+
+    async def _lead(self, sha: str) -> None:
+        """Wait for a turn for version `sha`; then run the jobs of it waiting (their
+        share, see batches.share) on one worker."""
+        try:
+            async with self._turns.turn(sha):
+                self._leads.pop(sha, None)  # jobs arriving from now on need a turn of their own
+                worker = await self._ready_worker()
+                free = self.size - self._running - 1
+                batch = self._queued.take(sha, share(self._queued.waiting(sha), free), self._fits)
+                if self._queued.waiting(sha):
+                    self._ensure_lead(sha)
+                if not batch:  # withdrawn meanwhile, or taken by an earlier turn
+                    self._settle(worker, None)
+                    return
+                self._running += 1
+                try:
+                    await self._run_batch(worker, batch)
+                finally:
+                    self._running -= 1
+        except Exception:  # never leave callers waiting on a lead that failed
+            log.exception("a sandbox version's turn failed")
+            for pending in self._queued.take(sha, self._queued.waiting(sha), lambda *_: True):
+                pending.fail(PoolClosedError("the sandbox could not run the job"))
+        finally:
+            if self._leads.get(sha) is asyncio.current_task():
+                del self._leads[sha]
+
+    def _fits(self, batch: list[Pending], pending: Pending) -> bool:
+        """Whether `pending` still fits a frame of `batch` (with the source, at worst)."""
+        size = sum(len(p.item) + len(p.payload) for p in (*batch, pending))
+        worst_source = len(pending.job.source) * 6 + 1024  # escaped, and the frame's head
+        return size + worst_source < self.limits.job_frame_bytes()
+
+    async def _run_batch(self, worker: WorkerProcess, batch: list[Pending]) -> None:
+        """Run `batch` on `worker` and resolve every job of it, one way or another; the
+        worker goes back to the idle set or is replaced: the pool never shrinks."""
+        replace: str | None = None
+        try:
+            batch = [p for p in batch if _admitted(p)]
+            if not batch:
+                return
+            with_source = batch[0].sha not in worker.known
+            frame = self._encode(batch, with_source=with_source)
+            # From the first byte sent, an interrupted batch leaves the worker in an
+            # unknown state: it may still answer, so it is never handed to anyone else.
+            replace = "interrupted"
+            for pending in batch:
+                pending.sent = True
+            self._on_batch(len(batch))
+            worker.send(frame)
+            replace, unanswered = await self._on_worker(worker, batch, with_source)
+            for pending in reversed(unanswered):  # not failed, not lost: run again elsewhere
+                if self._closed:
+                    pending.fail(PoolClosedError("the sandbox is stopping"))
+                else:
+                    self._enqueue(pending, first=True)
+        except asyncio.CancelledError:  # the pool is stopping
+            for pending in batch:
+                pending.future.cancel()
+            raise
+        except Exception as exc:  # a step nobody foresaw: its callers hear of it
+            for pending in batch:
+                pending.fail(exc)
+        finally:
+            self._settle(worker, replace)
+
+    async def _on_worker(
+        self, worker: WorkerProcess, batch: list[Pending], with_source: bool
+    ) -> tuple[str | None, list[Pending]]:
+        """Answer the jobs of `batch` (sent) one by one as the worker does; returns why
+        the worker must be replaced (None: it may serve again) and the jobs it never
+        answered (after a job cost it its life)."""
+        sha = batch[0].sha
+        for index, pending in enumerate(batch):
+            compiling = with_source and index == 0
             try:
-                if admit is not None and not admit():
-                    raise NotAdmittedError
-                # From the first byte sent, an interrupted call leaves the worker in an
-                # unknown state: it may still answer, so it is never handed to anyone else.
-                replace = "interrupted"
-                sent.set()
-                answer, replace = await self._on_worker(worker, job, frame)
-                answer["worker_died"] = replace == "died"
-                answer["worker_replaced"] = replace in CHARGED_REPLACEMENTS
-                return answer
-            finally:
-                self._settle(worker, replace)
+                answer = await self._next_answer(worker, compiling)
+                if index == 0 and answer.get("need_source"):  # it forgot the version
+                    worker.send(self._encode(batch, with_source=True))
+                    answer = await self._next_answer(worker, True)
+            except TimeoutError:
+                pending.answer(_charged(failure(
+                    ErrorKind.TIMEOUT,
+                    f"the parser ran past its limit of "
+                    f"{self.limits.timeout_ms} ms and its worker was killed",
+                ), "timeout"))  # fmt: skip
+                return "timeout", batch[index + 1 :]
+            except (ProtocolError, ConnectionError, OSError) as exc:
+                pending.answer(_charged(await died(worker, exc), "died"))
+                return "died", batch[index + 1 :]
+            worker.known.add(sha)
+            worker.calls += 1
+            cpu = answer.get("cpu_s")
+            if type(cpu) is float or type(cpu) is int:
+                worker.cpu_s = float(cpu)
+            if answer.get("recycle") is True:
+                pending.answer(_charged(answer, "memory"))
+                return "memory", batch[index + 1 :]
+            pending.answer(_charged(answer, None))
+        return "recycled" if self._worn_out(worker) else None, []
+
+    def _encode(self, batch: list[Pending], *, with_source: bool) -> bytes:
+        job = batch[0].job
+        try:
+            return encode_batch(
+                job.sha,
+                job.source if with_source else None,
+                [(p.item, p.payload) for p in batch],
+                self.limits.job_frame_bytes(),
+            )
+        except (ValueError, TypeError, RecursionError, ProtocolError) as exc:
+            raise UnsendableJobError(f"the job cannot be sent to a worker: {exc}") from exc
+
+    async def _next_answer(self, worker: WorkerProcess, compiling: bool) -> Answer:
+        call_deadline = self.limits.deadline_s(compiling=False)
+        return await worker.next_answer(
+            (self.limits.deadline_s(compiling=compiling), call_deadline),
+            self.limits.answer_frame_bytes(),
+        )
 
     async def _ready_worker(self) -> WorkerProcess:
         """An idle worker that is still alive: one that died while idle (killed from
         outside) is replaced, and never charged to the next job's parser version."""
         while True:
             worker = await self._idle.get()
-            if not _exited(worker):
+            if not exited(worker):
                 return worker
             self._replace(worker, "lost")
 
@@ -327,50 +403,6 @@ class WorkerPool(AsyncLifecycle):
             self._idle.put_nowait(worker)
         else:
             self._replace(worker, replace)
-
-    def _encode(self, job: Job, *, with_source: bool) -> bytes:
-        try:
-            return job.frame(with_source=with_source, max_size=self.limits.job_frame_bytes())
-        except (ValueError, TypeError, RecursionError, ProtocolError) as exc:
-            raise UnsendableJobError(f"the job cannot be sent to a worker: {exc}") from exc
-
-    async def _on_worker(
-        self, worker: WorkerProcess, job: Job, frame: bytes
-    ) -> tuple[dict[str, Any], str | None]:
-        """The answer, and why the worker must be replaced (None: it may serve again)."""
-        with_source = job.sha not in worker.known
-        try:
-            if with_source:
-                frame = self._encode(job, with_source=True)
-            answer = await self._exchange(worker, frame, with_source)
-            if answer.get("need_source"):
-                answer = await self._exchange(worker, self._encode(job, with_source=True), True)
-        except TimeoutError:
-            return _failure(
-                ErrorKind.TIMEOUT,
-                f"the parser ran past its limit of "
-                f"{self.limits.timeout_ms} ms and its worker was killed",
-            ), "timeout"
-        except (ProtocolError, ConnectionError, OSError) as exc:
-            return await _died(worker, exc), "died"
-        worker.known.add(job.sha)
-        worker.calls += 1
-        cpu = answer.get("cpu_s")
-        if type(cpu) is float or type(cpu) is int:
-            worker.cpu_s = float(cpu)
-        if answer.get("recycle") is True:
-            return answer, "memory"
-        return answer, "recycled" if self._worn_out(worker) else None
-
-    async def _exchange(
-        self, worker: WorkerProcess, frame: bytes, with_source: bool
-    ) -> dict[str, Any]:
-        call_deadline = self.limits.deadline_s(compiling=False)
-        return await worker.exchange(
-            frame,
-            (self.limits.deadline_s(compiling=with_source), call_deadline),
-            self.limits.answer_frame_bytes(),
-        )
 
     def _worn_out(self, worker: WorkerProcess) -> bool:
         return (
@@ -392,37 +424,22 @@ def _deliver(
         log.exception("the abandoned-call observer failed")
 
 
-def _failure(kind: ErrorKind, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": ScriptFailure(kind, message).to_wire()}
+def _admitted(pending: Pending) -> bool:
+    """Ask a job's `admit` check, now that a worker is free for it; a job refused (or
+    whose check fails) is answered so, and does not run."""
+    if pending.withdrawn:
+        return False
+    try:
+        if pending.admit is None or pending.admit():
+            return True
+        pending.fail(NotAdmittedError())
+    except Exception as exc:
+        pending.fail(exc)
+    return False
 
 
-def _exited(worker: WorkerProcess) -> bool:
-    if worker.process.returncode is not None:
-        return True
-    try:  # WNOWAIT: look without reaping (the event loop's child watcher reaps it)
-        found = os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:  # already reaped
-        return True
-    return found is not None
-
-
-async def _died(worker: WorkerProcess, exc: BaseException) -> dict[str, Any]:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(worker.process.wait(), 0.5)
-    reason = _death_reason(worker) or (
-        ErrorKind.RUNTIME_ERROR,
-        f"the sandbox worker broke the protocol: {exc}",
-    )
-    return _failure(*reason)
-
-
-def _death_reason(worker: WorkerProcess) -> tuple[ErrorKind, str] | None:
-    code = worker.process.returncode
-    if code is None:
-        return None
-    if code == -signal.SIGXCPU:
-        return ErrorKind.TIMEOUT, "the parser ran past its CPU limit"
-    if code < 0:
-        name = signal.Signals(-code).name
-        return ErrorKind.RUNTIME_ERROR, f"the sandbox worker died ({name}) running the parser"
-    return ErrorKind.RUNTIME_ERROR, f"the sandbox worker exited ({code}) running the parser"
+def _charged(answer: Answer, replace: str | None) -> Answer:
+    """The answer, marked with whether its call cost the worker (see WorkerPool.run)."""
+    answer["worker_died"] = replace == "died"
+    answer["worker_replaced"] = replace in CHARGED_REPLACEMENTS
+    return answer

@@ -95,6 +95,7 @@ class SandboxServer(AsyncLifecycle):
             limits=config.limits,
             spares=config.spares,
             on_restart=lambda reason: self.metrics.worker_restarts.labels(reason).inc(),
+            on_batch=self.metrics.worker_batch.observe,
         )
         # TestParser's workers: untested source never runs on those serving live traffic.
         self.trials = TrialRunner(

@@ -114,6 +114,9 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
     ) -> AsyncIterator[pb.ParseStreamResponse]:
         """Parse requests as they come on the stream; answer each as soon as it is done.
 
+        A message may carry several requests (a busy client's batch): each runs on its
+        own and is answered alone, so a fast contact never waits for a slow one.
+
         At most `Limits.max_stream_in_flight` requests of a stream are being run or
         waiting to be sent back; past that the stream is not read until an answer goes
         out, so a client that floods one stream (or never reads its answers) is held back
@@ -127,7 +130,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             if not pending:
                 answers.put_nowait(None)
 
-        async def answer(item: pb.ParseStreamRequest) -> None:
+        async def answer(item: pb.ParseStreamItem) -> None:
             try:
                 response = await self._parse(item.request, _StreamRequest())
             except RequestRefusedError as refused:
@@ -152,13 +155,16 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
                 finish_when_idle()
 
         async def read_all() -> None:
-            async for item in requests:
+            async for message in requests:
                 if self._closing:
                     break
-                await slots.acquire()  # released once its answer is taken to be sent
-                task = asyncio.create_task(answer(item))
-                pending.add(task)
-                task.add_done_callback(done)
+                items = _items_of(message)
+                self._metrics.stream_batch.observe(len(items))
+                for item in items:
+                    await slots.acquire()  # released once its answer is taken to be sent
+                    task = asyncio.create_task(answer(item))
+                    pending.add(task)
+                    task.add_done_callback(done)
             await asyncio.gather(*pending, return_exceptions=True)
             answers.put_nowait(None)
 
@@ -363,6 +369,16 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
                 extra={"parser": name, "version": parser.version, "kind": str(kind)},
             )
         return outcome
+
+
+def _items_of(message: pb.ParseStreamRequest) -> list[pb.ParseStreamItem]:
+    """The requests a stream message carries: its items, or the one request of a client
+    that does not batch."""
+    if message.items:
+        return list(message.items)
+    if message.HasField("request"):
+        return [pb.ParseStreamItem(id=message.id, request=message.request)]
+    return []
 
 
 def _quarantined(name: str, parser: ParserSource, left: float) -> Outcome:

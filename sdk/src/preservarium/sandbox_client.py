@@ -11,7 +11,7 @@ from preservarium.contract.contact import Contact
 from preservarium.contract.kinds import ErrorKind
 from preservarium.errors import PreservariumError
 from preservarium.lifecycle import AsyncLifecycle
-from preservarium.parse_stream import ParseStream, StreamBrokenError
+from preservarium.parse_stream import BatchObserver, ParseStream, StreamBrokenError
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 from preservarium.sandbox_answers import (
@@ -144,10 +144,12 @@ class SandboxClient(AsyncLifecycle):
         timeout_s: float = 1.0,
         streams: int = 0,
         supervisor: Supervisor | None = None,
+        on_batch: BatchObserver | None = None,
     ) -> None:
         """`streams` > 0 sends parse() over that many long-lived ParseStream calls
         (spread over the sandboxes by round robin) instead of one unary call each;
-        their readers run under `supervisor`."""
+        their readers and writers run under `supervisor`, and `on_batch` is told how
+        many contacts each stream message carried."""
         self.address = address
         self.timeout_s = timeout_s
         self._channel: grpc.aio.Channel | None = None
@@ -156,6 +158,7 @@ class SandboxClient(AsyncLifecycle):
         self._streams: list[ParseStream | None] = [None] * streams
         self._turn = 0
         self._supervisor = supervisor or Supervisor()
+        self._on_batch = on_batch
 
     async def start(self) -> None:
         """Open the channel (connection happens lazily, and again after failures)."""
@@ -222,7 +225,7 @@ class SandboxClient(AsyncLifecycle):
             if stream is not None:
                 await stream.close()
             stream = self._streams[self._turn] = ParseStream(
-                self._require_stub(), supervisor=self._supervisor
+                self._require_stub(), supervisor=self._supervisor, on_batch=self._on_batch
             )
         try:
             return await stream.request(request, timeout_s)

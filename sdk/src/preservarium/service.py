@@ -17,13 +17,14 @@ from preservarium.settings import Settings, load_settings
 ServiceMain = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def run_service(name: str, body: ServiceMain) -> None:
-    """Load settings, run `body` until SIGTERM/SIGINT sets its stop event, exit cleanly.
+def run_service(name: str, body: ServiceMain, **overrides: Any) -> None:
+    """Load settings (`overrides`, e.g. from command-line options, win over the
+    environment), run `body` until SIGTERM/SIGINT sets its stop event, exit cleanly.
 
     A bad setting or a failure to start is one line on stderr and exit status 2.
     """
     try:
-        settings = load_settings()
+        settings = load_settings(**overrides)
     except PreservariumError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

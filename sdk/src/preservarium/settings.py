@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from preservarium.cpus import available_cpus
 from preservarium.errors import ConfigError
 
 ENV_PREFIX = "PRESERVARIUM_"
@@ -18,6 +19,7 @@ TIMEOUT_CEILING_MS = 5000
 DEFAULT_GATEWAY_METRICS_PORT = 9464
 DEFAULT_SANDBOX_METRICS_PORT = 9465
 DATABASE_FILE = "preservarium.db"
+MAX_GATEWAY_PROCESSES = 256
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -77,6 +79,18 @@ SECRET_KEY_MIN_CHARS = 32
 SECRET_FIELDS = frozenset({"secret_key"})
 
 
+def parse_process_count(value: str) -> int:
+    """A process count as the settings and `--processes` spell it: an integer, or `auto`
+    for the CPUs this process may use (its affinity and cgroup quota)."""
+    text = value.strip().lower()
+    if text == "auto":
+        return available_cpus()
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected a whole number of processes, or auto") from None
+
+
 def parse_secret_keys(value: str) -> tuple[str, ...]:
     """Split `current[,older...]` secret keys; raise ValueError naming what is wrong."""
     keys = tuple(key.strip() for key in value.split(","))
@@ -127,6 +141,8 @@ class Settings(BaseSettings):
     source_rate_per_min: int = Field(default=600, ge=0, le=1_000_000)
     command_queue_limit: int = Field(default=100, ge=1, le=1_000_000)
     sandbox_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    # Gateway processes sharing the CoAP port; `auto` is the CPUs this process may use.
+    gateway_processes: int = Field(default=1, ge=1, le=MAX_GATEWAY_PROCESSES)
     sandbox_timeout_ms: int = Field(default=100, ge=1, le=TIMEOUT_CEILING_MS)
     sandbox_memory_mb: int = Field(default=256, ge=64, le=65536)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
@@ -164,6 +180,11 @@ class Settings(BaseSettings):
     @classmethod
     def _optional_host_port(cls, value: Any) -> Any:
         return parse_optional_host_port(value) if isinstance(value, str) else value
+
+    @field_validator("gateway_processes", mode="before")
+    @classmethod
+    def _gateway_processes(cls, value: Any) -> Any:
+        return parse_process_count(value) if isinstance(value, str) else value
 
     @field_validator("device_auth", mode="before")
     @classmethod

@@ -1,5 +1,9 @@
 """The worker process: seal itself, then answer jobs one at a time on stdin/stdout.
 
+Jobs come in batches (one parser version a frame); each is run and answered on its own,
+with its own deadline, limits, residue clearing and footprint check, exactly as if it
+had come alone.
+
 Started by the pool as `python -I -m preservarium_sandbox.worker LIMITS_JSON` with an
 empty environment, in its own session. It imports everything first, then applies its
 limits (preservarium_sandbox.worker.hardening), then runs parser code.
@@ -32,6 +36,7 @@ from preservarium_sandbox.worker.hardening import harden
 from preservarium_sandbox.worker.protocol import (
     encode_frame,
     read_frame_blocking,
+    split_batch,
     write_bytes_blocking,
     write_frame_blocking,
 )
@@ -182,17 +187,22 @@ def _prepare() -> None:
     warnings.simplefilter("ignore")
 
 
-def _answer(worker: Worker, job: dict[str, Any]) -> None:
+def _answer(worker: Worker, job: dict[str, Any]) -> bool:
+    """Answer one job; False when the rest of its batch must not run here (the worker
+    is to be replaced, or needs the source first): the parent re-sends those."""
+
     def compiled() -> None:
         write_bytes_blocking(ANSWERS_FD, COMPILED_FRAME)
 
     try:
         answer = worker.handle(job, compiled)
+        go_on = not answer.get("recycle") and not answer.get("need_source")
         document = answer.pop("data_json", None)  # sent as the blob, not escaped in JSON
         frame = encode_frame(answer, b"" if document is None else document.encode("utf-8"))
     except Exception:  # anything the answer holds that JSON cannot carry
-        frame = encode_frame(UNENCODABLE)
+        frame, go_on = encode_frame(UNENCODABLE), False
     write_bytes_blocking(ANSWERS_FD, frame)
+    return go_on
 
 
 def main() -> None:
@@ -208,10 +218,12 @@ def main() -> None:
         raise SystemExit(1) from None
     write_frame_blocking(ANSWERS_FD, {"ready": True, "hardening": asdict(report)})
     while True:
-        job = read_frame_blocking(JOBS_FD)
-        if job is None:
+        frame = read_frame_blocking(JOBS_FD)
+        if frame is None:
             return
-        _answer(worker, job)
+        for job in split_batch(frame):
+            if not _answer(worker, job):
+                break
 
 
 if __name__ == "__main__":

@@ -7,6 +7,13 @@ over under the key `blob`, replacing whatever the JSON said under that key.
 
 JSON, never pickle: the parent must be able to read a compromised worker's answer
 without running anything the worker chose.
+
+A job frame carries a batch: the parser version (`sha`, and `source` when the worker may
+not have it) and `jobs`, each with the `size` of its payload; the payloads follow one
+after another as the blob. The worker answers each job with a frame of its own, in
+order, as soon as it is done: the parent holds each job to its own deadline from the
+previous answer, and when a worker is killed mid-batch it knows exactly which jobs were
+answered and re-runs the rest elsewhere.
 """
 
 from __future__ import annotations
@@ -41,6 +48,50 @@ def encode_frame(message: dict[str, Any], blob: bytes = b"", max_size: int = MAX
     if size > max_size:
         raise ProtocolError(f"frame of {size} bytes is over {max_size}")
     return b"".join((HEADER.pack(size), META.pack(len(meta)), meta, blob))
+
+
+def encode_json(value: Any) -> bytes:
+    """`value` as the compact UTF-8 JSON frames carry (raises as encode_frame does)."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8")
+
+
+def encode_batch(
+    sha: str, source: str | None, jobs: list[tuple[bytes, bytes]], max_size: int = MAX_FRAME
+) -> bytes:
+    """One job frame for a batch of one parser version's jobs.
+
+    `jobs` holds each job's encoded JSON object (with its payload's `size`) and payload.
+    """
+    meta = b"".join((
+        b'{"sha":', encode_json(sha), b',"source":', encode_json(source),
+        b',"jobs":[', b",".join(item for item, _ in jobs), b"]}",
+    ))  # fmt: skip
+    blob = b"".join(payload for _, payload in jobs)
+    size = META.size + len(meta) + len(blob)
+    if size > max_size:
+        raise ProtocolError(f"frame of {size} bytes is over {max_size}")
+    return b"".join((HEADER.pack(size), META.pack(len(meta)), meta, blob))
+
+
+def split_batch(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The jobs of a decoded job frame, each with its parser version and its payload as
+    `blob` (what the worker runs one at a time)."""
+    jobs, blob = frame.get("jobs"), frame["blob"]
+    if type(jobs) is not list or not jobs:
+        raise ProtocolError("a job frame carries no jobs")
+    split: list[dict[str, Any]] = []
+    offset = 0
+    for job in jobs:
+        size = job.get("size") if type(job) is dict else None
+        if type(size) is not int or size < 0 or offset + size > len(blob):
+            raise ProtocolError("a job's payload size does not match the frame")
+        split.append(job | {"sha": frame.get("sha"), "source": frame.get("source"),
+                            "blob": blob[offset : offset + size]})  # fmt: skip
+        offset += size
+    if offset != len(blob):
+        raise ProtocolError("the frame carries bytes no job claims")
+    return split
 
 
 def _reject_constant(name: str) -> Any:

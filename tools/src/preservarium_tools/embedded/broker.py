@@ -12,8 +12,7 @@ from pathlib import Path
 
 from preservarium.errors import PreservariumError
 from preservarium.lifecycle import AsyncLifecycle
-
-from preservarium_tools.embedded.parent_death import dying_with_parent
+from preservarium.parent_death import dying_with_parent
 
 
 class BrokerError(PreservariumError):

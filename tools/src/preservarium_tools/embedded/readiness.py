@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from preservarium.children import Child
 from preservarium.settings import HostPort
 
 from preservarium_tools import coapwire
-from preservarium_tools.embedded.children import Child
 from preservarium_tools.embedded.errors import ChildExitedError, NotReadyError
 
 Probe = Callable[[], Awaitable[bool]]

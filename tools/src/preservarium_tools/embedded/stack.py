@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from preservarium.children import Child, ChildProcess
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.errors import RepositoryError
@@ -24,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from preservarium_tools.embedded import readiness
 from preservarium_tools.embedded.broker import BrokerError
-from preservarium_tools.embedded.children import BrokerChild, Child, ChildProcess
+from preservarium_tools.embedded.broker_child import BrokerChild
 from preservarium_tools.embedded.config import BROKER_HOST, PROGRAMS, Service, StackConfig
 from preservarium_tools.embedded.errors import ChildExitedError, StackError, StackSetupError
 from preservarium_tools.embedded.ports import ensure_free

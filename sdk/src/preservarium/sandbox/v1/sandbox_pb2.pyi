@@ -195,13 +195,23 @@ class TestParserResponse(_message.Message):
     printed: str
     def __init__(self, result: _Optional[_Union[ParseResult, _Mapping]] = ..., error: _Optional[_Union[ScriptError, _Mapping]] = ..., command: _Optional[_Union[CommandResult, _Mapping]] = ..., duration_ms: _Optional[float] = ..., printed: _Optional[str] = ...) -> None: ...
 
-class ParseStreamRequest(_message.Message):
+class ParseStreamItem(_message.Message):
     __slots__ = ("id", "request")
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     id: int
     request: ParseRequest
     def __init__(self, id: _Optional[int] = ..., request: _Optional[_Union[ParseRequest, _Mapping]] = ...) -> None: ...
+
+class ParseStreamRequest(_message.Message):
+    __slots__ = ("id", "request", "items")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    request: ParseRequest
+    items: _containers.RepeatedCompositeFieldContainer[ParseStreamItem]
+    def __init__(self, id: _Optional[int] = ..., request: _Optional[_Union[ParseRequest, _Mapping]] = ..., items: _Optional[_Iterable[_Union[ParseStreamItem, _Mapping]]] = ...) -> None: ...
 
 class ParseStreamResponse(_message.Message):
     __slots__ = ("id", "response")

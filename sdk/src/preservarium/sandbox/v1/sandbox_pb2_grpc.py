@@ -93,9 +93,9 @@ class ParserSandboxServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ParseStream(self, request_iterator, context):
-        """ParseStream is Parse over one long-lived stream: the gateway's hot path. Answers
-        come back in any order, matched to their request by id; a unary call costs more
-        per contact than a stream message.
+        """ParseStream is Parse over one long-lived stream: the gateway's hot path. A message
+        may carry several requests; answers come back one by one in any order, matched to
+        their request by id. A unary call costs more per contact than a stream message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

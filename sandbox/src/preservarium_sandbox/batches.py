@@ -1,0 +1,118 @@
+"""Jobs waiting for a worker, kept per parser version, taken a batch at a time.
+
+While every worker is busy, calls of the same parser version queue here, and one turn
+(preservarium_sandbox.fair) is asked for on the version's behalf; when it comes, the
+jobs waiting are taken together, up to MAX_BATCH_JOBS, and handed to one worker in one
+frame. Idle, a job goes alone and at once; busy, batches grow with the load; while other
+workers are free, the jobs waiting are shared out between them rather than all put on
+one (`share`). A batch never mixes versions, so one tenant's runaway parser can only
+ever delay calls of that same version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+# A batch takes one turn of the fair rotation: a bigger one would make other versions
+# wait longer for theirs, while 16 already spreads a frame's cost over 16 calls.
+MAX_BATCH_JOBS = 16
+
+Answer = dict[str, Any]
+
+
+class Pending:
+    """One job between the caller's `run` and its answer."""
+
+    __slots__ = ("admit", "future", "item", "job", "payload", "sent", "withdrawn")
+
+    def __init__(
+        self, job: Any, item: bytes, payload: bytes, admit: Callable[[], bool] | None
+    ) -> None:
+        self.job = job
+        self.item = item  # the job's encoded JSON object in a job frame
+        self.payload = payload
+        self.admit = admit
+        self.future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.sent = False  # reached a worker once: it runs to its answer from then on
+        self.withdrawn = False  # its caller gave up before it was sent
+
+    @property
+    def sha(self) -> str:
+        """The parser version."""
+        sha: str = self.job.sha
+        return sha
+
+    def answer(self, answer: Answer) -> None:
+        """Resolve the caller's call with `answer` (once)."""
+        if not self.future.done():
+            self.future.set_result(answer)
+
+    def fail(self, error: BaseException) -> None:
+        """Resolve the caller's call with `error` (once)."""
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+class VersionQueues:
+    """The jobs waiting for a worker, per parser version, in arrival order."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[Pending]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    def add(self, pending: Pending, *, first: bool = False) -> None:
+        """Queue `pending` (`first`: ahead of the others, a job re-run after its worker
+        was lost: it has waited longest)."""
+        queue = self._queues.setdefault(pending.sha, deque())
+        if first:
+            queue.appendleft(pending)
+        else:
+            queue.append(pending)
+
+    def remove(self, pending: Pending) -> None:
+        """Forget a job that will not be taken (its caller gave up)."""
+        queue = self._queues.get(pending.sha)
+        if queue is None:
+            return
+        try:
+            queue.remove(pending)
+        except ValueError:
+            return
+        if not queue:
+            del self._queues[pending.sha]
+
+    def waiting(self, sha: str) -> int:
+        """How many jobs of version `sha` wait."""
+        return len(self._queues.get(sha, ()))
+
+    def take(
+        self, sha: str, limit: int, fits: Callable[[list[Pending], Pending], bool]
+    ) -> list[Pending]:
+        """Up to `limit` jobs of version `sha`, oldest first, while `fits` says the next
+        still fits the batch (the first always does)."""
+        queue = self._queues.get(sha)
+        batch: list[Pending] = []
+        while queue and len(batch) < limit and (not batch or fits(batch, queue[0])):
+            batch.append(queue.popleft())
+        if queue is not None and not queue:
+            del self._queues[sha]
+        return batch
+
+    def drain(self) -> list[Pending]:
+        """Every waiting job, removed (the pool is stopping)."""
+        waiting = [pending for queue in self._queues.values() for pending in queue]
+        self._queues.clear()
+        return waiting
+
+
+def share(waiting: int, free_workers: int) -> int:
+    """How many of `waiting` jobs one batch takes when `free_workers` other workers are
+    free: an even share (so a burst on an idle pool runs on every worker at once), at
+    most MAX_BATCH_JOBS."""
+    return max(1, min(MAX_BATCH_JOBS, math.ceil(waiting / (1 + max(0, free_workers)))))

@@ -1,0 +1,137 @@
+"""Batches on real worker processes: jobs of one version that wait together share a frame,
+each keeps its own answer and deadline, and none is lost when its worker is."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.outcome import read_answer
+from preservarium_sandbox.pool import Job, WorkerPool
+
+from tests.sandbox.support import kill
+
+CONTACT: dict[str, Any] = {"device_id": None, "device_type": "t", "path": "", "method": "POST",
+           "confirmable": True, "received_at": 0, "query": {}}  # fmt: skip
+ECHO = "def parse(payload, metadata):\n    return {'p': payload.hex()}\n"
+# Runs away on the payload b"loop", swallowing its deadline: only a kill ends it.
+RUNAWAY = (
+    "def parse(payload, metadata):\n"
+    "    while payload == b'loop':\n"
+    "        try:\n"
+    "            while True:\n"
+    "                pass\n"
+    "        except:\n"
+    "            pass\n"
+    "    return {'p': payload.hex()}\n"
+)
+# Spins until killed on b"spin" (the deadline is far away).
+SPIN = "def parse(payload, metadata):\n    while payload == b'spin':\n        pass\n" + (
+    "    return {'p': payload.hex()}\n"
+)
+
+
+class Sizes(list[int]):
+    """The batch sizes the pool reports."""
+
+    def __call__(self, size: int) -> None:
+        self.append(size)
+
+
+@pytest.fixture
+def sizes() -> Sizes:
+    return Sizes()
+
+
+@pytest.fixture
+async def pool(sizes: Sizes) -> AsyncIterator[WorkerPool]:
+    async with WorkerPool(
+        size=1, limits=Limits(timeout_ms=200), spares=1, on_batch=sizes
+    ) as started:
+        yield started
+
+
+def job(source: str, payload: bytes, version: str) -> Job:
+    return Job(sha=version * 64, source=source, contact=CONTACT, payload=payload)
+
+
+def data(answer: dict[str, Any]) -> Any:
+    outcome = read_answer(answer, limits=Limits(), has_contact=True)
+    if outcome.failure is not None:
+        return outcome.failure.kind.value
+    assert outcome.data_json is not None
+    return outcome.data_json.decode()
+
+
+async def busy(pool: WorkerPool, spares: int = 1) -> asyncio.Task[dict[str, Any]]:
+    """Occupy the pool's one worker for a while (a job of its own version)."""
+    slow = (
+        "def parse(payload, metadata):\n    for i in range(100000):\n        pass\n    return {}\n"
+    )
+    task = asyncio.create_task(pool.run(job(slow, b"", "0")))
+    while pool.idle > spares:  # noqa: ASYNC110 - its worker taken: only the spare is idle
+        await asyncio.sleep(0.001)
+    return task
+
+
+async def test_a_lone_job_goes_alone(pool: WorkerPool, sizes: Sizes) -> None:
+    answer = await pool.run(job(ECHO, b"\x01", "a"))
+    assert data(answer) == '{"p":"01"}'
+    assert sizes == [1]
+
+
+async def test_jobs_waiting_together_share_one_frame_per_version(
+    pool: WorkerPool, sizes: Sizes
+) -> None:
+    occupied = await busy(pool)
+    calls = [pool.run(job(ECHO, bytes([n]), "ab"[n % 2])) for n in range(10)]
+    answers = await asyncio.gather(*calls)
+    assert [data(a) for a in answers] == [f'{{"p":"{n:02x}"}}' for n in range(10)]
+    await occupied
+    # The busy job alone, then one frame for each version: never one mixing them.
+    assert sizes == [1, 5, 5]
+
+
+async def test_a_runaway_fails_alone_and_the_rest_of_its_batch_is_answered(
+    pool: WorkerPool, sizes: Sizes
+) -> None:
+    occupied = await busy(pool)
+    payloads = [b"\x00", b"\x01", b"loop", b"\x03", b"\x04"]
+    answers = await asyncio.gather(*(pool.run(job(RUNAWAY, p, "r")) for p in payloads))
+    await occupied
+    assert [data(a) for a in answers] == [
+        '{"p":"00"}',
+        '{"p":"01"}',
+        "timeout",
+        '{"p":"03"}',
+        '{"p":"04"}',
+    ]
+    # Only the runaway is charged with its worker; the two after it ran again elsewhere.
+    assert [a["worker_replaced"] for a in answers] == [False, False, True, False, False]
+    assert sizes == [1, 5, 2]
+
+
+async def test_a_worker_killed_mid_batch_loses_no_job(sizes: Sizes) -> None:
+    async with WorkerPool(size=1, limits=Limits(timeout_ms=5000), spares=0, on_batch=sizes) as pool:
+        (victim,) = pool.pids
+        occupied = await busy(pool, spares=0)
+        payloads = [b"\x00", b"spin", b"\x02", b"\x03"]
+        calls = [asyncio.ensure_future(pool.run(job(SPIN, p, "k"))) for p in payloads]
+        await occupied
+        first = await calls[0]  # the worker now spins on the second job
+        kill(victim, signal.SIGKILL)
+        answers = [first, *await asyncio.gather(*calls[1:])]
+    assert [data(a) for a in answers] == ['{"p":"00"}', "runtime_error", '{"p":"02"}', '{"p":"03"}']
+    assert answers[1]["worker_died"] is True
+    assert sizes == [1, 4, 2]
+
+
+async def test_a_burst_on_an_idle_pool_is_shared_between_its_workers(sizes: Sizes) -> None:
+    async with WorkerPool(size=2, limits=Limits(timeout_ms=2000), spares=0, on_batch=sizes) as pool:
+        answers = await asyncio.gather(*(pool.run(job(ECHO, bytes([n]), "s")) for n in range(4)))
+    assert [data(a) for a in answers] == [f'{{"p":"{n:02x}"}}' for n in range(4)]
+    assert sizes == [2, 2]  # not all four on one worker while the other idles
