@@ -16,7 +16,7 @@ $(UV):
 install: $(UV)
 	scripts/system-deps
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --all-packages --all-extras --python $(PYTHON) --compile-bytecode
-	$(BIN)/python -m compileall -q gateway/src sandbox/src sdk/src >/dev/null
+	$(BIN)/python -m compileall -q gateway/src sandbox/src sdk/src tools/src >/dev/null
 
 run: install
 	$(BIN)/preservarium up

@@ -29,9 +29,9 @@ from typing import Any
 
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import AuthKind
 from preservarium.repositories import SQLParserRepository
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from bench import api_idle, batches, replay, rpc, scale
 from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from preservarium.embedded.broker import EmbeddedBroker
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from bench.gateway_stages import Budget, budget
 from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health

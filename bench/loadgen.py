@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from preservarium import coapwire as cw
+from preservarium_tools import coapwire as cw
 
 SOCKETS = 64
 

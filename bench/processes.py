@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from preservarium import coapwire as cw
+from preservarium_tools import coapwire as cw
 
 BIN = Path(sys.executable).parent
 

@@ -27,7 +27,7 @@ import aiocoap
 from aiocoap import oscore
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import CON
-from preservarium import coapwire as cw
+from preservarium_tools import coapwire as cw
 
 from bench.loadgen import LoadGenerator
 

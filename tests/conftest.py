@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
+from preservarium_tools.embedded.broker import EmbeddedBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.net import free_port

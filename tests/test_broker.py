@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from preservarium.embedded.broker import EmbeddedBroker
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 
 async def test_produce_then_consume_in_a_group(broker: EmbeddedBroker) -> None:

@@ -7,13 +7,13 @@ import dataclasses
 import urllib.request
 from pathlib import Path
 
-from preservarium import coapwire as cw
 from preservarium.contract.contact import Contact
 from preservarium.db.migrate import upgrade
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.sandbox_client import SandboxClient
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import gateway_config
 from tests.sandbox.conftest import sandbox_config

@@ -12,7 +12,6 @@ import httpx
 import pytest
 from preservarium.api_access import Scope
 from preservarium.contract.topics import Topics
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import SecretBox
 from preservarium.repositories import SQLTokenRepository
 from preservarium.sandbox_client import SandboxClient
@@ -23,6 +22,7 @@ from preservarium_gateway.api.server import ApiServer
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools.embedded.broker import EmbeddedBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.sandbox.conftest import sandbox_config

@@ -14,12 +14,12 @@ import httpx
 import pytest
 from preservarium.api_access import Scope
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import SQLTokenRepository
 from preservarium.settings import HostPort
 from preservarium_gateway.errors import GatewayStartError
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import gateway_config
 from tests.support.kafka import prefix

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from preservarium.cli.tail_cmd import Stream, describe
 from preservarium.contract.command_requests import CommandRequest, read_command_request
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium_gateway.kafka import ensure_topics
+from preservarium_tools.cli.tail_cmd import Stream, describe
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.support.cli import BIN, run_cli, run_cli_process
 from tests.support.kafka import TopicReader, prefix, produce

@@ -111,7 +111,7 @@ async def test_refusals_store_nothing(env: dict[str, str]) -> None:
 
 
 def test_the_cli_offers_exactly_the_auth_kinds() -> None:
-    from preservarium.cli.device_credentials import AuthChoice
     from preservarium.identity import AuthKind
+    from preservarium_tools.cli.device_credentials import AuthChoice
 
     assert [choice.value for choice in AuthChoice] == [kind.value for kind in AuthKind]

@@ -8,19 +8,19 @@ import subprocess
 import sys
 
 import pytest
-from preservarium.cli.app import NOUNS
+from preservarium_tools.cli.app import NOUNS
 
 # Print, as JSON, which heavy modules `preservarium ARGS` imported.
 PROBE = """
 import json, sys
-from preservarium.cli.app import main
+from preservarium_tools.cli.app import main
 sys.argv = ["preservarium", *sys.argv[1:]]
 try:
     main()
 except SystemExit:
     pass
 heavy = ("sqlalchemy", "alembic", "grpc", "aiokafka", "pydantic_settings",
-         "preservarium.cli.up_cmd")
+         "preservarium_tools.cli.up_cmd")
 print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)
 """
 
@@ -45,6 +45,6 @@ def test_a_noun_help_needs_no_database_or_sandbox_client(noun: str) -> None:
 @pytest.mark.parametrize("noun", sorted(NOUNS))
 def test_the_listing_says_what_each_noun_says_of_itself(noun: str) -> None:
     module_name, attribute, is_group, summary = NOUNS[noun]
-    target = getattr(importlib.import_module(f"preservarium.cli.{module_name}"), attribute)
+    target = getattr(importlib.import_module(f"preservarium_tools.cli.{module_name}"), attribute)
     own = target.info.help if is_group else target.__doc__
     assert own.startswith(summary.removesuffix(".")), (own, summary)

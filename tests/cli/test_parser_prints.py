@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import io
 
-from preservarium.cli import parser_test_cmd
-from preservarium.cli.tail_cmd import Stream, TailOptions, render
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium_tools.cli import parser_test_cmd
+from preservarium_tools.cli.tail_cmd import Stream, TailOptions, render
 from rich.console import Console
 
 

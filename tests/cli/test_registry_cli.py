@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from preservarium.contract import status as gateway_records
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import SQLCommandRepository, SQLParserRepository
 from preservarium.repositories.commands import CommandStatus
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.support.cli import run_cli, run_cli_process
 from tests.support.kafka import TopicReader, prefix

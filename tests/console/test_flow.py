@@ -13,12 +13,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from preservarium import coapwire as cw
 from preservarium.api_access import Scope
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import (
     SQLDeviceRepository,
     SQLParserRepository,
@@ -27,6 +24,9 @@ from preservarium.repositories import (
 from preservarium.settings import HostPort
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.console.browser import Browser
 from tests.console.conftest import DocShots

@@ -6,9 +6,9 @@ import asyncio
 import sys
 import time
 
-from preservarium.embedded.children import ChildProcess
-from preservarium.embedded.errors import ChildExitedError
-from preservarium.embedded.readiness import wait_ready
+from preservarium.children import ChildProcess
+from preservarium_tools.embedded.errors import ChildExitedError
+from preservarium_tools.embedded.readiness import wait_ready
 
 from tests.embedded.support import alive
 

@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-from preservarium.embedded.config import StackConfig, UpOptions, metrics_ports
-from preservarium.embedded.ports import Port
-from preservarium.embedded.stack import StackReport
-from preservarium.embedded.summary import endpoints, next_commands
 from preservarium.errors import ConfigError
 from preservarium.settings import HostPort, load_settings
+from preservarium_tools.embedded.config import StackConfig, UpOptions, metrics_ports
+from preservarium_tools.embedded.ports import Port
+from preservarium_tools.embedded.stack import StackReport
+from preservarium_tools.embedded.summary import endpoints, next_commands
 
 
 @pytest.fixture(autouse=True)

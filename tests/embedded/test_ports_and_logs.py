@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 
 import pytest
-from preservarium.embedded.errors import PortInUseError
-from preservarium.embedded.logview import LogLine, render
-from preservarium.embedded.ports import Port, ensure_free
+from preservarium_tools.embedded.errors import PortInUseError
+from preservarium_tools.embedded.logview import LogLine, render
+from preservarium_tools.embedded.ports import Port, ensure_free
 
 from tests.support.net import free_port
 

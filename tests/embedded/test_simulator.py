@@ -13,19 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from preservarium import coapwire
 from preservarium.settings import HostPort
-from preservarium.simulator import render
-from preservarium.simulator.efento_device import EfentoDevice, default_first_serial
-from preservarium.simulator.efento_wire import ConfigField, decode_configuration
-from preservarium.simulator.exchange import NoAnswerError, Retransmission
-from preservarium.simulator.outcomes import (
+from preservarium_tools import coapwire
+from preservarium_tools.simulator import render
+from preservarium_tools.simulator.efento_device import EfentoDevice, default_first_serial
+from preservarium_tools.simulator.efento_wire import ConfigField, decode_configuration
+from preservarium_tools.simulator.exchange import NoAnswerError, Retransmission
+from preservarium_tools.simulator.outcomes import (
     Expectation,
     FeedUnavailableError,
     Outcome,
     OutcomeFeed,
 )
-from preservarium.simulator.run import (
+from preservarium_tools.simulator.run import (
     Contact,
     ContactReport,
     SimulationPlan,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from preservarium.embedded.ports import Port, ensure_free
+from preservarium_tools.embedded.ports import Port, ensure_free
 
 from tests.embedded.support import PIDS, READY, UpPorts, alive, descendants
 from tests.embedded.test_up import workdir  # noqa: F401  (a fixture)

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from preservarium.coapwire import CoapClient
 from preservarium.contract.topics import Topics
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.settings import DeviceAuthMode, HostPort
 from preservarium_gateway.config import GatewayConfig, GatewayLimits
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.sandbox.conftest import sandbox_config
 from tests.support.kafka import TopicReader, prefix

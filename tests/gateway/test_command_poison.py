@@ -13,12 +13,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.contract.contact import Contact
 from preservarium.db.engine import make_engine
 from preservarium.db.models import utcnow
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import SQLCommandRepository
 from preservarium.sandbox_answers import CommandAnswer, ParseAnswer, ParserVersion
 from preservarium.sandbox_client import (
@@ -29,6 +26,9 @@ from preservarium.sandbox_client import (
 from preservarium_gateway.commands import MAX_UNAVAILABLE_ATTEMPTS
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import Topology, gateway_config
 from tests.gateway.parsers import READING, SET_PERIOD_900, THERMO

@@ -20,11 +20,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import Topology
 from tests.gateway.parsers import READING, THERMO

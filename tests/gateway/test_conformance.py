@@ -8,10 +8,10 @@ import os
 import struct
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
 
 from tests.gateway.conftest import Topology
 from tests.gateway.parsers import THERMO

@@ -18,10 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import AuthKind, SecretBox
 from preservarium.identity.tokens import token_hash
 from preservarium.repositories import (
@@ -33,6 +30,9 @@ from preservarium.settings import DeviceAuthMode, HostPort
 from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import Topology, gateway_config
 from tests.gateway.parsers import THERMO

@@ -11,8 +11,6 @@ import time
 from typing import Any
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
 from preservarium.identity import AuthKind, SecretBox
 from preservarium.identity.tokens import token_hash
@@ -30,6 +28,8 @@ from preservarium_gateway.authn import (
     split_token,
 )
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
 
 from tests.gateway.conftest import Topology
 from tests.gateway.parsers import THERMO

@@ -7,11 +7,11 @@ import time
 from datetime import datetime
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
 from preservarium.repositories import SQLParserRepository
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
 
 from tests.gateway.conftest import Topology
 from tests.parsers.support import source

@@ -9,8 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.contract.command_requests import CommandRequest
 from preservarium.db.engine import make_engine
 from preservarium.ids import is_device_id
@@ -18,6 +16,8 @@ from preservarium.repositories import SQLDeviceRepository
 from preservarium.repositories.commands import CommandStatus, SQLCommandRepository
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
 
 from tests.gateway.conftest import Topology
 from tests.gateway.parsers import THERMO

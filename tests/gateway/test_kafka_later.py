@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium_gateway.kafka import KafkaPublisher
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.support.kafka import TopicReader, prefix
 

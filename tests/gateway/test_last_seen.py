@@ -10,11 +10,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
 from preservarium.db.models import Base
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import SecretBox
 from preservarium.repositories import SQLDeviceActivityRepository, SQLDeviceRepository
 from preservarium.supervisor import Supervisor
@@ -24,6 +21,9 @@ from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.server import GatewayServer
 from preservarium_gateway.types import Clock
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 

@@ -27,9 +27,7 @@ from aiocoap.message import Direction
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.optionnumbers import OptionNumber
 from aiocoap.optiontypes import OpaqueOption
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import AuthKind, SecretBox
 from preservarium.repositories import (
     SQLCredentialRepository,
@@ -40,6 +38,8 @@ from preservarium.settings import DeviceAuthMode
 from preservarium_gateway.config import GatewayConfig
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import Topology, gateway_config
 from tests.gateway.parsers import THERMO

@@ -9,13 +9,13 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import SQLDeviceRepository, SQLParserRepository
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import Topology
 from tests.gateway.test_commands import command, queued, send_command

@@ -16,12 +16,12 @@ import urllib.request
 from collections.abc import AsyncIterator
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import SQLDeviceRepository
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.embedded.support import alive, descendants

@@ -12,10 +12,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.identity import AuthKind, SecretBox
 from preservarium.repositories import (
     SQLCredentialRepository,
@@ -25,6 +22,9 @@ from preservarium.repositories import (
 from preservarium_gateway.rate_limits import KeyedRateLimiter, source_key
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import gateway_config
 from tests.gateway.parsers import THERMO

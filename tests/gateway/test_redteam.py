@@ -13,12 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.cli.tail_cmd import Stream, TailOptions, render
-from preservarium.coapwire import CoapClient
 from preservarium.contract.topics import Topics
 from preservarium.db.models import utcnow
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.errors import ConflictError
 from preservarium.repositories import (
     CommandRecord,
@@ -33,6 +29,10 @@ from preservarium_gateway.errors import DirectoryBusyError, PublishError
 from preservarium_gateway.kafka import KafkaPublisher
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.cli.tail_cmd import Stream, TailOptions, render
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 

@@ -9,11 +9,11 @@ import os
 import struct
 
 import pytest
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import Topology, gateway_config
 from tests.gateway.parsers import THERMO

@@ -9,13 +9,13 @@ import dataclasses
 import os
 import struct
 
-from preservarium import coapwire as cw
-from preservarium.coapwire import CoapClient
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import SQLDeviceRepository
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools import coapwire as cw
+from preservarium_tools.coapwire import CoapClient
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import Topology, gateway_config
 from tests.support.kafka import prefix

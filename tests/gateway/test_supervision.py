@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from preservarium.cli.probe_cmds import check_gateway
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.repositories import SQLCommandRepository
 from preservarium.settings import HostPort
 from preservarium.supervisor import Backoff
+from preservarium_gateway.probe import check_gateway
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.gateway.conftest import Topology, gateway_config
 from tests.support.kafka import prefix, produce
@@ -57,7 +57,8 @@ def restarts(server: GatewayServer, task: str) -> float:
 
 
 async def probe(server: GatewayServer) -> bool:
-    ok, _ = await check_gateway(HostPort("127.0.0.1", server.config.bind.port), timeout_s=2)
+    address = HostPort("127.0.0.1", server.config.bind.port)
+    ok, _ = await asyncio.to_thread(check_gateway, address, timeout_s=2)
     return ok
 
 

@@ -67,7 +67,7 @@ def test_our_images_are_built_and_tagged_with_their_version(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:
     dockerfile = services[name]["build"]["dockerfile"]
-    service = "gateway" if name == "migrate" else name
+    service = "tools" if name == "migrate" else name
     assert dockerfile == f"Dockerfile.{service}"
     assert services[name]["build"]["context"] == "."
     project = tomllib.loads((ROOT / service / "pyproject.toml").read_text())["project"]
@@ -97,8 +97,8 @@ def test_healthcheck_commands(services: dict[str, dict[str, Any]]) -> None:
     test = {name: services[name]["healthcheck"]["test"][1:] for name in LONG_RUNNING}
     assert test["postgres"][0] == "pg_isready"
     assert test["kafka"][0].endswith("kafka-broker-api-versions.sh")
-    assert test["sandbox"][:3] == ["preservarium", "probe", "sandbox"]
-    assert test["gateway"][:3] == ["preservarium", "probe", "gateway"]
+    assert test["sandbox"][:2] == ["preservarium-sandbox-probe", "--local"]
+    assert test["gateway"][:1] == ["preservarium-gateway-probe"]
 
 
 def test_migrate_is_one_shot(services: dict[str, dict[str, Any]]) -> None:
@@ -165,6 +165,8 @@ def test_who_reaches_whom(compose: dict[str, Any], services: dict[str, dict[str,
     assert networks(services, "gateway") & networks(services, "sandbox")
     assert networks(services, "gateway") & networks(services, "kafka")
     assert networks(services, "migrate") & networks(services, "postgres")
+    # The tools run the operator's Kafka commands too (`tail`, `command send`).
+    assert networks(services, "migrate") & networks(services, "kafka")
     outside = [
         n for n in networks(services, "gateway") if not compose["networks"][n].get("internal")
     ]

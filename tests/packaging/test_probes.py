@@ -12,8 +12,8 @@ from concurrent import futures
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from preservarium import coapwire
-from preservarium.cli.probe_cmds import app
+from preservarium_tools import coapwire
+from preservarium_tools.cli.probe_cmds import app
 from typer.testing import CliRunner, Result
 
 from tests.support.net import free_port
@@ -170,7 +170,7 @@ def test_the_probe_command_imports_no_database_or_kafka_code(
     script = (
         "import sys\n"
         f"sys.argv = ['preservarium', 'probe', 'sandbox', {address!r}]\n"
-        "from preservarium.cli.app import main\n"
+        "from preservarium_tools.cli.app import main\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\n"
         "heavy = sorted(m for m in ('sqlalchemy', 'alembic', 'aiokafka', 'asyncpg')\n"
         "               if m in sys.modules)\n"
@@ -182,7 +182,7 @@ def test_the_probe_command_imports_no_database_or_kafka_code(
 
 
 def test_the_full_command_still_has_every_noun() -> None:
-    from preservarium.cli.app import build_app
+    from preservarium_tools.cli.app import build_app
 
     result = CliRunner().invoke(build_app(), ["--help"])
     for noun in ("db", "parser", "device", "command", "tail", "probe", "up", "simulate"):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from preservarium.embedded.broker import EmbeddedBroker
+from preservarium_tools.embedded.broker import EmbeddedBroker
 
 from tests.packaging import compose_file
 from tests.packaging.conftest import Image
@@ -156,7 +156,7 @@ def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs:
     sandbox_addr = f"127.0.0.1:{ports.sandbox}"
     migrate = Service.of(
         "migrate",
-        images["gateway"],
+        images["tools"],
         {"PRESERVARIUM_DATABASE_URL": database_url, "PRESERVARIUM_SANDBOX_ADDR": sandbox_addr},
     )
     sandbox = Service.of(
@@ -198,7 +198,7 @@ def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs:
         gateway_process = stack.enter_context(gateway.started(logs))
         assert "2.05" in one_line(gateway.wait_healthy(gateway_process))
         # The gateway's environment reaches the sandbox at PRESERVARIUM_SANDBOX_ADDR.
-        reached = gateway.run(["preservarium", "probe", "sandbox"])
+        reached = gateway.run(["preservarium-sandbox-probe"])
         assert reached.returncode == 0, reached.stderr
         exposed = scrape(ports.gateway_metrics) | scrape(ports.sandbox_metrics)
     assert_documented(exposed)

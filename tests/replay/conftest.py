@@ -18,7 +18,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from preservarium.contract.topics import Topics
 from preservarium.db.engine import make_engine
-from preservarium.embedded.broker import EmbeddedBroker
 from preservarium.replay.lease import LEASE_S
 from preservarium.replay.service import Replays
 from preservarium.replay.window import Window
@@ -26,6 +25,7 @@ from preservarium.repositories import ReplayRecord, SQLParserRepository, SQLRepl
 from preservarium.sandbox_client import SandboxClient
 from preservarium_gateway.kafka import ensure_topics
 from preservarium_sandbox.server import SandboxServer
+from preservarium_tools.embedded.broker import EmbeddedBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.sandbox.conftest import sandbox_config

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from preservarium.cli import replay_view
 from preservarium.replay.outcomes import Change, Verdict
 from preservarium.replay.run import Progress
+from preservarium_tools.cli import replay_view
 from rich.console import Console
 
 
@@ -53,7 +53,7 @@ def test_json_collects_what_differs_and_shows_no_bar(terminal: io.StringIO) -> N
 
 
 def test_tail_marks_replayed_results() -> None:
-    from preservarium.cli.tail_cmd import Stream, describe
+    from preservarium_tools.cli.tail_cmd import Stream, describe
 
     original = {
         "received_at": "2026-11-30T10:00:00.000Z", "device_id": "dev-1",

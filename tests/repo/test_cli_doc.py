@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
-from preservarium.cli.app import NOUNS, build_app
+from preservarium_tools.cli.app import NOUNS, build_app
 from typer.core import TyperGroup
 
 from tests.repo.markdown import ROOT, section

@@ -52,7 +52,7 @@ def test_the_adr_index_lists_every_record() -> None:
 # A repository path in backticks: a top-level folder, then a path (placeholders such as
 # `TYPE.py` or `gateway/.../records.py` name no one file and are left out).
 REPO_PATH = re.compile(
-    r"`((?:sdk|gateway|sandbox|tests|examples|bench|scripts|proto|docs)/[^`\s]*)`"
+    r"`((?:sdk|gateway|sandbox|tools|tests|examples|bench|scripts|proto|docs)/[^`\s]*)`"
 )
 PLACEHOLDER = re.compile(r"\.\.\.|[A-Z]{3,}")
 

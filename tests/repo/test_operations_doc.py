@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from tests.repo.markdown import ROOT, section
 
 OPERATIONS = ROOT / "docs" / "operations.md"
-SOURCES = [ROOT / "sdk" / "src", ROOT / "gateway" / "src", ROOT / "sandbox" / "src"]
+SOURCES = [ROOT / name / "src" for name in ("sdk", "gateway", "sandbox", "tools")]
 ROW = re.compile(r"^\| `(preservarium_\w+)` \| (\w+) \|\s*([^|]*?)\s*\|", re.MULTILINE)
 KINDS = {Counter: "counter", Gauge: "gauge", Histogram: "histogram"}
 Metric = tuple[str, str, frozenset[str]]  # name as scraped, type, labels

@@ -24,7 +24,7 @@ from pydantic_core import PydanticUndefined
 from tests.repo.settings_table import DocumentedSetting, documented_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = [ROOT / "sdk" / "src", ROOT / "gateway" / "src", ROOT / "sandbox" / "src"]
+SOURCES = [ROOT / name / "src" for name in ("sdk", "gateway", "sandbox", "tools")]
 VARIABLE = re.compile(r"PRESERVARIUM_[A-Z0-9_]+")
 NO_DEFAULT = object()  # read with no literal default (None, or computed)
 # Defaults computed at start, checked by their own tests below.

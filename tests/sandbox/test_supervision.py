@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from preservarium.cli.probe_cmds import check_sandbox
 from preservarium.db.engine import make_engine
 from preservarium.db.migrate import upgrade
 from preservarium.repositories import SQLParserRepository
 from preservarium.repositories.parser_changes import ParserChanges
 from preservarium.sandbox_client import SandboxClient
+from preservarium.sandbox_probe import check_sandbox
 from preservarium.settings import parse_host_port
 from preservarium.supervisor import Backoff, Supervisor
 from preservarium_sandbox.server import SandboxServer

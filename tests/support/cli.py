@@ -2,7 +2,7 @@
 
 Starting the console script costs about two seconds of CPU (a fresh interpreter importing
 SQLAlchemy, pydantic and aiokafka), which made the CLI tests most of the suite's time.
-`run_cli` runs the same entry point (`preservarium.cli.app.main`) in this process and
+`run_cli` runs the same entry point (`preservarium_tools.cli.app.main`) in this process and
 returns what a subprocess would: the exit code, stdout and stderr. `run_cli_process` runs
 the console script itself, for the tests where the process is the point: the entry point,
 what an import costs, signals, a module hidden from the interpreter.
@@ -121,8 +121,8 @@ def _this_process_as(env: dict[str, str], cwd: Path | None) -> Iterator[None]:
 def _route_consoles() -> None:
     """The CLI's rich consoles were bound to a stream when their module was imported:
     point them at the routed streams, whoever imported them first."""
-    from preservarium.cli import common
-    from preservarium.cli.pipe_safe import pipe_safe
+    from preservarium_tools.cli import common
+    from preservarium_tools.cli.pipe_safe import pipe_safe
 
     common.console.file = pipe_safe(_STDOUT)  # type: ignore[arg-type]
     common.err_console.file = pipe_safe(_STDERR)  # type: ignore[arg-type]
@@ -139,7 +139,7 @@ def _exit_code(exit: SystemExit, stderr: io.StringIO) -> int:
 
 
 def _main(args: tuple[str, ...], buffers: tuple[io.StringIO, io.StringIO]) -> int:
-    from preservarium.cli.app import main
+    from preservarium_tools.cli.app import main
 
     _CAPTURE.set(buffers)
     try:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
-from preservarium.embedded.children import ChildProcess, LineSink
+from preservarium.children import ChildProcess, LineSink
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.supervisor import Backoff, Supervisor
 

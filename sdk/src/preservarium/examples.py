@@ -22,10 +22,10 @@ from typing import Any
 import yaml
 
 from preservarium.attributes import InvalidAttributesError, checked_attributes, encode_attributes
-from preservarium.cli.error_text import with_line
 from preservarium.contract.command_requests import encode_params
 from preservarium.contract.contact import Contact
 from preservarium.contract.kinds import SANDBOX_KINDS
+from preservarium.error_text import with_line
 from preservarium.errors import PreservariumError
 from preservarium.ids import is_device_id
 from preservarium.sandbox.v1 import sandbox_pb2 as pb

@@ -1,10 +1,11 @@
 """Parser use cases: check and store a version (`parser upload`, POST
-/parsers/{type}/versions), run unsaved source (`parser test`, POST /parsers/test), and
-the JSON shapes both show."""
+/parsers/{type}/versions, the shipped parsers of `preservarium up`), run unsaved source
+(`parser test`, POST /parsers/test), and the JSON shapes both show."""
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import difflib
 import json
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from preservarium.errors import InvalidParserSourceError, NotFoundError, PreservariumError
-from preservarium.examples import Example, ExampleResult, run_examples
+from preservarium.examples import Example, ExampleResult, load_examples, run_examples
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox_client import error_kind_name
 
@@ -116,22 +117,49 @@ async def store_version(
     *,
     activate: bool,
     uploaded_by: str,
+    keep_unchanged: bool = False,
 ) -> StoredVersion:
     """Store a checked source as a new version (activated unless told not to). The source
     and examples of a stored version make no new version: that one is returned (and
-    activated, unless told not to)."""
+    activated, unless told not to or `keep_unchanged`, which leaves it as it is)."""
     from preservarium.repositories import SQLParserRepository
 
     repository = SQLParserRepository(engine)
     same = await identical_version(repository, device_type, source, examples)
     if same is not None:
-        if activate and not same.active:
+        if activate and not keep_unchanged and not same.active:
             same = await repository.activate(device_type, same.version)
         return StoredVersion(same, created=False)
     stored = await repository.upload(
         device_type, source, uploaded_by=uploaded_by, examples=examples, activate=activate
     )
     return StoredVersion(stored, created=True)
+
+
+async def publish_version(
+    engine: AsyncEngine,
+    sandbox: SandboxClient,
+    device_type: str,
+    raw: bytes,
+    examples: str | None,
+    *,
+    uploaded_by: str,
+    activate: bool = True,
+    keep_unchanged: bool = False,
+) -> StoredVersion:
+    """Publish a parser in one step: the local checks, then its examples (or, without any,
+    a compile) in the sandbox, then store it (see `store_version`). Nothing is stored when
+    it is refused: InvalidParserSourceError, ExamplesError (a malformed examples file),
+    ExamplesFailedError, ScriptRefusedError, or SandboxUnavailableError when it cannot be
+    checked."""
+    source = check_source(raw)
+    # A large examples file would hold the event loop for as long as YAML takes to read it.
+    cases = await asyncio.to_thread(load_examples, examples) if examples is not None else []
+    await check_in_sandbox(sandbox, source, cases, device_type)
+    return await store_version(
+        engine, device_type, source, examples,
+        activate=activate, uploaded_by=uploaded_by, keep_unchanged=keep_unchanged,
+    )  # fmt: skip
 
 
 def version_json(record: ParserRecord) -> dict[str, Any]:
