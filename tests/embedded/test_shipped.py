@@ -26,6 +26,7 @@ from tests.support.sqlite import SQLiteTemplate
 PARSER = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
 # The real sandbox service (and a client of it) of tests/sandbox, for this module.
 sandbox_db, sandbox, client = real_sandbox.sandbox_db, real_sandbox.sandbox, real_sandbox.client
+sandbox_clock = real_sandbox.sandbox_clock
 
 EXAMPLES = """\
 - description: two bytes

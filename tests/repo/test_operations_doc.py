@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 from preservarium.supervisor import SupervisorMetrics
 from preservarium_gateway.metrics import GatewayMetrics
+from preservarium_gateway.process_metrics import ChildMetricsCollector, ProcessMetrics
 from preservarium_sandbox.metrics import SandboxMetrics
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tests.repo.markdown import ROOT, section
 
@@ -41,6 +42,16 @@ def registered(metrics: object) -> set[Metric]:
     return found
 
 
+def parent_metrics() -> set[Metric]:
+    """What the parent of several gateway processes adds to their metrics: its own, and
+    the families its collector makes at each scrape (their own come from the children)."""
+    collected = {
+        (family.name, family.type, frozenset(getattr(family, "_labelnames", ())))
+        for family in ChildMetricsCollector([]).collect()
+    }
+    return registered(ProcessMetrics(CollectorRegistry())) | collected
+
+
 def documented() -> set[Metric]:
     """Every row of the metrics tables of the monitoring section."""
     text = section(OPERATIONS, "Monitoring and alerting")
@@ -61,8 +72,13 @@ def test_every_registered_metric_is_documented(metrics: object) -> None:
     assert not missing, f"not documented (or with other types or labels): {sorted(missing)}"
 
 
+def test_the_process_parents_metrics_are_documented() -> None:
+    missing = parent_metrics() - documented()
+    assert not missing, f"not documented (or with other types or labels): {sorted(missing)}"
+
+
 def test_every_documented_metric_is_registered() -> None:
-    known = registered(GatewayMetrics()) | registered(SandboxMetrics())
+    known = registered(GatewayMetrics()) | registered(SandboxMetrics()) | parent_metrics()
     unknown = documented() - known
     assert not unknown, f"docs/operations.md lists metrics no service registers: {unknown}"
 
