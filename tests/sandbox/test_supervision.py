@@ -61,10 +61,15 @@ async def test_a_failing_catalog_poll_is_restarted_and_reported(
             original = SQLParserRepository.active_parsers
             calls: list[int] = []
 
+            mine = server.catalog._repository  # the one to fail
+
             async def active_parsers(self: SQLParserRepository) -> Any:
-                calls.append(1)
-                if len(calls) == 1:
-                    raise RuntimeError("injected failure")
+                # Only this server's catalog fails: a sandbox another test module keeps
+                # running on the same event loop polls through the same class.
+                if self is mine:
+                    calls.append(1)
+                    if len(calls) == 1:
+                        raise RuntimeError("injected failure")
                 return await original(self)
 
             monkeypatch.setattr(SQLParserRepository, "active_parsers", active_parsers)
