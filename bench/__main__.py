@@ -413,12 +413,10 @@ def table(results: dict[str, Any], r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def scale_only() -> None:
-    """The scale scenario alone: bench/results/scale.json and its table."""
-    started = time.time()
-    with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
-        results = asyncio.run(measure_scale(Path(work)))
-    summary = scale.ratios(results["scale"])
+def write_report(
+    name: str, started: float, results: dict[str, Any], summary: dict[str, Any]
+) -> dict[str, Any]:
+    """bench/results/NAME: when and where the run was made, its results and ratios."""
     report = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -427,7 +425,17 @@ def scale_only() -> None:
         "ratios": summary,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / name).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def scale_only() -> None:
+    """The scale scenario alone: bench/results/scale.json and its table."""
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="preservarium-bench-") as work:
+        results = asyncio.run(measure_scale(Path(work)))
+    summary = scale.ratios(results["scale"])
+    report = write_report("scale.json", started, results, summary)
     print(scale.table(results["scale"]))
     print("\n".join(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}"
                     for key, value in summary.items()))  # fmt: skip
@@ -477,15 +485,7 @@ def main() -> None:
         print("replay: services of its own (route devices accepted, no rate limits) ...")
         results["replay"] = asyncio.run(replay.standalone(Path(work)))
     summary = ratios(results)
-    report = {
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "duration_s": time.time() - started,
-        "results": results,
-        "ratios": summary,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    report = write_report("latest.json", started, results, summary)
     print(table(results, summary))
     print(scale.table(results["scale"]))
     print(batches.table(results["batches"]))
