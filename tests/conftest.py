@@ -22,6 +22,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 
 
+# Modules that share the image builds (one replay of the Dockerfiles, a few minutes of CPU):
+# under pytest-xdist they run on one worker, first, so the build is done once and early.
+IMAGE_MODULES = ("tests/packaging/test_images.py", "tests/packaging/test_stack.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each module on one pytest-xdist worker (its module fixtures start once) and
+    put the image builds first, so the longest group never starts last.
+
+    Under `--dist loadgroup` a group is one unit of work; without xdist the marks are inert
+    and only the order changes (the image tests, then everything else as collected).
+    """
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        group = "images" if module in IMAGE_MODULES else module
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in IMAGE_MODULES)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """--console-screenshots DIR: the console's browser test writes a PNG of each page
     there (scripts/console-screenshots refreshes docs/images/ with it)."""
