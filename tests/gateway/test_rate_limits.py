@@ -118,6 +118,7 @@ def limited_count(gateway: GatewayServer, scope: str) -> float:
     return value or 0.0
 
 
+@pytest.mark.serial
 async def test_a_flood_from_one_source_is_429_and_does_not_slow_another(
     limited: tuple[GatewayServer, str],
 ) -> None:

@@ -68,6 +68,7 @@ async def alternate(
     return kinds, latencies
 
 
+@pytest.mark.serial
 async def test_a_raised_memory_error_is_a_runtime_error_that_costs_no_worker(
     churn_client: SandboxClient, churn_sandbox: SandboxServer, parsers: SQLParserRepository
 ) -> None:
@@ -80,6 +81,7 @@ async def test_a_raised_memory_error_is_a_runtime_error_that_costs_no_worker(
     assert statistics.median(latencies) < 0.05
 
 
+@pytest.mark.serial
 async def test_a_version_that_keeps_costing_workers_is_quarantined_despite_successes(
     churn_client: SandboxClient, churn_sandbox: SandboxServer, parsers: SQLParserRepository
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from preservarium.sandbox_client import SandboxClient
 from preservarium_sandbox.server import SandboxServer
 
@@ -38,6 +39,7 @@ def parse(payload, metadata):
 """
 
 
+@pytest.mark.serial
 async def test_a_parsers_leftovers_never_run_on_another_parsers_time(
     client: SandboxClient, sandbox: SandboxServer
 ) -> None:

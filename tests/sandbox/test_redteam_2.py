@@ -207,6 +207,7 @@ class TestCallers:
             assert server.pool.spawned == spawned  # no worker was killed for a caller
 
 
+@pytest.mark.serial
 class TestFairness:
     """One version's flood of calls does not make other versions wait behind all of it."""
 

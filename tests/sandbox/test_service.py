@@ -50,6 +50,7 @@ async def test_a_new_version_serves_within_two_seconds(
     assert await wait_for_version(client, device_type, 1) < 2.0
 
 
+@pytest.mark.serial
 async def test_a_looping_parser_costs_other_parsers_nothing(
     client: SandboxClient, parsers: SQLParserRepository, sandbox: SandboxServer
 ) -> None:
@@ -81,6 +82,7 @@ async def test_a_looping_parser_costs_other_parsers_nothing(
     assert max(latencies) < timeout_s
 
 
+@pytest.mark.serial
 async def test_quarantine_enters_and_ends(
     client: SandboxClient, parsers: SQLParserRepository, sandbox_clock: SteppedClock
 ) -> None:
@@ -234,6 +236,7 @@ async def test_a_failing_version_gets_one_worker_at_a_time(
     assert time.perf_counter() - started >= 2 * sandbox.config.limits.timeout_ms / 1000
 
 
+@pytest.mark.serial
 async def test_calls_queued_behind_a_version_being_benched_never_run(
     client: SandboxClient, parsers: SQLParserRepository, sandbox: SandboxServer
 ) -> None:
