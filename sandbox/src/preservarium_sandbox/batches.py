@@ -18,9 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-# A batch takes one turn of the fair rotation: a bigger one would make other versions
-# wait longer for theirs, while 16 already spreads a frame's cost over 16 calls.
-MAX_BATCH_JOBS = 16
+from preservarium_sandbox.limits import MAX_BATCH_JOBS
 
 Answer = dict[str, Any]
 # Jobs queue, and ask for turns, per parser version and lane: (sha, background).

@@ -26,7 +26,12 @@ from preservarium.lifecycle import AsyncLifecycle
 
 from preservarium_sandbox.batches import Answer, Pending, QueueKey, VersionQueues, share
 from preservarium_sandbox.fair import FairTurns, leave_one_for_live
-from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.limits import (
+    ESCAPE_FACTOR,
+    RESPAWN_BACKOFF_S,
+    WORKER_START_TIMEOUT_S,
+    Limits,
+)
 from preservarium_sandbox.worker.protocol import (
     ProtocolError,
     encode_batch,
@@ -36,10 +41,8 @@ from preservarium_sandbox.worker.protocol import (
 from preservarium_sandbox.worker_process import WorkerProcess, died, exited, failure
 
 log = logging.getLogger("preservarium.sandbox.pool")
-START_TIMEOUT_S = 30.0
 # Replacements a parser version is charged for (a worn-out worker's is nobody's doing).
 CHARGED_REPLACEMENTS = frozenset({"timeout", "died", "memory"})
-RESPAWN_BACKOFF_S = (0.1, 0.5, 2.0)
 
 
 class PoolClosedError(Exception):
@@ -173,7 +176,7 @@ class WorkerPool(AsyncLifecycle):
         self._all.add(worker)
         try:
             assert process.stdout is not None
-            async with asyncio.timeout(START_TIMEOUT_S):
+            async with asyncio.timeout(WORKER_START_TIMEOUT_S):
                 hello = await read_frame(process.stdout)
         except (ProtocolError, TimeoutError) as exc:
             self._discard(worker)
@@ -304,7 +307,7 @@ class WorkerPool(AsyncLifecycle):
     def _fits(self, batch: list[Pending], pending: Pending) -> bool:
         """Whether `pending` still fits a frame of `batch` (with the source, at worst)."""
         size = sum(len(p.item) + len(p.payload) for p in (*batch, pending))
-        worst_source = len(pending.job.source) * 6 + 1024  # escaped, and the frame's head
+        worst_source = len(pending.job.source) * ESCAPE_FACTOR + 1024  # escaped, and the head
         return size + worst_source < self.limits.job_frame_bytes()
 
     async def _run_batch(self, worker: WorkerProcess, batch: list[Pending]) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from preservarium.contract.kinds import ErrorKind
 
+from preservarium_sandbox.limits import CHURN_VERSIONS_KEPT
 from preservarium_sandbox.limits import QuarantinePolicy as QuarantinePolicy
 
 COSTLY = frozenset({ErrorKind.TIMEOUT, ErrorKind.MEMORY_LIMIT})
@@ -100,7 +101,7 @@ class Quarantine:
     def _forget_idle(self, now: float) -> None:
         # Versions whose replacements all left the window are forgotten: memory stays
         # bounded by the versions churning now, not by every version ever seen.
-        if len(self._replacements) > 1024:
+        if len(self._replacements) > CHURN_VERSIONS_KEPT:
             horizon = now - self.policy.churn_window_s
             for key in [k for k, t in self._replacements.items() if not t or t[-1] <= horizon]:
                 del self._replacements[key]

@@ -21,7 +21,7 @@ from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 from preservarium_sandbox import wire
 from preservarium_sandbox.catalog import ParserCatalog, ParserSource
 from preservarium_sandbox.fair import BACKGROUND, LIVE
-from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.limits import MAX_NAME_SHOWN, PROBATION_SLOTS_KEPT, Limits
 from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.outcome import Outcome, read_answer
 from preservarium_sandbox.pool import (
@@ -62,10 +62,8 @@ class _StreamRequest:
         raise RequestRefusedError(code, details)
 
 
-# The metrics label of calls naming no active parser; and how much of such a name the
-# answer repeats (the name is the caller's, of any length).
+# The metrics label of calls naming no active parser.
 UNKNOWN_PARSER = "(unknown)"
-MAX_NAME_SHOWN = 128
 
 
 class SandboxService(pb_grpc.ParserSandboxServicer):
@@ -96,7 +94,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
     def _probation_slot(self, key: str) -> asyncio.Semaphore:
         slot = self._probation.get(key)
         if slot is None:
-            if len(self._probation) > 10_000:
+            if len(self._probation) > PROBATION_SLOTS_KEPT:
                 self._probation.clear()
             slot = self._probation[key] = asyncio.Semaphore(1)
         return slot

@@ -13,6 +13,7 @@ from preservarium.contract.kinds import ErrorKind
 
 from preservarium_sandbox.batches import Answer
 from preservarium_sandbox.engine.errors import ScriptFailure
+from preservarium_sandbox.limits import DEATH_WAIT_S, WORKER_EXIT_WAIT_S
 from preservarium_sandbox.worker.protocol import read_frame
 
 
@@ -63,7 +64,7 @@ class WorkerProcess:
         if self.process.stdin is not None:
             self.process.stdin.close()
         try:
-            await asyncio.wait_for(self.process.wait(), 2)
+            await asyncio.wait_for(self.process.wait(), WORKER_EXIT_WAIT_S)
         except TimeoutError:
             self.kill()
             await self.process.wait()
@@ -86,7 +87,7 @@ def exited(worker: WorkerProcess) -> bool:
 
 async def died(worker: WorkerProcess, exc: BaseException) -> dict[str, Any]:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(worker.process.wait(), 0.5)
+        await asyncio.wait_for(worker.process.wait(), DEATH_WAIT_S)
     reason = death_reason(worker) or (
         ErrorKind.RUNTIME_ERROR,
         f"the sandbox worker broke the protocol: {exc}",

@@ -21,7 +21,7 @@ from preservarium.parser_source import FILENAME
 
 from preservarium_sandbox.engine.compiler import CompiledParser
 from preservarium_sandbox.engine.display import scrub, shown_str
-from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS, ScriptFailure, clean_text
+from preservarium_sandbox.engine.errors import ScriptFailure, clean_text
 from preservarium_sandbox.engine.facades import ImportDenied
 from preservarium_sandbox.engine.outputs import (
     checked_bytes,
@@ -32,7 +32,7 @@ from preservarium_sandbox.engine.outputs import (
 from preservarium_sandbox.engine.policy import fresh_globals
 from preservarium_sandbox.engine.printing import CallOutput
 from preservarium_sandbox.engine.residue import forget_call_state
-from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.limits import MAX_MESSAGE_CHARS, Limits
 
 _RAISE = dis.opmap["RAISE_VARARGS"]
 
