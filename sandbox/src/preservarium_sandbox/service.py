@@ -33,6 +33,7 @@ from preservarium_sandbox.pool import (
 )
 from preservarium_sandbox.quarantine import Quarantine
 from preservarium_sandbox.trials import TrialRunner
+from preservarium_sandbox.worker_process import CallResult
 
 log = logging.getLogger("preservarium.sandbox.service")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -343,8 +344,8 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             return not self._quarantine.remaining(key)
 
         # A call its caller gave up on still runs to its answer, which counts as any other.
-        def abandoned(answer: dict[str, Any]) -> None:
-            self._judge(answer, job, key, name, parser)
+        def abandoned(result: CallResult) -> None:
+            self._judge(result, job, key, name, parser)
 
         if self._quarantine.on_probation(key):
             async with self._probation_slot(key):
@@ -354,10 +355,10 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         return self._judge(answer, job, key, name, parser)
 
     def _judge(
-        self, answer: dict[str, Any], job: Job, key: str, name: str, parser: ParserSource
+        self, result: CallResult, job: Job, key: str, name: str, parser: ParserSource
     ) -> Outcome:
         """The call's outcome, counted for the cache metrics and the quarantine."""
-        outcome = read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
+        outcome = read_answer(result, limits=self._limits, has_contact=job.contact is not None)
         self._metrics.child(
             self._metrics.cache, "compiled", "miss" if outcome.compiled else "hit"
         ).inc()

@@ -7,7 +7,6 @@ trick costs only this call's time budget.
 
 from __future__ import annotations
 
-import base64
 import copy
 import dis
 import gc
@@ -167,7 +166,7 @@ def _run_contact(
         "device_id": device_id,
         "token": token,
         "data_json": data_json,
-        "reply_b64": None if reply is None else base64.b64encode(reply).decode(),
+        "reply": reply,  # bytes travel as the answer frame's blob (worker.protocol)
     }
 
 
@@ -190,7 +189,7 @@ def _run_command(
         raise
     except BaseException as exc:
         return {"error": failure_from(exc, limits).to_wire()}
-    return {"payload_b64": base64.b64encode(payload or b"").decode()}
+    return {"payload": payload or b""}  # the answer frame's blob, like the reply
 
 
 def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict[str, Any]:

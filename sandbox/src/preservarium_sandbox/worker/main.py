@@ -34,6 +34,7 @@ from preservarium_sandbox.limits import CACHED_VERSIONS, CLEANUP_MS, Limits, cpu
 from preservarium_sandbox.worker.footprint import Footprint, return_freed_memory
 from preservarium_sandbox.worker.hardening import harden
 from preservarium_sandbox.worker.protocol import (
+    encode_answer,
     encode_frame,
     read_frame_blocking,
     split_batch,
@@ -195,8 +196,7 @@ def _answer(worker: Worker, job: dict[str, Any]) -> bool:
     try:
         answer = worker.handle(job, compiled)
         go_on = not answer.get("recycle") and not answer.get("need_source")
-        document = answer.pop("data_json", None)  # sent as the blob, not escaped in JSON
-        frame = encode_frame(answer, b"" if document is None else document.encode("utf-8"))
+        frame = encode_answer(answer)  # its bytes as the blob, not escaped in JSON
     except Exception:  # anything the answer holds that JSON cannot carry
         frame, go_on = encode_frame(UNENCODABLE), False
     write_bytes_blocking(ANSWERS_FD, frame)
