@@ -11,7 +11,8 @@ from preservarium.contract.kinds import ErrorKind
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium_sandbox.limits import MAX_MESSAGE_CHARS, Limits
 from preservarium_sandbox.outcome import read_answer
-from preservarium_sandbox.pool import Job, NotAdmittedError, WorkerPool
+from preservarium_sandbox.pool import Job, WorkerPool
+from preservarium_sandbox.quarantine import NotAdmittedError
 from preservarium_sandbox.wire import fill_parse_answer
 from preservarium_sandbox.worker.protocol import (
     HEADER,

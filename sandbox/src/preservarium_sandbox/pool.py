@@ -31,6 +31,7 @@ from preservarium_sandbox.limits import (
     WORKER_START_TIMEOUT_S,
     Limits,
 )
+from preservarium_sandbox.quarantine import NotAdmittedError
 from preservarium_sandbox.worker.protocol import (
     Answer,
     ProtocolError,
@@ -56,10 +57,6 @@ class PoolClosedError(Exception):
 class UnsendableJobError(ValueError):
     """The job cannot be encoded into a frame (out-of-contract values, too big): no
     worker was taken for it. The service validates requests so this stays unreachable."""
-
-
-class NotAdmittedError(Exception):
-    """The job's `admit` check said no once a worker was free: it never ran."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -233,8 +230,8 @@ class WorkerPool(AsyncLifecycle):
 
         A missed deadline, a dead worker or a broken frame kills the worker and replaces
         it; the other jobs of its batch that it had not answered yet run again on another
-        worker. `admit` is asked once a worker is free, after however long the job waited
-        for one: False raises
+        worker. `admit` (preservarium_sandbox.quarantine's admission check) is asked once
+        a worker is free, after however long the job waited for one: False raises
         NotAdmittedError and the job does not run (a parser version quarantined
         meanwhile). A job that cannot be encoded raises UnsendableJobError before any
         worker is taken.

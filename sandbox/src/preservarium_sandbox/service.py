@@ -21,17 +21,11 @@ from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 from preservarium_sandbox import wire
 from preservarium_sandbox.catalog import ParserCatalog, ParserSource
 from preservarium_sandbox.fair import BACKGROUND, LIVE
-from preservarium_sandbox.limits import MAX_NAME_SHOWN, PROBATION_SLOTS_KEPT, Limits
+from preservarium_sandbox.limits import MAX_NAME_SHOWN, Limits
 from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.outcome import Outcome, read_answer
-from preservarium_sandbox.pool import (
-    Job,
-    NotAdmittedError,
-    PoolClosedError,
-    UnsendableJobError,
-    WorkerPool,
-)
-from preservarium_sandbox.quarantine import Quarantine
+from preservarium_sandbox.pool import Job, PoolClosedError, UnsendableJobError, WorkerPool
+from preservarium_sandbox.quarantine import NotAdmittedError, Quarantine
 from preservarium_sandbox.trials import TrialRunner
 from preservarium_sandbox.worker_process import CallResult
 
@@ -88,17 +82,8 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         self._limits = limits
         self._metrics = metrics
         self._closing = False
-        self._probation: dict[str, asyncio.Semaphore] = {}
         metrics.quarantined.set_function(lambda: quarantine.benched)
         self._streams: set[Callable[[], None]] = set()
-
-    def _probation_slot(self, key: str) -> asyncio.Semaphore:
-        slot = self._probation.get(key)
-        if slot is None:
-            if len(self._probation) > PROBATION_SLOTS_KEPT:
-                self._probation.clear()
-            slot = self._probation[key] = asyncio.Semaphore(1)
-        return slot
 
     def close_streams(self) -> None:
         """End every ParseStream once its requests in flight are answered (shutdown)."""
@@ -338,21 +323,13 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             return _quarantined(name, parser, self._quarantine.remaining(key))
 
     async def _run_live(self, job: Job, key: str, name: str, parser: ParserSource) -> Outcome:
-        # Calls that queued for a worker before their version was benched must not run
-        # (each would cost a worker its whole timeout): they are asked again at the door.
-        def admit() -> bool:
-            return not self._quarantine.remaining(key)
-
         # A call its caller gave up on still runs to its answer, which counts as any other.
         def abandoned(result: CallResult) -> None:
             self._judge(result, job, key, name, parser)
 
-        if self._quarantine.on_probation(key):
-            async with self._probation_slot(key):
-                answer = await self._pool.run(job, admit, abandoned)
-        else:
-            answer = await self._pool.run(job, admit, abandoned)
-        return self._judge(answer, job, key, name, parser)
+        async with self._quarantine.turn(key):
+            result = await self._pool.run(job, self._quarantine.admission(key), abandoned)
+        return self._judge(result, job, key, name, parser)
 
     def _judge(
         self, result: CallResult, job: Job, key: str, name: str, parser: ParserSource
