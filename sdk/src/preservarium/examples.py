@@ -28,8 +28,8 @@ from preservarium.contract.kinds import SANDBOX_KINDS
 from preservarium.error_text import with_line
 from preservarium.errors import PreservariumError
 from preservarium.ids import is_device_id
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput, SandboxClient, error_kind_name
+from preservarium.sandbox_answers import ParseAnswer, ScriptError
+from preservarium.sandbox_client import CommandInput, SandboxClient
 from preservarium.yaml_text import NoAliasLoader
 
 ERROR_KINDS = SANDBOX_KINDS
@@ -189,15 +189,15 @@ async def run_examples(
     results: list[ExampleResult] = []
     for index, example in enumerate(examples, start=1):
         if isinstance(example, UplinkExample):
-            response = await client.test_parser(
+            trial = await client.test_parser(
                 source,
                 contact=example.contact(device_type),
                 identify=example.device_id is None,
             )
-            found = _uplink_mismatches(example, response)
+            found = _uplink_mismatches(example, trial.answer)
         else:
-            response = await client.test_parser(source, command=example.command)
-            found = _command_mismatches(example, response)
+            trial = await client.test_parser(source, command=example.command)
+            found = _command_mismatches(example, trial.answer)
         results.append(ExampleResult(index, example.description, _capped(found)))
     return results
 
@@ -419,17 +419,15 @@ def _type_name(value: object) -> str:
 # Comparing
 
 
-def _uplink_mismatches(example: UplinkExample, response: pb.TestParserResponse) -> list[str]:
-    error = response.error if response.HasField("error") else None
-    found = _error_mismatches(example.error, error, example.error_texts)
+def _uplink_mismatches(example: UplinkExample, answer: ParseAnswer) -> list[str]:
+    found = _error_mismatches(example.error, answer.error, example.error_texts)
     if found is not None:
         return found
-    result = response.result
     got: dict[str, Any] = {
-        "device_id": result.device_id if result.HasField("device_id") else None,
-        "data": json.loads(result.data_json) if result.data_json else None,
-        "reply_hex": result.reply.hex() if result.HasField("reply") else None,
-        "warnings": list(result.warnings),
+        "device_id": answer.device_id,
+        "data": json.loads(answer.data_json) if answer.data_json else None,
+        "reply_hex": None if answer.reply is None else answer.reply.hex(),
+        "warnings": list(answer.warnings),
     }
     return [
         mismatch
@@ -438,22 +436,21 @@ def _uplink_mismatches(example: UplinkExample, response: pb.TestParserResponse) 
     ]
 
 
-def _command_mismatches(example: CommandExample, response: pb.TestParserResponse) -> list[str]:
-    error: pb.ScriptError | None = None
-    if response.HasField("error"):
-        error = response.error
-    elif response.HasField("command") and response.command.HasField("error"):
-        error = response.command.error
+def _command_mismatches(example: CommandExample, answer: ParseAnswer) -> list[str]:
+    command = answer.command
+    error = answer.error
+    if error is None and command is not None:
+        error = command.error
     found = _error_mismatches(example.error, error, example.error_texts)
     if found is not None:
         return found
-    got = response.command.payload.hex()
+    got = (b"" if command is None else command.payload or b"").hex()
     expected = (example.output or b"").hex()
     return [] if got == expected else [f"output_hex: expected {expected}, got {got}"]
 
 
 def _error_mismatches(
-    expected: str | None, error: pb.ScriptError | None, texts: Sequence[str] = ()
+    expected: str | None, error: ScriptError | None, texts: Sequence[str] = ()
 ) -> list[str] | None:
     """Mismatches in the error part, or None when both sides succeeded (compare outputs)."""
     if error is None:
@@ -461,7 +458,7 @@ def _error_mismatches(
             return None
         return [f"expected {'an error' if expected == ANY_ERROR else 'error ' + expected}, "
                 "got a result"]  # fmt: skip
-    kind = error_kind_name(error.kind)
+    kind = error.kind
     if kind == expected or expected == ANY_ERROR:
         return [
             f"expected the error to say {_show(text)}, got {_show(error.message)}"
@@ -469,9 +466,8 @@ def _error_mismatches(
             if text not in error.message
         ]
     wanted = "a result" if expected is None else f"error {expected}"
-    line = error.line if error.HasField("line") else None
     # with_line names the line once: the sandbox's messages often start "line N: ".
-    return [f"expected {wanted}, got error {with_line(kind, error.message, line)}"]
+    return [f"expected {wanted}, got error {with_line(kind, error.message, error.line)}"]
 
 
 def _differences(expected: Any, got: Any, where: str) -> Iterator[str]:
