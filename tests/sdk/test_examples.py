@@ -37,13 +37,14 @@ class TestLoad:
     def test_a_good_file(self) -> None:
         route, registered, command = load_examples(GOOD)
         assert isinstance(route, UplinkExample)
-        assert (route.payload, route.path, route.method, route.confirmable) == (
+        sent = route.sent
+        assert (sent.payload, sent.path, sent.method, sent.confirmable) == (
             b"\x0a\x06",
             "m",
             "PUT",
             False,
         )
-        assert (route.device_id, route.query, route.error) == (None, {"t": "1"}, None)
+        assert (sent.device_id, sent.query, route.error) == (None, {"t": "1"}, None)
         # Dates stay strings: the parser's output is JSON, which has no dates.
         assert route.output == {
             "device_id": "282c02424eed",
@@ -51,7 +52,7 @@ class TestLoad:
             "reply_hex": "0a0b",
         }
         assert isinstance(registered, UplinkExample)
-        assert (registered.device_id, registered.payload, registered.error) == (
+        assert (registered.sent.device_id, registered.sent.payload, registered.error) == (
             "dev-1",
             b"\x01\x02",
             "runtime_error",

@@ -15,7 +15,7 @@ import binascii
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,20 +59,18 @@ class ExamplesError(PreservariumError):
 class UplinkExample:
     """An uplink case: one device contact and what parsing it must give.
 
-    Without `device_id` the contact comes through a route, so identify() names the
-    device; with one, it is a registered device's contact. `output` holds only the
-    keys the example checks (`reply_hex` as lower-case hex, or None for no reply).
+    `sent` is the contact but for what is known only when the example runs: its device
+    type (the parser's under test; "" until then) and, unless `received_at` names one,
+    its time. Without a device id the contact comes through a route, so identify()
+    names the device; with one, it is a registered device's contact. `output` holds
+    only the keys the example checks (`reply_hex` as lower-case hex, or None for no
+    reply).
     """
 
     description: str
-    payload: bytes
-    path: str = ""
-    method: str = "POST"
-    confirmable: bool = True
-    device_id: str | None = None
-    query: Mapping[str, str] = field(default_factory=dict)
+    sent: Contact
+    # Unix seconds; None for the time the example runs.
     received_at: int | None = None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
     output: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     # Texts the error message must contain (each), when an error is expected.
@@ -83,17 +81,7 @@ class UplinkExample:
         received_at = datetime.now(UTC)
         if self.received_at is not None:
             received_at = datetime.fromtimestamp(self.received_at, UTC)
-        return Contact(
-            payload=self.payload,
-            device_type=device_type,
-            device_id=self.device_id,
-            path=self.path,
-            method=self.method,
-            confirmable=self.confirmable,
-            received_at=received_at,
-            query=self.query,
-            attributes_json=encode_attributes(self.attributes) if self.attributes else "",
-        )
+        return replace(self.sent, device_type=device_type, received_at=received_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +180,7 @@ async def run_examples(
             trial = await client.test_parser(
                 source,
                 contact=example.contact(device_type),
-                identify=example.device_id is None,
+                identify=example.sent.device_id is None,
             )
             found = _uplink_mismatches(example, trial.answer)
         else:
@@ -239,16 +227,20 @@ def _uplink_example(item: dict[Any, Any]) -> UplinkExample:
             "input.attributes needs input.device_id: on a route the device is not known "
             "before identify() names it"
         )
-    return UplinkExample(
-        description=description_of(item),
+    sent = Contact(
         payload=_payload(spec),
+        device_type="",
+        device_id=device_id,
         path=_string(spec, "path", "", "input."),
         method=_method(spec),
         confirmable=confirmable,
-        device_id=device_id,
         query=_query(spec),
+        attributes_json=encode_attributes(attributes) if attributes else "",
+    )
+    return UplinkExample(
+        description=description_of(item),
+        sent=sent,
         received_at=_received_at(spec),
-        attributes=attributes,
         output=_uplink_output(item["output"]) if error is None else {},
         error=error,
     )
