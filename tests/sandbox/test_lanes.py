@@ -12,6 +12,7 @@ from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox_client import SandboxClient
 from preservarium_sandbox.pool import Job
 from preservarium_sandbox.server import SandboxServer
+from preservarium_sandbox.worker_process import CallResult
 
 from tests.sandbox.conftest import contact, wait_for_version
 from tests.sandbox.support import outcome
@@ -25,7 +26,7 @@ def jobs(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[li
     seen: list[Job] = []
     run = sandbox.pool.run
 
-    async def spy(job: Job, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def spy(job: Job, *args: Any, **kwargs: Any) -> CallResult:
         seen.append(job)
         return await run(job, *args, **kwargs)
 
