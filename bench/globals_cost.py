@@ -17,20 +17,25 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from preservarium.contract.contact import Contact
+from preservarium.sandbox_client import contact_proto
 from preservarium_sandbox.engine.compiler import CompiledParser, compile_parser
 from preservarium_sandbox.engine.template import ModuleImage
 from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.wire import contact_job
 from preservarium_sandbox.worker.main import Worker
 
 SOURCE = Path(__file__).parents[1] / "examples" / "parsers" / "efento.py"
 PAYLOAD = bytes.fromhex("0a06282c020000011001183c221308011094affefd0520c8012a061e289affff074001")
-CONTACT: dict[str, Any] = {
-    "device_id": None, "device_type": "efento", "path": "m", "method": "POST",
-    "confirmable": True, "received_at": 1_700_000_000, "query": {},
-}  # fmt: skip
+# The job's contact exactly as the sandbox makes it from a route contact's request.
+ROUTE_CONTACT = Contact(
+    PAYLOAD, "efento", path="m", received_at=datetime.fromtimestamp(1_700_000_000, UTC)
+)
+CONTACT: dict[str, Any] = contact_job(contact_proto(ROUTE_CONTACT), Limits())
 SHA = "e" * 64
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import io
 
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.contract.kinds import ErrorKind
+from preservarium.sandbox_answers import ParseAnswer, ScriptError, TrialAnswer
+from preservarium.sandbox_client import UNSAVED
 from preservarium_tools.cli import parser_test_cmd
 from preservarium_tools.cli.tail_cmd import Stream, TailOptions, render
 from rich.console import Console
 
 
 def test_the_json_report_has_what_was_printed_whether_it_failed_or_not() -> None:
-    ok = pb.TestParserResponse(printed="a\n", result=pb.ParseResult(data_json=b"{}"))
-    failed = pb.TestParserResponse(
-        printed="b\n", error=pb.ScriptError(kind=pb.ERROR_KIND_RUNTIME_ERROR, message="boom")
-    )
+    ok = TrialAnswer(ParseAnswer(UNSAVED, data_json=b"{}", printed="a\n"))
+    boom = ScriptError(ErrorKind.RUNTIME_ERROR, "boom")
+    failed = TrialAnswer(ParseAnswer(UNSAVED, error=boom, printed="b\n"))
     assert parser_test_cmd.trial_report(ok)["printed"] == "a\n"
     report = parser_test_cmd.trial_report(failed)
     assert report["printed"] == "b\n" and report["ok"] is False
@@ -24,9 +25,7 @@ def test_the_json_report_has_what_was_printed_whether_it_failed_or_not() -> None
 def test_the_human_report_shows_each_printed_line_escaped(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     out = io.StringIO()
     monkeypatch.setattr(parser_test_cmd, "console", Console(file=out, width=200))
-    response = pb.TestParserResponse(
-        printed="one\n\x1b[2Jtwo\u202e\n", result=pb.ParseResult(data_json=b"{}")
-    )
+    response = TrialAnswer(ParseAnswer(UNSAVED, data_json=b"{}", printed="one\n\x1b[2Jtwo\u202e\n"))
     parser_test_cmd._print_report(parser_test_cmd.trial_report(response))
     text = out.getvalue()
     assert "  | one\n" in text and "  | \\x1b[2Jtwo\\u202e\n" in text
@@ -47,5 +46,5 @@ def test_tail_shows_printed_text_on_the_records_line() -> None:
 
 
 def test_a_parser_that_prints_nothing_keeps_the_documented_keys() -> None:
-    report = parser_test_cmd.trial_report(pb.TestParserResponse(result=pb.ParseResult()))
+    report = parser_test_cmd.trial_report(TrialAnswer(ParseAnswer(UNSAVED)))
     assert "printed" not in report

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 from preservarium.contract.command_requests import encode_params
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput, SandboxClient, error_kind_name
+from preservarium.sandbox_answers import ParseAnswer, TrialAnswer
+from preservarium.sandbox_client import CommandInput, SandboxClient
 
 PARSERS = Path(__file__).resolve().parents[2] / "examples" / "parsers"
 
@@ -29,32 +29,33 @@ def examples(name: str) -> list[dict[str, Any]]:
     return loaded
 
 
-def ok(response: pb.TestParserResponse) -> pb.ParseResult:
-    """The result of a successful contact, or a failure that shows the parser's error."""
-    assert response.HasField("result"), (
-        f"{error_kind_name(response.error.kind)}: {response.error.message}"
-    )
-    return response.result
+def ok(trial: TrialAnswer) -> ParseAnswer:
+    """The answer of a successful contact, or a failure that shows the parser's error."""
+    assert trial.answer.error is None, str(trial.answer.error)
+    return trial.answer
 
 
-def data_of(response: pb.TestParserResponse) -> Any:
+def data_of(trial: TrialAnswer) -> Any:
     """The parse() output of a successful contact."""
-    return json.loads(ok(response).data_json)
+    return json.loads(ok(trial).data_json)
 
 
-def failure(response: pb.TestParserResponse) -> tuple[str, str]:
+def failure(trial: TrialAnswer) -> tuple[str, str]:
     """(error kind, message) of a failed contact."""
-    assert response.HasField("error"), f"expected an error, got {ok(response).data_json!r}"
-    return error_kind_name(response.error.kind), response.error.message
+    error = trial.answer.error
+    assert error is not None, f"expected an error, got {trial.answer.data_json!r}"
+    return error.kind, error.message
 
 
-def command_outcome(response: pb.TestParserResponse) -> tuple[str, bytes | str]:
+def command_outcome(trial: TrialAnswer) -> tuple[str, bytes | str]:
     """("ok", payload) or (error kind, message) of a format_command call."""
-    assert not response.HasField("error"), response.error.message
-    assert response.HasField("command"), "the sandbox did not run format_command"
-    if response.command.HasField("error"):
-        return error_kind_name(response.command.error.kind), response.command.error.message
-    return "ok", response.command.payload
+    assert trial.answer.error is None, trial.answer.error.message
+    command = trial.answer.command
+    assert command is not None, "the sandbox did not run format_command"
+    if command.error is not None:
+        return command.error.kind, command.error.message
+    assert command.payload is not None
+    return "ok", command.payload
 
 
 async def run_command(

@@ -336,7 +336,7 @@ async def test_time_request_carrying_a_serial_is_identified(client: SandboxClien
 async def test_only_the_time_path_gets_a_reply(client: SandboxClient) -> None:
     payload = measurements(channel(1, [0], start=1))
     result = ok(await client.test_parser(SOURCE, contact=route("m", payload), identify=True))
-    assert not result.HasField("reply")
+    assert result.reply is None
 
 
 # --- malformed payloads ------------------------------------------------------------------
@@ -385,7 +385,7 @@ async def test_malformed_payloads_fail_with_a_useful_message(
 async def test_every_prefix_of_a_vector_parses_or_fails_cleanly(client: SandboxClient) -> None:
     for end in range(len(S1)):
         response = await client.test_parser(SOURCE, contact=route("m", S1[:end]), identify=True)
-        if response.HasField("error"):
+        if response.answer.error is not None:
             kind, message = failure(response)
             assert (kind, "ValueError") == ("runtime_error", message.split(":")[1].strip())
         else:
@@ -394,7 +394,7 @@ async def test_every_prefix_of_a_vector_parses_or_fails_cleanly(client: SandboxC
 
 async def test_a_time_request_names_no_device_and_gets_the_time(client: SandboxClient) -> None:
     response = await client.test_parser(SOURCE, contact=route("t", b""), identify=True)
-    assert not ok(response).HasField("device_id")
+    assert ok(response).device_id is None
     assert ok(response).reply == RECEIVED_AT.to_bytes(4, "big")
 
 
@@ -527,4 +527,4 @@ async def test_token_is_the_cloud_token(client: SandboxClient) -> None:
     response = await client.test_parser(SOURCE, contact=route("m", tokened), identify=True)
     assert ok(response).token == "token-1" and "cloud_token" not in data_of(response)
     plain = await client.test_parser(SOURCE, contact=route("m", measurements()), identify=True)
-    assert not ok(plain).HasField("token")
+    assert ok(plain).token is None

@@ -12,12 +12,10 @@ from preservarium.examples import load_examples
 from preservarium.parser_source import VETTED_IMPORTS
 from preservarium.settings import TIMEOUT_CEILING_MS
 from preservarium_sandbox.engine.compiler import compile_parser
-from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS
 from preservarium_sandbox.engine.facades import VETTED_MODULES
-from preservarium_sandbox.engine.nesting import MAX_DEPTH
 from preservarium_sandbox.engine.policy import BUILTINS
 from preservarium_sandbox.engine.runner import run_job
-from preservarium_sandbox.limits import DEFAULT_LIMITS
+from preservarium_sandbox.limits import DEFAULT_LIMITS, MAX_MESSAGE_CHARS, MAX_TUPLE_DEPTH
 
 from tests.repo.markdown import ROOT, code_blocks, first_cells, section
 
@@ -135,5 +133,5 @@ def test_the_limits_table_is_the_sandboxs() -> None:
     )
     assert rows["error messages"] == f"{MAX_MESSAGE_CHARS} characters"
     assert rows["`print` output"] == f"{limits.max_print_chars} characters per call"
-    assert rows["tuple nesting"] == f"{MAX_DEPTH} levels"
+    assert rows["tuple nesting"] == f"{MAX_TUPLE_DEPTH} levels"
     assert rows["memory a call leaves behind"].startswith(f"{limits.max_residue_mb} MiB")

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_answers import ParseAnswer
+from preservarium.sandbox_answers import ParseAnswer, TrialAnswer
 from preservarium.sandbox_client import error_kind_name
 
 
-def outcome(response: pb.TestParserResponse | pb.ParseResponse | ParseAnswer) -> tuple[str, Any]:
+def outcome(response: TrialAnswer | pb.ParseResponse | ParseAnswer) -> tuple[str, Any]:
     """('ok', data) or (error kind, ScriptError)."""
+    if isinstance(response, TrialAnswer):
+        response = response.answer
     if isinstance(response, ParseAnswer):
         if response.error is not None:
             return response.error.kind, response.error

@@ -51,9 +51,8 @@ def contact(**values: object) -> Contact:
 async def test_identify_parse_and_reply_get_the_attributes_and_the_uplink_id(
     client: SandboxClient,
 ) -> None:
-    response = await client.test_parser(SOURCE, contact=contact(), identify=True)
-    assert response.HasField("result"), response.error.message
-    result = response.result
+    result = (await client.test_parser(SOURCE, contact=contact(), identify=True)).answer
+    assert result.error is None, result.error
     assert result.device_id == "abc-0123"
     data = json.loads(result.data_json)
     assert data["attributes"] == ATTRIBUTES and data["uplink_id"] == UPLINK_ID
@@ -61,7 +60,7 @@ async def test_identify_parse_and_reply_get_the_attributes_and_the_uplink_id(
         ["device_id", "device_type", "path", "method", "confirmable", "received_at", "query",
          "attributes", "uplink_id"]
     )  # fmt: skip
-    assert json.loads(result.reply) == ATTRIBUTES
+    assert result.reply is not None and json.loads(result.reply) == ATTRIBUTES
 
 
 async def test_without_context_attributes_are_empty_and_the_uplink_id_none(
@@ -69,7 +68,7 @@ async def test_without_context_attributes_are_empty_and_the_uplink_id_none(
 ) -> None:
     plain = Contact(payload=b"\x01", device_type="ctx", device_id="d1", path="m")
     response = await client.test_parser(SOURCE, contact=plain)
-    data = json.loads(response.result.data_json)
+    data = json.loads(response.answer.data_json)
     assert (data["attributes"], data["uplink_id"]) == ({}, None)
 
 
@@ -78,13 +77,15 @@ async def test_format_command_gets_the_attributes(client: SandboxClient) -> None
         request_id="r1", device_id="d1", command="set", params_json='{"a": 1}',
         attributes_json=encode_attributes({"site": "north"}),
     )  # fmt: skip
-    response = await client.test_parser(SOURCE, command=command)
-    attributes, keys = json.loads(response.command.payload)
+    formatted = (await client.test_parser(SOURCE, command=command)).answer.command
+    assert formatted is not None and formatted.payload is not None
+    attributes, keys = json.loads(formatted.payload)
     assert attributes == {"site": "north"}
     assert keys == ["attributes", "command", "device_id", "params", "request_id"]
     bare = CommandInput(request_id="r2", device_id="d1", command="set")
-    response = await client.test_parser(SOURCE, command=bare)
-    assert json.loads(response.command.payload)[0] == {}
+    formatted = (await client.test_parser(SOURCE, command=bare)).answer.command
+    assert formatted is not None and formatted.payload is not None
+    assert json.loads(formatted.payload)[0] == {}
 
 
 async def test_examples_set_attributes_for_a_device_and_a_command(client: SandboxClient) -> None:

@@ -26,15 +26,15 @@ async def test_error_kind(client: SandboxClient, kind: str) -> None:
 
 
 async def test_runtime_error_names_the_parser_line(client: SandboxClient) -> None:
-    response = await client.test_parser(CASES["runtime_error"], contact=contact("test"))
-    assert response.error.line == 3
+    trial = await client.test_parser(CASES["runtime_error"], contact=contact("test"))
+    assert trial.answer.error is not None and trial.answer.error.line == 3
 
 
 async def test_compile_error_names_the_line(client: SandboxClient) -> None:
     source = "def parse(payload, metadata):\n    return {\n"
-    response = await client.test_parser(source, contact=contact("test"))
-    assert outcome(response)[0] == "compile_error"
-    assert response.error.line == 2
+    trial = await client.test_parser(source, contact=contact("test"))
+    assert outcome(trial)[0] == "compile_error"
+    assert trial.answer.error is not None and trial.answer.error.line == 2
 
 
 @pytest.mark.parametrize(
@@ -73,10 +73,11 @@ async def test_identify_reply_and_format_command(client: SandboxClient) -> None:
         command=CommandInput("r1", "sn-ab", "reboot", '{"n": 9}'),
     )
     assert outcome(response) == ("ok", {"id": "sn-ab", "path": "m"})
-    assert response.result.device_id == "sn-ab"
-    assert response.result.reply == b"\x01\x02"
-    assert list(response.result.warnings) == ["low battery"]
-    assert response.command.payload == b"\x09\x06"
+    answer = response.answer
+    assert answer.device_id == "sn-ab"
+    assert answer.reply == b"\x01\x02"
+    assert answer.warnings == ("low battery",)
+    assert answer.command is not None and answer.command.payload == b"\x09\x06"
 
 
 @pytest.mark.parametrize(
@@ -99,10 +100,9 @@ async def test_command_failures_are_kept_apart_from_the_parse(
         source, contact=contact("test"), command=CommandInput("r", "d", "x")
     )
     assert outcome(response)[0] == "ok"
-    assert response.command.HasField("error")
-    from preservarium.sandbox_client import error_kind_name
-
-    assert error_kind_name(response.command.error.kind) == kind
+    command = response.answer.command
+    assert command is not None and command.error is not None
+    assert command.error.kind == kind
 
 
 async def test_route_parser_without_identify_is_missing_function(client: SandboxClient) -> None:
@@ -144,12 +144,12 @@ async def test_token_finds_the_credential_in_the_payload(
     )
     assert outcome(response)[0] == kind
     if kind == "ok":
-        assert response.result.device_id == "sn-abcd"
-        assert (response.result.token if response.result.HasField("token") else None) == token
+        assert response.answer.device_id == "sn-abcd"
+        assert response.answer.token == token
 
 
 async def test_token_runs_only_where_identify_does(client: SandboxClient) -> None:
     # A /d/{id} contact is authenticated by the gateway before the parse: no token() call.
     source = TOKEN_PARSER.format(body="    return 'never'\n")
     response = await client.test_parser(source, contact=contact("test", b"\xab\xcd"))
-    assert outcome(response)[0] == "ok" and not response.result.HasField("token")
+    assert outcome(response)[0] == "ok" and response.answer.token is None

@@ -76,8 +76,8 @@ def test_a_codec_file_reads_as_uplink_and_command_cases() -> None:
     assert isinstance(unknown, CommandExample) and unknown.error_texts == (
         "unknown command reboot",
     )
-    assert isinstance(reading, UplinkExample) and reading.payload == b"\x00\xd7"
-    assert reading.device_id == "test-device" and reading.received_at == 1796040000
+    assert isinstance(reading, UplinkExample) and reading.sent.payload == b"\x00\xd7"
+    assert reading.sent.device_id == "test-device" and reading.received_at == 1796040000
     assert isinstance(short, UplinkExample) and short.error == ANY_ERROR
     assert isinstance(unnamed, CommandExample)
     assert (unnamed.command.command, json.loads(unnamed.command.params_json)) == (

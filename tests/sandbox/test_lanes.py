@@ -15,6 +15,7 @@ from preservarium.sandbox_client import SandboxClient
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.pool import Job
 from preservarium_sandbox.server import SandboxServer
+from preservarium_sandbox.worker_process import CallResult
 
 from tests.sandbox.conftest import contact, sandbox_config, wait_for_version
 from tests.sandbox.support import outcome
@@ -34,7 +35,7 @@ def jobs(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[li
     seen: list[Job] = []
     run = sandbox.pool.run
 
-    async def spy(job: Job, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def spy(job: Job, *args: Any, **kwargs: Any) -> CallResult:
         seen.append(job)
         return await run(job, *args, **kwargs)
 

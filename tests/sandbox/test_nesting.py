@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from preservarium.sandbox_client import SandboxClient
-from preservarium_sandbox.engine.nesting import MAX_DEPTH, ParserTuple, checked
-from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.engine.nesting import ParserTuple, checked
+from preservarium_sandbox.limits import MAX_TUPLE_DEPTH, Limits
 from preservarium_sandbox.server import SandboxServer
 
 from tests.sandbox.conftest import contact, sandbox_config
@@ -104,7 +104,7 @@ def test_shallow_and_wide_tuples_pass_untouched() -> None:
     wide = tuple((i, (i, (i,))) for i in range(10_000))
     assert checked(wide) is wide
     deep: tuple[object, ...] = ()
-    for _ in range(MAX_DEPTH):  # the innermost () is empty: MAX_DEPTH levels
+    for _ in range(MAX_TUPLE_DEPTH):  # the innermost () is empty: MAX_TUPLE_DEPTH levels
         deep = checked((deep, 1))
     with pytest.raises(RecursionError):
         checked((deep, 1))

@@ -12,8 +12,8 @@ from preservarium_sandbox import worker_process
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.outcome import read_answer
 from preservarium_sandbox.pool import Job, WorkerPool
-from preservarium_sandbox.worker.protocol import ProtocolError
-from preservarium_sandbox.worker_process import WorkerProcess
+from preservarium_sandbox.worker.protocol import Answer, ProtocolError
+from preservarium_sandbox.worker_process import JobTimedOut, WorkerProcess
 
 LIMITS = Limits(timeout_ms=200)
 SIZE, SPARES = 1, 1
@@ -46,7 +46,7 @@ STEPS: list[tuple[object, str]] = [
     (Job, "item"),
     (WorkerPool, "_next_answer"),
     (WorkerProcess, "next_answer"),
-    (worker_process, "read_frame"),
+    (worker_process, "read_worker_frame"),
     (WorkerPool, "_worn_out"),
     (worker_process, "death_reason"),
 ]
@@ -69,7 +69,7 @@ async def assert_whole_and_answering(pool: WorkerPool) -> None:
             await asyncio.sleep(0.01)
     started = time.perf_counter()
     answer = await pool.run(job(sha="b" * 64))
-    assert answer["ok"] is True
+    assert isinstance(answer, Answer) and answer.ok
     assert time.perf_counter() - started < LIMITS.deadline_s(compiling=True)
 
 
@@ -80,7 +80,7 @@ async def test_an_exception_at_any_step_of_a_call_loses_no_worker(pool: WorkerPo
                 patch.setattr(target, name, _raising(error))
                 # The died path (where death_reason runs) needs a broken frame first.
                 if name == "death_reason":
-                    patch.setattr(worker_process, "read_frame", _raising(ProtocolError()))
+                    patch.setattr(worker_process, "read_worker_frame", _raising(ProtocolError()))
                 with pytest.raises(Exception):  # noqa: B017 - any failure, but no hang
                     async with asyncio.timeout(5):
                         answer = await pool.run(job(sha=f"{name}{error!r}"[:64]))
@@ -102,7 +102,8 @@ async def test_an_admit_check_or_observer_that_raises_loses_no_worker() -> None:
             "            while True:\n                pass\n        except:\n            pass\n"
         )  # swallows its deadline: the parent kills and replaces the worker
         answer = await pool.run(Job(sha="c" * 64, source=loop, contact=CONTACT))
-        assert answer["ok"] is False  # a timeout: its worker replaced, the observer raised
+        # A timeout: its worker replaced, the observer raised.
+        assert answer == JobTimedOut(LIMITS.timeout_ms)
         await assert_whole_and_answering(pool)
 
 
@@ -130,4 +131,4 @@ async def test_the_largest_legal_answer_comes_back(pool: WorkerPool) -> None:
     assert outcome.failure is None, outcome.failure
     assert outcome.data_json is not None and len(outcome.data_json) > LIMITS.max_output_bytes - 20
     assert outcome.warnings == ("\x01" * LIMITS.max_warning_chars,) * LIMITS.max_warnings
-    assert answer["worker_replaced"] is False
+    assert isinstance(answer, Answer) and not answer.recycle and not outcome.worker_replaced

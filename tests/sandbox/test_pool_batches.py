@@ -13,6 +13,8 @@ import pytest
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.outcome import read_answer
 from preservarium_sandbox.pool import Job, WorkerPool
+from preservarium_sandbox.worker.protocol import Answer
+from preservarium_sandbox.worker_process import CallResult, JobTimedOut, WorkerDied
 
 from tests.sandbox.support import kill
 
@@ -60,7 +62,7 @@ def job(source: str, payload: bytes, version: str) -> Job:
     return Job(sha=version * 64, source=source, contact=CONTACT, payload=payload)
 
 
-def data(answer: dict[str, Any]) -> Any:
+def data(answer: CallResult) -> Any:
     outcome = read_answer(answer, limits=Limits(), has_contact=True)
     if outcome.failure is not None:
         return outcome.failure.kind.value
@@ -68,7 +70,7 @@ def data(answer: dict[str, Any]) -> Any:
     return outcome.data_json.decode()
 
 
-async def busy(pool: WorkerPool, spares: int = 1) -> asyncio.Task[dict[str, Any]]:
+async def busy(pool: WorkerPool, spares: int = 1) -> asyncio.Task[CallResult]:
     """Occupy the pool's one worker for a while (a job of its own version)."""
     slow = (
         "def parse(payload, metadata):\n    for i in range(100000):\n        pass\n    return {}\n"
@@ -131,8 +133,12 @@ async def test_a_runaway_fails_alone_and_the_rest_of_its_batch_is_answered(
         '{"p":"03"}',
         '{"p":"04"}',
     ]
-    # Only the runaway is charged with its worker; the two after it ran again elsewhere.
-    assert [a["worker_replaced"] for a in answers] == [False, False, True, False, False]
+    # Only the runaway is charged with its worker (the pool says it timed out, in its
+    # own type); the two after it ran again elsewhere.
+    assert [type(a) for a in answers] == [Answer, Answer, JobTimedOut, Answer, Answer]
+    assert answers[2] == JobTimedOut(200)
+    replaced = [read_answer(a, limits=Limits(), has_contact=True).worker_replaced for a in answers]
+    assert replaced == [False, False, True, False, False]
     assert sizes == [1, 5, 2]
 
 
@@ -147,7 +153,9 @@ async def test_a_worker_killed_mid_batch_loses_no_job(sizes: Sizes) -> None:
         kill(victim, signal.SIGKILL)
         answers = [first, *await asyncio.gather(*calls[1:])]
     assert [data(a) for a in answers] == ['{"p":"00"}', "runtime_error", '{"p":"02"}', '{"p":"03"}']
-    assert answers[1]["worker_died"] is True
+    assert isinstance(answers[1], WorkerDied)
+    assert answers[1].message == "the sandbox worker died (SIGKILL) running the parser"
+    assert read_answer(answers[1], limits=Limits(), has_contact=True).worker_died
     assert sizes == [1, 4, 2]
 
 

@@ -4,22 +4,29 @@ worker sends is taken on trust."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from preservarium.contract.kinds import ErrorKind
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.limits import MAX_MESSAGE_CHARS, Limits
 from preservarium_sandbox.outcome import read_answer
-from preservarium_sandbox.pool import Job, NotAdmittedError, WorkerPool
+from preservarium_sandbox.pool import Job, WorkerPool
+from preservarium_sandbox.quarantine import NotAdmittedError
 from preservarium_sandbox.wire import fill_parse_answer
 from preservarium_sandbox.worker.protocol import (
     HEADER,
     META,
+    Answer,
+    Compiled,
     ProtocolError,
     decode_frame,
+    encode_answer,
     encode_frame,
     read_frame,
+    worker_frame,
 )
+from preservarium_sandbox.worker_process import JobTimedOut, WorkerDied
 
 
 def test_a_frame_carries_its_blob_apart_from_the_json() -> None:
@@ -56,8 +63,8 @@ CONTACT = {"device_id": "d1", "device_type": "t", "path": "", "method": "POST",
            "confirmable": True, "received_at": 0, "query": {}}  # fmt: skip
 
 
-def _answer(blob: bytes) -> dict[str, object]:
-    return {"ok": True, "device_id": None, "warnings": [], "blob": blob}
+def _answer(blob: bytes) -> Answer:
+    return Answer(ok=True, warnings=[], document=blob)
 
 
 @pytest.mark.parametrize(
@@ -106,7 +113,7 @@ def test_a_surrogate_pair_written_as_escapes_is_text() -> None:
 
 
 def test_warnings_from_a_worker_come_out_as_clean_utf8() -> None:
-    answer = _answer(b"{}") | {"warnings": ["ok", "bad \ud800 text"]}
+    answer = dataclasses.replace(_answer(b"{}"), warnings=["ok", "bad \ud800 text"])
     outcome = read_answer(answer, limits=Limits(), has_contact=True)
     assert outcome.failure is None
     assert outcome.warnings == ("ok", "bad ? text")
@@ -131,6 +138,77 @@ async def test_an_admit_check_that_raises_loses_no_worker() -> None:
             await pool.run(job, lambda: False)
         async with asyncio.timeout(10):
             answer = await pool.run(job, lambda: True)
-        assert answer["ok"] is True
+        assert isinstance(answer, Answer) and answer.ok
     finally:
         await pool.stop()
+
+
+def _read(answer: dict[str, object]) -> Answer | Compiled:
+    return worker_frame(decode_frame(encode_answer(answer)[HEADER.size :]))
+
+
+def test_an_answers_bytes_travel_as_its_blob_never_in_its_json() -> None:
+    sent = {"ok": True, "warnings": [], "data_json": '{"t":1}', "reply": b"\x00\xff",
+            "command": {"payload": b"\x01\x02"}, "cpu_s": 1, "compiled": True}  # fmt: skip
+    frame = encode_answer(sent)
+    assert b"\x00\xff\x01\x02" in frame and b"_b64" not in frame
+    answer = _read(sent)
+    assert answer == Answer(
+        ok=True, compiled=True, cpu_s=1.0, warnings=[], command={},
+        document=b'{"t":1}', reply=b"\x00\xff", command_payload=b"\x01\x02",
+    )  # fmt: skip
+    assert isinstance(answer, Answer)
+    outcome = read_answer(answer, limits=Limits(), has_contact=True)
+    assert outcome.failure is None and outcome.reply == b"\x00\xff"
+    assert outcome.command is not None and outcome.command.payload == b"\x01\x02"
+
+
+def test_an_answer_without_a_reply_has_none() -> None:
+    answer = _read({"ok": True, "warnings": [], "data_json": "{}", "reply": None})
+    assert isinstance(answer, Answer) and answer.reply is None and answer.command_payload is None
+    assert read_answer(answer, limits=Limits(), has_contact=True).reply is None
+
+
+@pytest.mark.parametrize(
+    ("parts", "blob"),
+    [([5, None, None], b"abc"), ([1, None, None], b"abc"), ([-1, 1, None], b"a"),
+     ([1.0, None, None], b"a"), ([None, None], b""), ("1", b"a"), ([None, None, None], b"a")],
+)  # fmt: skip
+def test_parts_that_do_not_claim_the_blob_exactly_are_protocol_errors(
+    parts: object, blob: bytes
+) -> None:
+    frame = encode_frame({"ok": True, "parts": parts}, blob)
+    with pytest.raises(ProtocolError):
+        worker_frame(decode_frame(frame[HEADER.size :]))
+
+
+def test_control_fields_of_another_type_read_as_absent() -> None:
+    message = {"ok": 1, "need_source": "yes", "recycle": 1, "compiled": "true", "cpu_s": "9"}
+    answer = worker_frame(decode_frame(encode_frame(message)[HEADER.size :]))
+    assert answer == Answer()
+
+
+def test_the_stage_frame_is_its_own_type() -> None:
+    assert worker_frame(decode_frame(encode_frame({"stage": "compiled"})[HEADER.size :])) == (
+        Compiled()
+    )
+
+
+def test_a_timed_out_job_is_a_timeout_that_cost_its_worker() -> None:
+    outcome = read_answer(JobTimedOut(150), limits=Limits(), has_contact=True)
+    assert outcome.failure is not None and outcome.failure.kind is ErrorKind.TIMEOUT
+    assert (
+        outcome.failure.message
+        == "the parser ran past its limit of 150 ms and its worker was killed"
+    )
+    assert outcome.worker_replaced and not outcome.worker_died
+
+
+def test_a_dead_worker_is_its_kind_and_costs_the_worker() -> None:
+    died = WorkerDied(
+        ErrorKind.RUNTIME_ERROR, "the sandbox worker broke the protocol: " + "x" * 900
+    )
+    outcome = read_answer(died, limits=Limits(), has_contact=True)
+    assert outcome.failure is not None and outcome.failure.kind is ErrorKind.RUNTIME_ERROR
+    assert len(outcome.failure.message) == MAX_MESSAGE_CHARS
+    assert outcome.worker_replaced and outcome.worker_died

@@ -17,6 +17,7 @@ from preservarium_sandbox.engine.compiler import compile_parser
 from preservarium_sandbox.engine.runner import run_job
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.pool import Job, WorkerPool
+from preservarium_sandbox.worker.protocol import Answer
 
 CONTACT = {
     "device_id": "dev-1", "device_type": "test", "path": "", "method": "POST",
@@ -293,8 +294,8 @@ async def test_every_call_on_one_worker_finds_the_module_state_pristine() -> Non
             for _ in range(CALLS):
                 job = Job(sha=sha, source=source, contact=CONTACT, payload=b"\x01")
                 answer = await pool.run(job)
-                assert answer["ok"] is True, (name, answer)
-                assert json.loads(answer["blob"]) == expected, name
+                assert isinstance(answer, Answer) and answer.ok, (name, answer)
+                assert answer.document is not None and json.loads(answer.document) == expected
 
 
 # What cannot be copied without running parser code (or at all) is executed every call.

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from preservarium_sandbox.engine.compiler import CompiledParser, compile_parser
 from preservarium_sandbox.engine.runner import Deadline, run_job
-from preservarium_sandbox.engine.template import MAX_TEMPLATE_BYTES, ModuleImage
-from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.engine.template import ModuleImage
+from preservarium_sandbox.limits import CACHED_VERSIONS, MAX_TEMPLATE_BYTES, Limits
 from preservarium_sandbox.worker import main as worker_main
 
 HOOKS = (
@@ -148,7 +148,7 @@ def test_a_worker_releases_the_template_of_a_version_it_evicts(
 ) -> None:
     # The worker's cache itself, without its deadline clock (which would set this
     # process's CPU limits): each version compiled, run once, then the oldest evicted.
-    monkeypatch.setattr(worker_main, "CACHE_SIZE", 2)
+    monkeypatch.setattr(worker_main, "CACHED_VERSIONS", 2)
     handlers = {number: signal.getsignal(number) for number in (signal.SIGALRM, signal.SIGXCPU)}
     worker = worker_main.Worker(Limits(timeout_ms=2000))
     try:
@@ -220,7 +220,7 @@ COUNTS = {"closures": (200, 400, 600, 700, 800), "classes": (30, 60, 90, 120, 15
 
 @pytest.mark.parametrize("name", sorted(PINNING))
 def test_a_kept_template_pins_about_what_its_size_bound_says(name: str) -> None:
-    # A worker keeps the templates of worker.main.CACHE_SIZE versions: their sum must stay
+    # A worker keeps the templates of CACHED_VERSIONS versions: their sum must stay
     # under the residue over which it is replaced, so each one's count must be honest.
     contact = {"device_id": "d", "device_type": "t", "path": "", "method": "POST",
                "confirmable": True, "received_at": 0, "query": {}}  # fmt: skip
@@ -242,4 +242,4 @@ def test_a_kept_template_pins_about_what_its_size_bound_says(name: str) -> None:
     bound = MAX_TEMPLATE_BYTES * 5 // 4
     assert max(pinned.values()) < bound, pinned
     residue = Limits().max_residue_mb << 20
-    assert bound * worker_main.CACHE_SIZE < residue
+    assert bound * CACHED_VERSIONS < residue

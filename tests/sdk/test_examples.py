@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from preservarium.contract.contact import Contact
+from preservarium.contract.kinds import ErrorKind
 from preservarium.errors import PreservariumError
 from preservarium.examples import (
     CommandExample,
@@ -16,8 +17,8 @@ from preservarium.examples import (
     load_examples,
     run_examples,
 )
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput
+from preservarium.sandbox_answers import CommandAnswer, ParseAnswer, ScriptError, TrialAnswer
+from preservarium.sandbox_client import UNSAVED, CommandInput
 
 GOOD = """\
 - description: two temperature samples
@@ -36,13 +37,14 @@ class TestLoad:
     def test_a_good_file(self) -> None:
         route, registered, command = load_examples(GOOD)
         assert isinstance(route, UplinkExample)
-        assert (route.payload, route.path, route.method, route.confirmable) == (
+        sent = route.sent
+        assert (sent.payload, sent.path, sent.method, sent.confirmable) == (
             b"\x0a\x06",
             "m",
             "PUT",
             False,
         )
-        assert (route.device_id, route.query, route.error) == (None, {"t": "1"}, None)
+        assert (sent.device_id, sent.query, route.error) == (None, {"t": "1"}, None)
         # Dates stay strings: the parser's output is JSON, which has no dates.
         assert route.output == {
             "device_id": "282c02424eed",
@@ -50,7 +52,7 @@ class TestLoad:
             "reply_hex": "0a0b",
         }
         assert isinstance(registered, UplinkExample)
-        assert (registered.device_id, registered.payload, registered.error) == (
+        assert (registered.sent.device_id, registered.sent.payload, registered.error) == (
             "dev-1",
             b"\x01\x02",
             "runtime_error",
@@ -164,7 +166,7 @@ class TestLoad:
 class FakeSandbox:
     """Answers TestParser with canned responses, recording what it was asked."""
 
-    def __init__(self, *responses: pb.TestParserResponse) -> None:
+    def __init__(self, *responses: TrialAnswer) -> None:
         self.responses = list(responses)
         self.calls: list[tuple[Contact | None, bool, CommandInput | None]] = []
 
@@ -175,25 +177,27 @@ class FakeSandbox:
         contact: Contact | None = None,
         identify: bool = False,
         command: CommandInput | None = None,
-    ) -> pb.TestParserResponse:
+    ) -> TrialAnswer:
         self.calls.append((contact, identify, command))
         return self.responses.pop(0)
 
 
-def parsed(data: dict[str, Any], **fields: Any) -> pb.TestParserResponse:
-    result = pb.ParseResult(data_json=json.dumps(data).encode(), **fields)
-    return pb.TestParserResponse(result=result)
+def parsed(data: dict[str, Any], **fields: Any) -> TrialAnswer:
+    return TrialAnswer(ParseAnswer(UNSAVED, data_json=json.dumps(data).encode(), **fields))
 
 
-def failed(kind: str, line: int | None = None, message: str = "boom") -> pb.TestParserResponse:
-    error = pb.ScriptError(kind=f"ERROR_KIND_{kind.upper()}", message=message, line=line)
-    return pb.TestParserResponse(error=error)
+def failed(kind: str, line: int | None = None, message: str = "boom") -> TrialAnswer:
+    return TrialAnswer(ParseAnswer(UNSAVED, ScriptError(ErrorKind(kind), message, line)))
+
+
+def formatted(command: CommandAnswer) -> TrialAnswer:
+    return TrialAnswer(ParseAnswer(UNSAVED, command=command))
 
 
 UPLINK = "- description: u\n  input: {payload_hex: '01'%s}\n"
 
 
-async def mismatches(examples: str, *responses: pb.TestParserResponse) -> list[tuple[str, ...]]:
+async def mismatches(examples: str, *responses: TrialAnswer) -> list[tuple[str, ...]]:
     sandbox = FakeSandbox(*responses)
     results = await run_examples(sandbox, "source", load_examples(examples), "efento")  # type: ignore[arg-type]
     return [result.mismatches for result in results]
@@ -211,7 +215,7 @@ class TestCompare:
         assert route.device_type == "efento"
 
     async def test_attributes_reach_the_contact_and_the_command(self) -> None:
-        sandbox = FakeSandbox(parsed({}), pb.TestParserResponse(command=pb.CommandResult()))
+        sandbox = FakeSandbox(parsed({}), formatted(CommandAnswer(payload=b"")))
         text = (
             (UPLINK % ", device_id: d1, attributes: {site: north, n: [1]}") + "  output: {}\n"
             "- description: c\n  command: {command: x, attributes: {site: south}}\n"
@@ -242,7 +246,7 @@ class TestCompare:
 
     async def test_only_the_given_output_keys_are_compared(self) -> None:
         text = (UPLINK % "") + "  output: {device_id: abc, reply_hex: '0A'}\n"
-        got = parsed({"ignored": True}, device_id="abd", reply=b"\x0a", warnings=["w"])
+        got = parsed({"ignored": True}, device_id="abd", reply=b"\x0a", warnings=("w",))
         assert await mismatches(text, got) == [('device_id: expected "abc", got "abd"',)]
 
     async def test_error_kinds(self) -> None:
@@ -269,10 +273,9 @@ class TestCompare:
 
     async def test_commands(self) -> None:
         text = "- description: c\n  command: {command: x}\n  output_hex: '0f'\n"
-        ok = pb.TestParserResponse(command=pb.CommandResult(payload=b"\x0f"))
-        wrong = pb.TestParserResponse(command=pb.CommandResult(payload=b"\x10"))
-        error = pb.ScriptError(kind=pb.ERROR_KIND_RUNTIME_ERROR, message="boom")
-        refused = pb.TestParserResponse(command=pb.CommandResult(error=error))
+        ok = formatted(CommandAnswer(payload=b"\x0f"))
+        wrong = formatted(CommandAnswer(payload=b"\x10"))
+        refused = formatted(CommandAnswer(error=ScriptError(ErrorKind.RUNTIME_ERROR, "boom")))
         assert await mismatches(text, ok) == [()]
         assert await mismatches(text, wrong) == [("output_hex: expected 0f, got 10",)]
         assert await mismatches(text, refused) == [

@@ -18,11 +18,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-# A batch takes one turn of the fair rotation: a bigger one would make other versions
-# wait longer for theirs, while 16 already spreads a frame's cost over 16 calls.
-MAX_BATCH_JOBS = 16
+from preservarium_sandbox.limits import MAX_BATCH_JOBS
+from preservarium_sandbox.worker_process import CallResult
 
-Answer = dict[str, Any]
 # Jobs queue, and ask for turns, per parser version and lane: (sha, background).
 QueueKey = tuple[str, bool]
 
@@ -39,7 +37,7 @@ class Pending:
         self.item = item  # the job's encoded JSON object in a job frame
         self.payload = payload
         self.admit = admit
-        self.future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         self.sent = False  # reached a worker once: it runs to its answer from then on
         self.withdrawn = False  # its caller gave up before it was sent
 
@@ -54,10 +52,10 @@ class Pending:
         """The queue it waits in: its version, in its lane."""
         return (self.job.sha, bool(self.job.background))
 
-    def answer(self, answer: Answer) -> None:
-        """Resolve the caller's call with `answer` (once)."""
+    def answer(self, result: CallResult) -> None:
+        """Resolve the caller's call with `result` (once)."""
         if not self.future.done():
-            self.future.set_result(answer)
+            self.future.set_result(result)
 
     def fail(self, error: BaseException) -> None:
         """Resolve the caller's call with `error` (once)."""

@@ -27,12 +27,11 @@ from preservarium.repositories.parser_changes import ParserChanges
 from preservarium.supervisor import Supervisor
 
 from preservarium_sandbox.engine.errors import ScriptFailure
+from preservarium_sandbox.limits import PINNED_VERSIONS
 
 log = logging.getLogger("preservarium.sandbox.catalog")
 # The poll while notifications arrive: only for one that got lost.
 SAFETY_INTERVAL_S = 5.0
-# Versions asked for by number and kept: a few replays or checks at a time, at most.
-PINNED_VERSIONS = 8
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,32 @@
 | TestParser lane | 1 worker + 1 spare of its own, 1 call at a time, 2 s wait, | trials.py |
 | | failures that cost a worker remembered 60 s | |
 | compile cost | chains of 32 links, 20,000 summed past 4 a chain, nesting 64 | source_scan.py |
+
+Fixed limits: the constants below the dataclasses. Some bound the engine inside the
+worker, which takes them from here rather than from the parent's `Limits` (they are no
+operator's choice); the others bound the parent's own bookkeeping. Each says why.
+
+| fixed limit | value | enforced by |
+|---|---|---|
+| MAX_MESSAGE_CHARS | 512 characters an error message | engine (errors, runner), |
+| | | the parent again |
+| MAX_TOKEN_CHARS | 256 characters a token() credential | engine.outputs |
+| MAX_TUPLE_DEPTH | 200 levels of nested tuples | engine.nesting |
+| TUPLE_WALK_BUDGET | 4096 tuples walked a check | engine.nesting |
+| TEMPLATE_MAX_NODES | 50,000 objects copied from a module template | engine.template |
+| TEMPLATE_MAX_DEPTH | 100 levels copied from a module template | engine.template |
+| MAX_TEMPLATE_BYTES | 256 KiB a kept module template | engine.template |
+| CACHED_VERSIONS | 64 compiled versions a worker | worker.main |
+| CLEANUP_MS | 25 ms for a timed-out call's leftovers | worker.main |
+| MAX_BATCH_JOBS | 16 jobs a frame | batches.py |
+| WORKER_START_TIMEOUT_S | 30 s for a worker's first frame | pool.py |
+| RESPAWN_BACKOFF_S | 0.1, 0.5, then 2 s between failed starts | pool.py |
+| WORKER_EXIT_WAIT_S | 2 s for a worker to exit before it is killed | worker_process.py |
+| DEATH_WAIT_S | 0.5 s to read a dead worker's exit status | worker_process.py |
+| MAX_NAME_SHOWN | 128 characters of an unknown device type repeated | service.py |
+| PROBATION_SLOTS_KEPT | 10,000 versions on probation remembered | quarantine.py |
+| CHURN_VERSIONS_KEPT | 1024 versions' replacement windows kept | quarantine.py |
+| PINNED_VERSIONS | 8 versions asked for by number kept | catalog.py |
 """
 
 from __future__ import annotations
@@ -37,8 +63,6 @@ from typing import TYPE_CHECKING
 
 from preservarium.attributes import MAX_ATTRIBUTES_BYTES
 from preservarium.parser_source import MAX_SOURCE_BYTES
-
-from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS
 
 if TYPE_CHECKING:  # the worker imports this module and must stay free of pydantic
     from preservarium.settings import Settings
@@ -172,6 +196,54 @@ FRAME_SLACK = 64 * 1024
 # The pipe's absolute ceiling, checked at both ends before a length is trusted; each
 # direction's own cap (Limits.job_frame_bytes, Limits.answer_frame_bytes) is tighter.
 MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+# Fixed limits (the second table above). Nothing here imports the engine: the engine
+# and the worker import these.
+
+# An error message a parser's failure carries (the rest is cut): the parent checks again.
+MAX_MESSAGE_CHARS = 512
+# A token() credential: longer than any credential a device sends.
+MAX_TOKEN_CHARS = 256
+# Tuples a parser builds: a depth that can never overflow the C stack when the tuple is
+# compared, hashed or printed (engine.nesting); the walk of one check gives up (accepting)
+# after TUPLE_WALK_BUDGET tuples, so a wide structure costs its builder, not the sandbox.
+MAX_TUPLE_DEPTH = 200
+TUPLE_WALK_BUDGET = 4096
+# Module templates (engine.template): beyond these, copying costs about what executing
+# the module does, and the copier's recursion stays far from the interpreter's limit.
+TEMPLATE_MAX_NODES = 50_000
+TEMPLATE_MAX_DEPTH = 100
+# A template stays in its worker while its version is cached (CACHED_VERSIONS): 64 of
+# these stay well under the default Limits.max_residue_mb (32 MiB), over which the worker
+# is replaced. A larger module is executed for every call, as before.
+MAX_TEMPLATE_BYTES = 256 * 1024
+# Compiled versions a worker keeps (least recently used first out).
+CACHED_VERSIONS = 64
+# The budget of a timed-out call's leftover finalizers; past it, the worker is replaced.
+CLEANUP_MS = 25
+# A batch takes one turn of the fair rotation: a bigger one would make other versions
+# wait longer for theirs, while 16 already spreads a frame's cost over 16 calls.
+MAX_BATCH_JOBS = 16
+# A worker that has not said it is ready by then is not coming (a broken install).
+WORKER_START_TIMEOUT_S = 30.0
+# Between attempts to replace a worker: a failing start must not spin, nor shrink the
+# pool for good.
+RESPAWN_BACKOFF_S = (0.1, 0.5, 2.0)
+# A worker asked to exit (EOF) that does not is killed.
+WORKER_EXIT_WAIT_S = 2.0
+# A worker whose pipe broke is given this long to die, so its exit status says why.
+DEATH_WAIT_S = 0.5
+# How much of a caller's unknown device type an answer repeats (the name is the
+# caller's, of any length).
+MAX_NAME_SHOWN = 128
+# Probation slots (one worker at a time) are kept for at most this many versions: past
+# it they are all dropped (costing a version on probation at most a second worker).
+PROBATION_SLOTS_KEPT = 10_000
+# Replacement windows kept before idle ones are forgotten: memory bounded by the versions
+# churning now, not by every version ever seen.
+CHURN_VERSIONS_KEPT = 1024
+# Versions asked for by number and kept: a few replays or checks at a time, at most.
+PINNED_VERSIONS = 8
 
 DEFAULT_LIMITS = Limits()
 

@@ -1,9 +1,9 @@
-"""The parent's reading of a worker answer: checked again by exact type, never trusted."""
+"""The parent's reading of what a call on a worker came to: the worker's answer, checked
+again by exact type and never trusted, or the pool's word that the worker could not
+answer (JobTimedOut, WorkerDied). The one place either becomes an error kind."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +16,9 @@ from preservarium_sandbox.engine.outputs import (
     checked_device_id,
     checked_token,
 )
-from preservarium_sandbox.limits import Limits
-from preservarium_sandbox.worker.protocol import ProtocolError, decode_body
+from preservarium_sandbox.limits import MAX_MESSAGE_CHARS, Limits
+from preservarium_sandbox.worker.protocol import Answer, ProtocolError, decode_body
+from preservarium_sandbox.worker_process import CallResult, JobTimedOut, WorkerDied
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,32 +58,19 @@ def _malformed(what: str) -> ScriptFailure:
     return ScriptFailure(ErrorKind.INVALID_OUTPUT, f"the sandbox worker sent a malformed {what}")
 
 
-def _bytes_field(value: Any, *, what: str, max_bytes: int, optional: bool) -> bytes | None:
-    if value is None and optional:
-        return None
-    if type(value) is not str:
-        raise _malformed(what)
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise _malformed(what) from None
-    return checked_bytes(raw, function=what, max_bytes=max_bytes, optional=optional)
-
-
-def _command(value: Any, limits: Limits) -> CommandOutcome | None:
+def _command(value: Any, payload: bytes | None, limits: Limits) -> CommandOutcome | None:
     if value is None:
         return None
     if type(value) is not dict:
         raise _malformed("command result")
     if "error" in value:
         return CommandOutcome(failure=ScriptFailure.from_wire(value["error"]))
-    payload = _bytes_field(
-        value.get("payload_b64"),
-        what="format_command",
-        max_bytes=limits.max_bytes_output,
-        optional=False,
+    if payload is None:
+        raise _malformed("format_command")
+    checked = checked_bytes(
+        payload, function="format_command", max_bytes=limits.max_bytes_output, optional=False
     )
-    return CommandOutcome(payload=payload)
+    return CommandOutcome(payload=checked)
 
 
 def _document(value: Any, limits: Limits) -> bytes:
@@ -126,46 +114,62 @@ def _identified(value: Any, *, has_contact: bool) -> tuple[str | None, str | Non
     return checked_device_id(value.get("device_id")), checked_token(value.get("token"))
 
 
-def read_answer(answer: dict[str, Any], *, limits: Limits, has_contact: bool) -> Outcome:
-    """Turn a worker's JSON answer into an Outcome, refusing anything out of contract."""
-    compiled = answer.get("compiled") is True
-    replaced = answer.get("worker_replaced") is True
+def _lost(result: JobTimedOut | WorkerDied) -> Outcome:
+    """The outcome of a call whose worker could not answer: it cost the worker."""
+    if isinstance(result, JobTimedOut):
+        return Outcome(
+            failure=ScriptFailure(
+                ErrorKind.TIMEOUT,
+                f"the parser ran past its limit of {result.timeout_ms} ms "
+                "and its worker was killed",
+            ),
+            worker_replaced=True,
+        )
+    message = clean_text(result.message[:MAX_MESSAGE_CHARS])
+    return Outcome(
+        failure=ScriptFailure(result.kind, message), worker_died=True, worker_replaced=True
+    )
+
+
+def read_answer(result: CallResult, *, limits: Limits, has_contact: bool) -> Outcome:
+    """Turn what a call came to into an Outcome, refusing anything out of contract in the
+    worker's answer."""
+    if not isinstance(result, Answer):
+        return _lost(result)
+    answer = result
+    compiled = answer.compiled
+    replaced = answer.recycle  # a memory recycle: the call cost its worker
     try:
-        printed = _printed(answer.get("printed"), limits)
-        if answer.get("ok") is not True:
-            device_id, token = _identified(answer.get("identified"), has_contact=has_contact)
+        printed = _printed(answer.printed, limits)
+        if not answer.ok:
+            device_id, token = _identified(answer.identified, has_contact=has_contact)
             return Outcome(
-                failure=ScriptFailure.from_wire(answer.get("error")),
+                failure=ScriptFailure.from_wire(answer.error),
                 printed=printed,
                 identified_device_id=device_id,
                 identified_token=token,
                 compiled=compiled,
-                worker_died=answer.get("worker_died") is True,
                 worker_replaced=replaced,
             )
-        device_id = answer.get("device_id")
+        device_id = None
         token = None
         data_json = None
         reply = None
         if has_contact:
-            if device_id is not None:
-                device_id = checked_device_id(device_id)
-            token = checked_token(answer.get("token"))
-            data_json = _document(answer.get("blob"), limits)
-            reply = _bytes_field(
-                answer.get("reply_b64"),
-                what="reply",
-                max_bytes=limits.max_bytes_output,
-                optional=True,
+            device_id = checked_device_id(answer.device_id)
+            token = checked_token(answer.token)
+            data_json = _document(answer.document, limits)
+            reply = checked_bytes(
+                answer.reply, function="reply", max_bytes=limits.max_bytes_output, optional=True
             )
         return Outcome(
             device_id=device_id,
             token=token,
             data_json=data_json,
             reply=reply,
-            warnings=_warnings(answer.get("warnings", []), limits),
+            warnings=_warnings(answer.warnings, limits),
             printed=printed,
-            command=_command(answer.get("command"), limits),
+            command=_command(answer.command, answer.command_payload, limits),
             compiled=compiled,
             worker_replaced=replaced,
         )

@@ -21,25 +21,33 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from preservarium.contract.kinds import ErrorKind
 from preservarium.lifecycle import AsyncLifecycle
 
-from preservarium_sandbox.batches import Answer, Pending, QueueKey, VersionQueues, share
+from preservarium_sandbox.batches import Pending, QueueKey, VersionQueues, share
 from preservarium_sandbox.fair import FairTurns, leave_one_for_live
-from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.limits import (
+    ESCAPE_FACTOR,
+    RESPAWN_BACKOFF_S,
+    WORKER_START_TIMEOUT_S,
+    Limits,
+)
+from preservarium_sandbox.quarantine import NotAdmittedError
 from preservarium_sandbox.worker.protocol import (
+    Answer,
     ProtocolError,
     encode_batch,
     encode_json,
-    read_frame,
+    read_hello,
 )
-from preservarium_sandbox.worker_process import WorkerProcess, died, exited, failure
+from preservarium_sandbox.worker_process import (
+    CallResult,
+    JobTimedOut,
+    WorkerProcess,
+    died,
+    exited,
+)
 
 log = logging.getLogger("preservarium.sandbox.pool")
-START_TIMEOUT_S = 30.0
-# Replacements a parser version is charged for (a worn-out worker's is nobody's doing).
-CHARGED_REPLACEMENTS = frozenset({"timeout", "died", "memory"})
-RESPAWN_BACKOFF_S = (0.1, 0.5, 2.0)
 
 
 class PoolClosedError(Exception):
@@ -49,10 +57,6 @@ class PoolClosedError(Exception):
 class UnsendableJobError(ValueError):
     """The job cannot be encoded into a frame (out-of-contract values, too big): no
     worker was taken for it. The service validates requests so this stays unreachable."""
-
-
-class NotAdmittedError(Exception):
-    """The job's `admit` check said no once a worker was free: it never ran."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -179,15 +183,15 @@ class WorkerPool(AsyncLifecycle):
         self._all.add(worker)
         try:
             assert process.stdout is not None
-            async with asyncio.timeout(START_TIMEOUT_S):
-                hello = await read_frame(process.stdout)
+            async with asyncio.timeout(WORKER_START_TIMEOUT_S):
+                hello = await read_hello(process.stdout)
         except (ProtocolError, TimeoutError) as exc:
             self._discard(worker)
             raise RuntimeError(f"sandbox worker failed to start: {exc}") from exc
-        if hello.get("ready") is not True:
+        if not hello.ready:
             self._discard(worker)
-            raise RuntimeError(f"sandbox worker failed to start: {hello.get('error')}")
-        worker.hardening = dict(hello.get("hardening") or {})
+            raise RuntimeError(f"sandbox worker failed to start: {hello.error or None}")
+        worker.hardening = hello.hardening
         return worker
 
     def _discard(self, worker: WorkerProcess) -> None:
@@ -224,20 +228,22 @@ class WorkerPool(AsyncLifecycle):
         self,
         job: Job,
         admit: Callable[[], bool] | None = None,
-        on_abandoned: Callable[[Answer], None] | None = None,
-    ) -> Answer:
-        """Run `job` on a worker and return its raw answer (checked by the caller).
+        on_abandoned: Callable[[CallResult], None] | None = None,
+    ) -> CallResult:
+        """Run `job` on a worker and return what came of it: the worker's Answer (its
+        result unchecked: preservarium_sandbox.outcome reads it), or JobTimedOut or
+        WorkerDied when the worker could not answer.
 
-        A missed deadline, a dead worker or a broken frame is answered here as a
-        failure, and the worker is killed and replaced; the other jobs of its batch that
-        it had not answered yet run again on another worker. `admit` is asked once a
-        worker is free, after however long the job waited for one: False raises
+        A missed deadline, a dead worker or a broken frame kills the worker and replaces
+        it; the other jobs of its batch that it had not answered yet run again on another
+        worker. `admit` (preservarium_sandbox.quarantine's admission check) is asked once
+        a worker is free, after however long the job waited for one: False raises
         NotAdmittedError and the job does not run (a parser version quarantined
         meanwhile). A job that cannot be encoded raises UnsendableJobError before any
         worker is taken.
 
-        The answer's `worker_replaced` says whether the call cost its worker (a timeout,
-        a death, a memory recycle): the caller charges that to the parser version.
+        JobTimedOut, WorkerDied and an Answer that says `recycle` (a memory recycle) cost
+        the call its worker: the caller charges that to the parser version.
 
         A caller that gives up (is cancelled) before its job reached a worker withdraws
         it. Once sent, the job runs to its answer (its own deadline bounds it) and the
@@ -310,7 +316,7 @@ class WorkerPool(AsyncLifecycle):
     def _fits(self, batch: list[Pending], pending: Pending) -> bool:
         """Whether `pending` still fits a frame of `batch` (with the source, at worst)."""
         size = sum(len(p.item) + len(p.payload) for p in (*batch, pending))
-        worst_source = len(pending.job.source) * 6 + 1024  # escaped, and the frame's head
+        worst_source = len(pending.job.source) * ESCAPE_FACTOR + 1024  # escaped, and the head
         return size + worst_source < self.limits.job_frame_bytes()
 
     async def _run_batch(self, worker: WorkerProcess, batch: list[Pending]) -> None:
@@ -357,28 +363,22 @@ class WorkerPool(AsyncLifecycle):
             compiling = with_source and index == 0
             try:
                 answer = await self._next_answer(worker, compiling)
-                if index == 0 and answer.get("need_source"):  # it forgot the version
+                if index == 0 and answer.need_source:  # it forgot the version
                     worker.send(self._encode(batch, with_source=True))
                     answer = await self._next_answer(worker, True)
             except TimeoutError:
-                pending.answer(_charged(failure(
-                    ErrorKind.TIMEOUT,
-                    f"the parser ran past its limit of "
-                    f"{self.limits.timeout_ms} ms and its worker was killed",
-                ), "timeout"))  # fmt: skip
+                pending.answer(JobTimedOut(self.limits.timeout_ms))
                 return "timeout", batch[index + 1 :]
             except (ProtocolError, ConnectionError, OSError) as exc:
-                pending.answer(_charged(await died(worker, exc), "died"))
+                pending.answer(await died(worker, exc))
                 return "died", batch[index + 1 :]
             worker.known.add(sha)
             worker.calls += 1
-            cpu = answer.get("cpu_s")
-            if type(cpu) is float or type(cpu) is int:
-                worker.cpu_s = float(cpu)
-            if answer.get("recycle") is True:
-                pending.answer(_charged(answer, "memory"))
+            if answer.cpu_s is not None:
+                worker.cpu_s = answer.cpu_s
+            pending.answer(answer)
+            if answer.recycle:
                 return "memory", batch[index + 1 :]
-            pending.answer(_charged(answer, None))
         return "recycled" if self._worn_out(worker) else None, []
 
     def _encode(self, batch: list[Pending], *, with_source: bool) -> bytes:
@@ -422,9 +422,7 @@ class WorkerPool(AsyncLifecycle):
         )
 
 
-def _deliver(
-    call: asyncio.Future[dict[str, Any]], to: Callable[[dict[str, Any]], None] | None
-) -> None:
+def _deliver(call: asyncio.Future[CallResult], to: Callable[[CallResult], None] | None) -> None:
     """Hand an abandoned call's answer to `to` (nothing when it ended without one; its
     exception is read, so asyncio does not report it as never retrieved)."""
     if call.cancelled() or call.exception() is not None or to is None:
@@ -447,10 +445,3 @@ def _admitted(pending: Pending) -> bool:
     except Exception as exc:
         pending.fail(exc)
     return False
-
-
-def _charged(answer: Answer, replace: str | None) -> Answer:
-    """The answer, marked with whether its call cost the worker (see WorkerPool.run)."""
-    answer["worker_died"] = replace == "died"
-    answer["worker_replaced"] = replace in CHARGED_REPLACEMENTS
-    return answer

@@ -1,5 +1,9 @@
-"""Quarantine: a parser version that keeps timing out, blowing its memory, killing its
-worker or otherwise costing workers is benched.
+"""Whether a parser version may run now: quarantine, probation and admission.
+
+A parser version that keeps timing out, blowing its memory, killing its worker or
+otherwise costing workers is benched (quarantine); one whose latest calls failed that
+way, short of the bench, runs on one worker at a time (probation); and a call that
+queued for a worker before its version was benched is refused at the door (admission).
 
 Only failures that cost the sandbox count: a parser that raises on a bad payload is doing
 its job and is never quarantined for it. Two counters, because successes in between must
@@ -9,16 +13,23 @@ not hide the cost: costly failures in a row, and worker replacements in a slidin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from preservarium.contract.kinds import ErrorKind
 
+from preservarium_sandbox.limits import CHURN_VERSIONS_KEPT, PROBATION_SLOTS_KEPT
 from preservarium_sandbox.limits import QuarantinePolicy as QuarantinePolicy
 
 COSTLY = frozenset({ErrorKind.TIMEOUT, ErrorKind.MEMORY_LIMIT})
+
+
+class NotAdmittedError(Exception):
+    """A call's admission check said no once a worker was free: it never ran."""
 
 
 @dataclass(slots=True)
@@ -36,6 +47,31 @@ class Quarantine:
     clock: Callable[[], float] = time.monotonic
     _states: dict[str, _State] = field(default_factory=dict)
     _replacements: dict[str, deque[float]] = field(default_factory=dict)
+    _probation: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    def admission(self, key: str) -> Callable[[], bool]:
+        """The check a call of `key` passes once a worker is free for it, however long it
+        waited: calls that queued before their version was benched must not run (each
+        would cost a worker its whole timeout). The pool asks it at the door."""
+        return lambda: not self.remaining(key)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        """Held while a call of `key` runs: a version on probation waits for its one
+        worker at a time; any other goes at once."""
+        if not self.on_probation(key):
+            yield
+            return
+        async with self._probation_slot(key):
+            yield
+
+    def _probation_slot(self, key: str) -> asyncio.Semaphore:
+        slot = self._probation.get(key)
+        if slot is None:
+            if len(self._probation) > PROBATION_SLOTS_KEPT:
+                self._probation.clear()
+            slot = self._probation[key] = asyncio.Semaphore(1)
+        return slot
 
     def on_probation(self, key: str) -> bool:
         """True while `key`'s latest calls failed costly, short of quarantine: such a
@@ -100,7 +136,7 @@ class Quarantine:
     def _forget_idle(self, now: float) -> None:
         # Versions whose replacements all left the window are forgotten: memory stays
         # bounded by the versions churning now, not by every version ever seen.
-        if len(self._replacements) > 1024:
+        if len(self._replacements) > CHURN_VERSIONS_KEPT:
             horizon = now - self.policy.churn_window_s
             for key in [k for k, t in self._replacements.items() if not t or t[-1] <= horizon]:
                 del self._replacements[key]

@@ -21,18 +21,13 @@ from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 from preservarium_sandbox import wire
 from preservarium_sandbox.catalog import ParserCatalog, ParserSource
 from preservarium_sandbox.fair import BACKGROUND, LIVE
-from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.limits import MAX_NAME_SHOWN, Limits
 from preservarium_sandbox.metrics import SandboxMetrics
 from preservarium_sandbox.outcome import Outcome, read_answer
-from preservarium_sandbox.pool import (
-    Job,
-    NotAdmittedError,
-    PoolClosedError,
-    UnsendableJobError,
-    WorkerPool,
-)
-from preservarium_sandbox.quarantine import Quarantine
+from preservarium_sandbox.pool import Job, PoolClosedError, UnsendableJobError, WorkerPool
+from preservarium_sandbox.quarantine import NotAdmittedError, Quarantine
 from preservarium_sandbox.trials import TrialRunner
+from preservarium_sandbox.worker_process import CallResult
 
 log = logging.getLogger("preservarium.sandbox.service")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -62,10 +57,8 @@ class _StreamRequest:
         raise RequestRefusedError(code, details)
 
 
-# The metrics label of calls naming no active parser; and how much of such a name the
-# answer repeats (the name is the caller's, of any length).
+# The metrics label of calls naming no active parser.
 UNKNOWN_PARSER = "(unknown)"
-MAX_NAME_SHOWN = 128
 
 
 class SandboxService(pb_grpc.ParserSandboxServicer):
@@ -89,17 +82,8 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         self._limits = limits
         self._metrics = metrics
         self._closing = False
-        self._probation: dict[str, asyncio.Semaphore] = {}
         metrics.quarantined.set_function(lambda: quarantine.benched)
         self._streams: set[Callable[[], None]] = set()
-
-    def _probation_slot(self, key: str) -> asyncio.Semaphore:
-        slot = self._probation.get(key)
-        if slot is None:
-            if len(self._probation) > 10_000:
-                self._probation.clear()
-            slot = self._probation[key] = asyncio.Semaphore(1)
-        return slot
 
     def close_streams(self) -> None:
         """End every ParseStream once its requests in flight are answered (shutdown)."""
@@ -342,27 +326,19 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             return _quarantined(name, parser, self._quarantine.remaining(key))
 
     async def _run_live(self, job: Job, key: str, name: str, parser: ParserSource) -> Outcome:
-        # Calls that queued for a worker before their version was benched must not run
-        # (each would cost a worker its whole timeout): they are asked again at the door.
-        def admit() -> bool:
-            return not self._quarantine.remaining(key)
-
         # A call its caller gave up on still runs to its answer, which counts as any other.
-        def abandoned(answer: dict[str, Any]) -> None:
-            self._judge(answer, job, key, name, parser)
+        def abandoned(result: CallResult) -> None:
+            self._judge(result, job, key, name, parser)
 
-        if self._quarantine.on_probation(key):
-            async with self._probation_slot(key):
-                answer = await self._pool.run(job, admit, abandoned)
-        else:
-            answer = await self._pool.run(job, admit, abandoned)
-        return self._judge(answer, job, key, name, parser)
+        async with self._quarantine.turn(key):
+            result = await self._pool.run(job, self._quarantine.admission(key), abandoned)
+        return self._judge(result, job, key, name, parser)
 
     def _judge(
-        self, answer: dict[str, Any], job: Job, key: str, name: str, parser: ParserSource
+        self, result: CallResult, job: Job, key: str, name: str, parser: ParserSource
     ) -> Outcome:
         """The call's outcome, counted for the cache metrics and the quarantine."""
-        outcome = read_answer(answer, limits=self._limits, has_contact=job.contact is not None)
+        outcome = read_answer(result, limits=self._limits, has_contact=job.contact is not None)
         self._metrics.child(
             self._metrics.cache, "compiled", "miss" if outcome.compiled else "hit"
         ).inc()

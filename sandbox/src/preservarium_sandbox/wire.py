@@ -41,7 +41,11 @@ def failure_outcome(kind: ErrorKind, message: str) -> Outcome:
 
 
 def contact_job(contact: pb.Contact, limits: Limits) -> dict[str, Any]:
-    """The worker's form of a contact (its payload travels apart, as the frame's blob)."""
+    """The worker's form of a contact: the parser's `metadata` (docs/parsers.md), key by
+    key, in the order parsers see them. The one place in the sandbox that names its
+    fields: the worker hands each entry point a copy of this dict (engine/runner.py), so a
+    new metadata field is a field of the proto's Contact and a line here. The payload
+    travels apart, as the frame's blob."""
     if len(contact.payload) > limits.max_payload_bytes:
         raise BadRequestError(f"payload over {limits.max_payload_bytes} bytes")
     if len(contact.query) > limits.max_query_entries:

@@ -1,5 +1,8 @@
 """One worker process as the parent sees it: its pipes, what it has compiled, its
-deaths and how to end it."""
+deaths and how to end it; and what a call on it comes to (`CallResult`): the worker's
+`Answer`, or `JobTimedOut` / `WorkerDied` when the worker could not answer. The pool
+returns these typed values and preservarium_sandbox.outcome alone turns them into error
+kinds and messages."""
 
 from __future__ import annotations
 
@@ -7,13 +10,33 @@ import asyncio
 import contextlib
 import os
 import signal
+from dataclasses import dataclass
 from typing import Any
 
 from preservarium.contract.kinds import ErrorKind
 
-from preservarium_sandbox.batches import Answer
-from preservarium_sandbox.engine.errors import ScriptFailure
-from preservarium_sandbox.worker.protocol import read_frame
+from preservarium_sandbox.limits import DEATH_WAIT_S, WORKER_EXIT_WAIT_S
+from preservarium_sandbox.worker.protocol import Answer, Compiled, read_worker_frame
+
+
+@dataclass(frozen=True, slots=True)
+class JobTimedOut:
+    """The job ran past its deadline: its worker was killed (and is replaced)."""
+
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDied:
+    """The worker died, or broke the protocol, running the job: why, as the caller is told."""
+
+    kind: ErrorKind
+    message: str
+
+
+# What one call on a worker comes to. JobTimedOut and WorkerDied cost the worker; so does
+# an Answer that says `recycle` (the memory the call left behind).
+CallResult = Answer | JobTimedOut | WorkerDied
 
 
 class WorkerProcess:
@@ -47,11 +70,13 @@ class WorkerProcess:
         first, after_compile = deadlines
         async with asyncio.timeout(first):
             await self.process.stdin.drain()
-            answer = await read_frame(self.process.stdout, max_answer)
-        if answer.get("stage") != "compiled":
-            return answer
+            frame = await read_worker_frame(self.process.stdout, max_answer)
+        if not isinstance(frame, Compiled):
+            return frame
         async with asyncio.timeout(after_compile):
-            return await read_frame(self.process.stdout, max_answer)
+            frame = await read_worker_frame(self.process.stdout, max_answer)
+        # A second stage frame answers nothing: read as an empty, malformed answer.
+        return Answer() if isinstance(frame, Compiled) else frame
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group."""
@@ -63,15 +88,10 @@ class WorkerProcess:
         if self.process.stdin is not None:
             self.process.stdin.close()
         try:
-            await asyncio.wait_for(self.process.wait(), 2)
+            await asyncio.wait_for(self.process.wait(), WORKER_EXIT_WAIT_S)
         except TimeoutError:
             self.kill()
             await self.process.wait()
-
-
-def failure(kind: ErrorKind, message: str) -> dict[str, Any]:
-    """The parent's answer for a job whose worker could not answer it."""
-    return {"ok": False, "error": ScriptFailure(kind, message).to_wire()}
 
 
 def exited(worker: WorkerProcess) -> bool:
@@ -84,14 +104,15 @@ def exited(worker: WorkerProcess) -> bool:
     return found is not None
 
 
-async def died(worker: WorkerProcess, exc: BaseException) -> dict[str, Any]:
+async def died(worker: WorkerProcess, exc: BaseException) -> WorkerDied:
+    """Why `worker` could not answer (its pipe broke, or it broke the protocol: `exc`)."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(worker.process.wait(), 0.5)
+        await asyncio.wait_for(worker.process.wait(), DEATH_WAIT_S)
     reason = death_reason(worker) or (
         ErrorKind.RUNTIME_ERROR,
         f"the sandbox worker broke the protocol: {exc}",
     )
-    return failure(*reason)
+    return WorkerDied(*reason)
 
 
 def death_reason(worker: WorkerProcess) -> tuple[ErrorKind, str] | None:

@@ -15,7 +15,7 @@ import binascii
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +28,8 @@ from preservarium.contract.kinds import SANDBOX_KINDS
 from preservarium.error_text import with_line
 from preservarium.errors import PreservariumError
 from preservarium.ids import is_device_id
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import CommandInput, SandboxClient, error_kind_name
+from preservarium.sandbox_answers import ParseAnswer, ScriptError
+from preservarium.sandbox_client import CommandInput, SandboxClient
 from preservarium.yaml_text import NoAliasLoader
 
 ERROR_KINDS = SANDBOX_KINDS
@@ -59,20 +59,18 @@ class ExamplesError(PreservariumError):
 class UplinkExample:
     """An uplink case: one device contact and what parsing it must give.
 
-    Without `device_id` the contact comes through a route, so identify() names the
-    device; with one, it is a registered device's contact. `output` holds only the
-    keys the example checks (`reply_hex` as lower-case hex, or None for no reply).
+    `sent` is the contact but for what is known only when the example runs: its device
+    type (the parser's under test; "" until then) and, unless `received_at` names one,
+    its time. Without a device id the contact comes through a route, so identify()
+    names the device; with one, it is a registered device's contact. `output` holds
+    only the keys the example checks (`reply_hex` as lower-case hex, or None for no
+    reply).
     """
 
     description: str
-    payload: bytes
-    path: str = ""
-    method: str = "POST"
-    confirmable: bool = True
-    device_id: str | None = None
-    query: Mapping[str, str] = field(default_factory=dict)
+    sent: Contact
+    # Unix seconds; None for the time the example runs.
     received_at: int | None = None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
     output: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
     # Texts the error message must contain (each), when an error is expected.
@@ -83,17 +81,7 @@ class UplinkExample:
         received_at = datetime.now(UTC)
         if self.received_at is not None:
             received_at = datetime.fromtimestamp(self.received_at, UTC)
-        return Contact(
-            payload=self.payload,
-            device_type=device_type,
-            device_id=self.device_id,
-            path=self.path,
-            method=self.method,
-            confirmable=self.confirmable,
-            received_at=received_at,
-            query=self.query,
-            attributes_json=encode_attributes(self.attributes) if self.attributes else "",
-        )
+        return replace(self.sent, device_type=device_type, received_at=received_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,15 +177,15 @@ async def run_examples(
     results: list[ExampleResult] = []
     for index, example in enumerate(examples, start=1):
         if isinstance(example, UplinkExample):
-            response = await client.test_parser(
+            trial = await client.test_parser(
                 source,
                 contact=example.contact(device_type),
-                identify=example.device_id is None,
+                identify=example.sent.device_id is None,
             )
-            found = _uplink_mismatches(example, response)
+            found = _uplink_mismatches(example, trial.answer)
         else:
-            response = await client.test_parser(source, command=example.command)
-            found = _command_mismatches(example, response)
+            trial = await client.test_parser(source, command=example.command)
+            found = _command_mismatches(example, trial.answer)
         results.append(ExampleResult(index, example.description, _capped(found)))
     return results
 
@@ -239,16 +227,20 @@ def _uplink_example(item: dict[Any, Any]) -> UplinkExample:
             "input.attributes needs input.device_id: on a route the device is not known "
             "before identify() names it"
         )
-    return UplinkExample(
-        description=description_of(item),
+    sent = Contact(
         payload=_payload(spec),
+        device_type="",
+        device_id=device_id,
         path=_string(spec, "path", "", "input."),
         method=_method(spec),
         confirmable=confirmable,
-        device_id=device_id,
         query=_query(spec),
+        attributes_json=encode_attributes(attributes) if attributes else "",
+    )
+    return UplinkExample(
+        description=description_of(item),
+        sent=sent,
         received_at=_received_at(spec),
-        attributes=attributes,
         output=_uplink_output(item["output"]) if error is None else {},
         error=error,
     )
@@ -419,17 +411,15 @@ def _type_name(value: object) -> str:
 # Comparing
 
 
-def _uplink_mismatches(example: UplinkExample, response: pb.TestParserResponse) -> list[str]:
-    error = response.error if response.HasField("error") else None
-    found = _error_mismatches(example.error, error, example.error_texts)
+def _uplink_mismatches(example: UplinkExample, answer: ParseAnswer) -> list[str]:
+    found = _error_mismatches(example.error, answer.error, example.error_texts)
     if found is not None:
         return found
-    result = response.result
     got: dict[str, Any] = {
-        "device_id": result.device_id if result.HasField("device_id") else None,
-        "data": json.loads(result.data_json) if result.data_json else None,
-        "reply_hex": result.reply.hex() if result.HasField("reply") else None,
-        "warnings": list(result.warnings),
+        "device_id": answer.device_id,
+        "data": json.loads(answer.data_json) if answer.data_json else None,
+        "reply_hex": None if answer.reply is None else answer.reply.hex(),
+        "warnings": list(answer.warnings),
     }
     return [
         mismatch
@@ -438,22 +428,21 @@ def _uplink_mismatches(example: UplinkExample, response: pb.TestParserResponse) 
     ]
 
 
-def _command_mismatches(example: CommandExample, response: pb.TestParserResponse) -> list[str]:
-    error: pb.ScriptError | None = None
-    if response.HasField("error"):
-        error = response.error
-    elif response.HasField("command") and response.command.HasField("error"):
-        error = response.command.error
+def _command_mismatches(example: CommandExample, answer: ParseAnswer) -> list[str]:
+    command = answer.command
+    error = answer.error
+    if error is None and command is not None:
+        error = command.error
     found = _error_mismatches(example.error, error, example.error_texts)
     if found is not None:
         return found
-    got = response.command.payload.hex()
+    got = (b"" if command is None else command.payload or b"").hex()
     expected = (example.output or b"").hex()
     return [] if got == expected else [f"output_hex: expected {expected}, got {got}"]
 
 
 def _error_mismatches(
-    expected: str | None, error: pb.ScriptError | None, texts: Sequence[str] = ()
+    expected: str | None, error: ScriptError | None, texts: Sequence[str] = ()
 ) -> list[str] | None:
     """Mismatches in the error part, or None when both sides succeeded (compare outputs)."""
     if error is None:
@@ -461,7 +450,7 @@ def _error_mismatches(
             return None
         return [f"expected {'an error' if expected == ANY_ERROR else 'error ' + expected}, "
                 "got a result"]  # fmt: skip
-    kind = error_kind_name(error.kind)
+    kind = error.kind
     if kind == expected or expected == ANY_ERROR:
         return [
             f"expected the error to say {_show(text)}, got {_show(error.message)}"
@@ -469,9 +458,8 @@ def _error_mismatches(
             if text not in error.message
         ]
     wanted = "a result" if expected is None else f"error {expected}"
-    line = error.line if error.HasField("line") else None
     # with_line names the line once: the sandbox's messages often start "line N: ".
-    return [f"expected {wanted}, got error {with_line(kind, error.message, line)}"]
+    return [f"expected {wanted}, got error {with_line(kind, error.message, error.line)}"]
 
 
 def _differences(expected: Any, got: Any, where: str) -> Iterator[str]:

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from preservarium.contract.command_requests import encode_params
+from preservarium.contract.contact import Contact
 from preservarium.examples import (
     ANY_ERROR,
     DEFAULT_COMMAND_DEVICE_ID,
@@ -114,8 +115,9 @@ def _uplink(item: dict[Any, Any]) -> UplinkExample:
             expected["warnings"] = list(_texts(output, "warnings"))
     return UplinkExample(
         description=description_of(item),
-        payload=_bytes(spec.get("bytes"), "input.bytes"),
-        device_id=DEFAULT_COMMAND_DEVICE_ID,
+        sent=Contact(
+            _bytes(spec.get("bytes"), "input.bytes"), "", device_id=DEFAULT_COMMAND_DEVICE_ID
+        ),
         received_at=_recv_time(spec.get("recvTime")),
         output=expected,
         error=ANY_ERROR if errors else None,

@@ -74,3 +74,18 @@ class ParseAnswer(NamedTuple):
     def ok(self) -> bool:
         """True when the parser produced data."""
         return self.error is None
+
+
+class TrialAnswer(NamedTuple):
+    """TestParser's answer: an unsaved source run the way Parse (and FormatCommand)
+    would run it.
+
+    `answer` is what Parse would have answered, but that its parser is `UNSAVED`
+    (`ParserVersion("", 0)`: an unsaved source has no name or version) and it never
+    carries `identified_*`. Without a contact it holds the compile error, or no error and
+    no data (the source compiled); with a command, `answer.command` is its outcome.
+    """
+
+    answer: ParseAnswer
+    # How long the sandbox spent on the call.
+    duration_ms: float = 0.0

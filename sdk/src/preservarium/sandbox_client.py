@@ -19,6 +19,7 @@ from preservarium.sandbox_answers import (
     ParseAnswer,
     ParserVersion,
     ScriptError,
+    TrialAnswer,
 )
 from preservarium.supervisor import Supervisor
 
@@ -113,6 +114,11 @@ def parse_answer(response: pb.ParseResponse | pb.TestParserResponse) -> ParseAns
     found = result.token if result.HasField("token") else None
     return ParseAnswer(parser, None, device_id, result.data_json, tuple(result.warnings), reply,
                        found, command, response.printed)  # fmt: skip
+
+
+def trial_answer(response: pb.TestParserResponse) -> TrialAnswer:
+    """The SDK value of a proto TestParserResponse."""
+    return TrialAnswer(parse_answer(response), response.duration_ms)
 
 
 def contact_proto(contact: Contact) -> pb.Contact:
@@ -264,8 +270,8 @@ class SandboxClient(AsyncLifecycle):
         identify: bool = False,
         command: CommandInput | None = None,
         timeout_s: float | None = None,
-    ) -> pb.TestParserResponse:
-        """Run an unsaved source on a contact and/or a command."""
+    ) -> TrialAnswer:
+        """Run an unsaved source on a contact and/or a command (on neither: compile it)."""
         request = pb.TestParserRequest(source=source, identify=identify)
         if contact is not None:
             request.contact.CopyFrom(contact_proto(contact))
@@ -273,4 +279,4 @@ class SandboxClient(AsyncLifecycle):
             request.command.CopyFrom(command.to_proto())
         stub = self._require_stub()
         response: pb.TestParserResponse = await self._call(stub.TestParser, request, timeout_s)
-        return response
+        return trial_answer(response)

@@ -7,7 +7,7 @@ from typing import Any
 
 from preservarium.contract.kinds import SANDBOX_KINDS, ErrorKind
 
-MAX_MESSAGE_CHARS = 512
+from preservarium_sandbox.limits import MAX_MESSAGE_CHARS
 
 
 def clean_text(text: str) -> str:

@@ -10,10 +10,11 @@ receives as `*args` is checked here (engine.transformer inserts the calls), and 
 those of `tuple(...)` (the builtin parsers get is `ParserTuple`), `zip`, `enumerate`,
 `dict.items()`, `dict.popitem()`, `re.Match.groups()` and an exception's `.args`
 (engine.policy's getattr guard; it refuses `mro`, which would hand out the real tuple):
-one nested deeper than MAX_DEPTH raises RecursionError, which the parser sees as any
-other. The walk is depth-first and gives up (accepting) after BUDGET tuples: a structure
-built wide on purpose to exhaust it costs its builder BUDGET steps per level, so the
-depth that overflows the C stack (over 100,000 levels) stays out of reach within a call's time.
+one nested deeper than MAX_TUPLE_DEPTH raises RecursionError, which the parser sees as
+any other. The walk is depth-first and gives up (accepting) after TUPLE_WALK_BUDGET
+tuples: a structure built wide on purpose to exhaust it costs its builder
+TUPLE_WALK_BUDGET steps per level, so the depth that overflows the C stack (over 100,000
+levels) stays out of reach within a call's time. Both limits live in limits.py.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-MAX_DEPTH = 200
-BUDGET = 4096
+from preservarium_sandbox.limits import MAX_TUPLE_DEPTH, TUPLE_WALK_BUDGET
 
 
 class NestingError(RecursionError):
-    """Tuples nested deeper than MAX_DEPTH."""
+    """Tuples nested deeper than MAX_TUPLE_DEPTH."""
 
 
 def _walk(root: tuple[Any, ...]) -> None:
@@ -35,9 +35,9 @@ def _walk(root: tuple[Any, ...]) -> None:
     while stack:
         node, depth = stack.pop()
         visited += 1
-        if depth > MAX_DEPTH:
-            raise NestingError(f"tuples nested deeper than {MAX_DEPTH} levels")
-        if visited > BUDGET:
+        if depth > MAX_TUPLE_DEPTH:
+            raise NestingError(f"tuples nested deeper than {MAX_TUPLE_DEPTH} levels")
+        if visited > TUPLE_WALK_BUDGET:
             return
         for item in node:
             if isinstance(item, tuple) and item:
@@ -45,7 +45,7 @@ def _walk(root: tuple[Any, ...]) -> None:
 
 
 def checked(value: tuple[Any, ...]) -> tuple[Any, ...]:
-    """`value` itself, once it is known not to nest tuples deeper than MAX_DEPTH."""
+    """`value` itself, once it is known not to nest tuples deeper than MAX_TUPLE_DEPTH."""
     for item in value:
         if isinstance(item, tuple) and item:
             _walk(value)

@@ -14,6 +14,7 @@ from typing import Any
 from preservarium.contract.kinds import ErrorKind
 
 from preservarium_sandbox.engine.errors import ScriptFailure
+from preservarium_sandbox.limits import MAX_TOKEN_CHARS
 
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
@@ -156,9 +157,6 @@ def checked_device_id(value: Any) -> str | None:
     if not is_device_id(value):
         raise _invalid("identify() must return 1 to 64 characters of A-Z a-z 0-9 . _ : -")
     return value
-
-
-MAX_TOKEN_CHARS = 256
 
 
 def checked_token(value: Any) -> str | None:

@@ -7,7 +7,6 @@ trick costs only this call's time budget.
 
 from __future__ import annotations
 
-import base64
 import copy
 import dis
 import gc
@@ -21,7 +20,7 @@ from preservarium.parser_source import FILENAME
 
 from preservarium_sandbox.engine.compiler import CompiledParser
 from preservarium_sandbox.engine.display import scrub, shown_str
-from preservarium_sandbox.engine.errors import MAX_MESSAGE_CHARS, ScriptFailure, clean_text
+from preservarium_sandbox.engine.errors import ScriptFailure, clean_text
 from preservarium_sandbox.engine.facades import ImportDenied
 from preservarium_sandbox.engine.outputs import (
     checked_bytes,
@@ -32,7 +31,7 @@ from preservarium_sandbox.engine.outputs import (
 from preservarium_sandbox.engine.policy import fresh_globals
 from preservarium_sandbox.engine.printing import CallOutput
 from preservarium_sandbox.engine.residue import forget_call_state
-from preservarium_sandbox.limits import Limits
+from preservarium_sandbox.limits import MAX_MESSAGE_CHARS, Limits
 
 _RAISE = dis.opmap["RAISE_VARARGS"]
 
@@ -118,19 +117,24 @@ def _entry(namespace: dict[str, Any], name: str) -> Callable[..., Any]:
     return function
 
 
+def _fresh(value: Any) -> Any:
+    """A copy of a JSON value with containers of its own (a job arrives as JSON: dicts,
+    lists and immutable scalars only); faster than copy.deepcopy on such small values."""
+    if type(value) is dict:
+        return {key: _fresh(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_fresh(item) for item in value]
+    return value
+
+
 def _metadata(contact: dict[str, Any], device_id: str | None) -> dict[str, Any]:
-    # Fresh containers for every call: what one entry point changes, the next never sees.
-    return {
-        "device_id": device_id,
-        "device_type": contact["device_type"],
-        "path": contact["path"],
-        "method": contact["method"],
-        "confirmable": contact["confirmable"],
-        "received_at": contact["received_at"],
-        "query": dict(contact["query"]),
-        "attributes": copy.deepcopy(contact.get("attributes") or {}),
-        "uplink_id": contact.get("uplink_id"),
-    }
+    """The parser's `metadata` for one entry point: the job's contact as wire.contact_job
+    made it (the one place in the sandbox that names its fields), with `device_id` as
+    known by then. Fresh containers for every call: what one entry point changes, the
+    next never sees."""
+    metadata: dict[str, Any] = _fresh(contact)
+    metadata["device_id"] = device_id
+    return metadata
 
 
 def _run_contact(
@@ -167,7 +171,7 @@ def _run_contact(
         "device_id": device_id,
         "token": token,
         "data_json": data_json,
-        "reply_b64": None if reply is None else base64.b64encode(reply).decode(),
+        "reply": reply,  # bytes travel as the answer frame's blob (worker.protocol)
     }
 
 
@@ -190,7 +194,7 @@ def _run_command(
         raise
     except BaseException as exc:
         return {"error": failure_from(exc, limits).to_wire()}
-    return {"payload_b64": base64.b64encode(payload or b"").decode()}
+    return {"payload": payload or b""}  # the answer frame's blob, like the reply
 
 
 def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict[str, Any]:

@@ -30,15 +30,8 @@ from typing import Any
 from preservarium_sandbox.engine.display import address_free_repr
 from preservarium_sandbox.engine.facades import VETTED_MODULES
 from preservarium_sandbox.engine.policy import BUILTINS, MODULE_NAME, fresh_globals
+from preservarium_sandbox.limits import MAX_TEMPLATE_BYTES, TEMPLATE_MAX_DEPTH, TEMPLATE_MAX_NODES
 
-# Beyond these, copying costs about what executing the module does, and the recursion of
-# the copier stays far from the interpreter's limit.
-MAX_NODES = 50_000
-MAX_DEPTH = 100
-# A template stays in its worker while its version is cached (worker.main.CACHE_SIZE
-# versions): 64 of these stay well under the default Limits.max_residue_mb (32 MiB), over
-# which the worker is replaced. A larger module is executed for every call, as before.
-MAX_TEMPLATE_BYTES = 256 * 1024
 # What the plan pins for each template object it learns (CopyPlan.kept, .flat): the id,
 # an int, and its share of a set's table.
 _LEARNED_BYTES = sys.getsizeof(2**63) + 48
@@ -138,10 +131,10 @@ class _Copier:
             return self.memo[id(value)]
         if id(value) in _HOST:
             return value
-        if depth > MAX_DEPTH:
+        if depth > TEMPLATE_MAX_DEPTH:
             raise Uncopyable("nested too deep")
         self.nodes += 1
-        if self.nodes > MAX_NODES:
+        if self.nodes > TEMPLATE_MAX_NODES:
             raise Uncopyable("too many objects")
         copier = _COPIERS.get(kind)
         if copier is None:

@@ -30,10 +30,11 @@ from preservarium_sandbox.engine.compiler import CompiledParser, compile_parser
 from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.engine.residue import forget_call_state
 from preservarium_sandbox.engine.runner import Deadline, failure_from, run_job
-from preservarium_sandbox.limits import Limits, cpu_soft_limit_for
+from preservarium_sandbox.limits import CACHED_VERSIONS, CLEANUP_MS, Limits, cpu_soft_limit_for
 from preservarium_sandbox.worker.footprint import Footprint, return_freed_memory
 from preservarium_sandbox.worker.hardening import harden
 from preservarium_sandbox.worker.protocol import (
+    encode_answer,
     encode_frame,
     read_frame_blocking,
     split_batch,
@@ -42,9 +43,7 @@ from preservarium_sandbox.worker.protocol import (
 )
 
 JOBS_FD, ANSWERS_FD = 0, 1
-CACHE_SIZE = 64
 COMPILED_FRAME = encode_frame({"stage": "compiled"})
-CLEANUP_MS = 25
 UNENCODABLE = {
     "ok": False,
     "error": {"kind": "invalid_output", "message": "the answer could not be encoded", "line": None},
@@ -105,7 +104,7 @@ class Worker:
         except ScriptFailure as failure:
             result = failure
         self.compiled[sha] = result
-        if len(self.compiled) > CACHE_SIZE:
+        if len(self.compiled) > CACHED_VERSIONS:
             _, evicted = self.compiled.popitem(last=False)
             if isinstance(evicted, CompiledParser):
                 # Its template outlived the call that made it (older than generation 0):
@@ -197,8 +196,7 @@ def _answer(worker: Worker, job: dict[str, Any]) -> bool:
     try:
         answer = worker.handle(job, compiled)
         go_on = not answer.get("recycle") and not answer.get("need_source")
-        document = answer.pop("data_json", None)  # sent as the blob, not escaped in JSON
-        frame = encode_frame(answer, b"" if document is None else document.encode("utf-8"))
+        frame = encode_answer(answer)  # its bytes as the blob, not escaped in JSON
     except Exception:  # anything the answer holds that JSON cannot carry
         frame, go_on = encode_frame(UNENCODABLE), False
     write_bytes_blocking(ANSWERS_FD, frame)

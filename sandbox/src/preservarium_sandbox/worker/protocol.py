@@ -2,8 +2,9 @@
 
 A frame is a 4-byte big-endian length N, a 4-byte length M, M bytes of UTF-8 JSON (an
 object), then N - 4 - M bytes of blob: opaque bytes that travel without JSON escaping or
-base64 (a job's contact payload; an answer's parse() document). A reader hands the blob
-over under the key `blob`, replacing whatever the JSON said under that key.
+base64 (a job's contact payloads; an answer's parse() document, reply and format_command
+bytes). A reader hands the blob over under the key `blob`, replacing whatever the JSON
+said under that key.
 
 JSON, never pickle: the parent must be able to read a compromised worker's answer
 without running anything the worker chose.
@@ -14,6 +15,12 @@ after another as the blob. The worker answers each job with a frame of its own, 
 order, as soon as it is done: the parent holds each job to its own deadline from the
 previous answer, and when a worker is killed mid-batch it knows exactly which jobs were
 answered and re-runs the rest elsewhere.
+
+The worker's frames, as the parent reads them, are typed values: `Hello` (the first
+frame: ready or not, and the hardening report), `Compiled` (a stage frame: the job's
+first compile is done) and `Answer` (one job's answer). An answer's blob holds its
+document, reply and command payload one after another, their sizes in `parts` (null for
+one the answer does not have).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import asyncio
 import json
 import os
 import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 from preservarium_sandbox.limits import MAX_FRAME_BYTES
@@ -193,3 +201,134 @@ async def read_frame(reader: asyncio.StreamReader, max_size: int = MAX_FRAME) ->
     except asyncio.IncompleteReadError as exc:
         raise ProtocolError("worker closed its pipe") from exc
     return decode_frame(body)
+
+
+# The worker's frames as the parent reads them.
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """A worker's first frame: whether it sealed itself and is ready, and how."""
+
+    ready: bool
+    error: str = ""
+    hardening: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A stage frame: the job's first compile is done; its call starts now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One job's answer, as a worker sent it.
+
+    What the pool acts on (`need_source`, `recycle`, `compiled`, `cpu_s`) is read here by
+    exact type: any other value reads as absent. The result is still the worker's word
+    (`object`, not trusted): preservarium_sandbox.outcome.read_answer checks every field
+    of it again. The bytes came as the frame's blob, never in the JSON.
+    """
+
+    ok: bool = False
+    need_source: bool = False
+    recycle: bool = False
+    compiled: bool = False
+    cpu_s: float | None = None
+    error: object = None
+    device_id: object = None
+    token: object = None
+    warnings: object = field(default_factory=list)
+    printed: object = None
+    identified: object = None
+    command: object = None  # {"error": ...} or {} (its payload is `command_payload`)
+    document: bytes | None = None  # parse()'s JSON document
+    reply: bytes | None = None
+    command_payload: bytes | None = None
+
+
+def encode_answer(answer: dict[str, Any]) -> bytes:
+    """The frame of the worker's answer to one job (engine.runner.run_job's, completed by
+    the worker): its document (`data_json`), `reply` and command `payload` leave the JSON
+    for the blob (raises as encode_frame does)."""
+    message = dict(answer)
+    document = message.pop("data_json", None)
+    parts: list[bytes | None] = [
+        None if document is None else document.encode("utf-8"),
+        message.pop("reply", None),
+        None,
+    ]
+    command = message.get("command")
+    if type(command) is dict and "payload" in command:
+        rest = dict(command)
+        parts[2] = rest.pop("payload")
+        message["command"] = rest
+    message["parts"] = [None if part is None else len(part) for part in parts]
+    return encode_frame(message, b"".join(part for part in parts if part is not None))
+
+
+def _flag(message: dict[str, Any], key: str) -> bool:
+    return message.get(key) is True
+
+
+def _parts(message: dict[str, Any]) -> list[bytes | None]:
+    """The answer's blob cut at the sizes of its `parts`: they must claim it exactly."""
+    sizes, blob = message.get("parts", [None, None, None]), message["blob"]
+    if type(sizes) is not list or len(sizes) != 3:
+        raise ProtocolError("an answer's parts are not three sizes")
+    parts: list[bytes | None] = []
+    offset = 0
+    for size in sizes:
+        if size is None:
+            parts.append(None)
+            continue
+        if type(size) is not int or size < 0 or offset + size > len(blob):
+            raise ProtocolError("an answer's part size does not match the frame")
+        parts.append(blob[offset : offset + size])
+        offset += size
+    if offset != len(blob):
+        raise ProtocolError("the answer carries bytes no part claims")
+    return parts
+
+
+def worker_frame(message: dict[str, Any]) -> Answer | Compiled:
+    """A decoded frame from a worker at work, typed (ProtocolError if its blob is not
+    what its parts say)."""
+    if message.get("stage") == "compiled":
+        return Compiled()
+    document, reply, payload = _parts(message)
+    cpu = message.get("cpu_s")
+    return Answer(
+        ok=_flag(message, "ok"),
+        need_source=_flag(message, "need_source"),
+        recycle=_flag(message, "recycle"),
+        compiled=_flag(message, "compiled"),
+        cpu_s=float(cpu) if type(cpu) is float or type(cpu) is int else None,
+        error=message.get("error"),
+        device_id=message.get("device_id"),
+        token=message.get("token"),
+        warnings=message.get("warnings", []),
+        printed=message.get("printed"),
+        identified=message.get("identified"),
+        command=message.get("command"),
+        document=document,
+        reply=reply,
+        command_payload=payload,
+    )
+
+
+async def read_worker_frame(reader: asyncio.StreamReader, max_size: int) -> Answer | Compiled:
+    """The next answer (or stage) frame from a worker."""
+    return worker_frame(await read_frame(reader, max_size))
+
+
+async def read_hello(reader: asyncio.StreamReader) -> Hello:
+    """A worker's first frame."""
+    message = await read_frame(reader)
+    hardening = message.get("hardening")
+    error = message.get("error")
+    return Hello(
+        ready=message.get("ready") is True,
+        error=error if type(error) is str else "",
+        hardening=dict(hardening) if type(hardening) is dict else {},
+    )

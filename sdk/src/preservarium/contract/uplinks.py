@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -113,33 +113,29 @@ def replayed_record(
 
 @dataclass(frozen=True, slots=True)
 class RawUplink:
-    """One `uplink.raw` record, checked, with its texts as they were written (a replay
-    copies `received_at` and `payload_b64` into what it publishes)."""
+    """One `uplink.raw` record, checked: the contact it recorded, and the texts a replay
+    copies into what it publishes (`received_at`, `payload_b64`) as they were written."""
 
-    id: str
+    # The recorded contact, its `id` the uplink's. The raw record keeps no Uri-Query, no
+    # sender (`remote` is "") and no attributes (see contact()).
+    recorded: Contact
     received_at: str
-    device_id: str | None
-    device_type: str
-    method: str
-    path: str
-    confirmable: bool
-    payload: bytes
     payload_b64: str
+
+    @property
+    def id(self) -> str:
+        """The uplink's id (read_raw never reads a record without one)."""
+        return self.recorded.id or ""
 
     @property
     def routed(self) -> bool:
         """True for a route contact: its device was named by identify(), not by the path."""
-        return self.device_id is None
+        return self.recorded.device_id is None
 
     def contact(self, attributes_json: str = "") -> Contact:
         """The contact as the parser saw it (the raw record keeps no Uri-Query), with the
         device's attributes as the registry has them now and the original uplink's id."""
-        return Contact(
-            payload=self.payload, device_type=self.device_type, device_id=self.device_id,
-            path=self.path, method=self.method, confirmable=self.confirmable,
-            received_at=_moment(self.received_at), attributes_json=attributes_json,
-            id=self.id,
-        )  # fmt: skip
+        return replace(self.recorded, attributes_json=attributes_json)
 
 
 def _moment(text: str) -> datetime:
@@ -169,9 +165,11 @@ def read_raw(value: bytes | None) -> RawUplink | None:
         payload = base64.b64decode(payload_b64, validate=True)
     except (binascii.Error, ValueError):
         return None
-    return RawUplink(
-        id=uplink_id, received_at=_text(record, "received_at") or "", device_id=device_id,
-        device_type=device_type, method=_text(record, "method") or "POST",
-        path=_text(record, "path") or "", confirmable=record.get("confirmable") is not False,
-        payload=payload, payload_b64=payload_b64,
+    received_at = _text(record, "received_at") or ""
+    recorded = Contact(
+        payload=payload, device_type=device_type, device_id=device_id,
+        path=_text(record, "path") or "", method=_text(record, "method") or "POST",
+        confirmable=record.get("confirmable") is not False, received_at=_moment(received_at),
+        id=uplink_id,
     )  # fmt: skip
+    return RawUplink(recorded, received_at=received_at, payload_b64=payload_b64)

@@ -59,7 +59,7 @@ def record(
     `received_at`, and `replay: {id, of}` naming the replay and the original uplink."""
     return replayed_record(
         received_at=uplink.received_at, device_id=answer.device_id,
-        device_type=uplink.device_type, replay={"id": replay_id, "of": uplink.id},
+        device_type=uplink.recorded.device_type, replay={"id": replay_id, "of": uplink.id},
         parser=parser, data=answer.data, warnings=answer.warnings,
         payload_b64=uplink.payload_b64, error=answer.error,
     )  # fmt: skip

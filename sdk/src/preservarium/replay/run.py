@@ -148,12 +148,12 @@ class ReplayPass:
         if uplink is None:
             self.counts["unreadable"] += 1
             return None
-        if uplink.device_type != self.replay.device_type:
+        if uplink.recorded.device_type != self.replay.device_type:
             return None
         original = self._originals.outcomes.get(uplink.id)
         if self.replay.source == FROM_FAILED and (original is None or original.ok):
             return None
-        device = uplink.device_id or (None if original is None else original.device_id)
+        device = uplink.recorded.device_id or (None if original is None else original.device_id)
         if self.replay.device_id is not None and device != self.replay.device_id:
             return None
         self.counts["matched"] += 1
@@ -170,7 +170,7 @@ class ReplayPass:
     async def _answer(self, chosen: Chosen) -> Answer:
         uplink, original = chosen.uplink, chosen.original
         # The device the contact was delivered as: parsers see its attributes, as live.
-        device = uplink.device_id or (None if original is None else original.device_id)
+        device = uplink.recorded.device_id or (None if original is None else original.device_id)
         attributes = self._attributes.get(device, "") if device is not None else ""
         answer = await self._runner.run(uplink.contact(attributes), identify=uplink.routed)
         if not uplink.routed or original is None or answer.device_id is None:

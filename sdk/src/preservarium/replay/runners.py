@@ -16,7 +16,6 @@ from preservarium.sandbox_client import (
     SandboxClient,
     SandboxRequestError,
     SandboxUnavailableError,
-    parse_answer,
 )
 
 
@@ -89,9 +88,9 @@ class SourceRunner:
         """Parse with the unsaved source."""
         try:
             async with self._turn:
-                response = parse_answer(
-                    await self._client.test_parser(self._source, contact=contact, identify=identify)
+                trial = await self._client.test_parser(
+                    self._source, contact=contact, identify=identify
                 )
         except (SandboxUnavailableError, SandboxRequestError) as exc:
             raise _unavailable(exc) from exc
-        return _answer(response, contact)
+        return _answer(trial.answer, contact)

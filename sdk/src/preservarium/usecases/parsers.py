@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from preservarium.errors import InvalidParserSourceError, NotFoundError, PreservariumError
 from preservarium.examples import Example, ExampleResult, load_examples, run_examples
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
-from preservarium.sandbox_client import error_kind_name
+from preservarium.sandbox_answers import ScriptError, TrialAnswer
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -86,11 +85,9 @@ async def check_in_sandbox(
         if not all(result.ok for result in results):
             raise ExamplesFailedError(results)
         return results
-    response = await sandbox.test_parser(source)
-    if response.HasField("error"):
-        error = response.error
-        line = error.line if error.HasField("line") else None
-        raise ScriptRefusedError(error_kind_name(error.kind), error.message, line)
+    error = (await sandbox.test_parser(source)).answer.error
+    if error is not None:
+        raise ScriptRefusedError(error.kind, error.message, error.line)
     return []
 
 
@@ -186,38 +183,35 @@ def unified_diff(first: ParserRecord, second: ParserRecord) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
-def trial_report(response: pb.TestParserResponse) -> dict[str, Any]:
+def trial_report(trial: TrialAnswer) -> dict[str, Any]:
     """The `parser test --json` shape of a TestParser answer (a failing command fails
     the run), with `printed` added when the parser print()ed something."""
-    return _report(response) | ({"printed": response.printed} if response.printed else {})
+    printed = trial.answer.printed
+    return _report(trial) | ({"printed": printed} if printed else {})
 
 
-def _report(response: pb.TestParserResponse) -> dict[str, Any]:
-    if response.HasField("error"):
-        return script_failure(response.error)
-    if response.HasField("command") and response.command.HasField("error"):
-        return script_failure(response.command.error, prefix="format_command: ")
-    result = response.result
+def _report(trial: TrialAnswer) -> dict[str, Any]:
+    answer, command = trial.answer, trial.answer.command
+    if answer.error is not None:
+        return script_failure(answer.error)
+    if command is not None and command.error is not None:
+        return script_failure(command.error, prefix="format_command: ")
     return {
         "ok": True,
-        "device_id": result.device_id if result.HasField("device_id") else None,
-        "data": json.loads(result.data_json) if result.data_json else None,
-        "reply_hex": result.reply.hex() if result.HasField("reply") else None,
-        "command_hex": response.command.payload.hex() if response.HasField("command") else None,
-        "warnings": list(result.warnings),
-        "duration_ms": round(response.duration_ms, 3),
+        "device_id": answer.device_id,
+        "data": json.loads(answer.data_json) if answer.data_json else None,
+        "reply_hex": None if answer.reply is None else answer.reply.hex(),
+        "command_hex": None if command is None else (command.payload or b"").hex(),
+        "warnings": list(answer.warnings),
+        "duration_ms": round(trial.duration_ms, 3),
     }
 
 
-def script_failure(error: pb.ScriptError, prefix: str = "") -> dict[str, Any]:
+def script_failure(error: ScriptError, prefix: str = "") -> dict[str, Any]:
     """`{"ok": false, "error": {kind, message, line}}`."""
     return {
         "ok": False,
-        "error": {
-            "kind": error_kind_name(error.kind),
-            "message": prefix + error.message,
-            "line": error.line if error.HasField("line") else None,
-        },
+        "error": {"kind": error.kind, "message": prefix + error.message, "line": error.line},
     }
 
 

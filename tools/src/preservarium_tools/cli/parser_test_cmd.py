@@ -27,13 +27,12 @@ from preservarium.examples import (
     run_examples,
 )
 from preservarium.ids import is_device_id, is_device_type
-from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium.sandbox_answers import ScriptError, TrialAnswer
 from preservarium.sandbox_client import (
     CommandInput,
     SandboxClient,
     SandboxRequestError,
     SandboxUnavailableError,
-    error_kind_name,
 )
 from preservarium.text import terminal_text
 from preservarium.usecases import parsers as parsers_usecase
@@ -126,7 +125,7 @@ def trial_from(options: TrialOptions) -> Trial:
 def run_trial(address: str, source: str, trial: Trial, *, as_json: bool) -> None:
     """Run one trial in the sandbox, print the outcome, exit 1 on a script error."""
 
-    async def call(client: SandboxClient) -> pb.TestParserResponse:
+    async def call(client: SandboxClient) -> TrialAnswer:
         return await client.test_parser(
             source, contact=trial.contact, identify=trial.identify, command=trial.command
         )
@@ -191,12 +190,12 @@ def check_compiles(address: str, source: str, *, force: bool) -> None:
     reached leaves the source unchecked: exit 2, unless `force` (then a warning).
     """
 
-    async def body() -> pb.TestParserResponse:
+    async def body() -> TrialAnswer:
         async with SandboxClient(address, timeout_s=CALL_TIMEOUT_S) as client:
             return await client.test_parser(source)
 
     try:
-        response = asyncio.run(body())
+        trial = asyncio.run(body())
     except (SandboxUnavailableError, SandboxRequestError) as exc:
         reason = " ".join(str(exc).split())
         if not force:
@@ -207,15 +206,13 @@ def check_compiles(address: str, source: str, *, force: bool) -> None:
             )
         err_console.print(f"warning: not checked in the sandbox ({escape(reason)})", soft_wrap=True)
         return
-    if response.HasField("error"):
-        error = response.error
-        fail(f"{script_error(error)}; version not stored")
+    if trial.answer.error is not None:
+        fail(f"{script_error(trial.answer.error)}; version not stored")
 
 
-def script_error(error: pb.ScriptError) -> str:
+def script_error(error: ScriptError) -> str:
     """`kind at line N: message`, naming the line once even when the message does too."""
-    line = error.line if error.HasField("line") else None
-    return with_line(error_kind_name(error.kind), error.message, line)
+    return with_line(error.kind, error.message, error.line)
 
 
 def with_sandbox(address: str, work: Callable[[SandboxClient], Awaitable[T]]) -> T:

@@ -150,10 +150,10 @@ async def test(request: Request, body: Trial) -> Any:
         return {"ok": all(r.ok for r in results),
                 "examples": [usecase.example_json(r) for r in results]}  # fmt: skip
     contact, command = _trial(body)
-    response = await context.sandbox.test_parser(
+    trial = await context.sandbox.test_parser(
         source, contact=contact, identify=body.device_id is None, command=command
     )
-    return usecase.trial_report(response)
+    return usecase.trial_report(trial)
 
 
 def _trial(body: Trial) -> tuple[Contact | None, Any]:
