@@ -14,6 +14,8 @@ from preservarium.replay.run import batch_size
 from preservarium.replay.topics import trusted_offset
 from preservarium.replay.window import window
 
+from tests.support.clock import SteppedClock
+
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
@@ -126,8 +128,43 @@ class TestPaceYields:
             pace.observe(50, 0.1)
         assert pace.rate == 200  # the baseline drifted up to the usual speed
 
+    def test_a_device_waiting_behind_the_replay_halves_the_rate_from_the_first_batch(
+        self,
+    ) -> None:
+        pace = Pace(200)
+        # Live traffic was there before the replay: every batch is as slow as the first,
+        # so its own baseline sees nothing; the sandbox saw devices wait behind it.
+        pace.observe(50, 0.5, live_waited=3)
+        assert pace.rate == 100 and pace.yielded == pace.yielded_to_live == 1
+        for _ in range(10):
+            pace.observe(50, 0.5, live_waited=1)
+        assert pace.rate == 200 / FLOOR_DIVISOR and pace.yielded_to_live == 11
+
+    def test_the_rate_climbs_back_once_no_device_waits(self) -> None:
+        pace = Pace(200)
+        for _ in range(3):
+            pace.observe(50, 0.1, live_waited=2)
+        assert pace.rate == 25
+        pace.observe(50, 0.1)
+        assert pace.rate == 45
+        for _ in range(20):
+            pace.observe(50, 0.1)
+        assert pace.rate == 200 and pace.yielded_to_live == 3
+
+    async def test_the_yielded_rate_refills_the_bucket_more_slowly(self) -> None:
+        clock = SteppedClock()
+        pace = Pace(200, clock=clock)
+        await pace.take(200)  # the bucket's first second, at once
+        pace.observe(50, 0.1, live_waited=1)
+        clock.advance(0.25)  # a quarter of a second: 25 uplinks at 100/s, not 50
+        taken = asyncio.create_task(pace.take(25))
+        more = asyncio.create_task(pace.take(1))
+        await asyncio.sleep(0)
+        assert taken.done() and not more.done()
+        await asyncio.wait_for(more, 5)
+
     def test_a_fixed_pace_never_moves(self) -> None:
         pace = Pace(200, adaptive=False)
         pace.observe(50, 0.1)
-        pace.observe(50, 5.0)
+        pace.observe(50, 5.0, live_waited=4)
         assert pace.rate == 200 and pace.yielded == 0

@@ -146,6 +146,39 @@ class TestLanes:
             async with turns.turn("again", background=True):
                 assert turns.background_held == 1
 
+    async def test_live_calls_that_wait_while_background_calls_hold_a_turn_are_counted(
+        self,
+    ) -> None:
+        turns, gate = FairTurns(2, background_cap=1), asyncio.Event()
+        order: list[str] = []
+        replay = asyncio.create_task(_hold_in(turns, "r", order, gate, background=True))
+        first = asyncio.create_task(_hold_in(turns, "a", order, gate, background=False))
+        await asyncio.sleep(0)
+        assert order == ["r", "a"] and turns.live_delayed == 0  # a found the free turn
+        waiting = [
+            asyncio.create_task(_hold_in(turns, key, order, gate, background=False))
+            for key in ("b", "c")
+        ]
+        queued = asyncio.create_task(_hold_in(turns, "r2", order, gate, background=True))
+        await asyncio.sleep(0)
+        assert turns.live_delayed == 2  # b and c wait while r holds; r2 is no live call
+        gate.set()
+        await asyncio.gather(replay, first, *waiting, queued)
+        assert turns.live_delayed == 2
+
+    async def test_live_calls_waiting_behind_live_calls_alone_are_not_counted(self) -> None:
+        turns, gate = FairTurns(1, background_cap=1), asyncio.Event()
+        order: list[str] = []
+        held = [
+            asyncio.create_task(_hold_in(turns, key, order, gate, background=False))
+            for key in ("a", "b", "c")
+        ]
+        await asyncio.sleep(0)
+        assert order == ["a"] and turns.live_delayed == 0
+        gate.set()
+        await asyncio.gather(*held)
+        assert turns.live_delayed == 0
+
     def test_background_calls_always_keep_a_turn(self) -> None:
         assert leave_one_for_live(1) == 1 and leave_one_for_live(4) == 3
         with pytest.raises(ValueError, match="at least one turn"):

@@ -99,23 +99,38 @@ async def test_jobs_waiting_together_share_one_frame_per_version(
     assert sizes == [1, 5, 5]
 
 
-async def test_live_and_background_jobs_never_share_a_frame(pool: WorkerPool, sizes: Sizes) -> None:
+async def test_live_and_background_jobs_never_share_a_frame(sizes: Sizes) -> None:
     # A replay's jobs (background) of the same version as a device's, queued earlier:
     # the device's go first, in a frame of their own, and the replay's after them.
-    occupied = await busy(pool)
-    replayed = [
-        asyncio.create_task(
-            pool.run(dataclasses.replace(job(ECHO, bytes([n]), "a"), background=True))
-        )
-        for n in range(4)
-    ]
-    await asyncio.sleep(0)  # queued, and waiting for a turn, before the live ones
-    await asyncio.sleep(0)
-    assert not occupied.done()
-    live = [asyncio.create_task(pool.run(job(ECHO, bytes([10 + n]), "a"))) for n in range(3)]
-    answers = await asyncio.gather(*live, *replayed)
+    # Only if both wait when the worker frees up: one that answered before the device's
+    # jobs were queued rightly hands its turn to the replay, the only one waiting then
+    # (under load the busy job's answer can be read, and its turn handed on, before
+    # `occupied` is done). So the workers are stopped (SIGSTOP) from before the busy job
+    # is sent until both lanes wait, under a deadline the stop cannot reach.
+    async with WorkerPool(size=1, limits=Limits(timeout_ms=5000), spares=1, on_batch=sizes) as pool:
+        held = pool.pids
+        for pid in held:
+            kill(pid, signal.SIGSTOP)
+        try:
+            occupied = await busy(pool)  # sent, but its worker cannot answer yet
+            replayed = [
+                asyncio.create_task(
+                    pool.run(dataclasses.replace(job(ECHO, bytes([n]), "a"), background=True))
+                )
+                for n in range(4)
+            ]
+            await asyncio.sleep(0.1)  # queued, and waiting for a turn, before the live ones
+            live = [
+                asyncio.create_task(pool.run(job(ECHO, bytes([10 + n]), "a"))) for n in range(3)
+            ]
+            await asyncio.sleep(0.1)  # the live ones wait too
+            assert not occupied.done() and sizes == [1]
+        finally:
+            for pid in held:
+                kill(pid, signal.SIGCONT)
+        answers = await asyncio.gather(*live, *replayed)
+        await occupied
     assert [data(a) for a in answers] == [f'{{"p":"{n:02x}"}}' for n in (10, 11, 12, 0, 1, 2, 3)]
-    await occupied
     assert sizes == [1, 3, 4]
 
 

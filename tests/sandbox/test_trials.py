@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 
+import pytest
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox_client import SandboxClient
+from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.server import SandboxServer
 
-from tests.sandbox.conftest import contact, wait_for_version
+from tests.sandbox.conftest import contact, sandbox_config, wait_for_version
 from tests.sandbox.support import outcome
 
 ECHO = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
@@ -26,40 +29,63 @@ SLOW = (
 )
 
 
+@pytest.fixture
+async def roomy_sandbox(sandbox_db: str) -> AsyncIterator[SandboxServer]:
+    """A sandbox whose per-call limit is seconds: no call of it ends for lack of CPU."""
+    async with SandboxServer(
+        sandbox_config(sandbox_db, limits=Limits(timeout_ms=5000, memory_mb=256))
+    ) as server:
+        yield server
+
+
 async def test_compile_bombs_from_two_callers_cost_live_parses_nothing(
-    client: SandboxClient, parsers: SQLParserRepository, sandbox: SandboxServer
+    roomy_sandbox: SandboxServer, parsers: SQLParserRepository
 ) -> None:
+    # Live parses must not wait for the trial lane. Had they to, a live call would wait
+    # out what is left of a trial call (a compile of a second and more): the median live
+    # call would take a good part of one, the slowest nearly a whole one. So live
+    # latencies are measured against the trial calls that compiled, in the same run:
+    # both stretch alike when other processes take the CPU, where a bound in
+    # milliseconds (and the module sandbox's 100 ms a call, which killed live workers
+    # on a loaded machine) failed without the trial lane being at fault.
     good = f"t{uuid.uuid4().hex[:10]}"
     await parsers.upload(good, ECHO)
-    await wait_for_version(client, good, 1)
-    stop = asyncio.Event()
+    async with SandboxClient(roomy_sandbox.config.listen, timeout_s=60) as client:
+        await wait_for_version(client, good, 1, timeout_s=30)
+        stop = asyncio.Event()
+        compiled: list[float] = []  # how long each trial call that compiled took
 
-    async def hammer(caller: int) -> list[str]:
-        kinds = []
-        for n in range(1000):
-            if stop.is_set():
-                break
-            # New sources each time (nothing remembered helps): the bomb, then a slow one.
-            source = (SLOW if n % 2 else BOMB) + f"# {caller} {n}\n"
-            kinds.append(outcome(await client.test_parser(source, contact=contact("test")))[0])
-        return kinds
+        async def hammer(caller: int) -> list[str]:
+            kinds = []
+            for n in range(1000):
+                if stop.is_set():
+                    break
+                # New sources each time (nothing remembered helps): the bomb, then a slow one.
+                source = (SLOW if n % 2 else BOMB) + f"# {caller} {n}\n"
+                started = time.perf_counter()
+                kind = outcome(await client.test_parser(source, contact=contact("test")))[0]
+                if n % 2 and kind != "sandbox_unavailable":  # not turned away: it compiled
+                    compiled.append(time.perf_counter() - started)
+                kinds.append(kind)
+            return kinds
 
-    async def live_calls() -> list[float]:
-        latencies = []
-        for _ in range(60):
-            started = time.perf_counter()
-            assert outcome(await client.parse(contact(good, b"xy"))) == ("ok", {"n": 2})
-            latencies.append(time.perf_counter() - started)
-            await asyncio.sleep(0.03)
-        stop.set()
-        return latencies
+        async def live_calls() -> list[float]:
+            latencies = []
+            for _ in range(60):
+                started = time.perf_counter()
+                assert outcome(await client.parse(contact(good, b"xy"))) == ("ok", {"n": 2})
+                latencies.append(time.perf_counter() - started)
+                await asyncio.sleep(0.03)
+            stop.set()
+            return latencies
 
-    *kinds, latencies = await asyncio.gather(hammer(1), hammer(2), live_calls())
+        *kinds, latencies = await asyncio.gather(hammer(1), hammer(2), live_calls())
     assert "compile_error" in kinds[0] + kinds[1]  # the bomb, refused before compiling
+    assert compiled, kinds  # a slow source did compile meanwhile
     latencies.sort()
-    timeout_s = sandbox.config.limits.timeout_ms / 1000
-    assert latencies[len(latencies) // 2] < timeout_s / 4, latencies
-    assert latencies[-1] < timeout_s, latencies
+    trial_s = min(compiled)
+    assert latencies[len(latencies) // 2] < trial_s / 10, (latencies, compiled)
+    assert latencies[-1] < trial_s / 4, (latencies, compiled)
 
 
 async def test_a_source_that_timed_out_is_answered_at_once_from_memory(

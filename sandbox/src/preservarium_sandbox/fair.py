@@ -15,6 +15,12 @@ arriving while background calls hold every worker would still wait for one of th
 end (up to a parser's whole deadline): `background_cap` bounds how many turns background
 calls hold at once (`leave_one_for_live`), so a live call finds a worker free or waits
 only behind other live calls.
+
+What the lane cannot undo is the turn a background call already holds: a live call that
+must wait while background calls hold turns might have had one of them. FairTurns counts
+those calls (`live_delayed`), and the service tells background callers how many there
+were during their call (ParseResponse.live_waited), so that a replay slows down
+(preservarium.replay.pace) while it delays devices, whatever load was there before it.
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ class FairTurns:
         self._free = size
         self._cap = size if background_cap is None else min(size, background_cap)
         self._background_held = 0
+        self._live_delayed = 0
         self._live = _Lane()
         self._background = _Lane()
 
@@ -87,6 +94,12 @@ class FairTurns:
     def background_held(self) -> int:
         """Turns held by background calls now."""
         return self._background_held
+
+    @property
+    def live_delayed(self) -> int:
+        """How many live callers so far had to wait for a turn while background calls
+        held at least one (each might have had that turn): only ever grows."""
+        return self._live_delayed
 
     @contextlib.asynccontextmanager
     async def turn(self, key: str, *, background: bool = False) -> AsyncIterator[None]:
@@ -102,6 +115,8 @@ class FairTurns:
             self._free -= 1
             self._background_held += int(background)
             return
+        if not background and self._background_held:
+            self._live_delayed += 1
         lane = self._background if background else self._live
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane.join(key, granted)

@@ -118,6 +118,12 @@ class WorkerPool(AsyncLifecycle):
         self._cwd: tempfile.TemporaryDirectory[str] | None = None
         self.hardening: dict[str, Any] = {}
 
+    @property
+    def live_delayed(self) -> int:
+        """Live calls that so far waited for a worker while background calls held one
+        (FairTurns.live_delayed)."""
+        return self._turns.live_delayed
+
     async def start(self) -> None:
         """Start size + spares workers and wait until they are ready."""
         self._closed = False

@@ -180,6 +180,7 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
         command = request.command if request.HasField("command") else None
         background = request.background
         self._metrics.child(self._metrics.lanes, BACKGROUND if background else LIVE).inc()
+        delayed = self._pool.live_delayed
         outcome = await self._guarded(
             "Parse", _label(parser),
             lambda: self._execute(
@@ -189,6 +190,8 @@ class SandboxService(pb_grpc.ParserSandboxServicer):
             ),
         )  # fmt: skip
         response = pb.ParseResponse(duration_ms=_ms(started))
+        if background:  # how many live calls waited behind background work meanwhile
+            response.live_waited = self._pool.live_delayed - delayed
         if parser is not None:
             _set_ref(response.parser, parser)
         wire.fill_parse_answer(response, outcome)

@@ -66,6 +66,9 @@ class ParseAnswer(NamedTuple):
     # later entry point failed, so that the contact can be parsed again as that device.
     identified_device_id: str | None = None
     identified_token: str | None = None
+    # On a background call (a replay): how many times a live call waited for a worker
+    # behind background work while it ran (ParseResponse.live_waited); 0 on live calls.
+    live_waited: int = 0
 
     @property
     def ok(self) -> bool:

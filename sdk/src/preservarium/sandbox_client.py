@@ -210,7 +210,9 @@ class SandboxClient(AsyncLifecycle):
         background: bool = False,
     ) -> ParseAnswer:
         """Parse one contact with the active parser of its device type (or with stored
-        version `version` of it); `background` work (a replay) yields to live contacts."""
+        version `version` of it); `background` work (a replay) yields to live contacts,
+        and its answer says how many live calls waited behind background work meanwhile
+        (`ParseAnswer.live_waited`)."""
         request = pb.ParseRequest(
             contact=contact_proto(contact), identify=identify, background=background
         )
@@ -218,11 +220,13 @@ class SandboxClient(AsyncLifecycle):
             request.version = version
         if command is not None:
             request.command.CopyFrom(command.to_proto())
+        response: pb.ParseResponse
         if self._stream_count:
-            return parse_answer(await self._parse_on_stream(request, timeout_s or self.timeout_s))
-        response: pb.ParseResponse = await self._call(
-            self._require_stub().Parse, request, timeout_s
-        )
+            response = await self._parse_on_stream(request, timeout_s or self.timeout_s)
+        else:
+            response = await self._call(self._require_stub().Parse, request, timeout_s)
+        if background:
+            return parse_answer(response)._replace(live_waited=response.live_waited)
         return parse_answer(response)
 
     async def _parse_on_stream(

@@ -26,6 +26,9 @@ class Answer:
     data: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    # How many times a live call waited behind background work while this one ran (the
+    # sandbox's ParseResponse.live_waited): the replay's pace slows down on it.
+    live_waited: int = 0
 
     @property
     def ok(self) -> bool:
@@ -39,8 +42,9 @@ def answer_of(response: ParseAnswer, device_id: str | None) -> Answer:
     if error is None:
         named = device_id if response.device_id is None else response.device_id
         data = json.loads(response.data_json or b"{}")
-        return Answer(named, data, list(response.warnings))
-    return Answer(device_id, error=error_object(error.kind, error.message, error.line))
+        return Answer(named, data, list(response.warnings), live_waited=response.live_waited)
+    failure = error_object(error.kind, error.message, error.line)
+    return Answer(device_id, error=failure, live_waited=response.live_waited)
 
 
 def refused(device_id: str | None, message: str) -> Answer:

@@ -1,13 +1,19 @@
 """How many uplinks a replay sends to the sandbox per second: at most `--rate`, and less
 while live traffic needs the machine.
 
-The sandbox serves a replay's calls in its background lane (only when no device's call
-waits for a worker), so a replayed uplink takes longer exactly when live traffic is busy,
-and also when the machine's CPU is short, which the lane cannot see. The pace watches that
-time, as LEDBAT-style scavenger transports watch queueing delay: once a batch takes more
-than `SLOWER_THAN` times the fastest seen per uplink, the rate is halved (not below
-`--rate` / `FLOOR_DIVISOR`); while batches run at about their best, it climbs back by a
-tenth of `--rate` per batch. A replay on an idle machine runs at `--rate`.
+The rate is halved (not below `--rate` / `FLOOR_DIVISOR`) after a batch that shows
+either sign that others need the machine:
+
+- the sandbox says a device waited behind the replay: a live call had to wait for a
+  worker while background calls held one (`ParseResponse.live_waited`, on any answer of
+  the batch). The sandbox sees that whatever load was there before the replay started;
+- the batch took more than `SLOWER_THAN` times the fastest seen per uplink, as
+  LEDBAT-style scavenger transports watch queueing delay: a replayed uplink also takes
+  longer when the machine's CPU is short, which the sandbox's lane cannot see. This
+  baseline is the replay's own, so it catches load that grows while the replay runs.
+
+While batches show neither, the rate climbs back by a tenth of `--rate` per batch. A
+replay on an idle machine runs at `--rate`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class Pace:
         self.rate = float(rate)
         self.adaptive = adaptive
         self.yielded = 0  # how many times the rate was halved for others
+        self.yielded_to_live = 0  # of those, for a device that waited behind the replay
         self._floor = max(1.0, rate / FLOOR_DIVISOR)
         self._best: float | None = None
         self._clock = clock
@@ -62,15 +69,18 @@ class Pace:
             if left > 0:
                 await asyncio.sleep(min(left, self.rate) / self.rate)
 
-    def observe(self, count: int, seconds: float) -> None:
-        """`count` uplinks were answered in `seconds` (their batch): yield or climb."""
+    def observe(self, count: int, seconds: float, *, live_waited: int = 0) -> None:
+        """`count` uplinks were answered in `seconds` (their batch), while live calls
+        waited behind background work `live_waited` times (the most any answer of the
+        batch reported): yield or climb."""
         if not self.adaptive or count < 1 or seconds <= 0:
             return
         each = seconds / count
         best = each if self._best is None else min(each, self._best * (1 + FORGET))
         self._best = best
-        if each > SLOWER_THAN * best:
+        if live_waited > 0 or each > SLOWER_THAN * best:
             self.rate = max(self._floor, self.rate / 2)
             self.yielded += 1
+            self.yielded_to_live += int(live_waited > 0)
         else:
             self.rate = min(float(self.ceiling), self.rate + self.ceiling / 10)

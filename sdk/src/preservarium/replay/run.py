@@ -9,7 +9,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -128,7 +128,8 @@ class ReplayPass:
             await self._pace.take(len(chosen))
             started = time.monotonic()
             answers = await asyncio.gather(*(self._answer(c) for c in chosen))
-            self._pace.observe(len(chosen), time.monotonic() - started)
+            waited = max((answer.live_waited for answer in answers), default=0)
+            self._pace.observe(len(chosen), time.monotonic() - started, live_waited=waited)
             if self._repository is not None:
                 await self._repository.fence()  # another runner may have taken it over
             await self._deliver(chosen, answers)
@@ -175,11 +176,11 @@ class ReplayPass:
         if not uplink.routed or original is None or answer.device_id is None:
             return answer
         if answer.device_id != original.device_id:
-            return outcomes.refused(
+            return replace(outcomes.refused(
                 answer.device_id,
                 f"identify() now names {answer.device_id!r}, the gateway delivered this "
                 f"contact as {original.device_id!r}: not delivered",
-            )
+            ), live_waited=answer.live_waited)  # fmt: skip
         return answer
 
     async def _deliver(self, chosen: list[Chosen], answers: list[Answer]) -> None:

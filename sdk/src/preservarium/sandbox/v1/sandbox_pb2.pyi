@@ -134,7 +134,7 @@ class ParseRequest(_message.Message):
     def __init__(self, contact: _Optional[_Union[Contact, _Mapping]] = ..., identify: _Optional[bool] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., version: _Optional[int] = ..., background: _Optional[bool] = ...) -> None: ...
 
 class ParseResponse(_message.Message):
-    __slots__ = ("result", "error", "parser", "command", "duration_ms", "identified_device_id", "identified_token", "printed")
+    __slots__ = ("result", "error", "parser", "command", "duration_ms", "identified_device_id", "identified_token", "printed", "live_waited")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PARSER_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,7 @@ class ParseResponse(_message.Message):
     IDENTIFIED_DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     IDENTIFIED_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PRINTED_FIELD_NUMBER: _ClassVar[int]
+    LIVE_WAITED_FIELD_NUMBER: _ClassVar[int]
     result: ParseResult
     error: ScriptError
     parser: ParserRef
@@ -151,7 +152,8 @@ class ParseResponse(_message.Message):
     identified_device_id: str
     identified_token: str
     printed: str
-    def __init__(self, result: _Optional[_Union[ParseResult, _Mapping]] = ..., error: _Optional[_Union[ScriptError, _Mapping]] = ..., parser: _Optional[_Union[ParserRef, _Mapping]] = ..., command: _Optional[_Union[CommandResult, _Mapping]] = ..., duration_ms: _Optional[float] = ..., identified_device_id: _Optional[str] = ..., identified_token: _Optional[str] = ..., printed: _Optional[str] = ...) -> None: ...
+    live_waited: int
+    def __init__(self, result: _Optional[_Union[ParseResult, _Mapping]] = ..., error: _Optional[_Union[ScriptError, _Mapping]] = ..., parser: _Optional[_Union[ParserRef, _Mapping]] = ..., command: _Optional[_Union[CommandResult, _Mapping]] = ..., duration_ms: _Optional[float] = ..., identified_device_id: _Optional[str] = ..., identified_token: _Optional[str] = ..., printed: _Optional[str] = ..., live_waited: _Optional[int] = ...) -> None: ...
 
 class FormatCommandRequest(_message.Message):
     __slots__ = ("device_type", "command")
