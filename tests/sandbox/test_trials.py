@@ -88,6 +88,7 @@ async def test_compile_bombs_from_two_callers_cost_live_parses_nothing(
     assert latencies[-1] < trial_s / 4, (latencies, compiled)
 
 
+@pytest.mark.serial
 async def test_a_source_that_timed_out_is_answered_at_once_from_memory(
     client: SandboxClient,
 ) -> None:
@@ -99,6 +100,7 @@ async def test_a_source_that_timed_out_is_answered_at_once_from_memory(
     assert time.perf_counter() - started < 0.1
 
 
+@pytest.mark.serial
 async def test_callers_past_the_wait_get_a_busy_answer(
     client: SandboxClient, sandbox: SandboxServer
 ) -> None:
