@@ -16,8 +16,8 @@ from tests.packaging.replay import ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 OURS = {"preservarium-sdk", "preservarium-gateway", "preservarium-sandbox", "preservarium-tools"}
-# What `python -m venv` puts in every environment.
-VENV_SEED = {"pip", "setuptools"}
+# What every environment starts with, as the python 3.11 base images do (uv's seed).
+VENV_SEED = {"pip", "setuptools", "wheel"}
 
 
 def imports(image: Image, module: str) -> subprocess.CompletedProcess[str]:
