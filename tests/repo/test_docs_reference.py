@@ -4,7 +4,6 @@ and examples that the project's own loader and compiler accept."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from preservarium.contract.kinds import ErrorKind
@@ -78,13 +77,12 @@ def test_the_metadata_table_is_what_a_parser_receives() -> None:
         "device_type": "t", "path": "", "method": "POST", "confirmable": True,
         "received_at": 1, "query": {},
     }  # fmt: skip
-    answer: dict[str, Any] = run_job(
-        compile_parser(source), {"contact": contact, "blob": b""}, DEFAULT_LIMITS
-    )
+    answer = run_job(compile_parser(source), {"contact": contact, "blob": b""}, DEFAULT_LIMITS)
+    assert answer.contact is not None, answer
     documented = {cell.strip("`") for cell in first_cells(section(PARSERS, "`metadata`"))}
     assert (
         f'{{"keys":{sorted(documented)}}}'.replace("'", '"').replace(" ", "")
-        == (answer["data_json"])
+        == answer.contact.data_json
     )
 
 
