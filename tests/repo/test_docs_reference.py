@@ -6,15 +6,18 @@ from __future__ import annotations
 import re
 
 import pytest
+from preservarium.contract.contact import Contact
 from preservarium.contract.kinds import ErrorKind
 from preservarium.examples import load_examples
 from preservarium.parser_source import VETTED_IMPORTS
+from preservarium.sandbox_client import contact_proto
 from preservarium.settings import TIMEOUT_CEILING_MS
 from preservarium_sandbox.engine.compiler import compile_parser
 from preservarium_sandbox.engine.facades import VETTED_MODULES
 from preservarium_sandbox.engine.policy import BUILTINS
 from preservarium_sandbox.engine.runner import run_job
 from preservarium_sandbox.limits import DEFAULT_LIMITS, MAX_MESSAGE_CHARS, MAX_TUPLE_DEPTH
+from preservarium_sandbox.wire import contact_job
 
 from tests.repo.markdown import ROOT, code_blocks, first_cells, section
 
@@ -73,10 +76,8 @@ def test_named_builtins_exist_and_refused_ones_do_not() -> None:
 
 def test_the_metadata_table_is_what_a_parser_receives() -> None:
     source = "def parse(payload, metadata):\n    return {'keys': sorted(metadata)}\n"
-    contact = {
-        "device_type": "t", "path": "", "method": "POST", "confirmable": True,
-        "received_at": 1, "query": {},
-    }  # fmt: skip
+    # The contact as the sandbox makes it from a request (wire.contact_job): every key.
+    contact = contact_job(contact_proto(Contact(b"", "t")), DEFAULT_LIMITS)
     answer = run_job(compile_parser(source), {"contact": contact, "blob": b""}, DEFAULT_LIMITS)
     assert answer.contact is not None, answer
     documented = {cell.strip("`") for cell in first_cells(section(PARSERS, "`metadata`"))}
