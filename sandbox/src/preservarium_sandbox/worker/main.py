@@ -31,7 +31,13 @@ from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.engine.residue import forget_call_state
 from preservarium_sandbox.engine.result import JobResult
 from preservarium_sandbox.engine.runner import Deadline, failure_from, run_job
-from preservarium_sandbox.limits import CACHED_VERSIONS, CLEANUP_MS, Limits, cpu_soft_limit_for
+from preservarium_sandbox.limits import (
+    CACHED_VERSIONS,
+    CLEANUP_MS,
+    START_ERROR_CHARS,
+    Limits,
+    cpu_soft_limit_for,
+)
 from preservarium_sandbox.worker.footprint import Footprint, return_freed_memory
 from preservarium_sandbox.worker.hardening import harden
 from preservarium_sandbox.worker.protocol import (
@@ -235,7 +241,7 @@ def main() -> None:
         worker = Worker(limits)
         _prepare()
     except Exception as exc:  # stderr goes nowhere: say why in the first frame
-        write_frame_blocking(ANSWERS_FD, {"ready": False, "error": repr(exc)[:1000]})
+        write_frame_blocking(ANSWERS_FD, {"ready": False, "error": repr(exc)[:START_ERROR_CHARS]})
         raise SystemExit(1) from None
     write_frame_blocking(ANSWERS_FD, {"ready": True, "hardening": asdict(report)})
     while True:
