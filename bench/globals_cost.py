@@ -54,9 +54,9 @@ def run(mode: str, calls: int) -> float:
     worker.handle(job)
     started = time.perf_counter()
     for _ in range(calls):
-        answer = worker.handle(job)
-        if not answer.get("ok"):
-            raise RuntimeError(f"the call failed: {answer}")
+        handled = worker.handle(job)
+        if not handled.result.ok:
+            raise RuntimeError(f"the call failed: {handled.result}")
     return (time.perf_counter() - started) / max(calls, 1)
 
 

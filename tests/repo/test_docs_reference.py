@@ -4,7 +4,6 @@ and examples that the project's own loader and compiler accept."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from preservarium.contract.contact import Contact
@@ -77,19 +76,14 @@ def test_named_builtins_exist_and_refused_ones_do_not() -> None:
 
 def test_the_metadata_table_is_what_a_parser_receives() -> None:
     source = "def parse(payload, metadata):\n    return {'keys': sorted(metadata)}\n"
-    # The contact as the service hands it to a worker (wire.contact_job, the one place
-    # that names the metadata's fields), from the SDK's one contact value.
-    contact = contact_job(
-        contact_proto(Contact(b"", "t")),
-        DEFAULT_LIMITS,
-    )
-    answer: dict[str, Any] = run_job(
-        compile_parser(source), {"contact": contact, "blob": b""}, DEFAULT_LIMITS
-    )
+    # The contact as the sandbox makes it from a request (wire.contact_job): every key.
+    contact = contact_job(contact_proto(Contact(b"", "t")), DEFAULT_LIMITS)
+    answer = run_job(compile_parser(source), {"contact": contact, "blob": b""}, DEFAULT_LIMITS)
+    assert answer.contact is not None, answer
     documented = {cell.strip("`") for cell in first_cells(section(PARSERS, "`metadata`"))}
     assert (
         f'{{"keys":{sorted(documented)}}}'.replace("'", '"').replace(" ", "")
-        == (answer["data_json"])
+        == answer.contact.data_json
     )
 
 

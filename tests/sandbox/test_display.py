@@ -23,9 +23,10 @@ def run(source: str, limits: Limits | None = None) -> tuple[str, Any]:
     """('ok', document) or (error kind, message) of one parse() call."""
     parser = compile_parser(source)
     answer = run_job(parser, {"contact": CONTACT, "blob": b"\x01"}, limits or Limits())
-    if not answer["ok"]:
-        return answer["error"]["kind"], answer["error"]["message"]
-    return "ok", json.loads(answer["data_json"])
+    if answer.error is not None:
+        return answer.error["kind"], answer.error["message"]
+    assert answer.ok and answer.contact is not None, answer
+    return "ok", json.loads(answer.contact.data_json)
 
 
 def test_print_takes_flush_sep_and_end_and_leaks_no_collector() -> None:
@@ -125,7 +126,7 @@ def test_what_a_call_prints_from_any_function_comes_back_with_its_answer() -> No
         "def parse(payload, metadata):\n    print('parse\\x1b')\n    return {'n': helper(2)}\n"
     )
     answer = run_job(parser, {"contact": CONTACT, "blob": b"\x01"}, Limits())
-    assert answer["ok"] and answer["printed"] == "parse\x1b\nhelper 2\n"
+    assert answer.ok and answer.printed == "parse\x1b\nhelper 2\n"
 
 
 def test_what_a_failing_call_printed_comes_back_too() -> None:
@@ -133,7 +134,7 @@ def test_what_a_failing_call_printed_comes_back_too() -> None:
         "def parse(payload, metadata):\n    print('got', len(payload))\n    return 1 / 0\n"
     )
     answer = run_job(parser, {"contact": CONTACT, "blob": b"\x01\x02"}, Limits())
-    assert not answer["ok"] and answer["printed"] == "got 2\n"
+    assert not answer.ok and answer.printed == "got 2\n"
 
 
 def test_the_cap_bounds_all_of_a_calls_functions_together() -> None:
@@ -144,10 +145,11 @@ def test_the_cap_bounds_all_of_a_calls_functions_together() -> None:
     )
     answer = run_job(parser, {"contact": CONTACT, "blob": b"\x01"}, Limits(max_print_chars=100))
     # `printed` stays per function; the call's output is capped as a whole.
-    assert json.loads(answer["data_json"]) == {"helper": 19, "own": 81}
-    assert answer["printed"] == "x" * 80 + "\n" + "y" * 19
+    assert answer.contact is not None
+    assert json.loads(answer.contact.data_json) == {"helper": 19, "own": 81}
+    assert answer.printed == "x" * 80 + "\n" + "y" * 19
 
 
 def test_a_call_that_prints_nothing_sends_no_printed_text() -> None:
     parser = compile_parser("def parse(payload, metadata):\n    return {}\n")
-    assert "printed" not in run_job(parser, {"contact": CONTACT, "blob": b"\x01"}, Limits())
+    assert run_job(parser, {"contact": CONTACT, "blob": b"\x01"}, Limits()).printed is None

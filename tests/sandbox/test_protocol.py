@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 import pytest
 from preservarium.contract.kinds import ErrorKind
 from preservarium.sandbox.v1 import sandbox_pb2 as pb
+from preservarium_sandbox.engine.result import CommandResult, ContactResult, Identified, JobResult
 from preservarium_sandbox.limits import MAX_MESSAGE_CHARS, Limits
 from preservarium_sandbox.outcome import read_answer
 from preservarium_sandbox.pool import Job, WorkerPool
@@ -143,18 +145,23 @@ async def test_an_admit_check_that_raises_loses_no_worker() -> None:
         await pool.stop()
 
 
-def _read(answer: dict[str, object]) -> Answer | Compiled:
-    return worker_frame(decode_frame(encode_answer(answer)[HEADER.size :]))
+def _read(result: JobResult, **worker: Any) -> Answer | Compiled:
+    """`result` through the worker's encoder and back through the parent's reader."""
+    fields = {"recycle": False, "cpu_s": 1, "compiled": False, "worker_ms": 0.5} | worker
+    return worker_frame(decode_frame(encode_answer(result, **fields)[HEADER.size :]))
 
 
 def test_an_answers_bytes_travel_as_its_blob_never_in_its_json() -> None:
-    sent = {"ok": True, "warnings": [], "data_json": '{"t":1}', "reply": b"\x00\xff",
-            "command": {"payload": b"\x01\x02"}, "cpu_s": 1, "compiled": True}  # fmt: skip
-    frame = encode_answer(sent)
+    sent = JobResult(
+        ok=True,
+        contact=ContactResult("d1", None, '{"t":1}', b"\x00\xff"),
+        command=CommandResult(b"\x01\x02"),
+    )
+    frame = encode_answer(sent, recycle=False, cpu_s=1, compiled=True, worker_ms=0.5)
     assert b"\x00\xff\x01\x02" in frame and b"_b64" not in frame
-    answer = _read(sent)
+    answer = _read(sent, compiled=True)
     assert answer == Answer(
-        ok=True, compiled=True, cpu_s=1.0, warnings=[], command={},
+        ok=True, compiled=True, cpu_s=1.0, device_id="d1", warnings=[], command={},
         document=b'{"t":1}', reply=b"\x00\xff", command_payload=b"\x01\x02",
     )  # fmt: skip
     assert isinstance(answer, Answer)
@@ -164,9 +171,91 @@ def test_an_answers_bytes_travel_as_its_blob_never_in_its_json() -> None:
 
 
 def test_an_answer_without_a_reply_has_none() -> None:
-    answer = _read({"ok": True, "warnings": [], "data_json": "{}", "reply": None})
+    answer = _read(JobResult(ok=True, contact=ContactResult("d1", None, "{}")))
     assert isinstance(answer, Answer) and answer.reply is None and answer.command_payload is None
     assert read_answer(answer, limits=Limits(), has_contact=True).reply is None
+
+
+ERROR = {"kind": "runtime_error", "message": "line 2: ValueError: no", "line": 2}
+# A job's result, and the parent's reading of its answer frame (worker fields as _read's).
+ROUND_TRIPS: dict[str, tuple[JobResult, Answer]] = {
+    "ok": (
+        JobResult(ok=True, contact=ContactResult("d1", "tok", '{"n":1}'), warnings=("w",),
+                  printed="hi\n"),
+        Answer(ok=True, cpu_s=1.0, device_id="d1", token="tok", warnings=["w"], printed="hi\n",
+               document=b'{"n":1}'),
+    ),
+    "error": (
+        JobResult(ok=False, error=ERROR, printed="x\n"),
+        Answer(cpu_s=1.0, error=ERROR, warnings=[], printed="x\n"),
+    ),
+    "reply": (
+        JobResult(ok=True, contact=ContactResult(None, None, "{}", b"\x00\xff\n")),
+        Answer(ok=True, cpu_s=1.0, warnings=[], document=b"{}", reply=b"\x00\xff\n"),
+    ),
+    "command": (
+        JobResult(ok=True, command=CommandResult(b"\xfe\x01")),
+        Answer(ok=True, cpu_s=1.0, warnings=[], command={}, command_payload=b"\xfe\x01"),
+    ),
+    "command_error": (
+        JobResult(ok=True, contact=ContactResult("d1", None, "{}"),
+                  command=CommandResult(error=ERROR)),
+        Answer(ok=True, cpu_s=1.0, device_id="d1", warnings=[], command={"error": ERROR},
+               document=b"{}"),
+    ),
+    "identified": (
+        JobResult(ok=False, error=ERROR, identified=Identified("dev9")),
+        Answer(cpu_s=1.0, error=ERROR, warnings=[], identified={"device_id": "dev9"}),
+    ),
+    "identified_with_token": (
+        JobResult(ok=False, error=ERROR, identified=Identified("dev9", None, token_found=True)),
+        Answer(cpu_s=1.0, error=ERROR, warnings=[],
+               identified={"device_id": "dev9", "token": None}),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(ROUND_TRIPS))
+def test_a_job_result_encoded_by_the_worker_reads_back_as_its_answer(name: str) -> None:
+    result, expected = ROUND_TRIPS[name]
+    assert _read(result) == expected
+
+
+def test_the_workers_own_fields_read_back_as_the_pool_acts_on_them() -> None:
+    answer = _read(JobResult(ok=False), need_source=True, recycle=True, cpu_s=2.5)
+    assert answer == Answer(need_source=True, recycle=True, cpu_s=2.5)
+    answer = _read(JobResult(ok=True, contact=ContactResult(None, None, "{}")), compiled=True)
+    assert isinstance(answer, Answer) and answer.compiled and not answer.recycle
+
+
+def test_an_answer_frame_is_exactly_what_the_worker_has_always_sent() -> None:
+    # The parent's reader is older than the typed result: the bytes on the pipe must not
+    # change. What the worker sent for an identified failure before the result was typed.
+    result = JobResult(
+        ok=False,
+        error={"kind": "runtime_error", "message": "line 7: ValueError: no", "line": 7},
+        identified=Identified("dev9", "tok", token_found=True),
+        printed="z\n",
+    )
+    frame = encode_answer(result, recycle=False, cpu_s=1.5, compiled=True, worker_ms=2.0)
+    assert frame == (
+        b'\x00\x00\x00\xf2\x00\x00\x00\xee{"ok":false,"error":{"kind":"runtime_error",'
+        b'"message":"line 7: ValueError: no","line":7},"identified":{"device_id":"dev9",'
+        b'"token":"tok"},"printed":"z\\n","recycle":false,"cpu_s":1.5,"compiled":true,'
+        b'"worker_ms":2.0,"parts":[null,null,null]}'
+    )
+    ok = JobResult(
+        ok=True,
+        contact=ContactResult("d1", None, "{}"),
+        command=CommandResult(b"\x01\x02"),
+        warnings=("c",),
+    )
+    frame = encode_answer(ok, recycle=False, cpu_s=1.5, compiled=False, worker_ms=2.0)
+    assert frame == (
+        b'\x00\x00\x00\x9f\x00\x00\x00\x97{"ok":true,"device_id":"d1","token":null,'
+        b'"command":{},"warnings":["c"],"recycle":false,"cpu_s":1.5,"compiled":false,'
+        b'"worker_ms":2.0,"parts":[2,null,2]}{}\x01\x02'
+    )
 
 
 @pytest.mark.parametrize(

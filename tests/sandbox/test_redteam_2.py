@@ -16,6 +16,7 @@ from preservarium.sandbox.v1 import sandbox_pb2 as pb
 from preservarium.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
 from preservarium.sandbox_client import SandboxClient, SandboxUnavailableError, contact_proto
 from preservarium_sandbox.engine.compiler import compile_parser
+from preservarium_sandbox.engine.result import JobResult
 from preservarium_sandbox.engine.runner import run_job
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.server import SandboxServer
@@ -121,12 +122,13 @@ class TestAddresses:
     def test_warnings_and_error_messages_show_no_address(self) -> None:
         source = "def parse(payload, metadata):\n    warn(parse)\n    return {}\n"
         answer = run_answer(source)
-        assert answer["ok"] and "0x" not in answer["warnings"][0], answer
+        assert answer.ok and "0x" not in answer.warnings[0], answer
         for raising in ("{}[parse]", "[1].index(parse)", "ValueError(parse)"):
             source = f"def parse(payload, metadata):\n    raise_it({raising})\n"
             source += "def raise_it(value):\n    raise ValueError(value)\n"
             answer = run_answer(source)
-            assert not answer["ok"] and "0x" not in answer["error"]["message"], answer
+            assert not answer.ok and answer.error is not None, answer
+            assert "0x" not in answer.error["message"], answer
 
     @pytest.mark.parametrize(
         "value", ["parse", "(1, parse)", "frozenset([parse])", "S()", "None", "str", "..."]
@@ -170,7 +172,7 @@ class TestRealTypes:
         assert kind == "runtime_error" and "AttributeError" in message, (kind, message)
 
 
-def run_answer(source: str) -> dict[str, Any]:
+def run_answer(source: str) -> JobResult:
     """The worker's answer to one parse() call, run by the engine as the worker runs it."""
     return run_job(compile_parser(source), {"contact": CONTACT, "blob": b"\x01"}, Limits())
 

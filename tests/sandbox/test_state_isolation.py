@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from preservarium_sandbox.engine.compiler import compile_parser
+from preservarium_sandbox.engine.result import JobResult
 from preservarium_sandbox.engine.runner import run_job
 from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.pool import Job, WorkerPool
@@ -261,9 +262,18 @@ def _job() -> dict[str, Any]:
     return {"contact": CONTACT, "blob": b"\x01"}
 
 
-def _document(answer: dict[str, Any]) -> Any:
-    assert answer["ok"] is True, answer
-    return json.loads(answer["data_json"])
+def _data_json(answer: JobResult) -> str:
+    assert answer.ok is True and answer.contact is not None, answer
+    return answer.contact.data_json
+
+
+def _document(answer: JobResult) -> Any:
+    return json.loads(_data_json(answer))
+
+
+def _error_kind(answer: JobResult) -> Any:
+    assert answer.error is not None, answer
+    return answer.error["kind"]
 
 
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
@@ -277,13 +287,13 @@ def test_every_call_of_the_engine_finds_the_module_state_pristine(name: str) -> 
 def test_a_warn_rebound_by_one_call_still_warns_in_the_next() -> None:
     parser = compile_parser(MUTATIONS["warn_rebound"][0])
     answers = [run_job(parser, _job(), Limits()) for _ in range(CALLS)]
-    assert [answer["warnings"] for answer in answers] == [["once"]] * CALLS
+    assert [answer.warnings for answer in answers] == [("once",)] * CALLS
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_writes_the_policy_refuses_are_refused_in_every_call(name: str) -> None:
     parser = compile_parser(REFUSED[name])
-    kinds = [run_job(parser, _job(), Limits())["error"]["kind"] for _ in range(CALLS)]
+    kinds = [_error_kind(run_job(parser, _job(), Limits())) for _ in range(CALLS)]
     assert kinds == ["runtime_error"] * CALLS
 
 
@@ -316,8 +326,8 @@ def test_the_efento_parser_is_copied_and_parses_alike_every_call() -> None:
     job = {"contact": {**CONTACT, "path": "m"}, "blob": EFENTO_MEASUREMENTS}
     answers = [run_job(parser, job, Limits(timeout_ms=5000)) for _ in range(CALLS)]
     assert parser.image.mode == "copied"
-    assert answers[0]["ok"] is True, answers[0]
-    assert [answer["data_json"] for answer in answers] == [answers[0]["data_json"]] * CALLS
+    assert answers[0].ok is True, answers[0]
+    assert [_data_json(answer) for answer in answers] == [_data_json(answers[0])] * CALLS
 
 
 # name -> source of a module executed for every call, and what each call must return.
@@ -366,7 +376,7 @@ def test_a_module_that_cannot_be_copied_is_executed_every_call(name: str) -> Non
     assert parser.image.mode == "executed"
     assert [_document(answer) for answer in answers] == [expected] * CALLS
     for answer in answers[1:]:  # what the module said while loading, said every call
-        assert (answer.get("printed"), answer["warnings"][:1]) == (
-            answers[0].get("printed"),
-            answers[0]["warnings"][:1],
+        assert (answer.printed, answer.warnings[:1]) == (
+            answers[0].printed,
+            answers[0].warnings[:1],
         )

@@ -159,7 +159,7 @@ def test_a_worker_releases_the_template_of_a_version_it_evicts(
         for sha in ("a" * 64, "b" * 64, "c" * 64):
             parser = worker._compiled({"sha": sha, "source": source})
             assert isinstance(parser, CompiledParser)
-            assert run_job(parser, {"contact": contact, "blob": b""}, Limits())["ok"] is True
+            assert run_job(parser, {"contact": contact, "blob": b""}, Limits()).ok is True
             assert parser.image.mode == "copied"
             images.append(parser.image)
         worker._compiled({"sha": "d" * 64, "source": source})
@@ -231,7 +231,7 @@ def test_a_kept_template_pins_about_what_its_size_bound_says(name: str) -> None:
         gc.collect()
         tracemalloc.start()
         try:
-            assert run_job(parser, {"contact": contact, "blob": b""}, Limits())["ok"] is True
+            assert run_job(parser, {"contact": contact, "blob": b""}, Limits()).ok is True
             gc.collect()
             if parser.image.mode == "copied":
                 pinned[n] = tracemalloc.get_traced_memory()[0]

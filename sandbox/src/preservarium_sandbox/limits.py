@@ -46,6 +46,10 @@ operator's choice); the others bound the parent's own bookkeeping. Each says why
 | CLEANUP_MS | 25 ms for a timed-out call's leftovers | worker.main |
 | MAX_BATCH_JOBS | 16 jobs a frame | batches.py |
 | WORKER_START_TIMEOUT_S | 30 s for a worker's first frame | pool.py |
+| START_ERROR_CHARS | 1000 characters of why a worker could not start | worker.main |
+| ANSWER_BUFFER_BYTES | 4096 KiB of a worker's answers read ahead; reading | pool.py (asyncio) |
+| | | pauses past twice this |
+| BATCH_HEAD_BYTES | 1024 bytes of a job frame's head, counted per batch | pool.py |
 | RESPAWN_BACKOFF_S | 0.1, 0.5, then 2 s between failed starts | pool.py |
 | WORKER_EXIT_WAIT_S | 2 s for a worker to exit before it is killed | worker_process.py |
 | DEATH_WAIT_S | 0.5 s to read a dead worker's exit status | worker_process.py |
@@ -226,6 +230,17 @@ CLEANUP_MS = 25
 MAX_BATCH_JOBS = 16
 # A worker that has not said it is ready by then is not coming (a broken install).
 WORKER_START_TIMEOUT_S = 30.0
+# Why a worker could not start, as its first frame says it (stderr goes nowhere): enough
+# for an exception's repr, and a bound on what the parent repeats in its error.
+START_ERROR_CHARS = 1000
+# The asyncio reader of a worker's answers (its `limit`): reading stops once twice this is
+# buffered, a largest legal frame (MAX_FRAME_BYTES), so a worker that floods its pipe
+# holds about that much of the parent's memory at most; readexactly needs no more.
+ANSWER_BUFFER_BYTES = 4 * 1024 * 1024
+# What a job frame holds besides its jobs and its (escaped) source: the two lengths, the
+# sha and the batch's own keys and brackets; counted when the pool fills a batch, so a
+# full batch still fits Limits.job_frame_bytes.
+BATCH_HEAD_BYTES = 1024
 # Between attempts to replace a worker: a failing start must not spin, nor shrink the
 # pool for good.
 RESPAWN_BACKOFF_S = (0.1, 0.5, 2.0)

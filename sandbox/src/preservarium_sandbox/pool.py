@@ -26,6 +26,8 @@ from preservarium.lifecycle import AsyncLifecycle
 from preservarium_sandbox.batches import Pending, QueueKey, VersionQueues, share
 from preservarium_sandbox.fair import FairTurns, leave_one_for_live
 from preservarium_sandbox.limits import (
+    ANSWER_BUFFER_BYTES,
+    BATCH_HEAD_BYTES,
     ESCAPE_FACTOR,
     RESPAWN_BACKOFF_S,
     WORKER_START_TIMEOUT_S,
@@ -176,7 +178,7 @@ class WorkerPool(AsyncLifecycle):
             env={},
             cwd=self._cwd.name if self._cwd else "/",
             start_new_session=True,
-            limit=2**22,
+            limit=ANSWER_BUFFER_BYTES,
         )  # fmt: skip
         self._numbers += 1
         worker = WorkerProcess(process, self._numbers)
@@ -316,7 +318,7 @@ class WorkerPool(AsyncLifecycle):
     def _fits(self, batch: list[Pending], pending: Pending) -> bool:
         """Whether `pending` still fits a frame of `batch` (with the source, at worst)."""
         size = sum(len(p.item) + len(p.payload) for p in (*batch, pending))
-        worst_source = len(pending.job.source) * ESCAPE_FACTOR + 1024  # escaped, and the head
+        worst_source = len(pending.job.source) * ESCAPE_FACTOR + BATCH_HEAD_BYTES  # escaped
         return size + worst_source < self.limits.job_frame_bytes()
 
     async def _run_batch(self, worker: WorkerProcess, batch: list[Pending]) -> None:

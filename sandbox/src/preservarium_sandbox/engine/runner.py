@@ -31,6 +31,7 @@ from preservarium_sandbox.engine.outputs import (
 from preservarium_sandbox.engine.policy import fresh_globals
 from preservarium_sandbox.engine.printing import CallOutput
 from preservarium_sandbox.engine.residue import forget_call_state
+from preservarium_sandbox.engine.result import CommandResult, ContactResult, Identified, JobResult
 from preservarium_sandbox.limits import MAX_MESSAGE_CHARS, Limits
 
 _RAISE = dis.opmap["RAISE_VARARGS"]
@@ -144,7 +145,7 @@ def _run_contact(
     identify: bool,
     limits: Limits,
     identified: dict[str, Any],
-) -> dict[str, Any]:
+) -> ContactResult:
     """identify() and token() when asked, then parse() and reply(). What identify() and
     token() found goes into `identified` as soon as it is known, so that a failure later
     in the call can still say which device the contact named."""
@@ -167,17 +168,12 @@ def _run_contact(
         reply = checked_bytes(
             raw, function="reply", max_bytes=limits.max_bytes_output, optional=True
         )
-    return {
-        "device_id": device_id,
-        "token": token,
-        "data_json": data_json,
-        "reply": reply,  # bytes travel as the answer frame's blob (worker.protocol)
-    }
+    return ContactResult(device_id=device_id, token=token, data_json=data_json, reply=reply)
 
 
 def _run_command(
     namespace: dict[str, Any], command: dict[str, Any], limits: Limits
-) -> dict[str, Any]:
+) -> CommandResult:
     try:
         record = {
             "request_id": command["request_id"],
@@ -193,21 +189,31 @@ def _run_command(
     except Deadline:
         raise
     except BaseException as exc:
-        return {"error": failure_from(exc, limits).to_wire()}
-    return {"payload": payload or b""}  # the answer frame's blob, like the reply
+        return CommandResult(error=failure_from(exc, limits).to_wire())
+    return CommandResult(payload=payload or b"")
 
 
-def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict[str, Any]:
-    """Run the entry points a job asks for; return the answer for the parent.
+def _identified(found: dict[str, Any]) -> Identified | None:
+    """What identify() (and token()) had found before a failure: None unless a device."""
+    device_id = found.get("device_id")
+    if device_id is None:
+        return None
+    return Identified(device_id, found.get("token"), token_found="token" in found)
 
-    Raises nothing but Deadline: every script failure becomes an error answer.
+
+def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> JobResult:
+    """Run the entry points a job asks for; return its result for the parent.
+
+    Raises nothing but Deadline: every script failure becomes a failed result.
     """
     warnings = Warnings(limits)
     output = CallOutput(limits.max_print_chars)
     warn = warnings.warner()
     namespace: dict[str, Any] = {}
-    answer: dict[str, Any] = {"ok": True}
     identified: dict[str, Any] = {}
+    contact: ContactResult | None = None
+    command: CommandResult | None = None
+    error: dict[str, Any] | None = None
     try:
         namespace = parser.image.load(
             parser.code,
@@ -215,26 +221,27 @@ def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> dict
             lambda: not warnings.items and not output.text(),
         )
         if job.get("contact") is not None:
-            contact, identify = job["contact"], bool(job.get("identify"))
-            answer.update(
-                _run_contact(namespace, contact, job["blob"], identify, limits, identified)
+            identify = bool(job.get("identify"))
+            contact = _run_contact(
+                namespace, job["contact"], job["blob"], identify, limits, identified
             )
         if job.get("command") is not None:
-            answer["command"] = _run_command(namespace, job["command"], limits)
+            command = _run_command(namespace, job["command"], limits)
     except Deadline:
         raise
     except BaseException as exc:
-        answer = {"ok": False, "error": failure_from(exc, limits).to_wire()}
-        if identified.get("device_id") is not None:
-            answer["identified"] = identified
-    else:
-        answer["warnings"] = warnings.items
+        error = failure_from(exc, limits).to_wire()
     # What it printed helps most when it failed: sent back either way.
     printed = output.text()
-    if printed:
-        answer["printed"] = clean_text(printed)
+    shown = clean_text(printed) if printed else None
     collect_leftovers(namespace)
-    return answer
+    if error is not None:
+        return JobResult(ok=False, error=error, identified=_identified(identified), printed=shown)
+    # Read after the cleanup, as the answer always was: a finalizer of this call's
+    # objects may still warn, on this call's time.
+    return JobResult(
+        ok=True, contact=contact, command=command, warnings=tuple(warnings.items), printed=shown
+    )
 
 
 def collect_leftovers(namespace: dict[str, Any]) -> None:

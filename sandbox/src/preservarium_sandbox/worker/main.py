@@ -20,7 +20,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import Any
 
@@ -29,8 +29,15 @@ from preservarium.contract.kinds import ErrorKind
 from preservarium_sandbox.engine.compiler import CompiledParser, compile_parser
 from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.engine.residue import forget_call_state
+from preservarium_sandbox.engine.result import JobResult
 from preservarium_sandbox.engine.runner import Deadline, failure_from, run_job
-from preservarium_sandbox.limits import CACHED_VERSIONS, CLEANUP_MS, Limits, cpu_soft_limit_for
+from preservarium_sandbox.limits import (
+    CACHED_VERSIONS,
+    CLEANUP_MS,
+    START_ERROR_CHARS,
+    Limits,
+    cpu_soft_limit_for,
+)
 from preservarium_sandbox.worker.footprint import Footprint, return_freed_memory
 from preservarium_sandbox.worker.hardening import harden
 from preservarium_sandbox.worker.protocol import (
@@ -49,6 +56,19 @@ UNENCODABLE = {
     "error": {"kind": "invalid_output", "message": "the answer could not be encoded", "line": None},
     "recycle": True,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """A job's result and what the worker adds to it: whether it lacked the version's
+    source, is to be replaced, compiled the version, and what it has spent."""
+
+    result: JobResult
+    need_source: bool
+    recycle: bool
+    cpu_s: float
+    compiled: bool
+    worker_ms: float
 
 
 class DeadlineClock:
@@ -128,7 +148,7 @@ class Worker:
 
     def handle(
         self, job: dict[str, Any], on_compiled: Callable[[], None] = lambda: None
-    ) -> dict[str, Any]:
+    ) -> Handled:
         """Answer one job; never raises for anything a parser does.
 
         After a first compile, `on_compiled` tells the parent, which then gives the call
@@ -136,40 +156,42 @@ class Worker:
         """
         compiling = job["sha"] not in self.compiled
         started = time.perf_counter()
+        need_source = False
         try:
             self.clock.arm(self.limits, compiling=compiling)
             try:
                 parser = self._compiled(job)
                 if parser is None:
-                    answer: dict[str, Any] = {"ok": False, "need_source": True}
+                    result, need_source = JobResult(ok=False), True
                 elif isinstance(parser, ScriptFailure):
-                    answer = {"ok": False, "error": parser.to_wire()}
+                    result = JobResult(ok=False, error=parser.to_wire())
                 else:
                     if compiling:  # the compile had its own budget; the call gets a fresh one
                         self.clock.disarm()
                         on_compiled()
                         self.clock.arm(self.limits, compiling=False)
-                    answer = run_job(parser, job, self.limits)
+                    result = run_job(parser, job, self.limits)
             finally:
                 self.clock.disarm()
         except BaseException as exc:  # Deadline, or a failure while handling one
-            answer = {"ok": False, "error": failure_from(exc, self.limits).to_wire()}
-        if self.clock.fired and answer.get("ok"):
+            result = JobResult(ok=False, error=failure_from(exc, self.limits).to_wire())
+        if self.clock.fired and result.ok:
             # The script swallowed its deadline and returned late: still a timeout.
-            answer = {"ok": False, "error": failure_from(Deadline(), self.limits).to_wire()}
-        error = answer.get("error") or {}
+            result = JobResult(ok=False, error=failure_from(Deadline(), self.limits).to_wire())
+        kind = (result.error or {}).get("kind")
         # A call cut short by its deadline never reached its own cleanup: collect what it
         # left under a short budget of its own, or give the worker up.
-        clean = error.get("kind") != ErrorKind.TIMEOUT.value or self._collect_after_timeout()
-        # Memory the call left behind (pinned in some cache nobody cleans) is given up
-        # with the worker: it would shrink the next parser's headroom.
-        answer["recycle"] = (
-            error.get("kind") == ErrorKind.MEMORY_LIMIT.value or not clean or self.footprint.grown()
+        clean = kind != ErrorKind.TIMEOUT.value or self._collect_after_timeout()
+        return Handled(
+            result,
+            need_source=need_source,
+            # Memory the call left behind (pinned in some cache nobody cleans) is given up
+            # with the worker: it would shrink the next parser's headroom.
+            recycle=kind == ErrorKind.MEMORY_LIMIT.value or not clean or self.footprint.grown(),
+            cpu_s=sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
+            compiled=compiling and not need_source,
+            worker_ms=(time.perf_counter() - started) * 1000,
         )
-        answer["cpu_s"] = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
-        answer["compiled"] = compiling and "need_source" not in answer
-        answer["worker_ms"] = (time.perf_counter() - started) * 1000
-        return answer
 
 
 def _ignore_unraisable(unraisable: Any) -> None:
@@ -194,9 +216,16 @@ def _answer(worker: Worker, job: dict[str, Any]) -> bool:
         write_bytes_blocking(ANSWERS_FD, COMPILED_FRAME)
 
     try:
-        answer = worker.handle(job, compiled)
-        go_on = not answer.get("recycle") and not answer.get("need_source")
-        frame = encode_answer(answer)  # its bytes as the blob, not escaped in JSON
+        handled = worker.handle(job, compiled)
+        go_on = not handled.recycle and not handled.need_source
+        frame = encode_answer(  # its bytes as the blob, not escaped in JSON
+            handled.result,
+            need_source=handled.need_source,
+            recycle=handled.recycle,
+            cpu_s=handled.cpu_s,
+            compiled=handled.compiled,
+            worker_ms=handled.worker_ms,
+        )
     except Exception:  # anything the answer holds that JSON cannot carry
         frame, go_on = encode_frame(UNENCODABLE), False
     write_bytes_blocking(ANSWERS_FD, frame)
@@ -212,7 +241,7 @@ def main() -> None:
         worker = Worker(limits)
         _prepare()
     except Exception as exc:  # stderr goes nowhere: say why in the first frame
-        write_frame_blocking(ANSWERS_FD, {"ready": False, "error": repr(exc)[:1000]})
+        write_frame_blocking(ANSWERS_FD, {"ready": False, "error": repr(exc)[:START_ERROR_CHARS]})
         raise SystemExit(1) from None
     write_frame_blocking(ANSWERS_FD, {"ready": True, "hardening": asdict(report)})
     while True:

@@ -32,6 +32,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from preservarium_sandbox.engine.result import JobResult
 from preservarium_sandbox.limits import MAX_FRAME_BYTES
 
 HEADER = struct.Struct(">I")
@@ -247,22 +248,51 @@ class Answer:
     command_payload: bytes | None = None
 
 
-def encode_answer(answer: dict[str, Any]) -> bytes:
-    """The frame of the worker's answer to one job (engine.runner.run_job's, completed by
-    the worker): its document (`data_json`), `reply` and command `payload` leave the JSON
-    for the blob (raises as encode_frame does)."""
-    message = dict(answer)
-    document = message.pop("data_json", None)
-    parts: list[bytes | None] = [
-        None if document is None else document.encode("utf-8"),
-        message.pop("reply", None),
-        None,
-    ]
-    command = message.get("command")
-    if type(command) is dict and "payload" in command:
-        rest = dict(command)
-        parts[2] = rest.pop("payload")
-        message["command"] = rest
+def encode_answer(
+    result: JobResult,
+    *,
+    need_source: bool = False,
+    recycle: bool,
+    cpu_s: float,
+    compiled: bool,
+    worker_ms: float,
+) -> bytes:
+    """The frame of the worker's answer to one job: engine.runner.run_job's result (or
+    the worker's own, for a compile failure, a deadline or a missing source) and the
+    worker's fields. The document, reply and command payload leave the JSON for the
+    blob, their sizes in `parts` (raises as encode_frame does)."""
+    message: dict[str, Any] = {"ok": result.ok}
+    if need_source:
+        message["need_source"] = True
+    if result.error is not None:
+        message["error"] = result.error
+    if result.identified is not None:
+        found = result.identified
+        message["identified"] = (
+            {"device_id": found.device_id, "token": found.token}
+            if found.token_found
+            else {"device_id": found.device_id}
+        )
+    parts: list[bytes | None] = [None, None, None]
+    if result.contact is not None:
+        message["device_id"] = result.contact.device_id
+        message["token"] = result.contact.token
+        parts[0] = result.contact.data_json.encode("utf-8")
+        parts[1] = result.contact.reply
+    if result.command is not None:
+        if result.command.error is not None:
+            message["command"] = {"error": result.command.error}
+        else:
+            message["command"] = {}
+            parts[2] = result.command.payload
+    if result.ok:
+        message["warnings"] = result.warnings
+    if result.printed is not None:
+        message["printed"] = result.printed
+    message["recycle"] = recycle
+    message["cpu_s"] = cpu_s
+    message["compiled"] = compiled
+    message["worker_ms"] = worker_ms
     message["parts"] = [None if part is None else len(part) for part in parts]
     return encode_frame(message, b"".join(part for part in parts if part is not None))
 
