@@ -36,9 +36,11 @@ typecheck: install
 TEST_WORKERS ?= 4
 PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 
+SERIAL_MODULES = $(shell grep -rl --include='test_*.py' 'pytest.mark.serial' tests)
+
 test: install lint
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup -m "not serial"
-	$(PYTEST) -m serial || [ $$? -eq 5 ]
+	$(PYTEST) -m serial $(SERIAL_MODULES) || [ $$? -eq 5 ]
 
 proto: install
 	$(BIN)/python -m preservarium.protogen
