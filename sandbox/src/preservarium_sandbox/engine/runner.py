@@ -201,6 +201,34 @@ def _identified(found: dict[str, Any]) -> Identified | None:
     return Identified(device_id, found.get("token"), token_found="token" in found)
 
 
+def prepare(parser: CompiledParser, limits: Limits) -> None:
+    """Run the module body once, so the calls to come copy its namespace (engine.template).
+
+    The worker runs this under the compile's budget: a module that takes longer to load
+    than one call may run (Efento's tables, on a busy machine) otherwise timed out the
+    first call on every new worker, and every timeout made a new worker. What the module
+    prints or raises here is dropped: the image then executes it in each call (a module
+    that prints), or stays undecided and the call runs it again (one that raises), and
+    the call reports it. A Deadline is the compile's and propagates.
+    """
+    warnings = Warnings(limits)
+    output = CallOutput(limits.max_print_chars)
+    warn = warnings.warner()
+    namespace: dict[str, Any] = {}
+    try:
+        namespace = parser.image.load(
+            parser.code,
+            lambda: fresh_globals(warn, output=output),
+            lambda: not warnings.items and not output.text(),
+        )
+    except Deadline:
+        raise
+    except BaseException:  # the first call runs the module again and says why
+        pass
+    finally:
+        collect_leftovers(namespace)
+
+
 def run_job(parser: CompiledParser, job: dict[str, Any], limits: Limits) -> JobResult:
     """Run the entry points a job asks for; return its result for the parent.
 

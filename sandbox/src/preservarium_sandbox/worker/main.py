@@ -30,7 +30,7 @@ from preservarium_sandbox.engine.compiler import CompiledParser, compile_parser
 from preservarium_sandbox.engine.errors import ScriptFailure
 from preservarium_sandbox.engine.residue import forget_call_state
 from preservarium_sandbox.engine.result import JobResult
-from preservarium_sandbox.engine.runner import Deadline, failure_from, run_job
+from preservarium_sandbox.engine.runner import Deadline, failure_from, prepare, run_job
 from preservarium_sandbox.limits import (
     CACHED_VERSIONS,
     CLEANUP_MS,
@@ -167,6 +167,7 @@ class Worker:
                     result = JobResult(ok=False, error=parser.to_wire())
                 else:
                     if compiling:  # the compile had its own budget; the call gets a fresh one
+                        prepare(parser, self.limits)  # the module body too, under that budget
                         self.clock.disarm()
                         on_compiled()
                         self.clock.arm(self.limits, compiling=False)
