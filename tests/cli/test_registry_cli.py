@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shlex
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,7 +20,7 @@ from preservarium.repositories import SQLCommandRepository, SQLParserRepository
 from preservarium.repositories.commands import CommandStatus
 from preservarium_tools.embedded.broker import EmbeddedBroker
 
-from tests.support.cli import run_cli, run_cli_process
+from tests.support.cli import BIN, run_cli, run_cli_process
 from tests.support.kafka import TopicReader, prefix
 from tests.support.net import free_port
 
@@ -258,9 +261,20 @@ class TestTheCommandItself:
         assert done.returncode == 0 and done.stdout.startswith("preservarium 0.")
 
     def test_shell_completion_script(self, tmp_path: Path) -> None:
-        done = run_cli("--show-completion", "bash", env={"HOME": str(tmp_path)})
+        # `--show-completion` takes no value: it names the shell it runs in (from its
+        # parent processes), so it runs from bash, as a user's terminal would. Run inside
+        # pytest it found make's `sh` and refused ("Shell sh not supported"). It is not
+        # the last command of `bash -c`, which bash would exec in its own place.
+        done = subprocess.run(
+            ["bash", "-c", f"{shlex.quote(str(BIN / 'preservarium'))} --show-completion; exit $?"],
+            env={**os.environ, "HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
-        assert "_PRESERVARIUM_COMPLETE" in done.stdout
+        assert "_PRESERVARIUM_COMPLETE" in done.stdout and "complete -o" in done.stdout
 
     def test_completion_offers_the_nouns(self) -> None:
         words = {"COMP_WORDS": "preservarium pa", "COMP_CWORD": "1"}
