@@ -101,3 +101,13 @@ async def wait_for_version(
             kind = "-" if response.error is None else response.error.kind
             raise AssertionError(f"version {version} of {device_type} not served ({kind})")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def roomy_sandbox(sandbox_db: str) -> AsyncIterator[SandboxServer]:
+    """A sandbox whose per-call limit is seconds, for tests of what travels and of who
+    waits for whom, not of time: no call of it ends for lack of CPU on a busy machine."""
+    async with SandboxServer(
+        sandbox_config(sandbox_db, limits=Limits(timeout_ms=5000, memory_mb=256))
+    ) as server:
+        yield server

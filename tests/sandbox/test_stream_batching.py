@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox_client import SandboxClient, SandboxUnavailableError
-from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.server import SandboxServer
 
-from tests.sandbox.conftest import contact, sandbox_config, wait_for_version
+from tests.sandbox.conftest import contact, wait_for_version
 from tests.sandbox.support import outcome
 
 ECHO = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
@@ -167,15 +166,6 @@ async def test_a_runaway_device_is_counted_against_its_own_version_only(
         return registry.get_sample_value("preservarium_sandbox_timeouts_total", {"parser": name})
 
     assert (timeouts(mixed), timeouts(other)) == (1.0, None)
-
-
-@pytest.fixture
-async def roomy_sandbox(sandbox_db: str) -> AsyncIterator[SandboxServer]:
-    """A sandbox whose per-call limit is generous: for tests of what travels, not of time."""
-    async with SandboxServer(
-        sandbox_config(sandbox_db, limits=Limits(timeout_ms=5000, memory_mb=256))
-    ) as server:
-        yield server
 
 
 async def test_large_contacts_waiting_together_stay_under_the_sandbox_s_message_cap(

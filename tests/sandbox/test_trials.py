@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from preservarium.repositories import SQLParserRepository
 from preservarium.sandbox_client import SandboxClient
-from preservarium_sandbox.limits import Limits
 from preservarium_sandbox.server import SandboxServer
 
-from tests.sandbox.conftest import contact, sandbox_config, wait_for_version
+from tests.sandbox.conftest import contact, wait_for_version
 from tests.sandbox.support import outcome
 
 ECHO = "def parse(payload, metadata):\n    return {'n': len(payload)}\n"
@@ -27,15 +25,6 @@ SLOW = (
     + "    v = metadata.get('x')[0] + payload[1] * 2 if a.b.c else d.e(f[g])\n"
     * 2500
 )
-
-
-@pytest.fixture
-async def roomy_sandbox(sandbox_db: str) -> AsyncIterator[SandboxServer]:
-    """A sandbox whose per-call limit is seconds: no call of it ends for lack of CPU."""
-    async with SandboxServer(
-        sandbox_config(sandbox_db, limits=Limits(timeout_ms=5000, memory_mb=256))
-    ) as server:
-        yield server
 
 
 async def test_compile_bombs_from_two_callers_cost_live_parses_nothing(
