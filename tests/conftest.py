@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 
 
-# Modules that share the image builds (one replay of the Dockerfiles, a few minutes of CPU):
+# Modules that share the image builds (one replay of the Dockerfiles, about a minute of CPU):
 # under pytest-xdist they run on one worker, first, so the build is done once and early.
 IMAGE_MODULES = ("tests/packaging/test_images.py", "tests/packaging/test_stack.py")
 
