@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,13 +78,15 @@ async def scenario(env: dict[str, str], gateway_port: int, spec: Any) -> dict[st
     # A first open-loop run is slower at its start (new endpoints, caches, the broker
     # after the replay's writes): warm up, so that "without" is not its first run.
     await run_load(_open_loop(spec(gateway_port, FILL_WINDOW, WARM_UP_S, only_m), live_rate))
-    quiet = await run_load(live)
+    stages = Stages(int(env["PRESERVARIUM_METRICS_PORT"]))
+    quiet = await stages.around(run_load(live))
     replay = asyncio.create_task(_replay(env, fill_start, fill_end, DEFAULT_RATE))
     await asyncio.sleep(2)  # the replay reads the originals first; then it parses
-    during = await run_load(live)
+    during = await stages.around(run_load(live))
     live_ended = time.time()
     replayed = await replay
-    after = await run_load(live)  # without again: how much the machine drifted meanwhile
+    # without again: how much the machine drifted meanwhile
+    after = await stages.around(run_load(live))
     return {
         "fill": _latency(fill),
         "max_live_rate": fill["rate"],
@@ -103,7 +106,67 @@ async def scenario(env: dict[str, str], gateway_port: int, spec: Any) -> dict[st
         "live_during": _latency(during),
         "live_after": _latency(after),
         "live_p99_ratio": during["p99_ms"] / quiet["p99_ms"] if quiet["p99_ms"] else None,
+        # Per stage of the gateway, p99 from its histograms' buckets (an upper bound).
+        "stages_p99_ms": {"without": stages.p99s[0], "during": stages.p99s[1],
+                          "after": stages.p99s[2]},  # fmt: skip
     }
+
+
+# The gateway's stages a live contact waits for, as (histogram, label) in its metrics.
+STAGES = {
+    "contact": ("preservarium_gateway_contact_seconds", None),
+    "raw_publish": ("preservarium_gateway_kafka_publish_seconds", ("topic", "raw")),
+    "sandbox_call": ("preservarium_gateway_sandbox_call_seconds", None),
+}
+
+
+class Stages:
+    """Reads the gateway's latency histograms around a live window: each stage's p99 in
+    that window, from the difference of its bucket counts."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.p99s: list[dict[str, float | None]] = []
+
+    async def around(self, window: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        before = await asyncio.to_thread(self._buckets)
+        result = await window
+        after = await asyncio.to_thread(self._buckets)
+        self.p99s.append({
+            stage: _p99({le: after[stage].get(le, 0) - n for le, n in before[stage].items()})
+            for stage in STAGES
+        })  # fmt: skip
+        return result
+
+    def _buckets(self) -> dict[str, dict[float, float]]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        found: dict[str, dict[float, float]] = {stage: {} for stage in STAGES}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if not sample.name.endswith("_bucket"):
+                    continue
+                for stage, (name, label) in STAGES.items():
+                    if sample.name != f"{name}_bucket":
+                        continue
+                    if label is not None and sample.labels.get(label[0]) != label[1]:
+                        continue
+                    le = float(sample.labels["le"])
+                    found[stage][le] = found[stage].get(le, 0) + sample.value
+        return found
+
+
+def _p99(cumulative: dict[float, float]) -> float | None:
+    """The upper bound (ms) of the bucket that holds the 99th percentile."""
+    if not cumulative or max(cumulative.values()) <= 0:
+        return None
+    total = cumulative[max(cumulative)]
+    for le in sorted(cumulative):
+        if cumulative[le] >= 0.99 * total:
+            return le * 1000
+    return None
 
 
 def _open_loop(spec: str, rate: float) -> str:
@@ -118,9 +181,11 @@ def _latency(load: dict[str, Any]) -> dict[str, Any]:
 
 def replay_env(env: dict[str, str]) -> dict[str, str]:
     """The services' environment with route devices accepted and no contact rate limits:
-    the benchmark's devices carry no credentials and send faster than a real device."""
+    the benchmark's devices carry no credentials and send faster than a real device; the
+    gateway serves its metrics, which tell where a live contact's time went."""
     return {
         **env,
+        "PRESERVARIUM_METRICS_PORT": str(_free_port(socket.SOCK_STREAM)),
         "PRESERVARIUM_DEVICE_AUTH": "optional",
         "PRESERVARIUM_DEVICE_RATE_PER_MIN": "0",
         "PRESERVARIUM_SOURCE_RATE_PER_MIN": "0",
@@ -140,7 +205,18 @@ def table(figures: dict[str, Any]) -> str:
         f"live at {rate:.0f}/s (open loop), during replay: p50 {live['p50_ms']:.2f} ms, "
         f"p99 {live['p99_ms']:.2f} ms",
         *_after(figures),
+        *_stages(figures),
     ])  # fmt: skip
+
+
+def _stages(figures: dict[str, Any]) -> list[str]:
+    """A line per live window: each gateway stage's p99 (bucket bound, ms)."""
+    windows = figures.get("stages_p99_ms") or {}
+    return [
+        f"gateway stages' p99 {window} the replay: "
+        + ", ".join(f"{stage} <= {ms:g} ms" for stage, ms in p99s.items() if ms is not None)
+        for window, p99s in windows.items()
+    ]
 
 
 def _after(figures: dict[str, Any]) -> list[str]:
