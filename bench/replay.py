@@ -107,8 +107,7 @@ async def scenario(env: dict[str, str], gateway_port: int, spec: Any) -> dict[st
         "live_after": _latency(after),
         "live_p99_ratio": during["p99_ms"] / quiet["p99_ms"] if quiet["p99_ms"] else None,
         # Per stage of the gateway, p99 from its histograms' buckets (an upper bound).
-        "stages_p99_ms": {"without": stages.p99s[0], "during": stages.p99s[1],
-                          "after": stages.p99s[2]},  # fmt: skip
+        "stages_p99_ms": dict(zip(("without", "during", "after"), stages.p99s, strict=True)),
     }
 
 
