@@ -42,6 +42,8 @@ LOAD = float(os.environ.get("BENCH_REPLAY_LOAD", "0.5"))
 # The fill's in-flight window: enough to keep the gateway busy (its rate is the maximum).
 FILL_WINDOW = 32
 DEFAULT_RATE = "200"
+# The gateway's metrics port, in the scenario's environment (the bench's own key).
+GATEWAY_METRICS = "BENCH_GATEWAY_METRICS_PORT"
 WARM_UP_S = 3.0
 
 
@@ -78,7 +80,7 @@ async def scenario(env: dict[str, str], gateway_port: int, spec: Any) -> dict[st
     # A first open-loop run is slower at its start (new endpoints, caches, the broker
     # after the replay's writes): warm up, so that "without" is not its first run.
     await run_load(_open_loop(spec(gateway_port, FILL_WINDOW, WARM_UP_S, only_m), live_rate))
-    stages = Stages(int(env["PRESERVARIUM_METRICS_PORT"]))
+    stages = Stages(int(env[GATEWAY_METRICS]))
     quiet = await stages.around(run_load(live))
     replay = asyncio.create_task(_replay(env, fill_start, fill_end, DEFAULT_RATE))
     await asyncio.sleep(2)  # the replay reads the originals first; then it parses
@@ -150,8 +152,8 @@ class Stages:
                 for stage, (name, label) in STAGES.items():
                     if sample.name != f"{name}_bucket":
                         continue
-                    if label is not None and sample.labels.get(label[0]) != label[1]:
-                        continue
+                    if label is not None and not sample.labels.get(label[0], "").endswith(label[1]):
+                        continue  # (topics are named with their prefix)
                     le = float(sample.labels["le"])
                     found[stage][le] = found[stage].get(le, 0) + sample.value
         return found
@@ -180,11 +182,9 @@ def _latency(load: dict[str, Any]) -> dict[str, Any]:
 
 def replay_env(env: dict[str, str]) -> dict[str, str]:
     """The services' environment with route devices accepted and no contact rate limits:
-    the benchmark's devices carry no credentials and send faster than a real device; the
-    gateway serves its metrics, which tell where a live contact's time went."""
+    the benchmark's devices carry no credentials and send faster than a real device."""
     return {
         **env,
-        "PRESERVARIUM_METRICS_PORT": str(_free_port(socket.SOCK_STREAM)),
         "PRESERVARIUM_DEVICE_AUTH": "optional",
         "PRESERVARIUM_DEVICE_RATE_PER_MIN": "0",
         "PRESERVARIUM_SOURCE_RATE_PER_MIN": "0",
@@ -244,7 +244,10 @@ async def standalone(work: Path, run: Scenario | None = None) -> dict[str, Any]:
             children.append(Child("sandbox", [str(BIN / "preservarium-sandbox")], env,
                                   work / "sandbox.log"))  # fmt: skip
             await wait_for_grpc_health(sandbox_addr)
-            children.append(Child("gateway", [str(BIN / "preservarium-gateway")], env,
+            # The gateway alone serves its metrics: they tell where a contact's time went.
+            env[GATEWAY_METRICS] = str(_free_port(socket.SOCK_STREAM))
+            gateway_env = {**env, "PRESERVARIUM_METRICS_PORT": env[GATEWAY_METRICS]}
+            children.append(Child("gateway", [str(BIN / "preservarium-gateway")], gateway_env,
                                   work / "gateway.log"))  # fmt: skip
             await wait_for_coap(port)
             return await (run or scenario)(env, port, spec)
