@@ -167,6 +167,7 @@ class CoapClient(AsyncLifecycle):
     local_host: str | None = None  # the source address (e.g. another 127.0.0.x in tests)
     _transport: asyncio.DatagramTransport | None = None
     _waiting: dict[bytes, asyncio.Future[CoapMessage]] = field(default_factory=dict)
+    _acks: dict[int, asyncio.Future[CoapMessage]] = field(default_factory=dict)
     _mid: int = field(default_factory=lambda: int.from_bytes(os.urandom(2), "big"))
 
     async def start(self) -> None:
@@ -203,6 +204,20 @@ class CoapClient(AsyncLifecycle):
         finally:
             self._waiting.pop(message.token, None)
 
+    async def send_for_ack(
+        self, message: CoapMessage, *, timeout_s: float | None = None
+    ) -> CoapMessage:
+        """Send a confirmable message and return the ACK of its message id: the
+        piggy-backed response, or an empty ACK when the response comes (or came) on its
+        own. A retransmission of an exchange answered separately gets only the empty ACK."""
+        future: asyncio.Future[CoapMessage] = asyncio.get_running_loop().create_future()
+        self._acks[message.mid] = future
+        try:
+            self.send_raw(encode(message))
+            return await asyncio.wait_for(future, timeout_s or self.timeout_s)
+        finally:
+            self._acks.pop(message.mid, None)
+
     async def call(
         self,
         code: int,
@@ -227,6 +242,9 @@ class CoapClient(AsyncLifecycle):
             return
         if message.mtype == CON:  # a separate response: acknowledge it
             self.send_raw(encode(CoapMessage(ACK, 0, message.mid)))
+        if message.mtype == ACK and (acked := self._acks.get(message.mid)) is not None:
+            if not acked.done():
+                acked.set_result(message)
         if message.code == 0:  # an empty ACK: the response comes separately
             return
         future = self._waiting.get(message.token)
