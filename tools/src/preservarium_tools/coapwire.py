@@ -242,9 +242,9 @@ class CoapClient(AsyncLifecycle):
             return
         if message.mtype == CON:  # a separate response: acknowledge it
             self.send_raw(encode(CoapMessage(ACK, 0, message.mid)))
-        if message.mtype == ACK and (acked := self._acks.get(message.mid)) is not None:
-            if not acked.done():
-                acked.set_result(message)
+        acked = self._acks.get(message.mid) if message.mtype == ACK else None
+        if acked is not None and not acked.done():
+            acked.set_result(message)
         if message.code == 0:  # an empty ACK: the response comes separately
             return
         future = self._waiting.get(message.token)
