@@ -75,3 +75,6 @@ async def test_metrics_endpoints(tmp_path: Path, broker: EmbeddedBroker) -> None
                  "preservarium_gateway_sandbox_call_seconds"):  # fmt: skip
         assert name in gateway_text, name
     assert 'code="4.04"' in gateway_text and 'kind="parser_not_found"' in gateway_text
+    for name in ("preservarium_gc_pause_seconds_bucket", "preservarium_event_loop_lag_seconds",
+                 "preservarium_gc_frozen_objects"):  # fmt: skip
+        assert name in gateway_text and name in sandbox_text, name

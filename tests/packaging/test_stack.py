@@ -39,7 +39,9 @@ VARIABLES = {"POSTGRES_PASSWORD": "unused-here", "PRESERVARIUM_SECRET_KEY": "k" 
 START_TIMEOUT_S = 40.0
 STOP_TIMEOUT_S = 20.0
 METRIC = re.compile(r"^# TYPE (preservarium_\w+) (\w+)$", re.MULTILINE)
-DOC_METRIC = re.compile(r"\bpreservarium_(?:gateway|sandbox|task|tasks)_\w+")
+DOC_METRIC = re.compile(r"\bpreservarium_(?:gateway|sandbox|task|tasks|gc|event_loop)_\w+")
+# One line per gateway process when the parent gathers its children's metrics.
+FROZEN = re.compile(r"^preservarium_gc_frozen_objects(?:\{[^}]*\})? ([0-9.e+]+)$", re.MULTILINE)
 SAMPLE_SUFFIX = re.compile(r"_(?:bucket|sum|count|created)$")
 
 
@@ -131,6 +133,20 @@ def scrape(port: int) -> dict[str, str]:
         return dict(METRIC.findall(response.read().decode()))
 
 
+def until_frozen(port: int, timeout_s: float = 10.0) -> None:
+    """Wait until the service on `port` reports its start-up objects frozen."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        found = [float(value) for value in FROZEN.findall(text)]
+        if found and min(found) > 10_000:
+            return
+        shown = [line for line in text.splitlines() if "frozen" in line]
+        assert time.monotonic() < deadline, f"port {port}: {shown}"
+        time.sleep(0.2)
+
+
 @dataclass(frozen=True)
 class Ports:
     """Local stand-ins for the addresses compose.yaml gives."""
@@ -201,6 +217,9 @@ def run_stack(images: dict[str, Image], database_url: str, bootstrap: str, logs:
         reached = gateway.run(["preservarium-sandbox-probe"])
         assert reached.returncode == 0, reached.stderr
         exposed = scrape(ports.gateway_metrics) | scrape(ports.sandbox_metrics)
+        # Each service froze its start-up objects once it served (docs/operations.md).
+        for port in (ports.gateway_metrics, ports.sandbox_metrics):
+            until_frozen(port)
     assert_documented(exposed)
 
 

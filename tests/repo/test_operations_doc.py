@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from preservarium.runtime import RuntimeMetrics
 from preservarium.supervisor import SupervisorMetrics
 from preservarium_gateway.metrics import GatewayMetrics
 from preservarium_gateway.process_metrics import ChildMetricsCollector, ProcessMetrics
@@ -72,13 +73,21 @@ def test_every_registered_metric_is_documented(metrics: object) -> None:
     assert not missing, f"not documented (or with other types or labels): {sorted(missing)}"
 
 
+def test_the_runtime_metrics_of_both_services_are_documented() -> None:
+    missing = registered(RuntimeMetrics(CollectorRegistry())) - documented()
+    assert not missing, f"not documented (or with other types or labels): {sorted(missing)}"
+
+
 def test_the_process_parents_metrics_are_documented() -> None:
     missing = parent_metrics() - documented()
     assert not missing, f"not documented (or with other types or labels): {sorted(missing)}"
 
 
 def test_every_documented_metric_is_registered() -> None:
-    known = registered(GatewayMetrics()) | registered(SandboxMetrics()) | parent_metrics()
+    known = (
+        registered(GatewayMetrics()) | registered(SandboxMetrics()) | parent_metrics()
+        | registered(RuntimeMetrics(CollectorRegistry()))
+    )  # fmt: skip
     unknown = documented() - known
     assert not unknown, f"docs/operations.md lists metrics no service registers: {unknown}"
 

@@ -9,7 +9,7 @@ import logging
 import sys
 from typing import NoReturn
 
-from preservarium.service import run_service
+from preservarium.service import run_service, settled
 from preservarium.settings import ENV_PREFIX, Settings, parse_process_count
 
 from preservarium_gateway.config import GatewayConfig
@@ -68,6 +68,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     from preservarium_gateway.server import GatewayServer
 
     async with GatewayServer(GatewayConfig.from_settings(settings)):
+        settled()
         await stop.wait()
 
 
@@ -81,6 +82,7 @@ def _child(index: int) -> None:
         from preservarium_gateway.server import GatewayServer  # see serve()
 
         async with GatewayServer(config):
+            settled()
             await stop.wait()
 
     run_service(f"{NAME}[{index}]", body)

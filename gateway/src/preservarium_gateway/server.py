@@ -20,6 +20,7 @@ from preservarium.repositories import (
     SQLDeviceRepository,
     SQLReplayWindowRepository,
 )
+from preservarium.runtime import RuntimeMetrics
 from preservarium.sandbox_client import SandboxClient
 from preservarium.settings import HostPort
 from preservarium.supervisor import Supervisor
@@ -63,6 +64,7 @@ class GatewayServer(AsyncLifecycle):
         self.config = config
         limits = config.limits
         self.metrics = GatewayMetrics()
+        self.runtime = RuntimeMetrics(self.metrics.registry)
         # Every background loop runs under it; while one is down the probe says unhealthy.
         self.supervisor = Supervisor(
             on_restart=self.metrics.tasks.restarted,
@@ -257,6 +259,7 @@ class GatewayServer(AsyncLifecycle):
                 f"cannot serve metrics on port {self.config.metrics_port}: {exc.strerror}"
             ) from exc
         self._gauges = self.supervisor.spawn("gateway-gauges", self._update_gauges)
+        self.runtime.start(self.supervisor)
         config = self.config
         where = {"coap_bind": str(bind), "coaps_bind": str(config.coaps_bind),
                  "api_listen": str(config.api_listen)}  # fmt: skip
@@ -321,6 +324,7 @@ class GatewayServer(AsyncLifecycle):
             gauges.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await gauges
+        await self.runtime.stop()
         self._metrics_endpoint.stop()
         await self.last_seen.stop()  # the contacts drained above are written too
         await self.consumer.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from preservarium.service import run_service
+from preservarium.service import run_service, settled
 from preservarium.settings import Settings
 
 
@@ -15,6 +15,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     from preservarium_sandbox.server import SandboxConfig, SandboxServer
 
     async with SandboxServer(SandboxConfig.from_settings(settings)):
+        settled()
         await stop.wait()
 
 

@@ -19,6 +19,7 @@ from preservarium.errors import PreservariumError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.metrics import MetricsEndpoint
 from preservarium.repositories import SQLParserRepository
+from preservarium.runtime import RuntimeMetrics
 from preservarium.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from preservarium.settings import DEFAULT_SANDBOX_METRICS_PORT, Settings
 from preservarium.supervisor import Supervisor, SupervisorMetrics
@@ -79,6 +80,7 @@ class SandboxServer(AsyncLifecycle):
         self.config = config
         self.metrics = SandboxMetrics()
         self.task_metrics = SupervisorMetrics(self.metrics.registry)
+        self.runtime = RuntimeMetrics(self.metrics.registry)
         # The catalog's loops run under it; while one is down the health service says so.
         self.supervisor = Supervisor(
             on_restart=self.task_metrics.restarted, on_health=self._tasks_health
@@ -177,6 +179,7 @@ class SandboxServer(AsyncLifecycle):
             raise SandboxStartError(
                 f"cannot serve metrics on port {self.config.metrics_port}: {exc.strerror}"
             ) from exc
+        self.runtime.start(self.supervisor)
         log.info("sandbox serving", extra={"listen": self.config.listen, "port": self.port})
 
     def _tasks_health(self, healthy: bool) -> None:
@@ -202,6 +205,7 @@ class SandboxServer(AsyncLifecycle):
             if self._service is not None:
                 self._service.close_streams()
             await server.stop(grace_s)
+        await self.runtime.stop()
         self._metrics_endpoint.stop()
         await self.trials.stop()
         await self.pool.stop()
