@@ -58,8 +58,9 @@ async def test_a_blocked_loop_shows_as_lag(
     watched: tuple[RuntimeMetrics, CollectorRegistry],
 ) -> None:
     _, registry = watched
-    await asyncio.sleep(LAG_SAMPLE_INTERVAL_S * 2)  # the sampler is waiting now
-    time.sleep(0.3)  # noqa: ASYNC251 - the point: a call that blocks the loop
+    await asyncio.sleep(LAG_SAMPLE_INTERVAL_S * 2)  # the sampler is waiting now: it wakes
+    # at least 0.4 s late, wherever in its 0.1 s sleep the block starts
+    time.sleep(0.5)  # noqa: ASYNC251 - the point: a call that blocks the loop
     late = "preservarium_event_loop_lag_seconds_bucket", {"le": "0.25"}
     total = "preservarium_event_loop_lag_seconds_count"
     await until(lambda: count(registry, total) > count(registry, *late))
