@@ -214,11 +214,16 @@ class FakeGateway:
 
     downlinks: list[bytes] = field(default_factory=list)
     drop_first: int = 0
+    # Acknowledge a CON at once and send its response this much later, on its own.
+    separate_after_s: float | None = None
     seen: list[tuple[str, int]] = field(default_factory=list)
     transport: asyncio.DatagramTransport | None = None
+    answered: set[int] = field(default_factory=set)
 
     def datagram(self, data: bytes, remote: tuple[str, int]) -> None:
         request = coapwire.decode(data)
+        if request.code == 0:  # the device's ACK of a separate response
+            return
         path = "/".join(v.decode() for n, v in request.options if n == coapwire.URI_PATH)
         self.seen.append((path, request.mtype))
         if self.drop_first:
@@ -231,9 +236,20 @@ class FakeGateway:
             body = struct.pack(">I", int(time.time()))
         elif request.mtype == coapwire.CON and self.downlinks:
             body = self.downlinks.pop(0)
+        assert self.transport is not None
+        if self.separate_after_s is not None and request.mtype == coapwire.CON:
+            empty = coapwire.CoapMessage(coapwire.ACK, 0, request.mid)
+            self.transport.sendto(coapwire.encode(empty), remote)
+            if request.mid in self.answered:  # a retransmission: acknowledged again only
+                return
+            self.answered.add(request.mid)
+            separate = coapwire.CoapMessage(coapwire.CON, code, request.mid ^ 0x8000,
+                                            request.token, (), body)  # fmt: skip
+            later = asyncio.get_running_loop().call_later
+            later(self.separate_after_s, self.transport.sendto, coapwire.encode(separate), remote)
+            return
         mtype = coapwire.ACK if request.mtype == coapwire.CON else coapwire.NON
         answer = coapwire.CoapMessage(mtype, code, request.mid, request.token, (), body)
-        assert self.transport is not None
         self.transport.sendto(coapwire.encode(answer), remote)
 
 
@@ -297,6 +313,23 @@ class TestRuns:
         assert gateway.seen[:2] == [("t", coapwire.CON), ("t", coapwire.CON)]
         assert [r.contact.path for r in reports] == ["t", "i", "m"]
         assert all(report.answered for report in reports)
+
+    async def test_an_empty_ack_ends_retransmissions_and_the_separate_response_is_the_answer(
+        self, fake_gateway: tuple[FakeGateway, coapwire.CoapClient]
+    ) -> None:
+        # A busy gateway acknowledges at once and answers later than a retransmission
+        # would be due: the device waits for that answer instead of sending again.
+        gateway, client = fake_gateway
+        gateway.separate_after_s = 3 * FAST.ack_timeout_s
+        plan = SimulationPlan(gateway=HostPort("127.0.0.1", 0), count=1, timing=FAST)
+        reports: list[ContactReport] = []
+
+        await simulate(plan, client=client, feed=None, report=reports.append)
+
+        assert [r.contact.path for r in reports] == ["t", "i", "m"]
+        assert [r.answer.dotted_code for r in reports if r.answer] == ["2.01"] * 3
+        assert len(reports[0].answer.payload) == 4  # type: ignore[union-attr]
+        assert [path for path, _ in gateway.seen] == ["t", "i", "m"]  # none sent twice
 
     async def test_routes_come_from_well_known_core(
         self, fake_gateway: tuple[FakeGateway, coapwire.CoapClient]

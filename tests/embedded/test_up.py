@@ -82,9 +82,9 @@ class TestUp:
         assert {kind for _, kind, _, _ in readings} == {"CON", "NON"}
         for _, _, temperature, humidity in readings:
             assert 10.0 <= float(temperature) <= 35.0 and 10 <= int(humidity) <= 90
-        assert "282c02000001 i CON 2.01 → parsed: device info" in out
-        assert "282c02000002 t CON 2.01 time" in out
-        assert "8 contacts: 8 answered 2.xx, 8 parsed, 0 failed" in err
+        assert "282c02000001 i CON 2.01 → parsed: device info" in out, out
+        assert "282c02000002 t CON 2.01 time" in out, out
+        assert "8 contacts: 8 answered 2.xx, 8 parsed, 0 failed" in err, err
 
         started |= descendants(up.process.pid)
         began = time.monotonic()

@@ -204,6 +204,39 @@ class CoapClient(AsyncLifecycle):
         finally:
             self._waiting.pop(message.token, None)
 
+    async def send_confirmable(
+        self,
+        message: CoapMessage,
+        *,
+        ack_timeout_s: float,
+        max_retransmit: int,
+        response_timeout_s: float,
+    ) -> CoapMessage:
+        """Send a confirmable request as RFC 7252 (4.2, 5.2.2) has a client do it: again
+        with the same message id after `ack_timeout_s`, doubling, at most `max_retransmit`
+        times, until it is acknowledged; once an empty ACK says the response comes
+        separately, no more retransmissions, and up to `response_timeout_s` for it.
+        Raises TimeoutError when nothing came."""
+        loop = asyncio.get_running_loop()
+        response: asyncio.Future[CoapMessage] = loop.create_future()
+        acked: asyncio.Future[CoapMessage] = loop.create_future()
+        self._waiting[message.token] = response
+        self._acks[message.mid] = acked
+        try:
+            wait_s = ack_timeout_s
+            for _ in range(max_retransmit + 1):
+                self.send_raw(encode(message))
+                await asyncio.wait({response, acked}, timeout=wait_s)
+                if response.done() or acked.done():
+                    break
+                wait_s *= 2
+            else:
+                raise TimeoutError
+            return await asyncio.wait_for(response, response_timeout_s)
+        finally:
+            self._waiting.pop(message.token, None)
+            self._acks.pop(message.mid, None)
+
     async def send_for_ack(
         self, message: CoapMessage, *, timeout_s: float | None = None
     ) -> CoapMessage:

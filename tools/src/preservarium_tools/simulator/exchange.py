@@ -21,6 +21,8 @@ class Retransmission:
     ack_timeout_s: float = 2.0
     max_retransmit: int = 2
     non_timeout_s: float = 5.0
+    # After an empty ACK: how long the separate response may take.
+    response_timeout_s: float = 30.0
 
 
 async def exchange(
@@ -35,8 +37,11 @@ async def exchange(
     """Send a request and return its answer.
 
     A confirmable request is sent again, with the same message id and token, after
-    2, 4, ... seconds, as a device does; the gateway must answer a retransmission the
-    same way and record the contact once. A non-confirmable one is sent once.
+    2, 4, ... seconds, as a device does, until the gateway acknowledges it; the gateway
+    must answer a retransmission the same way and record the contact once. An empty ACK
+    (the gateway took longer than it waits before answering separately) ends the
+    retransmissions, and the response follows on its own. A non-confirmable request is
+    sent once.
     """
     message = coapwire.request(
         code,
@@ -48,13 +53,13 @@ async def exchange(
     )
     if not confirmable:
         return await _attempt(client, message, timing.non_timeout_s)
-    wait_s = timing.ack_timeout_s
-    for _ in range(timing.max_retransmit):
-        try:
-            return await client.send(message, timeout_s=wait_s)
-        except TimeoutError:
-            wait_s *= 2
-    return await _attempt(client, message, wait_s)
+    try:
+        return await client.send_confirmable(
+            message, ack_timeout_s=timing.ack_timeout_s, max_retransmit=timing.max_retransmit,
+            response_timeout_s=timing.response_timeout_s,
+        )  # fmt: skip
+    except TimeoutError:
+        raise NoAnswerError("no answer, retransmissions included") from None
 
 
 async def _attempt(
