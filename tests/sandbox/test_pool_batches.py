@@ -131,7 +131,28 @@ async def test_live_and_background_jobs_never_share_a_frame(sizes: Sizes) -> Non
         answers = await asyncio.gather(*live, *replayed)
         await occupied
     assert [data(a) for a in answers] == [f'{{"p":"{n:02x}"}}' for n in (10, 11, 12, 0, 1, 2, 3)]
-    assert sizes == [1, 3, 4]
+    # The device's jobs share a frame; the replay's go one to a frame, so a device's
+    # contact arriving meanwhile waits for one replayed call at most.
+    assert sizes == [1, 3, 1, 1, 1, 1]
+
+
+async def test_a_replays_jobs_go_one_to_a_frame_while_a_devices_share_one(sizes: Sizes) -> None:
+    async with WorkerPool(size=1, limits=Limits(timeout_ms=5000), spares=1, on_batch=sizes) as pool:
+        occupied = await busy(pool)
+        replayed = [
+            pool.run(dataclasses.replace(job(ECHO, bytes([n]), "a"), background=True))
+            for n in range(5)
+        ]
+        answers = await asyncio.gather(*replayed)
+        await occupied
+        assert [data(a) for a in answers] == [f'{{"p":"{n:02x}"}}' for n in range(5)]
+        assert sizes == [1, 1, 1, 1, 1, 1]
+        sizes.clear()
+        occupied = await busy(pool)
+        live = await asyncio.gather(*(pool.run(job(ECHO, bytes([n]), "a")) for n in range(5)))
+        await occupied
+        assert [data(a) for a in live] == [f'{{"p":"{n:02x}"}}' for n in range(5)]
+        assert sizes == [1, 5]
 
 
 async def test_a_runaway_fails_alone_and_the_rest_of_its_batch_is_answered(

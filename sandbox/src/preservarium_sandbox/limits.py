@@ -45,6 +45,7 @@ operator's choice); the others bound the parent's own bookkeeping. Each says why
 | CACHED_VERSIONS | 64 compiled versions a worker | worker.main |
 | CLEANUP_MS | 25 ms for a timed-out call's leftovers | worker.main |
 | MAX_BATCH_JOBS | 16 jobs a frame | batches.py |
+| MAX_BACKGROUND_BATCH_JOBS | 1 job a frame of a replay's calls | pool.py |
 | WORKER_START_TIMEOUT_S | 30 s for a worker's first frame | pool.py |
 | START_ERROR_CHARS | 1000 characters of why a worker could not start | worker.main |
 | ANSWER_BUFFER_BYTES | 4096 KiB of a worker's answers read ahead; reading | pool.py (asyncio) |
@@ -228,6 +229,11 @@ CLEANUP_MS = 25
 # A batch takes one turn of the fair rotation: a bigger one would make other versions
 # wait longer for theirs, while 16 already spreads a frame's cost over 16 calls.
 MAX_BATCH_JOBS = 16
+# A replay's calls (the background lane) go one to a frame: a device's contact that
+# arrives while a worker runs them waits for one replayed call, not for sixteen (live p99
+# during a replay 62-88 ms with frames of 16, 31-32 ms with 1, in bench.replay; the
+# replay loses about a quarter of its unbounded rate and nothing at its default rate).
+MAX_BACKGROUND_BATCH_JOBS = 1
 # A worker that has not said it is ready by then is not coming (a broken install).
 WORKER_START_TIMEOUT_S = 30.0
 # Why a worker could not start, as its first frame says it (stderr goes nowhere): enough

@@ -29,6 +29,7 @@ from preservarium_sandbox.limits import (
     ANSWER_BUFFER_BYTES,
     BATCH_HEAD_BYTES,
     ESCAPE_FACTOR,
+    MAX_BACKGROUND_BATCH_JOBS,
     RESPAWN_BACKOFF_S,
     WORKER_START_TIMEOUT_S,
     Limits,
@@ -296,7 +297,9 @@ class WorkerPool(AsyncLifecycle):
                 self._leads.pop(key, None)  # jobs arriving from now on need a turn of their own
                 worker = await self._ready_worker()
                 free = self.size - self._running - 1
-                batch = self._queued.take(key, share(self._queued.waiting(key), free), self._fits)
+                waiting = self._queued.waiting(key)
+                limit = MAX_BACKGROUND_BATCH_JOBS if background else share(waiting, free)
+                batch = self._queued.take(key, limit, self._fits)
                 if self._queued.waiting(key):
                     self._ensure_lead(key)
                 if not batch:  # withdrawn meanwhile, or taken by an earlier turn
