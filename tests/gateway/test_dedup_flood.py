@@ -16,6 +16,7 @@ from preservarium_tools.coapwire import CoapClient
 from tests.gateway.conftest import Topology
 from tests.gateway.parsers import THERMO
 from tests.support.parsers import install_parsers
+from tests.support.retransmission import assert_answered_again
 
 READING = bytes.fromhex("0f100f10") + struct.pack(">h", 215)
 MAX_ENTRIES, SOURCE_ENTRIES = 200, 50
@@ -51,8 +52,7 @@ async def retransmission_is_a_duplicate(
     assert gateway.dedup_entries <= MAX_ENTRIES
     # aiocoap's own cache (unbounded, a timer per message) is bypassed, not filled.
     assert all(not cache._manager._recent_messages for cache in gateway._dedup)
-    second = await coap.send(message)
-    assert (second.dotted_code, second.mid, second.payload) == ("2.05", first.mid, first.payload)
+    await assert_answered_again(coap, message, first)
     await topics.parsed.wait_for(lambda r: r["device_id"] == READING[:4].hex())
     await asyncio.sleep(0.3)
     assert len(topics.raw.values()) == 1
