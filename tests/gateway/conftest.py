@@ -50,7 +50,9 @@ def gateway_config(
         database_url=database_url,
         metrics_port=0,
         limits=dataclasses.replace(
-            GatewayLimits(commands_refresh_s=0.2), **{**OPEN_LIMITS, **limits}
+            # A 2 s group session: the test broker forms a group in 1 s, not 5 s.
+            GatewayLimits(commands_refresh_s=0.2, command_session_timeout_s=2.0),
+            **{**OPEN_LIMITS, **limits},
         ),
         device_auth=device_auth,
         coaps_bind=coaps_bind,

@@ -9,6 +9,7 @@ import os
 import struct
 
 import pytest
+from preservarium_gateway.config import GatewayLimits
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
 from preservarium_tools import coapwire as cw
@@ -72,9 +73,15 @@ async def test_503_while_the_broker_is_down_and_nothing_acknowledged_is_lost(
     port = free_port()
     broker = EmbeddedBroker(port=port)
     await broker.start()
+    # The restarted broker starts empty, and the gateway's clients recreate the topics
+    # while this test does. A group that re-forms before `command.request` has all its
+    # partitions keeps the first assignment: Tansu answers a rejoin with the previous
+    # generation's (its SyncGroup ignores the leader's new one; Kafka bumps the generation).
+    # The default session lets the topics settle before the group re-forms.
+    session_s = GatewayLimits().command_session_timeout_s
     config = gateway_config(database_url=gw_db, bootstrap=broker.bootstrap,
                             sandbox_addr=gw_sandbox.config.listen, topic_prefix=prefix(),
-                            publish_timeout_s=1.0)  # fmt: skip
+                            publish_timeout_s=1.0, command_session_timeout_s=session_s)  # fmt: skip
     try:
         async with GatewayServer(config), CoapClient("127.0.0.1", config.bind.port) as coap:
             topics = Topology(broker.bootstrap, config.topics)

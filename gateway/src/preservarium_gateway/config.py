@@ -54,6 +54,11 @@ class GatewayLimits:
     last_seen_flush_s: float = 10.0
     last_seen_entries: int = 100_000
     commands_refresh_s: float = 1.0
+    # The command consumer's group session (heartbeats every third of it): a gateway that
+    # dies gives its `command.request` partitions to the others after this long. Kafka's
+    # brokers take 6 s to 30 min by default; a group also waits for its members to join
+    # for a time bound by it (Tansu: half of it, on every join).
+    command_session_timeout_s: float = 10.0
     stale_claim_s: float = 60.0
     default_command_ttl_s: int = 86_400
     # Commands queued for one device at once; past it a request is `rejected`, so one

@@ -80,6 +80,8 @@ class CommandConsumer(AsyncLifecycle):
             auto_offset_reset="earliest",
             retry_backoff_ms=200,
             metadata_max_age_ms=5000,
+            session_timeout_ms=round(self._limits.command_session_timeout_s * 1000),
+            heartbeat_interval_ms=round(self._limits.command_session_timeout_s * 1000 / 3),
         )
 
     async def _run(self) -> None:
