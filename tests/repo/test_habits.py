@@ -52,3 +52,9 @@ def test_the_licence_is_the_full_apache_text() -> None:
     for clause in range(1, 10):
         assert re.search(rf"^\s+{clause}\. [A-Z]", text, re.MULTILINE), clause
     assert "END OF TERMS AND CONDITIONS" in text
+
+
+def test_make_test_runs_every_check_of_make_lint() -> None:
+    recipe = "\n".join(recipes()["test"])
+    for check in ("$(BIN)/ruff check .", "$(BIN)/ruff format --check .", "$(BIN)/mypy"):
+        assert check in recipe
