@@ -71,6 +71,11 @@ class CommandConsumer(AsyncLifecycle):
                 await task
         await self._close()
 
+    @property
+    def joined(self) -> bool:
+        """True once the group gave this gateway its partitions of `command.request`."""
+        return self._live is not None and bool(self._live.assignment())
+
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             self._topic,
@@ -178,8 +183,28 @@ async def _rewind(consumer: AIOKafkaConsumer) -> None:
 async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
     # Leaving the group politely waits for a join in progress (seconds); bound it so a
     # broker that stopped answering cannot hold the gateway's shutdown.
+    await _abandon_first_join(consumer)
     with contextlib.suppress(KafkaError, OSError, TimeoutError):
         await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
+
+
+async def _abandon_first_join(consumer: AIOKafkaConsumer) -> None:
+    """A consumer that never got partitions has nothing to commit or hand over: end its
+    join now rather than wait for the group to form (3 s on Kafka, half the session on
+    Tansu), which held every stop in the first seconds of a gateway (Ctrl-C on `up`).
+
+    aiokafka's stop() awaits its coordination task, which sits in JoinGroup until the
+    broker answers; that task is cancelled here (aiokafka re-raises the cancellation).
+    """
+    if consumer.assignment():
+        return
+    coordinator = getattr(consumer, "_coordinator", None)
+    joining = getattr(coordinator, "_coordination_task", None)
+    if isinstance(joining, asyncio.Task) and not joining.done():
+        joining.cancel()
+        await asyncio.wait([joining])  # our own cancellation still comes through
+        if not joining.cancelled():
+            joining.exception()  # it failed first: nothing to report at a stop
 
 
 async def _commit_quietly(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
