@@ -14,6 +14,8 @@ from preservarium.errors import PreservariumError
 from preservarium.lifecycle import AsyncLifecycle
 from preservarium.parent_death import dying_with_parent
 
+STOP_GRACE_S = 0.5  # then SIGKILL: see EmbeddedBroker.stop
+
 
 class BrokerError(PreservariumError):
     """The bundled broker could not be found or started."""
@@ -105,14 +107,20 @@ class EmbeddedBroker(AsyncLifecycle):
             raise BrokerError(f"broker did not start on {self.bootstrap}: {exc}") from exc
 
     async def stop(self) -> None:
-        """Stop the broker; idempotent."""
+        """Stop the broker; idempotent.
+
+        SIGTERM, then SIGKILL after STOP_GRACE_S: Tansu's graceful stop waits for every
+        request in progress, a JoinGroup waiting for its group to form too (half a
+        session, 5 s by default), even when its client has gone. The storage is in memory:
+        a kill loses nothing a graceful stop would keep.
+        """
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), 5)
+            await asyncio.wait_for(process.wait(), STOP_GRACE_S)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
