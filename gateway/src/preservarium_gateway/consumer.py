@@ -114,6 +114,7 @@ class CommandConsumer(AsyncLifecycle):
         try:
             await consumer.start()
         except BaseException:
+            await _abandon_first_join(consumer)
             await _stop_quietly(consumer)
             raise
         self._live = consumer
@@ -183,21 +184,20 @@ async def _rewind(consumer: AIOKafkaConsumer) -> None:
 async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
     # Leaving the group politely waits for a join in progress (seconds); bound it so a
     # broker that stopped answering cannot hold the gateway's shutdown.
-    await _abandon_first_join(consumer)
     with contextlib.suppress(KafkaError, OSError, TimeoutError):
         await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
 
 
 async def _abandon_first_join(consumer: AIOKafkaConsumer) -> None:
-    """A consumer that never got partitions has nothing to commit or hand over: end its
-    join now rather than wait for the group to form (3 s on Kafka, half the session on
-    Tansu), which held every stop in the first seconds of a gateway (Ctrl-C on `up`).
+    """A consumer whose start() (its first join) did not finish never had partitions: it
+    has nothing to commit or hand over. End its join now rather than wait for the group
+    to form (3 s on Kafka, half the session on Tansu), which held every stop in the first
+    seconds of a gateway (Ctrl-C on `up`). The group forgets the member after its
+    session; a consumer that had partitions leaves politely instead (aiokafka's stop).
 
     aiokafka's stop() awaits its coordination task, which sits in JoinGroup until the
     broker answers; that task is cancelled here (aiokafka re-raises the cancellation).
     """
-    if consumer.assignment():
-        return
     coordinator = getattr(consumer, "_coordinator", None)
     joining = getattr(coordinator, "_coordination_task", None)
     if isinstance(joining, asyncio.Task) and not joining.done():
