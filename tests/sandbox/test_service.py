@@ -55,9 +55,9 @@ async def test_a_looping_parser_costs_other_parsers_nothing(
     client: SandboxClient, parsers: SQLParserRepository, sandbox: SandboxServer
 ) -> None:
     good, bad = new_type(), new_type()
-    await parsers.upload(good, ECHO)
     await parsers.upload(bad, LOOP)
-    await wait_for_version(client, good, 1)
+    await parsers.upload(good, ECHO)
+    await wait_for_version(client, good, 1)  # uploaded last: the looping one serves too
     timeout_s = sandbox.config.limits.timeout_ms / 1000
 
     async def keep_looping() -> list[str]:
