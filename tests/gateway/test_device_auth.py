@@ -302,7 +302,8 @@ class TestDtls:
         self, strict: GatewayServer, seen: Topology, secrets: dict[str, Any]
     ) -> None:
         assert strict.dtls is not None
-        assert await dtls_to(strict.dtls.port, "psk-1", "x" * 16, "/d/psk-1", "data") is None
+        wrong = await dtls_to(strict.dtls.port, "psk-1", "x" * 16, "/d/psk-1", "data", wait_s=3)
+        assert wrong is None
         await asyncio.sleep(0.2)
         assert not [r for r in seen.raw.values() if r["device_id"] == "psk-1"]
 
@@ -368,12 +369,15 @@ class TestDtls:
         assert not [r for r in seen.parsed.values() if r["device_id"] == ROUTE_SERIAL]
 
 
-async def dtls_to(port: int, identity: str, key: str, path: str, data: str) -> Any:
-    """coap-client-openssl POST over DTLS-PSK to any path: (code, payload) or None."""
+async def dtls_to(
+    port: int, identity: str, key: str, path: str, data: str, *, wait_s: int = 10
+) -> Any:
+    """coap-client-openssl POST over DTLS-PSK to any path: (code, payload) or None (after
+    `wait_s`: a refused handshake leaves the client waiting that long)."""
     with tempfile.TemporaryDirectory() as folder:
         body = Path(folder) / "body"
         process = await asyncio.create_subprocess_exec(
-            CLIENT, "-m", "post", "-u", identity, "-k", key, "-B", "10", "-v", "6",
+            CLIENT, "-m", "post", "-u", identity, "-k", key, "-B", str(wait_s), "-v", "6",
             "-o", str(body), f"coaps://127.0.0.1:{port}{path}", "-e", data,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
