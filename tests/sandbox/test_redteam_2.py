@@ -252,7 +252,9 @@ class TestConcurrentCalls:
         config = sandbox_config(sandbox_db, limits=Limits(timeout_ms=5000), max_concurrent_calls=3)
         name = f"busy{uuid.uuid4().hex[:8]}"
         async with SandboxServer(config), SandboxClient(config.listen, timeout_s=60) as client:
-            await parsers.upload(name, BUSY)
+            # Three times BUSY (about a second): on a loaded machine the client issued the
+            # ten calls over longer than one BUSY call, and a fourth got a free slot.
+            await parsers.upload(name, BUSY.replace("400000", "1200000"))
             await wait_for_version(client, name, 1)
             calls = [client.parse(contact(name)) for _ in range(10)]
             results = await asyncio.gather(*calls, return_exceptions=True)
