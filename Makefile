@@ -44,10 +44,12 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@echo "$(BIN)/mypy (beside the parallel tests; its output follows them)"
-	@log=$$(mktemp); $(BIN)/mypy >$$log 2>&1 & typecheck=$$!; \
+	@log=$$(mktemp) || exit 1; \
+	$(BIN)/mypy >"$$log" 2>&1 & typecheck=$$!; \
+	trap 'kill $$typecheck 2>/dev/null; rm -f "$$log"' EXIT; trap 'exit 130' INT TERM; \
 	echo '$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup -m "not serial"'; \
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup -m "not serial"; tests=$$?; \
-	wait $$typecheck; typed=$$?; echo "$(BIN)/mypy:"; cat $$log; rm -f $$log; \
+	wait $$typecheck; typed=$$?; echo "$(BIN)/mypy:"; cat "$$log"; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 	$(PYTEST) -m serial $(SERIAL_MODULES) || [ $$? -eq 5 ]
 
