@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from aiokafka.errors import InvalidSessionTimeoutError, KafkaConnectionError
 from preservarium.repositories import SQLCommandRepository
 from preservarium.settings import HostPort
 from preservarium.supervisor import Backoff
+from preservarium_gateway.consumer import is_transient
 from preservarium_gateway.probe import check_gateway
 from preservarium_gateway.server import GatewayServer
 from preservarium_sandbox.server import SandboxServer
@@ -138,3 +140,10 @@ async def test_the_expiry_sweep_is_restarted_after_a_failure(
     await status.status.wait_for(
         lambda r: r["request_id"] == request_id and r["status"] == "expired", timeout_s=20
     )
+
+
+def test_a_session_the_broker_refuses_goes_to_the_supervisor() -> None:
+    """The consumer retries what may pass by itself; a session timeout the broker refuses
+    (a configuration error) is raised to the supervisor, which shows the loop down."""
+    assert is_transient(KafkaConnectionError("broker away"))
+    assert not is_transient(InvalidSessionTimeoutError())

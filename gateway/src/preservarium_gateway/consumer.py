@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer
+from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
+from aiokafka.protocol.group import LeaveGroupRequest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from preservarium.contract.command_requests import CommandRequest, Rejection, read_command_request
 from preservarium.db.models import utcnow
@@ -28,11 +29,16 @@ from preservarium_gateway.config import GatewayLimits
 
 log = logging.getLogger("preservarium.gateway.consumer")
 STOP_TIMEOUT_S = 10.0
+LEAVE_TIMEOUT_S = 1.0
 COMMIT_TIMEOUT_S = 5.0
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A failure that may pass by itself: the record is worth reading again."""
+    """A failure that may pass by itself: the record is worth reading again. A session
+    the broker refuses (Kafka takes 6 s to 30 min by default) is a configuration error:
+    it goes to the supervisor, which logs it and shows the consumer down."""
+    if isinstance(exc, InvalidSessionTimeoutError):
+        return False
     return isinstance(exc, KafkaError | OSError) or bool(getattr(exc, "retriable", False))
 
 
@@ -57,6 +63,7 @@ class CommandConsumer(AsyncLifecycle):
         self._supervisor = supervisor or Supervisor()
         self._task: asyncio.Task[None] | None = None
         self._live: AIOKafkaConsumer | None = None
+        self._starting: AIOKafkaConsumer | None = None  # in its first join
 
     async def start(self) -> None:
         """Consume in the background (connecting, and reconnecting, as the broker allows)."""
@@ -110,13 +117,17 @@ class CommandConsumer(AsyncLifecycle):
         if self._live is not None:
             await _rewind(self._live)
             return self._live
-        consumer = self._consumer()
+        consumer = self._starting = self._consumer()
         try:
             await consumer.start()
         except BaseException:
-            await _abandon_first_join(consumer)
-            await _stop_quietly(consumer)
+            try:
+                await _abandon_first_join(consumer, self._bootstrap, self._group)
+            finally:
+                await _stop_quietly(consumer)
             raise
+        finally:
+            self._starting = None
         self._live = consumer
         return consumer
 
@@ -188,23 +199,46 @@ async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
         await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
 
 
-async def _abandon_first_join(consumer: AIOKafkaConsumer) -> None:
+async def _abandon_first_join(consumer: AIOKafkaConsumer, bootstrap: str, group: str) -> None:
     """A consumer whose start() (its first join) did not finish never had partitions: it
     has nothing to commit or hand over. End its join now rather than wait for the group
     to form (3 s on Kafka, half the session on Tansu), which held every stop in the first
-    seconds of a gateway (Ctrl-C on `up`). The group forgets the member after its
-    session; a consumer that had partitions leaves politely instead (aiokafka's stop).
+    seconds of a gateway (Ctrl-C on `up`); a consumer that had partitions leaves politely
+    instead (aiokafka's stop).
 
     aiokafka's stop() awaits its coordination task, which sits in JoinGroup until the
     broker answers; that task is cancelled here (aiokafka re-raises the cancellation).
+    The broker already gave the member its id (KIP-394) and would make the group's next
+    join wait for it until its session ends: a LeaveGroup tells it the member is gone.
     """
     coordinator = getattr(consumer, "_coordinator", None)
     joining = getattr(coordinator, "_coordination_task", None)
-    if isinstance(joining, asyncio.Task) and not joining.done():
-        joining.cancel()
-        await asyncio.wait([joining])  # our own cancellation still comes through
-        if not joining.cancelled():
-            joining.exception()  # it failed first: nothing to report at a stop
+    if not isinstance(joining, asyncio.Task) or joining.done():
+        return
+    joining.cancel()
+    await asyncio.wait([joining])  # our own cancellation still comes through
+    if not joining.cancelled():
+        joining.exception()  # it failed first: nothing to report at a stop
+    member = getattr(coordinator, "member_id", "")
+    node = getattr(coordinator, "coordinator_id", None)
+    if isinstance(member, str) and member and isinstance(node, int):
+        await _leave(bootstrap, node, group, member)
+
+
+async def _leave(bootstrap: str, node: int, group: str, member: str) -> None:
+    """Best effort, within LEAVE_TIMEOUT_S, on a connection of its own: the consumer's
+    connection to the coordinator still carries the JoinGroup, and a broker answers one
+    request of a connection at a time."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    try:
+        async with asyncio.timeout(LEAVE_TIMEOUT_S):
+            await client.bootstrap()
+            await client.send(node, LeaveGroupRequest(group, member))
+        log.info("left the group before joining it", extra={"member": member})
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.info("left the group without a goodbye", extra={"error": repr(exc)})
+    finally:
+        await client.close()
 
 
 async def _commit_quietly(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
