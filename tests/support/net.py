@@ -18,7 +18,7 @@ from pathlib import Path
 
 PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 FLOOR = 10_000  # under it: well-known services (PostgreSQL's 5432, brokers' 9092, ...)
-SLICES = 16  # one per xdist worker gw0..gw14; the last for a run without workers
+MIN_SLICES = 16  # more when the run has more workers (PYTEST_XDIST_WORKER_COUNT)
 MIN_SLICE = 256
 
 
@@ -30,15 +30,31 @@ def ephemeral_floor() -> int:
         return 49_152
 
 
-def worker_slice(worker: str | None = None, floor: int | None = None) -> range:
-    """This process's ports: its xdist worker's slice of [FLOOR, the ephemeral floor)."""
+def slices(workers: int | None = None) -> int:
+    """How many slices [FLOOR, the ephemeral floor) is cut into: one per worker, one for
+    the run's own process (the serial part runs there), at least MIN_SLICES."""
+    if workers is None:
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    return max(MIN_SLICES, workers + 1)
+
+
+def worker_slice(
+    worker: str | None = None, floor: int | None = None, workers: int | None = None
+) -> range:
+    """This process's ports: its xdist worker's slice of [FLOOR, the ephemeral floor);
+    the last slice is a run's without workers. Empty when there is no room below."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "") if worker is None else worker
+    count = slices(workers)
     number = worker[2:]
-    index = int(number) % (SLICES - 1) if worker.startswith("gw") and number.isdigit() else -1
-    span = ((ephemeral_floor() if floor is None else floor) - FLOOR) // SLICES
+    index = count - 1
+    if worker.startswith("gw") and number.isdigit():
+        index = int(number)
+        if index >= count - 1:  # PYTEST_XDIST_WORKER_COUNT would have made room
+            raise RuntimeError(f"worker {worker} has no slice of the {count} port ranges")
+    span = ((ephemeral_floor() if floor is None else floor) - FLOOR) // count
     if span < MIN_SLICE:
         return range(0)
-    start = FLOOR + (index % SLICES) * span
+    start = FLOOR + index * span
     return range(start, start + span)
 
 
@@ -55,7 +71,7 @@ class _Picker:
             self.cursor = (self.cursor + 1) % len(self.ports)
             if bindable(port):
                 return port
-        return ephemeral_port()  # the slice is exhausted or this host has no room below
+        return ephemeral_port()  # the slice is exhausted, or this host has no room below
 
 
 _picker: _Picker | None = None
@@ -85,7 +101,10 @@ def bindable(port: int) -> bool:
 
 
 def ephemeral_port() -> int:
-    """A port the kernel picks (from its ephemeral range)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port the kernel picks (from its ephemeral range), free for UDP too."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if bindable(port):
+            return port
