@@ -122,6 +122,9 @@ class EmbeddedBroker(AsyncLifecycle):
         try:
             await asyncio.wait_for(process.wait(), STOP_GRACE_S)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+            pass
+        finally:  # a stop cancelled meanwhile leaves no broker behind either
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
