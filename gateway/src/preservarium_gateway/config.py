@@ -56,8 +56,9 @@ class GatewayLimits:
     commands_refresh_s: float = 1.0
     # The command consumer's group session (heartbeats every third of it): a gateway that
     # dies gives its `command.request` partitions to the others after this long. Kafka's
-    # brokers take 6 s to 30 min by default; a group also waits for its members to join
-    # for a time bound by it (Tansu: half of it, on every join).
+    # brokers take 6 s to 30 min by default (a shorter one stops the consumer: see
+    # `consumer.is_transient`); a group also waits for its members to join for a time
+    # bound by it (Tansu: half of it, on every join; the tests' gateways use 2 s there).
     command_session_timeout_s: float = 10.0
     stale_claim_s: float = 60.0
     default_command_ttl_s: int = 86_400
