@@ -25,15 +25,17 @@ one the answer does not have).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preservarium_sandbox.engine.result import JobResult
 from preservarium_sandbox.limits import MAX_FRAME_BYTES
+
+if TYPE_CHECKING:  # the parent's side only: a worker starts 20 ms sooner without asyncio
+    import asyncio
 
 HEADER = struct.Struct(">I")
 META = struct.Struct(">I")
@@ -193,6 +195,8 @@ def write_bytes_blocking(fd: int, frame: bytes) -> None:
 
 async def read_frame(reader: asyncio.StreamReader, max_size: int = MAX_FRAME) -> dict[str, Any]:
     """The next frame from a worker; EOF and oversize frames are protocol errors."""
+    import asyncio  # loaded already in the parent, which runs on it
+
     try:
         header = await reader.readexactly(HEADER.size)
         (size,) = HEADER.unpack(header)

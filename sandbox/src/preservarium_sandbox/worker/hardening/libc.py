@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import functools
 import os
@@ -24,7 +23,9 @@ def libc() -> ctypes.CDLL:
     own = ctypes.CDLL(None, use_errno=True)
     if hasattr(own, "prctl") and hasattr(own, "unshare"):
         return own
-    name = ctypes.util.find_library("c")
+    from ctypes.util import find_library  # only here: it imports shutil and subprocess
+
+    name = find_library("c")
     if name is None:
         raise OSError(errno.ENOSYS, "libc not found")
     return ctypes.CDLL(name, use_errno=True)
