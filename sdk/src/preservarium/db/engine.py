@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,32 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         _prepare_sqlite_file(url)
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+        engine = create_async_engine(url, **kwargs)
+    _quiet_cancelled_resets(engine.sync_engine.pool.logger)
+    return engine
+
+
+class CancelledResetFilter(logging.Filter):
+    """Drops the pool's "Exception during reset or similar" when the reset (a rollback)
+    was cancelled: a task cancelled while it held a connection (Ctrl-C on `replay`, a
+    service stopping) cannot roll back, so SQLAlchemy logs an error with a traceback,
+    discards the connection and re-raises the cancellation. The database rolls the
+    transaction back when the connection closes: nothing is lost, and a user's Ctrl-C
+    printed 25 lines of traceback before its own one line. Other reset failures stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = record.exc_info[1] if record.exc_info else None
+        return not isinstance(failure, asyncio.CancelledError)
+
+
+def _quiet_cancelled_resets(logger: logging.Logger | Any) -> None:
+    target = getattr(logger, "logger", logger)  # an echoing engine wraps its logger
+    if isinstance(target, logging.Logger) and not any(
+        isinstance(each, CancelledResetFilter) for each in target.filters
+    ):
+        target.addFilter(CancelledResetFilter())
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
