@@ -154,7 +154,7 @@ class TestMadeUpDeviceIds:
         helps only for ids seen again), so each cheap datagram cost a query and the
         flood queued in front of the claims of real devices on the connection pool."""
         devices = SQLDeviceRepository(engine)
-        clock = SteppedClock()
+        clock = SteppedClock(base=lambda: 0.0)  # the budget refills only when stepped
         directory = DeviceDirectory(devices, refresh_s=3600, unknown_ttl_s=60, clock=clock)
         await directory.start()
         try:
