@@ -4,16 +4,23 @@
    broker), as fast as it goes (a closed loop): also the maximum live rate.
 2. Replay that window with no rate bound: replay throughput (uplinks/s).
 3. Live p50/p99 at half the maximum live rate (an open loop: contacts arrive on a
-   schedule, whatever the answers, as independent devices send them), with no replay
-   (after a short warm-up), then the same load while a replay runs at the default rate
-   (200/s), then again with no replay (the machine's drift meanwhile).
+   schedule, whatever the answers, as independent devices send them), in alternating
+   segments: with no replay, and while a replay runs at the default rate (200/s). The
+   order flips every cycle and the medians are reported, so the machine's drift over
+   the run hits both alike (one window of each, in a fixed order, told more about the
+   machine than about the replay). Each "during" segment starts its own replay of the
+   window and begins once that replay has published its first batch (its start, reading
+   what was published at the time, is not what a long replay costs devices); it is
+   interrupted at the segment's end. Its rate while devices ran is read from its
+   checkpoints.
 
 A closed loop would measure saturation instead: its window of requests is always full,
 so any extra work (a replay) shows up as a longer queue, not as what a device sees.
 
 `python -m bench.replay` runs it alone (with its own broker, sandbox and gateway);
 `make bench` runs it after the other scenarios. Durations: BENCH_REPLAY_FILL_S,
-BENCH_REPLAY_LIVE_S; the live load's share of the maximum: BENCH_REPLAY_LOAD (0.5).
+BENCH_REPLAY_LIVE_S (each segment); cycles: BENCH_REPLAY_CYCLES (4); the live load's
+share of the maximum: BENCH_REPLAY_LOAD (0.5).
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +46,8 @@ from preservarium_tools.embedded.broker import EmbeddedBroker
 from bench.processes import BIN, Child, run_load, wait_for_coap, wait_for_grpc_health
 
 FILL_S = float(os.environ.get("BENCH_REPLAY_FILL_S", "10"))
-LIVE_S = float(os.environ.get("BENCH_REPLAY_LIVE_S", "10"))
+LIVE_S = float(os.environ.get("BENCH_REPLAY_LIVE_S", "8"))
+CYCLES = int(os.environ.get("BENCH_REPLAY_CYCLES", "4"))
 LOAD = float(os.environ.get("BENCH_REPLAY_LOAD", "0.5"))
 # The fill's in-flight window: enough to keep the gateway busy (its rate is the maximum).
 FILL_WINDOW = 32
@@ -45,17 +55,24 @@ DEFAULT_RATE = "200"
 # The gateway's metrics port, in the scenario's environment (the bench's own key).
 GATEWAY_METRICS = "BENCH_GATEWAY_METRICS_PORT"
 WARM_UP_S = 3.0
+MODES = ("without", "during")
+# A segment's replay that has not published its first batch by then is not coming.
+FIRST_BATCH_S = 60.0
 
 
 def _at(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
 
 
+def _replay_command(since: float, until: float, rate: str) -> list[str]:
+    return [str(BIN / "preservarium"), "replay", "efento", "--since", _at(since),
+            "--until", _at(until), "--rate", rate, "--json"]  # fmt: skip
+
+
 async def _replay(env: dict[str, str], since: float, until: float, rate: str) -> Any:
     """`preservarium replay efento --json` over [since, until]; its JSON summary."""
     process = await asyncio.create_subprocess_exec(
-        str(BIN / "preservarium"), "replay", "efento", "--since", _at(since),
-        "--until", _at(until), "--rate", rate, "--json",
+        *_replay_command(since, until, rate),
         env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     out, err = await process.communicate()
@@ -75,20 +92,29 @@ async def scenario(env: dict[str, str], gateway_port: int, spec: Any) -> dict[st
     unbounded = await _replay(env, fill_start, fill_end, "100000")
     live_rate = round(fill["rate"] * LOAD, 1)
     live = _open_loop(spec(gateway_port, FILL_WINDOW, LIVE_S, only_m), live_rate)
-    print(f"replay: live at {live_rate}/s without, then during a replay at "
-          f"{DEFAULT_RATE}/s ...", flush=True)  # fmt: skip
+    print(f"replay: live at {live_rate}/s, {CYCLES} cycles of {LIVE_S:g} s without and "
+          f"during a replay at {DEFAULT_RATE}/s ...", flush=True)  # fmt: skip
     # A first open-loop run is slower at its start (new endpoints, caches, the broker
-    # after the replay's writes): warm up, so that "without" is not its first run.
+    # after the replay's writes): warm up, so that the first segment is not its first run.
     await run_load(_open_loop(spec(gateway_port, FILL_WINDOW, WARM_UP_S, only_m), live_rate))
     stages = Stages(int(env[GATEWAY_METRICS]))
-    quiet = await stages.around(run_load(live))
-    replay = asyncio.create_task(_replay(env, fill_start, fill_end, DEFAULT_RATE))
-    await asyncio.sleep(2)  # the replay reads the originals first; then it parses
-    during = await stages.around(run_load(live))
-    live_ended = time.time()
-    replayed = await replay
-    # without again: how much the machine drifted meanwhile
-    after = await stages.around(run_load(live))
+    segments: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    replays = Replays(env, _replay_command(fill_start, fill_end, DEFAULT_RATE))
+    try:
+        for cycle in range(CYCLES):
+            for mode in MODES if cycle % 2 == 0 else MODES[::-1]:
+                if mode == "during":
+                    row = await replays.during(stages.around(run_load(live)))
+                else:
+                    row = _latency(await stages.around(run_load(live)))
+                row["stages_p99_ms"] = stages.p99s[-1]
+                segments[mode].append(row)
+                print(f"replay: cycle {cycle} {mode}: p50 {row['p50_ms']:.2f} ms, "
+                      f"p99 {row['p99_ms']:.2f} ms", flush=True)  # fmt: skip
+    finally:
+        await replays.close()
+    without, during = (_medians(segments[mode]) for mode in MODES)
+    rates = [row["replay_per_s"] for row in segments["during"]]
     return {
         "fill": _latency(fill),
         "max_live_rate": fill["rate"],
@@ -98,18 +124,94 @@ async def scenario(env: dict[str, str], gateway_port: int, spec: Any) -> dict[st
             "offsets_by_time": unbounded["offsets_by_time"],
         },
         "at_default_rate": {
-            "replayed": replayed["counts"].get("replayed", 0),
-            "uplinks_per_s": replayed["uplinks_per_s"],
-            # False: the replay ended before the live load did (the figures mix both).
-            "outlasted_live": time.time() - live_ended > 0.5,
+            # While live contacts ran: the median of the segments, from the checkpoints.
+            "uplinks_per_s": statistics.median(rates),
+            "per_segment": rates,
+            # False: a replay ended before its segment did (that segment mixes both).
+            "outlasted_live": all(row["outlasted_live"] for row in segments["during"]),
         },
         "live_rate": live_rate,
-        "live_without": _latency(quiet),
-        "live_during": _latency(during),
-        "live_after": _latency(after),
-        "live_p99_ratio": during["p99_ms"] / quiet["p99_ms"] if quiet["p99_ms"] else None,
-        # Per stage of the gateway, p99 from its histograms' buckets (an upper bound).
-        "stages_p99_ms": dict(zip(("without", "during", "after"), stages.p99s, strict=True)),
+        "cycles": CYCLES,
+        "segment_s": LIVE_S,
+        "live_without": without,
+        "live_during": during,
+        "live_p99_ratio": during["p99_ms"] / without["p99_ms"] if without["p99_ms"] else None,
+        "segments": segments,
+    }
+
+
+class Replays:
+    """Replays at the default rate, one per "during" segment, each in its own process
+    (`preservarium replay`, as an operator runs it), interrupted as its segment ends; how
+    far each got is read from the checkpoints it stores."""
+
+    def __init__(self, env: dict[str, str], command: list[str]) -> None:
+        from preservarium.db.engine import make_engine
+        from preservarium.repositories import SQLReplayRepository
+
+        self.env = {**os.environ, **env}
+        self.command = command
+        self.engine = make_engine(env["PRESERVARIUM_DATABASE_URL"])
+        self.stored = SQLReplayRepository(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def during(self, window: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """`window` (a live load) while a new replay runs: its latency, and the replay's
+        rate meanwhile."""
+        known = {replay.id for replay in await self.stored.list(limit=1000)}
+        with tempfile.TemporaryFile() as errors:
+            process = await asyncio.create_subprocess_exec(
+                *self.command, env=self.env, stdout=subprocess.DEVNULL, stderr=errors
+            )
+            try:
+                replay_id, first = await self._first_batch(process, known, errors)
+                started = time.monotonic()
+                result = await window
+                seconds = time.monotonic() - started
+                last = (await self.stored.get(replay_id)).counts.get("replayed", 0)
+                outlasted = process.returncode is None
+            finally:
+                if process.returncode is None:
+                    process.send_signal(signal.SIGINT)  # stored `interrupted`
+                await process.wait()
+        return {**_latency(result), "replay_per_s": round((last - first) / seconds, 1),
+                "outlasted_live": outlasted}  # fmt: skip
+
+    async def _first_batch(
+        self, process: asyncio.subprocess.Process, known: set[str], errors: Any
+    ) -> tuple[str, int]:
+        """The new replay's id once it has published a batch, and how many it had."""
+        deadline = time.monotonic() + FIRST_BATCH_S
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                errors.seek(0)
+                said = errors.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"replay ended ({process.returncode}) before it began: {said}")
+            for replay in await self.stored.list(limit=10):
+                replayed = replay.counts.get("replayed", 0)
+                if replay.id not in known and replayed > 0:
+                    return replay.id, replayed
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"no replayed uplink within {FIRST_BATCH_S:g} s")
+
+
+LATENCY = ("rate", "p50_ms", "p99_ms")
+
+
+def _medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The segments' medians (latency, rate, each stage's p99); timeouts summed."""
+    stages: dict[str, float | None] = {}
+    for stage in STAGES:
+        found = [row["stages_p99_ms"][stage] for row in rows]
+        known = [ms for ms in found if ms is not None]
+        stages[stage] = statistics.median(known) if known else None
+    return {
+        **{key: statistics.median(row[key] for row in rows) for key in LATENCY},
+        "p99_ms_each": [row["p99_ms"] for row in rows],
+        "timeouts": sum(row["timeouts"] for row in rows),
+        "stages_p99_ms": stages,
     }
 
 
@@ -196,33 +298,32 @@ def table(figures: dict[str, Any]) -> str:
     u, d = figures["unbounded"], figures["at_default_rate"]
     q, live = figures["live_without"], figures["live_during"]
     rate = figures.get("live_rate", q["rate"])
+    cycles = figures.get("cycles", 1)
     return "\n".join([
         f"replay unbounded: {u['replayed']} uplinks at {u['uplinks_per_s']:.0f}/s",
-        f"replay at {DEFAULT_RATE}/s: {d['replayed']} uplinks at {d['uplinks_per_s']:.0f}/s",
-        f"live at {rate:.0f}/s (open loop), no replay: p50 {q['p50_ms']:.2f} ms, "
-        f"p99 {q['p99_ms']:.2f} ms",
-        f"live at {rate:.0f}/s (open loop), during replay: p50 {live['p50_ms']:.2f} ms, "
-        f"p99 {live['p99_ms']:.2f} ms",
-        *_after(figures),
+        f"replay at {DEFAULT_RATE}/s while live contacts ran: {d['uplinks_per_s']:.0f} uplinks/s",
+        f"live at {rate:.0f}/s (open loop), medians of {cycles} segments each:",
+        f"  no replay: p50 {q['p50_ms']:.2f} ms, p99 {q['p99_ms']:.2f} ms "
+        f"(each: {_each(q)})",
+        f"  during a replay: p50 {live['p50_ms']:.2f} ms, p99 {live['p99_ms']:.2f} ms "
+        f"(each: {_each(live)})",
         *_stages(figures),
     ])  # fmt: skip
 
 
+def _each(medians: dict[str, Any]) -> str:
+    return ", ".join(f"{ms:.1f}" for ms in medians.get("p99_ms_each", []))
+
+
 def _stages(figures: dict[str, Any]) -> list[str]:
-    """A line per live window: each gateway stage's p99 (bucket bound, ms)."""
-    windows = figures.get("stages_p99_ms") or {}
+    """A line per mode: each gateway stage's p99 (bucket bound, ms; the segments' median)."""
     return [
-        f"gateway stages' p99 {window} the replay: "
-        + ", ".join(f"{stage} <= {ms:g} ms" for stage, ms in p99s.items() if ms is not None)
-        for window, p99s in windows.items()
-    ]
-
-
-def _after(figures: dict[str, Any]) -> list[str]:
-    after = figures.get("live_after")
-    if after is None:
-        return []
-    return [f"live after the replay: p50 {after['p50_ms']:.2f} ms, p99 {after['p99_ms']:.2f} ms"]
+        f"gateway stages' p99 {mode} the replay: "
+        + ", ".join(f"{stage} <= {ms:g} ms" for stage, ms in medians["stages_p99_ms"].items()
+                    if ms is not None)
+        for mode, medians in (("without", figures["live_without"]),
+                              ("during", figures["live_during"]))
+    ]  # fmt: skip
 
 
 Scenario = Callable[[dict[str, str], int, Any], Awaitable[dict[str, Any]]]
