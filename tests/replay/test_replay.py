@@ -200,3 +200,57 @@ async def test_a_replay_asks_the_sandbox_in_the_background_lane(
     )
     assert summary.counts["replayed"] == len(ids)
     assert background() - before == len(ids)
+
+
+async def test_the_originals_of_a_past_window_are_read_to_a_lag_past_its_end(
+    scene: Scene,
+) -> None:
+    """A window of the past: what was published for it at the time is found, even a
+    little late, and what came after it (live traffic since) is not read for a new
+    replay; a resumed one reads to the end, where its own results are."""
+    import json
+    import time
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+    from preservarium.replay import originals
+
+    # The bound (the window's end plus the lag) falls just after these records are
+    # written: the embedded broker answers an offset for a time with its own append time
+    # of the first record, which before the bound would end the read at once.
+    now_ms = int(time.time() * 1000)
+    lag_ms = int(originals.ORIGINAL_LAG_S * 1000)
+    bound_ms = now_ms + 30_000
+    since_ms, until_ms = bound_ms - lag_ms - 20 * 60_000, bound_ms - lag_ms
+    stamps = {
+        "in_window": until_ms - 60_000,
+        "late_within_lag": bound_ms - 20_000,
+        "past_lag": bound_ms + 60_000,
+        "an_hour_later": bound_ms + 3_600_000,
+    }
+    ids: dict[str, str] = {}
+    producer = AIOKafkaProducer(bootstrap_servers=scene.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for name, stamp in stamps.items():
+            for device in ("dev-1", "dev-2", "dev-3", "dev-4"):  # every partition
+                uplink_id = ids[f"{name}/{device}"] = uuid.uuid4().hex
+                record = {"v": 1, "id": uplink_id, "device_type": scene.device_type,
+                          "device_id": device, "data": {}, "warnings": []}  # fmt: skip
+                await producer.send_and_wait(
+                    scene.topic("uplink.parsed"), json.dumps(record).encode(),
+                    key=device.encode(), timestamp_ms=stamp,
+                )  # fmt: skip
+    finally:
+        await producer.stop()
+
+    async def index(until: int | None) -> set[str]:
+        found = await originals.index(
+            scene.bootstrap, parsed_topic=scene.topic("uplink.parsed"),
+            failed_topic=scene.topic("uplink.failed"), device_type=scene.device_type,
+            since_ms=since_ms, until_ms=until, replay_id=None, whole=False,
+        )  # fmt: skip
+        return {name.split("/")[0] for name, id_ in ids.items() if id_ in found.outcomes}
+
+    assert await index(None) == set(stamps)
+    assert await index(until_ms) == {"in_window", "late_within_lag"}

@@ -1,10 +1,13 @@
 """What was published at the time: the original `uplink.parsed` / `uplink.failed` record
 of each uplink id, and the uplinks a given replay already published.
 
-Both topics are read from the window's start to their end as the replay begins: the
-outcome of an uplink is written just after its raw record. Records stamped `replay` are
-replays, never originals; those stamped with the resumed replay's id tell which uplinks
-it published before it was interrupted (even past its last checkpoint).
+Both topics are read from the window's start: the outcome of an uplink is written just
+after its raw record (the gateway publishes it once the sandbox answered). A new replay
+reads them up to ORIGINAL_LAG_S past the window's end, so a window of last week costs a
+read of last week, not of everything since; a resumed one reads them to their end, for
+the records stamped with its own id, which tell which uplinks it published before it was
+interrupted (even past its last checkpoint). Records stamped `replay` are replays, never
+originals.
 
 Memory: one entry per uplink of the device type in the window (the whole record for a
 dry run, which diffs against it; the device id and outcome otherwise).
@@ -12,6 +15,7 @@ dry run, which diffs against it; the device id and outcome otherwise).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
@@ -21,6 +25,11 @@ from preservarium.replay import topics
 from preservarium.replay.uplinks import Original, replay_stamp
 
 BATCH = 2000
+# How long after its raw record an uplink's outcome may have been published and still be
+# found as the original: the gateway publishes it once the sandbox answered (a parser's
+# deadline, seconds) and its producer retries for seconds more. One published later is
+# `no_original` in a dry run, and a route contact without an original is not replayed.
+ORIGINAL_LAG_S = 300.0
 
 
 @dataclass(slots=True)
@@ -58,18 +67,22 @@ async def index(
     failed_topic: str,
     device_type: str,
     since_ms: int,
+    until_ms: int | None,
     replay_id: str | None,
     whole: bool,
 ) -> OriginalIndex:
-    """Read both outcome topics from `since_ms` to their current end."""
+    """Read both outcome topics from `since_ms` to ORIGINAL_LAG_S past `until_ms` (None:
+    to their current end)."""
     found = OriginalIndex()
+    bound = None if until_ms is None else until_ms + int(ORIGINAL_LAG_S * 1000)
     for topic, ok in ((parsed_topic, True), (failed_topic, False)):
         # A consumer per topic: once assigned, a consumer's metadata covers only what it
         # was assigned, and the next topic's partitions would not be known.
         reader = topics.consumer(bootstrap)
         try:  # stopped even when cancelled while it starts
             await reader.start()
-            await _index_topic(reader, topic, ok, found, device_type, since_ms, replay_id, whole)
+            await _index_topic(reader, topic, ok, found, device_type, (since_ms, bound),
+                               replay_id, whole)  # fmt: skip
         finally:
             await reader.stop()
     return found
@@ -81,13 +94,23 @@ async def _index_topic(
     ok: bool,
     found: OriginalIndex,
     device_type: str,
-    since_ms: int,
+    between: tuple[int, int | None],
     replay_id: str | None,
     whole: bool,
 ) -> None:
-    spans, _ = await topics.spans(reader, topic, since_ms, None)
-    async for batch in topics.read(reader, topic, spans, batch=BATCH):
-        for item in batch:
-            if item.timestamp >= since_ms:
-                found.take(item.value, ok, device_type=device_type, replay_id=replay_id,
-                           whole=whole)  # fmt: skip
+    since_ms, bound = between
+    spans, _ = await topics.spans(reader, topic, since_ms, bound)
+    # A broker without offsets by time (see topics) leaves each span open to the end of
+    # its partition: a partition is done once a record past the bound is read there.
+    reading = {partition for partition, span in spans.items() if not span.done}
+    passed: set[int] = set()
+    async with contextlib.aclosing(topics.read(reader, topic, spans, batch=BATCH)) as batches:
+        async for batch in batches:
+            for item in batch:
+                if bound is not None and item.timestamp > bound:
+                    passed.add(item.partition)
+                elif item.timestamp >= since_ms:
+                    found.take(item.value, ok, device_type=device_type, replay_id=replay_id,
+                               whole=whole)  # fmt: skip
+            if passed >= reading:
+                return

@@ -207,6 +207,8 @@ class Replays:
             index = await originals.index(
                 self._bootstrap, parsed_topic=self._topics.parsed, failed_topic=self._topics.failed,
                 device_type=plan.device_type, since_ms=window.since_ms,
+                # A resumed replay looks for its own results, published since it began.
+                until_ms=window.until_ms if not plan.positions else None,
                 replay_id=plan.id if stored else None, whole=not stored,
             )  # fmt: skip
             reader = topics.consumer(self._bootstrap)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -114,7 +114,7 @@ async def _ends(
 
 async def read(
     reader: AIOKafkaConsumer, topic: str, positions: dict[int, Span], *, batch: int
-) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+) -> AsyncGenerator[list[ConsumerRecord[bytes, bytes]], None]:
     """The records from each partition's `next` offset up to its `end`, at most `batch`
     per step. ReplayError (kafka_unavailable) when the broker stops answering."""
     left = {TopicPartition(topic, p): s for p, s in positions.items() if not s.done}
