@@ -104,7 +104,7 @@ async def scenario(env: dict[str, str], gateway_port: int, spec: Any) -> dict[st
         for cycle in range(CYCLES):
             for mode in MODES if cycle % 2 == 0 else MODES[::-1]:
                 if mode == "during":
-                    row = await replays.during(stages.around(run_load(live)))
+                    row = await replays.during(lambda: stages.around(run_load(live)))
                 else:
                     row = _latency(await stages.around(run_load(live)))
                 row["stages_p99_ms"] = stages.p99s[-1]
@@ -157,9 +157,9 @@ class Replays:
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def during(self, window: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-        """`window` (a live load) while a new replay runs: its latency, and the replay's
-        rate meanwhile."""
+    async def during(self, window: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """`window()` (a live load) while a new replay runs: its latency, and the
+        replay's rate meanwhile."""
         known = {replay.id for replay in await self.stored.list(limit=1000)}
         with tempfile.TemporaryFile() as errors:
             process = await asyncio.create_subprocess_exec(
@@ -168,7 +168,7 @@ class Replays:
             try:
                 replay_id, first = await self._first_batch(process, known, errors)
                 started = time.monotonic()
-                result = await window
+                result = await window()
                 seconds = time.monotonic() - started
                 last = (await self.stored.get(replay_id)).counts.get("replayed", 0)
                 outlasted = process.returncode is None
