@@ -99,7 +99,7 @@ async def scenario(env: dict[str, str], gateway_port: int, spec: Any) -> dict[st
     await run_load(_open_loop(spec(gateway_port, FILL_WINDOW, WARM_UP_S, only_m), live_rate))
     stages = Stages(int(env[GATEWAY_METRICS]))
     segments: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
-    replays = Replays(env, _replay_command(fill_start, fill_end, DEFAULT_RATE))
+    replays = SegmentReplays(env, _replay_command(fill_start, fill_end, DEFAULT_RATE))
     try:
         for cycle in range(CYCLES):
             for mode in MODES if cycle % 2 == 0 else MODES[::-1]:
@@ -140,7 +140,7 @@ async def scenario(env: dict[str, str], gateway_port: int, spec: Any) -> dict[st
     }
 
 
-class Replays:
+class SegmentReplays:
     """Replays at the default rate, one per "during" segment, each in its own process
     (`preservarium replay`, as an operator runs it), interrupted as its segment ends; how
     far each got is read from the checkpoints it stores."""

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
-from preservarium.replay import ReplayError
+from aiokafka import AIOKafkaProducer
+from preservarium.replay import ReplayError, originals
 from preservarium.replay.service import ReplayRequest
 from preservarium.repositories import SQLParserRepository, SQLReplayRepository
 from preservarium.repositories.replays import DONE
@@ -208,13 +212,6 @@ async def test_the_originals_of_a_past_window_are_read_to_a_lag_past_its_end(
     """A window of the past: what was published for it at the time is found, even a
     little late, and what came after it (live traffic since) is not read for a new
     replay; a resumed one reads to the end, where its own results are."""
-    import json
-    import time
-    import uuid
-
-    from aiokafka import AIOKafkaProducer
-    from preservarium.replay import originals
-
     # The bound (the window's end plus the lag) falls just after these records are
     # written: the embedded broker answers an offset for a time with its own append time
     # of the first record, which before the bound would end the read at once.
